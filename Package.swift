@@ -1,0 +1,51 @@
+// swift-tools-version: 6.0
+// r2ec: a dual-head recommender network served over a framed protobuf RPC protocol on libuv.
+// Layers (data flows one way): RPC -> Serving -> Model -> Tensor; Train and Eval use Model and Data.
+import PackageDescription
+
+/// Numeric targets are compiled without bounds checks in release builds; tests run debug builds with them.
+let fastMath: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "r2ec",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "r2ec", targets: ["r2ec"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // System-library shims over Debian's -dev packages, nothing else.
+        .systemLibrary(name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
+        .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // protobuf-c code generated from Protos/ by scripts/gen-protos.sh (committed).
+        .target(name: "R2ecProtoC", dependencies: ["CProtobufC"], cSettings: [.unsafeFlags(["-Wno-everything"])]),
+
+        .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: fastMath),
+        .target(name: "Data", swiftSettings: fastMath),
+        .target(name: "Model", dependencies: ["Tensor", "Data"], swiftSettings: fastMath),
+        .target(name: "Eval", dependencies: ["Data", "Tensor", "COpenBLAS"], swiftSettings: fastMath),
+        .target(name: "Train", dependencies: ["Model", "Data", "Eval", "Tensor"], swiftSettings: fastMath),
+        .target(name: "Serving", dependencies: ["Model", "Data", "Eval", .product(name: "Logging", package: "swift-log")],
+                swiftSettings: fastMath),
+        .target(name: "RPC", dependencies: ["Serving", "Data", "R2ecProtoC", "CProtobufC", "CLibUV",
+                                            .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "r2ec", dependencies: [
+            "RPC", "Serving", "Train", "Eval", "Model", "Data", "Tensor",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: fastMath),
+
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "DataTests", dependencies: ["Data"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor", "Data"]),
+        .testTarget(name: "EvalTests", dependencies: ["Eval", "Data"]),
+        .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Tensor"]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "Data", "Eval"]),
+        .testTarget(name: "RPCTests", dependencies: ["RPC", "R2ecProtoC", "CProtobufC", "Serving", "Data", "Eval"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

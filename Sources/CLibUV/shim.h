@@ -1,0 +1,2 @@
+// libuv from Debian's libuv1-dev.
+#include <uv.h>

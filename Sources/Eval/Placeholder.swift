@@ -1,0 +1,1 @@
+// Eval: placeholder until the target's first real file lands; delete when it does.

@@ -1,0 +1,1 @@
+// Model: placeholder until the target's first real file lands; delete when it does.

@@ -1,0 +1,1 @@
+// RPC: placeholder until the target's first real file lands; delete when it does.

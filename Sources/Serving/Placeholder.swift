@@ -1,0 +1,1 @@
+// Serving: placeholder until the target's first real file lands; delete when it does.

@@ -1,0 +1,1 @@
+// Tensor: placeholder until the target's first real file lands; delete when it does.

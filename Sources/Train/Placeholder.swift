@@ -1,0 +1,1 @@
+// Train: placeholder until the target's first real file lands; delete when it does.

@@ -1,0 +1,11 @@
+// The r2ec command-line program: serve, train, eval, bench, call.
+import ArgumentParser
+
+@main
+struct R2ecCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "r2ec",
+        abstract: "A dual-head recommender network: serve, train, evaluate, benchmark.",
+        subcommands: []
+    )
+}

@@ -1,0 +1,1 @@
+// EvalTests: the target's tests land here.

@@ -1,0 +1,1 @@
+// ModelTests: the target's tests land here.

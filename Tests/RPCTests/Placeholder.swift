@@ -1,0 +1,1 @@
+// RPCTests: the target's tests land here.

@@ -1,0 +1,1 @@
+// ServingTests: the target's tests land here.

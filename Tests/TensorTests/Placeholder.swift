@@ -1,0 +1,1 @@
+// TensorTests: the target's tests land here.

@@ -1,0 +1,1 @@
+// TrainTests: the target's tests land here.
