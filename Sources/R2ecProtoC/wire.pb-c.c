@@ -256,7 +256,7 @@ static const ProtobufCFieldDescriptor r2ec__v1__call_header__field_descriptors[3
     "timeout_ms",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_UINT64,
+    PROTOBUF_C_TYPE_INT64,
     0,   /* quantifier_offset */
     offsetof(R2ec__V1__CallHeader, timeout_ms),
     NULL,

@@ -51,9 +51,10 @@ struct  R2ec__V1__CallHeader
    */
   char *method;
   /*
-   * Relative deadline in milliseconds from the moment the server reads the frame; 0 means none.
+   * Deadline relative to the moment the server reads this frame, in milliseconds.
+   * 0: no deadline. Negative: the deadline has already passed (the server answers DEADLINE_EXCEEDED).
    */
-  uint64_t timeout_ms;
+  int64_t timeout_ms;
   size_t n_metadata;
   R2ec__V1__MetadataEntry **metadata;
 };
