@@ -1,0 +1,135 @@
+// GEMM: row-major C = alpha * op(A) op(B) + beta * C over cblas_sgemm, split across ThreadPool; batched variants.
+// op(A) is [m,k] (stored [k,m] when transA), op(B) is [k,n] (stored [n,k] when transB); beta == 0 never reads C.
+import COpenBLAS
+
+/// How a large GEMM uses the cores. `.pool` (the default) slices it over ThreadPool with single-threaded OpenBLAS
+/// calls; `.openBLAS` hands one call to OpenBLAS's own threads (only for benchmarks comparing the two; never while
+/// ThreadPool runs a job); `.single` runs on the caller alone.
+public enum GEMMThreading: String, Sendable, CaseIterable {
+    case pool, openBLAS, single
+}
+
+public enum GEMM {
+    /// Threading strategy for `forward`; see `GEMMThreading`. Set once at startup (not synchronised).
+    nonisolated(unsafe) public static var threading: GEMMThreading = .pool
+
+    /// Below this many multiply-adds a GEMM runs on one thread: slicing it would cost more than it saves.
+    nonisolated(unsafe) public static var parallelThreshold = 1 << 18
+
+    /// C[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * C[m,n]; row-major with leading dimensions (row strides)
+    /// lda/ldb/ldc defaulting to the packed width of each stored matrix.
+    public static func forward(m: Int, n: Int, k: Int,
+                               a: UnsafePointer<Float>, lda: Int? = nil, transA: Bool = false,
+                               b: UnsafePointer<Float>, ldb: Int? = nil, transB: Bool = false,
+                               c: UnsafeMutablePointer<Float>, ldc: Int? = nil,
+                               alpha: Float = 1, beta: Float = 0) {
+        let lda = lda ?? (transA ? m : k), ldb = ldb ?? (transB ? k : n), ldc = ldc ?? n
+        if m == 0 || n == 0 { return }
+        BLAS.configure()
+        let pool = ThreadPool.shared
+        let work = m * n * k
+        switch threading {
+        case .single:
+            sgemm(m, n, k, a, lda, transA, b, ldb, transB, c, ldc, alpha, beta)
+        case .openBLAS:
+            let before = BLAS.openBLASThreads
+            BLAS.openBLASThreads = pool.threadCount
+            sgemm(m, n, k, a, lda, transA, b, ldb, transB, c, ldc, alpha, beta)
+            BLAS.openBLASThreads = before
+        case .pool:
+            if work < parallelThreshold || pool.threadCount == 1 {
+                sgemm(m, n, k, a, lda, transA, b, ldb, transB, c, ldc, alpha, beta)
+                return
+            }
+            // Slice the longer output side in multiples of 16 (one AVX-512 vector, one cache line of C).
+            let slices = pool.threadCount
+            if m >= n {
+                let step = roundUp16((m + slices - 1) / slices)
+                pool.parallelFor((m + step - 1) / step) { s in
+                    let r0 = s * step, rows = min(step, m - r0)
+                    let aSlice = transA ? a + r0 : a + r0 * lda
+                    sgemm(rows, n, k, aSlice, lda, transA, b, ldb, transB, c + r0 * ldc, ldc, alpha, beta)
+                }
+            } else {
+                let step = roundUp16((n + slices - 1) / slices)
+                pool.parallelFor((n + step - 1) / step) { s in
+                    let c0 = s * step, cols = min(step, n - c0)
+                    let bSlice = transB ? b + c0 * ldb : b + c0
+                    sgemm(m, cols, k, a, lda, transA, bSlice, ldb, transB, c + c0, ldc, alpha, beta)
+                }
+            }
+        }
+    }
+
+    /// `batch` independent GEMMs with the same shapes; item i uses a + i*strideA, b + i*strideB, c + i*strideC.
+    /// Items are spread over the pool (each single-threaded) when there are at least as many as threads.
+    public static func forwardBatched(batch: Int, m: Int, n: Int, k: Int,
+                                      a: UnsafePointer<Float>, lda: Int? = nil, strideA: Int, transA: Bool = false,
+                                      b: UnsafePointer<Float>, ldb: Int? = nil, strideB: Int, transB: Bool = false,
+                                      c: UnsafeMutablePointer<Float>, ldc: Int? = nil, strideC: Int,
+                                      alpha: Float = 1, beta: Float = 0) {
+        forwardBatched(batch: batch, m: m, n: n, k: k, lda: lda, transA: transA, ldb: ldb, transB: transB,
+                       ldc: ldc, alpha: alpha, beta: beta) { i in
+            (a + i * strideA, b + i * strideB, c + i * strideC)
+        }
+    }
+
+    /// `batch` GEMMs with the same shapes whose operands `operands(i)` gives (for grouped-query attention, where
+    /// several query heads share one key head, or ragged sequences at arbitrary offsets).
+    public static func forwardBatched(batch: Int, m: Int, n: Int, k: Int,
+                                      lda: Int? = nil, transA: Bool = false,
+                                      ldb: Int? = nil, transB: Bool = false,
+                                      ldc: Int? = nil, alpha: Float = 1, beta: Float = 0,
+                                      operands: (Int) -> (UnsafePointer<Float>, UnsafePointer<Float>,
+                                                          UnsafeMutablePointer<Float>)) {
+        let lda = lda ?? (transA ? m : k), ldb = ldb ?? (transB ? k : n), ldc = ldc ?? n
+        if batch == 0 || m == 0 || n == 0 { return }
+        BLAS.configure()
+        let pool = ThreadPool.shared
+        if batch >= pool.threadCount && threading == .pool {
+            pool.parallelFor(batch) { i in
+                let (ai, bi, ci) = operands(i)
+                sgemm(m, n, k, ai, lda, transA, bi, ldb, transB, ci, ldc, alpha, beta)
+            }
+        } else {
+            for i in 0..<batch {
+                let (ai, bi, ci) = operands(i)
+                forward(m: m, n: n, k: k, a: ai, lda: lda, transA: transA, b: bi, ldb: ldb, transB: transB,
+                        c: ci, ldc: ldc, alpha: alpha, beta: beta)
+            }
+        }
+    }
+
+    /// The naive twin of `forward`: three loops, float accumulation in k order. Tests hold the two equal.
+    public static func forwardNaive(m: Int, n: Int, k: Int,
+                                    a: UnsafePointer<Float>, lda: Int? = nil, transA: Bool = false,
+                                    b: UnsafePointer<Float>, ldb: Int? = nil, transB: Bool = false,
+                                    c: UnsafeMutablePointer<Float>, ldc: Int? = nil,
+                                    alpha: Float = 1, beta: Float = 0) {
+        let lda = lda ?? (transA ? m : k), ldb = ldb ?? (transB ? k : n), ldc = ldc ?? n
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum: Float = 0
+                for p in 0..<k {
+                    let aip = transA ? a[p * lda + i] : a[i * lda + p]
+                    let bpj = transB ? b[j * ldb + p] : b[p * ldb + j]
+                    sum += aip * bpj
+                }
+                let old = beta == 0 ? 0 : beta * c[i * ldc + j]
+                c[i * ldc + j] = alpha * sum + old
+            }
+        }
+    }
+
+    @inline(__always) private static func roundUp16(_ x: Int) -> Int { (x + 15) & ~15 }
+
+    @inline(__always)
+    private static func sgemm(_ m: Int, _ n: Int, _ k: Int,
+                              _ a: UnsafePointer<Float>, _ lda: Int, _ transA: Bool,
+                              _ b: UnsafePointer<Float>, _ ldb: Int, _ transB: Bool,
+                              _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float, _ beta: Float) {
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb),
+                    beta, c, blasint(ldc))
+    }
+}

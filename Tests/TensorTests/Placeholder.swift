@@ -1,1 +1,0 @@
-// TensorTests: the target's tests land here.
