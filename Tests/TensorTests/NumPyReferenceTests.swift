@@ -1,0 +1,213 @@
+// Every kernel against an independent float64 NumPy implementation (Tests/reference/tensor_kernels_reference.py).
+// The test writes the cases' inputs as JSON, runs the script with python3 and compares its outputs. A missing
+// python3 or numpy FAILS the test (CI installs numpy): skipping would let the reference silently go unchecked.
+import Foundation
+import XCTest
+@testable import Tensor
+
+final class NumPyReferenceTests: XCTestCase {
+    /// One kernel call: what the script is told, and what the Swift kernel produced.
+    struct Case {
+        var kernel: String
+        var params: [String: Any]
+        var inputs: [String: [Float]]
+        var outputs: [String: [Float]]
+        var tolerance: Float = 2e-5   // absolute, plus the same relative to the reference value
+    }
+
+    static let scriptURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("reference/tensor_kernels_reference.py")
+
+    func testKernelsMatchFloat64NumPy() throws {
+        let cases = gemmCases() + [linearCase(bias: true), linearCase(bias: false)] + normCases() + ropeCases()
+            + softmaxCases() + activationCases() + [embeddingCase()]
+        let reference = try runReference(cases)
+        XCTAssertEqual(reference.count, cases.count, "the script answered every case")
+        var report: [String] = []
+        for (c, expected) in zip(cases, reference) {
+            for (name, actual) in c.outputs {
+                guard let want = expected[name] else { XCTFail("\(c.kernel): script has no output \(name)"); continue }
+                XCTAssertEqual(actual.count, want.count, "\(c.kernel).\(name) length")
+                var worst: Double = 0
+                for (a, w) in zip(actual, want) {
+                    let allowed = Double(c.tolerance) * (1 + abs(w))
+                    worst = max(worst, abs(Double(a) - w) / allowed)
+                    if !(abs(Double(a) - w) <= allowed) {
+                        XCTFail("\(c.kernel) \(c.params).\(name): \(a) vs NumPy \(w)")
+                        break
+                    }
+                }
+                report.append("\(c.kernel).\(name): worst \(String(format: "%.3f", worst)) of tolerance")
+            }
+        }
+        print(report.joined(separator: "\n"))
+    }
+
+    // MARK: cases
+
+    func gemmCases() -> [Case] {
+        var cases: [Case] = []
+        for (m, n, k) in [(3, 5, 7), (17, 31, 65), (130, 40, 256)] {
+            for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
+                let a = randomBuffer([m * k], seed: 1), b = randomBuffer([k * n], seed: 2)
+                let c = randomBuffer([m * n], seed: 3)
+                let before = c.toArray()
+                GEMM.forward(m: m, n: n, k: k, a: a.pointer, transA: transA, b: b.pointer, transB: transB, c: c.data,
+                             alpha: 0.7, beta: 0.3)
+                cases.append(Case(kernel: "gemm",
+                                  params: ["m": m, "n": n, "k": k, "transA": transA, "transB": transB,
+                                           "alpha": 0.7, "beta": 0.3],
+                                  inputs: ["a": a.toArray(), "b": b.toArray(), "c": before],
+                                  outputs: ["c": c.toArray()]))
+            }
+        }
+        return cases
+    }
+
+    func linearCase(bias: Bool) -> Case {
+        let rows = 9, inDim = 33, outDim = 47
+        let x = randomBuffer([rows, inDim], seed: 4), w = randomBuffer([outDim, inDim], seed: 5)
+        let b = randomBuffer([outDim], seed: 6), out = FloatBuffer(shape: [rows, outDim])
+        Linear.forward(out: out.data, input: x.pointer, weight: w.pointer, bias: bias ? b.pointer : nil,
+                       rows: rows, inDim: inDim, outDim: outDim)
+        var inputs = ["input": x.toArray(), "weight": w.toArray()]
+        if bias { inputs["bias"] = b.toArray() }
+        return Case(kernel: "linear", params: ["rows": rows, "inDim": inDim, "outDim": outDim], inputs: inputs,
+                    outputs: ["out": out.toArray()])
+    }
+
+    func normCases() -> [Case] {
+        var cases: [Case] = []
+        for (rows, dim) in [(3, 17), (5, 256)] {
+            let x = randomBuffer([rows, dim], seed: 7, range: -3...3), w = randomBuffer([dim], seed: 8)
+            let out = FloatBuffer(shape: [rows, dim]), rstd = FloatBuffer(shape: [rows])
+            RMSNorm.forward(out: out.data, input: x.pointer, weight: w.pointer, rows: rows, dim: dim, eps: 1e-6,
+                            rstd: rstd.data)
+            cases.append(Case(kernel: "rmsnorm", params: ["rows": rows, "dim": dim, "eps": 1e-6],
+                              inputs: ["input": x.toArray(), "weight": w.toArray()],
+                              outputs: ["out": out.toArray(), "rstd": rstd.toArray()]))
+            let norms = FloatBuffer(shape: [rows])
+            L2Normalize.forward(out: out.data, input: x.pointer, rows: rows, dim: dim, norms: norms.data)
+            cases.append(Case(kernel: "l2normalize", params: ["rows": rows, "dim": dim, "eps": 1e-12],
+                              inputs: ["input": x.toArray()], outputs: ["out": out.toArray(), "norms": norms.toArray()]))
+        }
+        return cases
+    }
+
+    func ropeCases() -> [Case] {
+        var cases: [Case] = []
+        // (rows, heads, headDim, rowStride, theta): q+k heads inside a fused QKV row, and a 10k-theta case.
+        for (rows, heads, headDim, stride, theta) in [(7, 6, 64, 512, 1e6), (4, 3, 18, 60, 1e4)] {
+            let positions: [Int32] = (0..<rows).map { Int32(($0 * 37 + 3) % 300) }
+            let x = randomBuffer([rows, stride], seed: 9)
+            let before = x.toArray()
+            let table = RoPETable(headDim: headDim, maxPositions: 300, theta: theta)
+            positions.withUnsafeBufferPointer {
+                RoPE.forward(x: x.data, positions: $0.baseAddress!, rows: rows, heads: heads, headDim: headDim,
+                             rowStride: stride, table: table)
+            }
+            cases.append(Case(kernel: "rope",
+                              params: ["rows": rows, "heads": heads, "headDim": headDim, "rowStride": stride,
+                                       "theta": theta],
+                              inputs: ["x": before, "positions": positions.map(Float.init)],
+                              outputs: ["x": x.toArray()]))
+        }
+        return cases
+    }
+
+    func softmaxCases() -> [Case] {
+        var cases: [Case] = []
+        let rows = 6, cols = 37
+        let x = randomBuffer([rows, cols], seed: 10, range: -8...8)
+        let out = FloatBuffer(shape: [rows, cols])
+        Softmax.forward(out: out.data, input: x.pointer, rows: rows, cols: cols, scale: 0.125)
+        cases.append(Case(kernel: "softmax", params: ["rows": rows, "cols": cols, "scale": 0.125, "mode": "full"],
+                          inputs: ["input": x.toArray()], outputs: ["out": out.toArray()]))
+        let lengths: [Int32] = [0, 1, 15, 16, 17, 37]
+        lengths.withUnsafeBufferPointer {
+            Softmax.forwardMasked(out: out.data, input: x.pointer, lengths: $0.baseAddress!, rows: rows, cols: cols,
+                                  scale: 1)
+        }
+        cases.append(Case(kernel: "softmax", params: ["rows": rows, "cols": cols, "scale": 1.0, "mode": "masked"],
+                          inputs: ["input": x.toArray(), "lengths": lengths.map(Float.init)],
+                          outputs: ["out": out.toArray()]))
+        Softmax.forwardCausal(out: out.data, input: x.pointer, rows: rows, cols: cols, offset: 20, scale: 0.5)
+        cases.append(Case(kernel: "softmax",
+                          params: ["rows": rows, "cols": cols, "scale": 0.5, "mode": "causal", "offset": 20],
+                          inputs: ["input": x.toArray()], outputs: ["out": out.toArray()]))
+        return cases
+    }
+
+    func activationCases() -> [Case] {
+        let count = 1003
+        let x = randomBuffer([count], seed: 11, range: -20...20), y = randomBuffer([count], seed: 12)
+        let out = FloatBuffer(shape: [count])
+        SiLU.forward(out: out.data, input: x.pointer, count: count)
+        let silu = Case(kernel: "silu", params: [:], inputs: ["input": x.toArray()], outputs: ["out": out.toArray()])
+        Residual.forward(out: out.data, a: x.pointer, b: y.pointer, count: count)
+        let residual = Case(kernel: "residual", params: [:], inputs: ["a": x.toArray(), "b": y.toArray()],
+                            outputs: ["out": out.toArray()])
+        Scale.forward(out: out.data, input: x.pointer, scale: -0.3, count: count)
+        let scale = Case(kernel: "scale", params: ["scale": -0.3], inputs: ["input": x.toArray()],
+                         outputs: ["out": out.toArray()])
+        let rows = 5, ffn = 45
+        let gateUp = randomBuffer([rows, 2 * ffn], seed: 13, range: -6...6)
+        let activated = FloatBuffer(shape: [rows, ffn])
+        SwiGLU.forwardFused(out: activated.data, gateUp: gateUp.pointer, rows: rows, ffn: ffn)
+        let swiglu = Case(kernel: "swiglu_fused", params: ["rows": rows, "ffn": ffn],
+                          inputs: ["gateUp": gateUp.toArray()], outputs: ["out": activated.toArray()])
+        return [silu, residual, scale, swiglu]
+    }
+
+    func embeddingCase() -> Case {
+        let vocab = 13, dim = 21
+        let table = randomBuffer([vocab, dim], seed: 14)
+        let ids: [Int32] = [12, 0, 5, 5, 7]
+        let out = FloatBuffer(shape: [ids.count, dim])
+        ids.withUnsafeBufferPointer {
+            Embedding.forward(out: out.data, table: table.pointer, ids: $0.baseAddress!, rows: ids.count, dim: dim,
+                              vocab: vocab)
+        }
+        return Case(kernel: "embedding", params: ["vocab": vocab, "dim": dim],
+                    inputs: ["table": table.toArray(), "ids": ids.map(Float.init)], outputs: ["out": out.toArray()])
+    }
+
+    // MARK: running the script
+
+    func runReference(_ cases: [Case]) throws -> [[String: [Double]]] {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("r2ec-tensor-reference-\(ProcessInfo.processInfo.processIdentifier)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let inputURL = directory.appendingPathComponent("cases.json")
+        let outputURL = directory.appendingPathComponent("out.json")
+        let payload: [[String: Any]] = cases.map { c in
+            ["kernel": c.kernel, "params": c.params, "inputs": c.inputs.mapValues { $0.map(Double.init) }]
+        }
+        try JSONSerialization.data(withJSONObject: payload).write(to: inputURL)
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", Self.scriptURL.path, inputURL.path, outputURL.path]
+        let stderr = Pipe()
+        process.standardError = stderr
+        do { try process.run() } catch {
+            XCTFail("cannot start python3 (needed for the NumPy reference; install python3 and numpy): \(error)")
+            throw error
+        }
+        process.waitUntilExit()
+        let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            let hint = message.contains("No module named 'numpy'") || process.terminationStatus == 127
+                ? " — python3 with numpy is required (pip install numpy / apt-get install python3-numpy)" : ""
+            XCTFail("NumPy reference script failed (status \(process.terminationStatus))\(hint):\n\(message)")
+            throw CocoaError(.fileReadUnknown)
+        }
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: outputURL))
+        guard let results = object as? [[String: [Double]]] else {
+            XCTFail("NumPy reference wrote an unexpected shape of JSON")
+            throw CocoaError(.fileReadCorruptFile)
+        }
+        return results
+    }
+}
