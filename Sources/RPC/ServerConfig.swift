@@ -1,0 +1,26 @@
+// Settings of the RPC server, every limit with its documented default (docs/protocol.md, README).
+
+public struct ServerConfig: Sendable {
+    public var host = "127.0.0.1"
+    /// 0 picks a free port (printed on stdout when listening).
+    public var port = 7878
+    /// Largest frame payload accepted; a longer frame closes the connection (GOAWAY RESOURCE_EXHAUSTED).
+    public var maxFramePayload = FrameHeader.defaultMaxPayload
+    /// Open connections at once; one more is answered GOAWAY RESOURCE_EXHAUSTED and closed.
+    public var maxConnections = 4096
+    /// Calls in flight on one connection; one more is answered RESOURCE_EXHAUSTED.
+    public var maxCallsPerConnection = 1024
+    /// Stop reading a connection whose unsent output passes this many bytes; resume below the low mark.
+    public var writeHighWater = 8 << 20
+    public var writeLowWater = 1 << 20
+    /// After SIGTERM/SIGINT: how long accepted calls may take to finish before connections are closed anyway.
+    public var drainTimeoutSeconds = 30.0
+    /// Model worker threads.
+    public var workerThreads = 2
+    /// Bearer tokens accepted for calls; empty means authentication is off.
+    public var tokens: Set<String> = []
+    /// Bearer tokens that may also call the Admin service (always required for it when authentication is on).
+    public var adminTokens: Set<String> = []
+
+    public init() {}
+}

@@ -1,0 +1,160 @@
+// Answers the Recommender methods against one ServedModel: validates and resolves a request (every bad field gets
+// a status naming it), scores through the model, masks and ranks. Runs on worker threads; stateless.
+import Data
+
+public enum RecommendService {
+    /// top_k when the request leaves it 0.
+    public static let defaultTopK = 10
+
+    /// A request's history resolved against the catalogue, plus the items it must not return.
+    public struct ResolvedHistory {
+        public var history: UserHistory
+        public var seen: Set<Int>
+    }
+
+    /// Resolves user id and events into catalogue indices, oldest first. Errors name the field at fault.
+    public static func resolve(_ spec: HistorySpec, in model: ServedModel, field: String = "history") throws -> ResolvedHistory {
+        var items: [Int] = [], times: [Int64] = [], ratings: [Float] = []
+        if !spec.userId.isEmpty {
+            guard let known = model.userHistories[spec.userId] else {
+                throw ServingError(.notFound, "user_id: unknown user '\(spec.userId)' for model '\(model.name)'",
+                                   field: "user_id")
+            }
+            items = known.items; times = known.timestamps; ratings = known.ratings
+        }
+        var unknown: [String] = []
+        var firstUnknown = -1
+        for (i, e) in spec.events.enumerated() {
+            guard let index = model.catalog.index(of: e.itemId) else {
+                if firstUnknown < 0 { firstUnknown = i }
+                unknown.append(e.itemId)
+                continue
+            }
+            guard e.rating.isFinite, e.rating >= 0 else {
+                throw ServingError.invalid("\(field)[\(i)].rating", "must be a finite number >= 0, got \(e.rating)")
+            }
+            items.append(index); times.append(e.timestamp); ratings.append(e.rating)
+        }
+        if !unknown.isEmpty {
+            let shown = unknown.prefix(5).map { "'\($0)'" }.joined(separator: ", ")
+            let more = unknown.count > 5 ? " and \(unknown.count - 5) more" : ""
+            throw ServingError(.notFound, "\(field)[\(firstUnknown)].item_id: unknown item id \(shown)\(more)",
+                               field: "\(field)[\(firstUnknown)].item_id")
+        }
+        if items.isEmpty {
+            throw ServingError.invalid(field, "empty: give history events or a known user_id")
+        }
+        // Events with known times are put in time order (stable); without times the given order stands.
+        if times.allSatisfy({ $0 != 0 }) {
+            let order = times.indices.sorted { times[$0] != times[$1] ? times[$0] < times[$1] : $0 < $1 }
+            items = order.map { items[$0] }; ratings = order.map { ratings[$0] }; times = order.map { times[$0] }
+        }
+        return ResolvedHistory(history: UserHistory(items: items, timestamps: times, ratings: ratings), seen: Set(items))
+    }
+
+    /// Catalogue indices of `ids`; NOT_FOUND naming the first unknown one.
+    static func indices(_ ids: [String], field: String, in model: ServedModel) throws -> [Int] {
+        try ids.enumerated().map { i, id in
+            guard let index = model.catalog.index(of: id) else {
+                throw ServingError(.notFound, "\(field)[\(i)]: unknown item id '\(id)'", field: "\(field)[\(i)]")
+            }
+            return index
+        }
+    }
+
+    /// A validated Recommend request, ready to be scored in a batch with others.
+    public struct Prepared {
+        public var resolved: ResolvedHistory
+        public var topK: Int
+        public var masked: Set<Int>
+        public var allowed: [Int]?
+    }
+
+    public static func prepare(_ q: RecommendQuery, for model: ServedModel) throws -> Prepared {
+        let n = model.catalog.count
+        let topK = q.topK == 0 ? min(defaultTopK, n) : q.topK
+        guard topK >= 1, topK <= n else {
+            throw ServingError.invalid("top_k", "\(q.topK) is out of range 1...\(n) (the catalogue size)")
+        }
+        if q.mode == .reasoning && !(model.recommender is ReasoningRecommender) {
+            throw ServingError(.failedPrecondition,
+                               "mode: model '\(model.name)' (\(model.recommender.kind)) has no LM head; use MODE_DIRECT",
+                               field: "mode")
+        }
+        let resolved = try resolve(q.history, in: model)
+        var masked = Set(try indices(q.exclude, field: "exclude_item_ids", in: model))
+        if !q.includeSeen { masked.formUnion(resolved.seen) }
+        let allowed = q.candidates.isEmpty ? nil : try indices(q.candidates, field: "candidate_item_ids", in: model)
+        return Prepared(resolved: resolved, topK: topK, masked: masked, allowed: allowed)
+    }
+
+    /// Ranks one row of scores for a prepared request.
+    public static func answer(_ p: Prepared, scores: UnsafeBufferPointer<Float>, model: ServedModel,
+                              probabilities: Bool) -> [ScoredItemResult] {
+        let top = Ranking.topK(scores, k: p.topK, masked: p.masked, allowed: p.allowed)
+        return top.enumerated().map { r, item in
+            let prob = probabilities ? (model.calibrator?.probability(score: item.score, rank: r) ?? 0) : 0
+            return ScoredItemResult(itemId: model.catalog[item.index].id, title: model.catalog[item.index].title,
+                                    score: item.score, probability: prob, rank: r + 1)
+        }
+    }
+
+    /// Direct-path Recommend for a batch of requests on one model: one scoreAll call for all of them.
+    public static func recommendDirect(_ prepared: [Prepared], model: ServedModel, probabilities: [Bool]) throws -> [RecommendResult] {
+        let n = model.catalog.count
+        let scores = try model.recommender.scoreAll(prepared.map(\.resolved.history))
+        precondition(scores.count == prepared.count * n, "scoreAll returned \(scores.count) scores")
+        return scores.withUnsafeBufferPointer { all in
+            prepared.indices.map { q in
+                let row = UnsafeBufferPointer(rebasing: all[(q * n)..<((q + 1) * n)])
+                return RecommendResult(items: answer(prepared[q], scores: row, model: model, probabilities: probabilities[q]),
+                                       model: model.name)
+            }
+        }
+    }
+
+    public static func scoreItems(_ q: ScoreItemsQuery, model: ServedModel) throws -> [ScoredItemResult] {
+        let resolved = try resolve(q.history, in: model)
+        guard !q.itemIds.isEmpty else { throw ServingError.invalid("item_ids", "empty: name the items to score") }
+        let targets = try indices(q.itemIds, field: "item_ids", in: model)
+        let scores = try model.recommender.scoreAll([resolved.history])
+        // Rank among the requested items: higher score first, ties to the earlier request position.
+        let order = targets.indices.sorted { scores[targets[$0]] != scores[targets[$1]]
+            ? scores[targets[$0]] > scores[targets[$1]] : $0 < $1 }
+        var rankOf = [Int](repeating: 0, count: targets.count)
+        for (r, i) in order.enumerated() { rankOf[i] = r }
+        return targets.enumerated().map { i, t in
+            let prob = q.returnProbabilities ? (model.calibrator?.probability(score: scores[t], rank: rankOf[i]) ?? 0) : 0
+            return ScoredItemResult(itemId: model.catalog[t].id, title: model.catalog[t].title, score: scores[t],
+                                    probability: prob, rank: rankOf[i] + 1)
+        }
+    }
+
+    public static func similarItems(_ q: SimilarItemsQuery, model: ServedModel) throws -> [ScoredItemResult] {
+        guard let item = model.catalog.index(of: q.itemId) else {
+            throw ServingError(.notFound, "item_id: unknown item id '\(q.itemId)'", field: "item_id")
+        }
+        let n = model.catalog.count
+        let topK = q.topK == 0 ? min(defaultTopK, n - 1) : q.topK
+        guard topK >= 1, topK <= n - 1 else {
+            throw ServingError.invalid("top_k", "\(q.topK) is out of range 1...\(n - 1)")
+        }
+        let sims = try model.recommender.similarities(to: item)
+        return sims.withUnsafeBufferPointer { s in
+            Ranking.topK(s, k: topK, masked: [item]).enumerated().map { r, x in
+                ScoredItemResult(itemId: model.catalog[x.index].id, title: model.catalog[x.index].title,
+                                 score: x.score, probability: 0, rank: r + 1)
+            }
+        }
+    }
+
+    public static func getItems(_ ids: [String], model: ServedModel) throws -> [ItemInfo] {
+        guard !ids.isEmpty else { throw ServingError.invalid("item_ids", "empty: name the items to look up") }
+        return try indices(ids, field: "item_ids", in: model).map { i in
+            let item = model.catalog[i]
+            return ItemInfo(itemId: item.id, title: item.title, year: item.year, genres: item.genres,
+                            description: item.description, numRatings: model.itemStats[i].count,
+                            meanRating: model.itemStats[i].meanRating)
+        }
+    }
+}

@@ -1,0 +1,123 @@
+// The serving core's requests and answers, independent of the wire: the RPC layer decodes protobuf into these
+// and encodes the answers back. Item ids are the catalogue's own ids, as on the wire.
+
+/// One past interaction as a client sends it.
+public struct HistoryEvent: Sendable, Equatable {
+    public var itemId: String
+    /// Unix seconds; 0 when unknown.
+    public var timestamp: Int64
+    /// Explicit rating; 0 when unknown.
+    public var rating: Float
+
+    public init(itemId: String, timestamp: Int64 = 0, rating: Float = 0) {
+        self.itemId = itemId
+        self.timestamp = timestamp
+        self.rating = rating
+    }
+}
+
+public enum RecommendMode: Sendable, Equatable {
+    case direct
+    case reasoning
+}
+
+public struct SamplingSettings: Sendable, Equatable {
+    /// 0 = greedy.
+    public var temperature: Float = 0
+    public var topK: Int = 0
+    public var topP: Float = 0
+    public var seed: UInt64 = 0
+    public init(temperature: Float = 0, topK: Int = 0, topP: Float = 0, seed: UInt64 = 0) {
+        self.temperature = temperature
+        self.topK = topK
+        self.topP = topP
+        self.seed = seed
+    }
+}
+
+/// What a user history is, before it is resolved against a model's catalogue.
+public struct HistorySpec: Sendable, Equatable {
+    public var userId: String = ""
+    public var events: [HistoryEvent] = []
+    /// Reference time for prompts (unix seconds); 0 = the latest event's time.
+    public var now: Int64 = 0
+    public init(userId: String = "", events: [HistoryEvent] = [], now: Int64 = 0) {
+        self.userId = userId
+        self.events = events
+        self.now = now
+    }
+}
+
+public struct RecommendQuery: Sendable, Equatable {
+    public var history = HistorySpec()
+    /// 0 = the default (10).
+    public var topK: Int = 0
+    public var mode: RecommendMode = .direct
+    /// 0 = the model's default.
+    public var maxReasoningTokens: Int = 0
+    public var sampling = SamplingSettings()
+    public var exclude: [String] = []
+    public var candidates: [String] = []
+    public var includeSeen = false
+    public var returnReasoning = false
+    public var returnProbabilities = false
+    /// "" = the default model.
+    public var model: String = ""
+    public init() {}
+}
+
+public struct ScoredItemResult: Sendable, Equatable {
+    public var itemId: String
+    public var title: String
+    public var score: Float
+    public var probability: Float
+    /// 1-based.
+    public var rank: Int
+}
+
+public struct RecommendResult: Sendable, Equatable {
+    public var items: [ScoredItemResult]
+    public var reasoning: String = ""
+    public var model: String
+    public var reasoningTokens: Int = 0
+}
+
+public struct ScoreItemsQuery: Sendable, Equatable {
+    public var history = HistorySpec()
+    public var itemIds: [String] = []
+    public var returnProbabilities = false
+    public var model = ""
+    public init() {}
+}
+
+public struct SimilarItemsQuery: Sendable, Equatable {
+    public var itemId = ""
+    public var topK = 0
+    public var model = ""
+    public init() {}
+}
+
+/// Catalogue facts of one item, for GetItems.
+public struct ItemInfo: Sendable, Equatable {
+    public var itemId: String
+    public var title: String
+    public var year: Int
+    public var genres: [String]
+    public var description: String
+    public var numRatings: Int
+    public var meanRating: Float
+}
+
+/// Facts of a loaded model, for ModelInfo.
+public struct ModelFacts: Sendable, Equatable {
+    public var name: String
+    public var kind: String
+    public var dataset: String
+    public var numItems: Int
+    public var numUsers: Int
+    public var supportsReasoning: Bool
+    public var calibrated: Bool
+    public var numParameters: Int
+    public var configJSON: String
+    public var version: UInt64
+}

@@ -1,0 +1,49 @@
+// A model loaded for serving: the Recommender plus what answering needs beside it (known users' histories,
+// item statistics, an optional top-N calibrator), under a name and a version that hot reloads bump.
+import Data
+
+/// Maps a score at a rank (0-based, within the returned list) to a calibrated probability.
+public protocol ProbabilityCalibrator: Sendable {
+    func probability(score: Float, rank: Int) -> Float
+}
+
+public final class ServedModel: @unchecked Sendable {
+    public let name: String
+    public let recommender: Recommender
+    public let datasetName: String
+    /// Histories of the users the model was trained on, by user id, oldest first.
+    public let userHistories: [String: UserHistory]
+    /// Per catalogue index: number of ratings and their mean in the training data.
+    public let itemStats: [ItemStats]
+    public let calibrator: ProbabilityCalibrator?
+    public let version: UInt64
+
+    public init(name: String, recommender: Recommender, datasetName: String, userHistories: [String: UserHistory],
+                itemStats: [ItemStats], calibrator: ProbabilityCalibrator? = nil, version: UInt64 = 1) {
+        precondition(itemStats.count == recommender.catalog.count, "item statistics must cover the catalogue")
+        self.name = name
+        self.recommender = recommender
+        self.datasetName = datasetName
+        self.userHistories = userHistories
+        self.itemStats = itemStats
+        self.calibrator = calibrator
+        self.version = version
+    }
+
+    public var catalog: Catalog { recommender.catalog }
+
+    public var facts: ModelFacts {
+        ModelFacts(name: name, kind: recommender.kind, dataset: datasetName, numItems: catalog.count,
+                   numUsers: userHistories.count, supportsReasoning: recommender is ReasoningRecommender,
+                   calibrated: calibrator != nil, numParameters: recommender.numParameters,
+                   configJSON: recommender.configJSON, version: version)
+    }
+}
+
+/// A recommender whose LM head can write a reasoning chain before the recommendation head reads out.
+public protocol ReasoningRecommender: Recommender {
+    /// For each history: the reasoning text, its token count, and the scores of every item read out after it.
+    /// `shouldStop` is polled between decode steps; when it returns true for a query the chain ends early.
+    func reason(_ histories: [UserHistory], maxTokens: Int, sampling: SamplingSettings,
+                onToken: (Int, String) -> Void, shouldStop: (Int) -> Bool) throws -> [(text: String, tokens: Int, scores: [Float])]
+}

@@ -1,0 +1,63 @@
+// The serving core's entry points: every Recommender method as "submit, answer later on a worker thread".
+// A call that is cancelled or past its deadline when a worker reaches it is answered without being computed.
+import Data
+import Foundation
+
+public final class ServingCore: @unchecked Sendable {
+    public let registry: ModelRegistry
+    private let workers: WorkerPool
+
+    public init(registry: ModelRegistry, workerThreads: Int = 2) {
+        self.registry = registry
+        self.workers = WorkerPool(threads: workerThreads, name: "r2ec-model")
+    }
+
+    /// Runs `work` on a model worker unless the call is stopped first; `done` runs on that worker.
+    public func submit<T>(_ ctx: CallContext, _ work: @escaping () throws -> T,
+                          done: @escaping (Result<T, ServingError>) -> Void) {
+        workers.submit {
+            if let stop = ctx.stopReason { done(.failure(stop)); return }
+            do {
+                done(.success(try work()))
+            } catch let e as ServingError {
+                done(.failure(e))
+            } catch let e as RecommenderError {
+                switch e {
+                case .invalidQuery(let m): done(.failure(ServingError(.invalidArgument, m)))
+                case .unsupported(let m): done(.failure(ServingError(.failedPrecondition, m)))
+                }
+            } catch {
+                done(.failure(ServingError(.internal, "model error: \(error)")))
+            }
+        }
+    }
+
+    public func recommend(_ q: RecommendQuery, ctx: CallContext, done: @escaping (Result<RecommendResult, ServingError>) -> Void) {
+        submit(ctx, { [registry] in
+            let model = try registry.model(q.model)
+            let prepared = try RecommendService.prepare(q, for: model)
+            return try RecommendService.recommendDirect([prepared], model: model, probabilities: [q.returnProbabilities])[0]
+        }, done: done)
+    }
+
+    public func scoreItems(_ q: ScoreItemsQuery, ctx: CallContext, done: @escaping (Result<[ScoredItemResult], ServingError>) -> Void) {
+        submit(ctx, { [registry] in try RecommendService.scoreItems(q, model: try registry.model(q.model)) }, done: done)
+    }
+
+    public func similarItems(_ q: SimilarItemsQuery, ctx: CallContext, done: @escaping (Result<[ScoredItemResult], ServingError>) -> Void) {
+        submit(ctx, { [registry] in try RecommendService.similarItems(q, model: try registry.model(q.model)) }, done: done)
+    }
+
+    /// Cheap lookups answered on the caller's thread.
+    public func getItems(_ ids: [String], model name: String) throws -> [ItemInfo] {
+        try RecommendService.getItems(ids, model: try registry.model(name))
+    }
+
+    public func modelInfo(_ name: String) throws -> (model: ModelFacts, loaded: [ModelFacts], defaultName: String) {
+        let m = try registry.model(name)
+        return (m.facts, registry.all.map(\.facts), registry.defaultModelName)
+    }
+
+    /// Finishes queued work and stops the workers.
+    public func shutdown() { workers.shutdown() }
+}

@@ -1,0 +1,86 @@
+// `r2ec serve`: loads the models and serves them over the r2ec protocol until SIGTERM/SIGINT drains it.
+import ArgumentParser
+import Data
+import Foundation
+import RPC
+import Serving
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve models over the r2ec RPC protocol (docs/protocol.md).")
+
+    @Option(help: "Address to bind (IPv4 or IPv6).") var host = "127.0.0.1"
+    @Option(help: "TCP port; 0 picks a free one (printed when listening).") var port = 7878
+    @Option(help: "Dataset directory the models serve (catalogue, known users, item statistics).")
+    var dataset = "data/ml-100k"
+    @Option(name: .customLong("model"),
+            help: "A model to load: popularity, wals, bpr or a checkpoint directory; repeat for several. The first is the default.")
+    var models: [String] = []
+    @Option(help: "Largest frame payload in bytes.") var maxFrameBytes = FrameHeader.defaultMaxPayload
+    @Option(help: "Most open connections.") var maxConnections = 4096
+    @Option(help: "Most calls in flight per connection.") var maxCallsPerConnection = 1024
+    @Option(help: "Model worker threads.") var workers = 2
+    @Option(help: "Seconds accepted calls may take to finish after SIGTERM/SIGINT.") var drainTimeout = 30.0
+    @Option(help: "File of bearer tokens, one per line; a line 'admin TOKEN' also allows the Admin service. Enables auth.")
+    var authTokenFile: String?
+
+    func run() throws {
+        var config = ServerConfig()
+        config.host = host
+        config.port = port
+        config.maxFramePayload = maxFrameBytes
+        config.maxConnections = maxConnections
+        config.maxCallsPerConnection = maxCallsPerConnection
+        config.workerThreads = workers
+        config.drainTimeoutSeconds = drainTimeout
+        if let authTokenFile {
+            (config.tokens, config.adminTokens) = try TokenFile.read(authTokenFile)
+        }
+        if config.tokens.isEmpty && config.adminTokens.isEmpty && !["127.0.0.1", "::1", "localhost"].contains(host) {
+            FileHandle.standardError.write(Data("r2ec: warning: serving on \(host) without authentication (--auth-token-file)\n".utf8))
+        }
+
+        let start = Date()
+        let data = try DatasetLoader.load(dataset)
+        let registry = ModelRegistry()
+        for spec in (models.isEmpty ? ["popularity"] : models) {
+            let model = try ModelLoader.load(spec: spec, dataset: data)
+            registry.install(model)
+            Console.status("loaded \(model.name) (\(model.recommender.kind)) over \(data.name): "
+                + "\(data.catalog.count) items, \(model.userHistories.count) users")
+        }
+        let core = ServingCore(registry: registry, workerThreads: workers)
+        let server = Server(config: config, core: core)
+        server.modelLoader = { name, path in
+            try ModelLoader.load(spec: path, name: name, dataset: data, version: registry.nextVersion(for: name))
+        }
+        try server.run { port in
+            let elapsed = String(format: "%.1f", Date().timeIntervalSince(start))
+            print("r2ec: listening on \(host):\(port) (default model \(registry.defaultModelName), ready in \(elapsed) s)")
+            fflush(stdout)
+        }
+        print("r2ec: drained, exiting")
+    }
+}
+
+/// Reads bearer tokens from a file: one per line, `admin TOKEN` for admin tokens, `#` comments.
+enum TokenFile {
+    static func read(_ path: String) throws -> (Set<String>, Set<String>) {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ValidationError("--auth-token-file: cannot read \(path)")
+        }
+        var tokens = Set<String>(), admin = Set<String>()
+        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            switch parts.count {
+            case 1: tokens.insert(String(parts[0]))
+            case 2 where parts[0] == "admin": admin.insert(String(parts[1]))
+            default: throw ValidationError("--auth-token-file: \(path):\(n + 1): expected 'TOKEN' or 'admin TOKEN'")
+            }
+        }
+        guard !tokens.isEmpty || !admin.isEmpty else { throw ValidationError("--auth-token-file: \(path) holds no token") }
+        return (tokens, admin)
+    }
+}
