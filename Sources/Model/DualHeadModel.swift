@@ -1,0 +1,192 @@
+// The dual-head recommender (R2EC.md): one Qwen2 network whose LM head writes reasoning and whose recommendation
+// head scores items by cosine(user vector, item vector) / tau against the item table. Implements Data's
+// `Recommender` (scoreAll = the direct path: user prompt + `<answer>`, one prefill; similarities = item-table cosine)
+// and adds batched reasoning generation.
+import Data
+import Foundation
+import Tensor
+
+/// How prompts become model input: the model's turn follows the prompt after a newline.
+public enum DualHeadFormat {
+    public static let separator = "\n"
+    /// Token limits of R2EC.md: user prompts keep their last tokens, item prompts their first.
+    public static let maxUserTokens = 2048
+    public static let maxItemTokens = 768
+
+    /// Direct path: the prompt, then `<answer>` at once.
+    public static func directText(userPrompt: String) -> String { userPrompt + separator + Prompts.answerTag }
+    /// Reasoning path: the prompt; the model writes until `<answer>`.
+    public static func reasoningText(userPrompt: String) -> String { userPrompt + separator }
+    /// The item turn, pre-filled with `<answer>`.
+    public static func itemText(itemPrompt: String) -> String { itemPrompt + separator + Prompts.answerTag }
+
+    /// The last `limit` tokens (a long history loses its oldest lines, the readout token stays).
+    public static func keepingTail(_ tokens: [Int], limit: Int) -> [Int] { Array(tokens.suffix(limit)) }
+
+    /// The first tokens up to `limit`, with the trailing `tail` tokens (the answer tag) kept at the end.
+    public static func keepingHead(_ tokens: [Int], tail: Int, limit: Int) -> [Int] {
+        tokens.count <= limit ? tokens : Array(tokens.prefix(limit - tail)) + Array(tokens.suffix(tail))
+    }
+}
+
+public struct ReasoningResult: Sendable {
+    public var text: String
+    public var tokens: [Int]
+    /// False when the token limit forced `<answer>`.
+    public var stoppedByModel: Bool
+    /// cosine / tau for every catalogue item.
+    public var scores: [Float]
+}
+
+public final class DualHeadModel: Recommender, @unchecked Sendable {
+    public let model: Qwen2Model
+    public let tokenizer: Tokenizer
+    public let catalog: Catalog
+    public let itemTable: ItemTable
+    /// Softmax temperature of the scores: score = cosine / tau.
+    public let tau: Float
+    public var kind: String { "dual-head" }
+    public var numParameters: Int { model.parameterCount }
+    /// Query rows per forward pass of the direct path (bounds the activation memory of one pass).
+    public var directBatchSize = 32
+
+    public var configJSON: String {
+        let c = model.configuration
+        return "{\"model_type\":\"qwen2\",\"hidden_size\":\(c.hiddenSize),\"num_hidden_layers\":\(c.numHiddenLayers)," +
+            "\"num_attention_heads\":\(c.numAttentionHeads),\"num_key_value_heads\":\(c.numKeyValueHeads)," +
+            "\"intermediate_size\":\(c.intermediateSize),\"vocab_size\":\(c.vocabSize),\"tau\":\(tau)," +
+            "\"items\":\(catalog.count),\"weights_hash\":\"\(itemTable.weightsHash)\"}"
+    }
+
+    public init(model: Qwen2Model, tokenizer: Tokenizer, catalog: Catalog, itemTable: ItemTable, tau: Float = 0.02) {
+        precondition(itemTable.count == catalog.count && itemTable.dimension == model.configuration.hiddenSize,
+                     "item table of \(itemTable.count)x\(itemTable.dimension) for \(catalog.count) items")
+        self.model = model; self.tokenizer = tokenizer; self.catalog = catalog; self.itemTable = itemTable; self.tau = tau
+    }
+
+    /// Builds the item table from `itemPrompts` (one per catalogue item, e.g. Prompts.item), or reuses the one
+    /// cached at `cachePath` when weights and prompts are unchanged; a rebuilt table is written there.
+    public convenience init(model: Qwen2Model, tokenizer: Tokenizer, catalog: Catalog, itemPrompts: [String],
+                            tau: Float = 0.02, cachePath: String? = nil, progress: Bool = true) throws {
+        precondition(itemPrompts.count == catalog.count, "one item prompt per catalogue item")
+        let weightsHash = Checkpoint.weightsHash(model)
+        let texts = itemPrompts.map { DualHeadFormat.itemText(itemPrompt: $0) }
+        let promptsHash = ItemTable.promptsHash(texts)
+        let d = model.configuration.hiddenSize
+        var table: ItemTable? = nil
+        if let cachePath {
+            table = try ItemTable.load(path: cachePath, weightsHash: weightsHash, promptsHash: promptsHash,
+                                       count: catalog.count, dimension: d)
+        }
+        if table == nil {
+            let tail = tokenizer.encode(Prompts.answerTag).count
+            let limit = min(DualHeadFormat.maxItemTokens, model.configuration.maxPositionEmbeddings)
+            let tokens = texts.map { DualHeadFormat.keepingHead(tokenizer.encode($0), tail: tail, limit: limit) }
+            let built = ItemTable.build(model: model, itemTokens: tokens, weightsHash: weightsHash,
+                                        promptsHash: promptsHash, progress: progress)
+            if let cachePath { try built.save(to: cachePath) }
+            table = built
+        }
+        self.init(model: model, tokenizer: tokenizer, catalog: catalog, itemTable: table!, tau: tau)
+    }
+
+    /// The user prompt of a history; dt is measured back from `targetTime` (the last interaction's time when nil).
+    public func userPrompt(_ history: UserHistory, targetTime: Int64? = nil) -> String {
+        Prompts.user(history: history, catalog: catalog, targetTime: targetTime ?? (history.timestamps.max() ?? 0))
+    }
+
+    func userTokens(_ text: String) -> [Int] {
+        DualHeadFormat.keepingTail(tokenizer.encode(text),
+                                   limit: min(DualHeadFormat.maxUserTokens, model.configuration.maxPositionEmbeddings))
+    }
+
+    /// Scores [queries, items] = unit[queries, hidden] · itemTable^T / tau: one GEMM.
+    public func score(userVectors unit: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
+        GEMM.forward(m: count, n: itemTable.count, k: itemTable.dimension, a: unit, b: itemTable.vectors.pointer,
+                     transB: true, c: out, alpha: 1 / tau)
+    }
+
+    // MARK: Recommender
+
+    public func scoreAll(_ histories: [UserHistory]) throws -> [Float] {
+        try scoreAll(histories, targetTimes: nil)
+    }
+
+    /// The direct path for each history: prompt + `<answer>` in one prefill, readout, one GEMM against the table.
+    public func scoreAll(_ histories: [UserHistory], targetTimes: [Int64]?) throws -> [Float] {
+        for (q, h) in histories.enumerated() {
+            if let bad = h.items.first(where: { $0 < 0 || $0 >= catalog.count }) {
+                throw RecommenderError.invalidQuery("history \(q) holds item index \(bad) outside the catalogue")
+            }
+        }
+        let items = catalog.count
+        var scores = [Float](repeating: 0, count: histories.count * items)
+        var start = 0
+        while start < histories.count {
+            let end = min(histories.count, start + directBatchSize)
+            let tokens = (start..<end).map { q in
+                userTokens(DualHeadFormat.directText(userPrompt: userPrompt(histories[q], targetTime: targetTimes?[q])))
+            }
+            let unit = model.readout(tokens)
+            scores.withUnsafeMutableBufferPointer { score(userVectors: unit.pointer, count: end - start,
+                                                          into: $0.baseAddress! + start * items) }
+            start = end
+        }
+        return scores
+    }
+
+    public func similarities(to item: Int) throws -> [Float] {
+        guard item >= 0 && item < catalog.count else {
+            throw RecommenderError.invalidQuery("item index \(item) outside the catalogue of \(catalog.count)")
+        }
+        var out = [Float](repeating: 0, count: catalog.count)
+        out.withUnsafeMutableBufferPointer {
+            GEMM.forward(m: 1, n: itemTable.count, k: itemTable.dimension, a: itemTable.vectors.row(item),
+                         b: itemTable.vectors.pointer, transB: true, c: $0.baseAddress!)
+        }
+        return out
+    }
+
+    // MARK: Reasoning
+
+    /// Reasoning for each history (chains decoded together, one batched step per token), then the recommendation
+    /// head on each chain's last token. Chain i samples with `settings` and seed settings.seed + i.
+    public func reason(_ histories: [UserHistory], targetTimes: [Int64]? = nil,
+                       settings: SamplingSettings = .greedy, maxNewTokens: Int = 256) -> [ReasoningResult] {
+        if histories.isEmpty { return [] }
+        let prompts = histories.indices.map { q in
+            userTokens(DualHeadFormat.reasoningText(userPrompt: userPrompt(histories[q], targetTime: targetTimes?[q])))
+        }
+        let perChain = histories.indices.map { i -> SamplingSettings in
+            var s = settings; s.seed = settings.seed &+ UInt64(i); return s
+        }
+        let room = model.configuration.maxPositionEmbeddings - (prompts.map(\.count).max() ?? 0) - 8
+        let generation = Generation(model: model, tokenizer: tokenizer, prompts: prompts, settings: perChain,
+                                    maxNewTokens: max(1, min(maxNewTokens, room)), stopText: Prompts.answerTag)
+        let chains = generation.run()
+        let d = model.configuration.hiddenSize, items = catalog.count
+        let unit = FloatBuffer(shape: [chains.count, d])
+        for (i, chain) in chains.enumerated() {
+            chain.readout!.withUnsafeBufferPointer { (unit.data + i * d).update(from: $0.baseAddress!, count: d) }
+        }
+        L2Normalize.forward(out: unit.data, input: unit.data, rows: chains.count, dim: d)
+        var all = [Float](repeating: 0, count: chains.count * items)
+        all.withUnsafeMutableBufferPointer { score(userVectors: unit.pointer, count: chains.count, into: $0.baseAddress!) }
+        return chains.enumerated().map { i, chain in
+            ReasoningResult(text: tokenizer.decode(chain.tokens), tokens: chain.tokens,
+                            stoppedByModel: chain.stoppedByModel, scores: Array(all[(i * items)..<((i + 1) * items)]))
+        }
+    }
+
+    /// The `k` best items for each history by the direct path, history items masked.
+    public func recommend(_ histories: [UserHistory], k: Int) throws -> [[RankedItem]] {
+        let scores = try scoreAll(histories)
+        let items = catalog.count
+        return scores.withUnsafeBufferPointer { all in
+            histories.indices.map { q in
+                Ranking.topK(UnsafeBufferPointer(rebasing: all[(q * items)..<((q + 1) * items)]), k: k,
+                             masked: Set(histories[q].items))
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+// The item table: every catalogue item's unit vector, read out by the network from the item prompt + `<answer>`
+// (final-norm hidden state at the last token, L2-normalised). Built in batches with progress on stderr, cached as
+// item_table.safetensors beside the checkpoint with hashes of the weights and the prompts, rebuilt when either changes.
+import Foundation
+import Tensor
+
+public final class ItemTable: @unchecked Sendable {
+    public static let fileName = "item_table.safetensors"
+    public static let tensorName = "item_vectors"
+
+    /// [items, hidden], unit rows.
+    public let vectors: FloatBuffer
+    public let weightsHash: String
+    public let promptsHash: String
+    public var count: Int { vectors.rowCount }
+    public var dimension: Int { vectors.rowLength }
+
+    public init(vectors: FloatBuffer, weightsHash: String, promptsHash: String) {
+        self.vectors = vectors; self.weightsHash = weightsHash; self.promptsHash = promptsHash
+    }
+
+    /// Reads out every item text (already tokenised, `<answer>` included) in batches of `batchSize`.
+    public static func build(model: Qwen2Model, itemTokens: [[Int]], weightsHash: String, promptsHash: String,
+                             batchSize: Int = 32, progress: Bool = true) -> ItemTable {
+        let d = model.configuration.hiddenSize
+        let vectors = FloatBuffer(shape: [itemTokens.count, d])
+        var start = 0
+        let began = Date()
+        while start < itemTokens.count {
+            let end = min(itemTokens.count, start + batchSize)
+            let unit = model.readout(Array(itemTokens[start..<end]))
+            (vectors.data + start * d).update(from: unit.data, count: (end - start) * d)
+            start = end
+            if progress {
+                let rate = Double(start) / max(Date().timeIntervalSince(began), 1e-9)
+                FileHandle.standardError.write("\ritem table: \(start)/\(itemTokens.count) items (\(Int(rate))/s)".data(using: .utf8)!)
+            }
+        }
+        if progress && !itemTokens.isEmpty { FileHandle.standardError.write("\n".data(using: .utf8)!) }
+        return ItemTable(vectors: vectors, weightsHash: weightsHash, promptsHash: promptsHash)
+    }
+
+    public func save(to path: String) throws {
+        let tensor = SafetensorsWriter.Tensor(name: Self.tensorName, shape: [count, dimension],
+                                              values: UnsafeBufferPointer(vectors.buffer))
+        try SafetensorsWriter.write([tensor], metadata: ["weights_hash": weightsHash, "prompts_hash": promptsHash],
+                                    to: path)
+    }
+
+    /// The cached table at `path` when it matches both hashes and the dimensions; nil when absent or stale.
+    public static func load(path: String, weightsHash: String, promptsHash: String, count: Int, dimension: Int) throws -> ItemTable? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let file = try SafetensorsFile(path: path)
+        guard file.metadata["weights_hash"] == weightsHash, file.metadata["prompts_hash"] == promptsHash,
+              file.entries[tensorName]?.shape == [count, dimension] else { return nil }
+        let vectors = FloatBuffer(shape: [count, dimension])
+        try file.read(tensorName, into: vectors.buffer, expectedShape: [count, dimension])
+        return ItemTable(vectors: vectors, weightsHash: weightsHash, promptsHash: promptsHash)
+    }
+
+    /// FNV-1a of the item texts, in order.
+    public static func promptsHash(_ texts: [String]) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for t in texts {
+            for b in t.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+            h = (h ^ 0xFF) &* 0x100_0000_01b3  // separator, so that ["ab","c"] != ["a","bc"]
+        }
+        return String(h, radix: 16)
+    }
+}
+
+extension Qwen2Model {
+    /// The recommendation head's input for each sequence: the final-norm hidden state at its last token,
+    /// L2-normalised ([sequences, hidden]). No LM head is computed.
+    public func readout(_ tokens: [[Int]]) -> FloatBuffer {
+        let output = forward(tokens, rows: .last, logits: false)
+        let unit = FloatBuffer(shape: [tokens.count, configuration.hiddenSize])
+        L2Normalize.forward(out: unit.data, input: output.hidden.data, rows: tokens.count, dim: configuration.hiddenSize)
+        return unit
+    }
+}

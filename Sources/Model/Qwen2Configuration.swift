@@ -1,0 +1,96 @@
+// The hyper-parameters of a Qwen2-style decoder, read from and written to a checkpoint's config.json with
+// Hugging Face's field names; optional fields decode with Qwen2's defaults.
+import Foundation
+
+public struct Qwen2Configuration: Codable, Sendable, Equatable {
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var numHiddenLayers: Int
+    public var numAttentionHeads: Int
+    public var numKeyValueHeads: Int
+    public var vocabSize: Int
+    public var rmsNormEps: Float
+    public var ropeTheta: Float
+    public var tieWordEmbeddings: Bool
+    public var maxPositionEmbeddings: Int
+    /// Hugging Face's architecture tag, kept so that the written config.json is loadable elsewhere.
+    public var modelType: String
+
+    enum CodingKeys: String, CodingKey {
+        case hiddenSize = "hidden_size"
+        case intermediateSize = "intermediate_size"
+        case numHiddenLayers = "num_hidden_layers"
+        case numAttentionHeads = "num_attention_heads"
+        case numKeyValueHeads = "num_key_value_heads"
+        case vocabSize = "vocab_size"
+        case rmsNormEps = "rms_norm_eps"
+        case ropeTheta = "rope_theta"
+        case tieWordEmbeddings = "tie_word_embeddings"
+        case maxPositionEmbeddings = "max_position_embeddings"
+        case modelType = "model_type"
+    }
+
+    public init(hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
+                numKeyValueHeads: Int? = nil, vocabSize: Int, rmsNormEps: Float = 1e-6, ropeTheta: Float = 10_000,
+                tieWordEmbeddings: Bool = true, maxPositionEmbeddings: Int = 4096) {
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
+        self.numHiddenLayers = numHiddenLayers
+        self.numAttentionHeads = numAttentionHeads
+        self.numKeyValueHeads = numKeyValueHeads ?? numAttentionHeads
+        self.vocabSize = vocabSize
+        self.rmsNormEps = rmsNormEps
+        self.ropeTheta = ropeTheta
+        self.tieWordEmbeddings = tieWordEmbeddings
+        self.maxPositionEmbeddings = maxPositionEmbeddings
+        self.modelType = "qwen2"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
+        intermediateSize = try c.decode(Int.self, forKey: .intermediateSize)
+        numHiddenLayers = try c.decode(Int.self, forKey: .numHiddenLayers)
+        numAttentionHeads = try c.decode(Int.self, forKey: .numAttentionHeads)
+        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads) ?? numAttentionHeads
+        vocabSize = try c.decode(Int.self, forKey: .vocabSize)
+        rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? 1e-6
+        ropeTheta = try c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? 10_000
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
+        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 32_768
+        modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? "qwen2"
+    }
+
+    /// Width of one attention head.
+    public var headDim: Int { hiddenSize / numAttentionHeads }
+    /// Query heads per key/value head (grouped-query attention).
+    public var queriesPerKeyValueHead: Int { numAttentionHeads / numKeyValueHeads }
+    /// Rows of the fused Q|K|V projection.
+    public var qkvRows: Int { (numAttentionHeads + 2 * numKeyValueHeads) * headDim }
+
+    /// Throws when the dimensions cannot describe a valid model.
+    public func validate() throws {
+        func fail(_ m: String) -> CheckpointError { .invalidConfiguration(m) }
+        guard hiddenSize > 0, intermediateSize > 0, numHiddenLayers > 0, vocabSize > 0 else {
+            throw fail("hidden_size, intermediate_size, num_hidden_layers and vocab_size must be positive")
+        }
+        guard numAttentionHeads > 0, hiddenSize % numAttentionHeads == 0 else {
+            throw fail("hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
+        }
+        guard numKeyValueHeads > 0, numAttentionHeads % numKeyValueHeads == 0 else {
+            throw fail("num_attention_heads \(numAttentionHeads) is not a multiple of num_key_value_heads \(numKeyValueHeads)")
+        }
+        guard headDim % 2 == 0 else { throw fail("head dimension \(headDim) must be even for rotary embeddings") }
+    }
+
+    public func jsonData() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(self)
+    }
+
+    public static func decode(json: Data) throws -> Qwen2Configuration {
+        do { return try JSONDecoder().decode(Qwen2Configuration.self, from: json) }
+        catch { throw CheckpointError.invalidConfiguration("config.json: \(error)") }
+    }
+}

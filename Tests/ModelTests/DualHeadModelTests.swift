@@ -1,0 +1,81 @@
+// The dual-head recommender: the direct path equals readout + cosine / tau, reasoning scores its chains with the same
+// head, history items are masked, and the item table is cached beside the checkpoint and rebuilt when weights change.
+import Data
+import Foundation
+import XCTest
+@testable import Model
+import Tensor
+
+final class DualHeadModelTests: XCTestCase {
+    let catalog = Catalog(items: (1...12).map { Item(id: "\($0)", title: "Movie \($0)", year: 1990 + $0, genres: ["Drama"]) })
+
+    func itemPrompts() -> [String] {
+        catalog.items.map { Prompts.item($0, stats: ItemStats(count: 3, meanRating: 4)) }
+    }
+
+    func testDirectPathIsReadoutCosineOverTau() throws {
+        let model = try Fixtures.randomModel(Fixtures.tinyTied, seed: 2)
+        let tokenizer = try Fixtures.tokenizer()
+        let dual = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
+                                     progress: false)
+        let histories = [UserHistory(items: [0, 3], timestamps: [100, 5000], ratings: [4, 5]), UserHistory(items: [7])]
+        let scores = try dual.scoreAll(histories)
+        XCTAssertEqual(scores.count, 2 * catalog.count)
+        // By hand: the prompt text, its readout, the item texts' readouts, cosine / tau.
+        let text = DualHeadFormat.directText(userPrompt: Prompts.user(history: histories[0], catalog: catalog, targetTime: 5000))
+        XCTAssertTrue(text.hasSuffix("\n<answer>"))
+        let user = model.readout([tokenizer.encode(text)]).toArray()
+        let items = model.readout(itemPrompts().map { tokenizer.encode(DualHeadFormat.itemText(itemPrompt: $0)) })
+        for i in 0..<catalog.count {
+            var dot: Float = 0
+            for j in 0..<32 { dot += user[j] * items.data[i * 32 + j] }
+            XCTAssertEqual(scores[i], dot / 0.02, accuracy: 1e-3)
+        }
+        let similar = try dual.similarities(to: 4)
+        XCTAssertEqual(similar[4], 1, accuracy: 1e-5)
+        XCTAssertTrue(similar.allSatisfy { $0 <= 1.0001 })
+        let top = try dual.recommend(histories, k: 5)
+        XCTAssertFalse(top[0].contains { [0, 3].contains($0.index) })
+        XCTAssertEqual(top[1].count, 5)
+        XCTAssertThrowsError(try dual.scoreAll([UserHistory(items: [99])]))
+    }
+
+    func testReasoningScoresEqualTheDirectPathOnTheSameText() throws {
+        let model = try Fixtures.randomModel(Fixtures.tinyUntied, seed: 8)
+        let tokenizer = try Fixtures.tokenizer()
+        let dual = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
+                                     progress: false)
+        let histories = [UserHistory(items: [1, 2]), UserHistory(items: [5, 6, 9])]
+        let results = dual.reason(histories, maxNewTokens: 10)
+        for (q, r) in results.enumerated() {
+            XCTAssertTrue(r.text.hasSuffix("<answer>"))
+            // The chain's readout equals a fresh prefill of prompt + reasoning (which ends in <answer>).
+            let text = DualHeadFormat.reasoningText(userPrompt: dual.userPrompt(histories[q]))
+            let unit = model.readout([tokenizer.encode(text) + r.tokens])
+            var expected = [Float](repeating: 0, count: catalog.count)
+            dual.score(userVectors: unit.pointer, count: 1, into: &expected)
+            for i in 0..<catalog.count { XCTAssertEqual(r.scores[i], expected[i], accuracy: 2e-3) }
+        }
+    }
+
+    func testItemTableIsCachedAndRebuiltWhenWeightsChange() throws {
+        let model = try Fixtures.randomModel(Fixtures.tinyTied, seed: 4)
+        let tokenizer = try Fixtures.tokenizer()
+        let dir = Fixtures.temporaryDirectory("itemtable")
+        let path = dir + "/" + ItemTable.fileName
+        let first = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
+                                      cachePath: path, progress: false)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path))
+        let cached = try ItemTable.load(path: path, weightsHash: first.itemTable.weightsHash,
+                                        promptsHash: first.itemTable.promptsHash, count: catalog.count, dimension: 32)
+        XCTAssertEqual(cached?.vectors.toArray(), first.itemTable.vectors.toArray())
+        // Change one weight: the stale table is ignored and rebuilt.
+        model.parameters.tensor("model.norm.weight")[0] += 0.5
+        let second = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
+                                       cachePath: path, progress: false)
+        XCTAssertNotEqual(second.itemTable.weightsHash, first.itemTable.weightsHash)
+        XCTAssertNotEqual(second.itemTable.vectors.toArray(), first.itemTable.vectors.toArray())
+        let reread = try SafetensorsFile(path: path)
+        XCTAssertEqual(reread.metadata["weights_hash"], second.itemTable.weightsHash)
+    }
+}

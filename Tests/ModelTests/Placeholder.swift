@@ -1,1 +1,0 @@
-// ModelTests: the target's tests land here.

@@ -1,0 +1,69 @@
+// The engine against the independent float64 NumPy reference: forward logits of a ragged batch, recommendation-head
+// scores and greedy generations, on tiny random checkpoints (tied and untied heads, GQA 2:1 and 4:1).
+import Foundation
+import XCTest
+@testable import Model
+import Tensor
+
+final class ReferenceTests: XCTestCase {
+    /// Sequences of different lengths, one longer than the attention query block.
+    let ragged: [[Int]] = [[5], [17, 3, 250, 99, 1], Array((0..<40).map { ($0 * 37 + 11) % 300 }),
+                           Array((0..<9).map { ($0 * 13 + 7) % 300 })]
+
+    func checkpoint(_ c: Qwen2Configuration, seed: UInt64, name: String) throws -> (Qwen2Model, Tokenizer, String) {
+        let model = try Fixtures.randomModel(c, seed: seed)
+        let tokenizer = try Fixtures.tokenizer(vocab: c.vocabSize)
+        let dir = Fixtures.temporaryDirectory(name)
+        try Checkpoint.save(model, tokenizer: tokenizer, directory: dir)
+        return (try Checkpoint.loadModel(directory: dir), tokenizer, dir)
+    }
+
+    func testForwardLogitsOfRaggedBatchMatchReference() throws {
+        for (c, name) in [(Fixtures.tinyTied, "tied"), (Fixtures.tinyUntied, "untied")] {
+            let (model, _, dir) = try checkpoint(c, seed: 7, name: "forward-\(name)")
+            let reference = try Fixtures.reference(checkpoint: dir, request: ["forward": ragged])
+            let expected = (reference["forward"] as! [Any]).flatDoubles()
+            let output = model.forward(ragged, rows: .all, logits: true)
+            XCTAssertEqual(output.rowStart, [0, 1, 6, 46, 55])
+            let (diff, scale) = Fixtures.maxDifference(output.logits!.toArray(), expected)
+            print("forward logits (\(name)): max |diff| \(diff) over max |logit| \(scale)")
+            XCTAssertLessThan(diff, 2e-4 * max(1, scale), name)
+        }
+    }
+
+    func testRecommendationScoresMatchReference() throws {
+        let (model, _, dir) = try checkpoint(Fixtures.tinyTied, seed: 11, name: "scores")
+        let users = Array(ragged.prefix(3)), items = [[1, 2, 3], [200, 100], Array(0..<25), [299]]
+        let reference = try Fixtures.reference(checkpoint: dir, request: [
+            "scores": ["users": users, "items": items, "tau": 0.02], "readout": users])
+        let table = model.readout(items)
+        let user = model.readout(users)
+        var scores = [Float](repeating: 0, count: users.count * items.count)
+        GEMM.forwardNaive(m: users.count, n: items.count, k: 32, a: user.pointer, b: table.pointer, transB: true,
+                          c: &scores, alpha: 1 / 0.02)
+        let (diff, scale) = Fixtures.maxDifference(scores, (reference["scores"] as! [Any]).flatDoubles())
+        print("scores: max |diff| \(diff) over max |score| \(scale)")
+        XCTAssertLessThan(diff, 1e-3)
+        let (readoutDiff, _) = Fixtures.maxDifference(user.toArray(), (reference["readout"] as! [Any]).flatDoubles())
+        XCTAssertLessThan(readoutDiff, 1e-5)
+    }
+
+    func testGreedyGenerationsMatchReference() throws {
+        for (c, name) in [(Fixtures.tinyTied, "tied"), (Fixtures.tinyUntied, "untied")] {
+            let (model, tokenizer, dir) = try checkpoint(c, seed: 3, name: "generate-\(name)")
+            let prompts = ragged
+            let limit = 24
+            let reference = try Fixtures.reference(checkpoint: dir, request: [
+                "generate": ["prompts": prompts, "max_new_tokens": limit, "stop_text": "<answer>"]])
+            let expected = (reference["generate"] as! [[Any]]).map { $0.map { ($0 as! NSNumber).intValue } }
+            let generation = Generation(model: model, tokenizer: tokenizer, prompts: prompts,
+                                        settings: Array(repeating: .greedy, count: prompts.count), maxNewTokens: limit)
+            let chains = generation.run()
+            XCTAssertEqual(chains.map(\.tokens), expected, name)
+            for chain in chains {
+                XCTAssertTrue(tokenizer.decode(chain.tokens).hasSuffix("<answer>"))
+                XCTAssertNotNil(chain.readout)
+            }
+        }
+    }
+}
