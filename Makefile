@@ -1,0 +1,77 @@
+# r2ec's two commands on a fresh Debian machine: `make serve` (the main job) and `make test` (every test).
+# Both install what they need first: Debian packages through apt-get, Python packages into .venv.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+APT_PACKAGES := libuv1-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev protobuf-compiler socat pkg-config
+BENCH_APT_PACKAGES := redis-server redis-tools
+VENV := .venv
+PY := $(VENV)/bin/python
+SWIFT_BUILD_FLAGS ?=
+HOST ?= 127.0.0.1
+PORT ?= 7878
+DATASET ?= data/ml-100k
+SERVE_MODELS ?= popularity wals
+# Tests run the Swift reference tests with the venv's python3 (numpy) first on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help deps deps-system deps-python data build release serve test test-swift test-python test-shell \
+        check-protos protos clean
+
+help:
+	@echo "make serve   install what is missing, fetch the dataset, build release, serve on $(HOST):$(PORT)"
+	@echo "make test    install what is missing, build, run the Swift, Python-client and shell-client tests"
+	@echo "make data | build | release | protos | clean"
+
+deps: deps-system deps-python
+
+# Installs the Debian packages that are not there yet (apt-get update first, as a fresh machine needs).
+deps-system:
+	@missing=""; for p in $(APT_PACKAGES) $(EXTRA_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: clients/python/pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q numpy pytest -e 'clients/python[plot]'
+	touch $@
+
+deps-python: $(VENV)/.installed
+
+data: deps-python
+	scripts/fetch-data.sh $(DATASET)
+
+build: deps-system
+	swift build $(SWIFT_BUILD_FLAGS)
+
+release: deps-system
+	swift build -c release --product r2ec $(SWIFT_BUILD_FLAGS)
+
+serve: deps data release
+	.build/release/r2ec serve --host $(HOST) --port $(PORT) --dataset $(DATASET) $(addprefix --model ,$(SERVE_MODELS))
+
+test: deps data check-protos test-swift test-python test-shell
+	@echo "make test: all suites passed"
+
+check-protos: deps-system
+	scripts/gen-protos.sh --check
+
+test-swift: deps-system
+	swift build --build-tests $(SWIFT_BUILD_FLAGS)
+	swift test --skip-build
+
+test-python: deps-python build
+	R2EC_BIN=$(CURDIR)/.build/debug/r2ec $(PY) -m pytest clients/python/tests -q
+
+test-shell: deps-system build
+	clients/shell/test.sh $(CURDIR)/.build/debug/r2ec $(DATASET)
+
+protos: deps-system
+	scripts/gen-protos.sh
+
+clean:
+	rm -rf .build $(VENV)

@@ -1,1 +1,0 @@
-// RPCTests: the target's tests land here.

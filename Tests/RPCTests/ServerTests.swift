@@ -1,0 +1,231 @@
+// The server in-process on a loopback port with a tiny catalogue: calls, bad input, cancellation, deadlines,
+// protocol violations and the graceful drain, through the blocking Client and raw frames.
+import Data
+import Eval
+import Foundation
+import R2ecProtoC
+@testable import RPC
+import Serving
+import XCTest
+
+/// Popularity with a configurable delay per call, to hold calls in flight.
+final class SlowPopularity: Recommender, @unchecked Sendable {
+    let base: Popularity
+    let delay: Double
+    init(_ base: Popularity, delay: Double) { self.base = base; self.delay = delay }
+    var kind: String { "slow-popularity" }
+    var catalog: Catalog { base.catalog }
+    var configJSON: String { "{}" }
+    var numParameters: Int { 0 }
+    func scoreAll(_ histories: [UserHistory]) throws -> [Float] {
+        Thread.sleep(forTimeInterval: delay)
+        return try base.scoreAll(histories)
+    }
+    func similarities(to item: Int) throws -> [Float] { try base.similarities(to: item) }
+}
+
+final class ServerTests: XCTestCase {
+    static func tinyDataset() -> Dataset {
+        let items = (1...6).map { Item(id: "\($0)", title: "Movie \($0)") }
+        // Item 3 is the most popular (3), then 1 (2), then 2 and 5 (1 each).
+        let pairs = [(0, 3), (0, 1), (1, 3), (1, 5), (2, 3), (2, 1), (2, 2)]
+        return Dataset(name: "tiny", catalog: Catalog(items: items), userIds: ["u1", "u2", "u3"],
+                       interactions: pairs.enumerated().map { i, p in
+                           Interaction(user: p.0, item: p.1 - 1, rating: 4, timestamp: Int64(1000 + i)) })
+    }
+
+    var server: Server!
+    var thread: Thread!
+    var port = 0
+
+    func startServer(delay: Double = 0, config: ServerConfig = ServerConfig()) throws {
+        let data = Self.tinyDataset()
+        let pop = Popularity(training: data.interactions, catalog: data.catalog)
+        let base = try ModelLoader.load(spec: "popularity", dataset: data)
+        let model = delay > 0
+            ? ServedModel(name: "popularity", recommender: SlowPopularity(pop, delay: delay), datasetName: "tiny",
+                          userHistories: base.userHistories, itemStats: base.itemStats)
+            : base
+        let registry = ModelRegistry()
+        registry.install(model)
+        var cfg = config
+        cfg.port = 0
+        let server = Server(config: cfg, core: ServingCore(registry: registry, workerThreads: 2))
+        let ready = DispatchSemaphore(value: 0)
+        var bound = 0
+        let thread = Thread {
+            try! server.run { p in bound = p; ready.signal() }
+        }
+        thread.start()
+        XCTAssertEqual(ready.wait(timeout: .now() + 10), .success)
+        self.server = server
+        self.thread = thread
+        self.port = bound
+    }
+
+    override func tearDown() {
+        server?.shutdown()
+        let deadline = Date().addingTimeInterval(10)
+        while thread != nil && !thread.isFinished && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        server = nil
+    }
+
+    // MARK: Encoding helpers
+
+    func recommendRequest(_ ids: [String], topK: UInt32 = 0, includeSeen: Bool = false) -> [UInt8] {
+        let arena = CArena()
+        let m = arena.message(R2ec__V1__RecommendRequest.self, r2ec__v1__recommend_request__init)
+        let events = arena.array(UnsafeMutablePointer<R2ec__V1__HistoryEvent>?.self, count: ids.count)
+        for (i, id) in ids.enumerated() {
+            let e = arena.message(R2ec__V1__HistoryEvent.self, r2ec__v1__history_event__init)
+            e.pointee.item_id = arena.string(id)
+            events[i] = e
+        }
+        m.pointee.n_history = ids.count
+        m.pointee.history = events
+        m.pointee.top_k = topK
+        m.pointee.include_seen = includeSeen ? 1 : 0
+        return packMessage(m)
+    }
+
+    func recommendedIds(_ payload: [UInt8]) -> [String] {
+        let m = r2ec__v1__recommend_response__unpack(nil, payload.count, payload)!
+        defer { r2ec__v1__recommend_response__free_unpacked(m, nil) }
+        return (0..<m.pointee.n_items).map { swiftString(m.pointee.items[$0]!.pointee.item_id) }
+    }
+
+    func status(_ client: Client, _ method: String, _ request: [UInt8], timeoutMs: Int64 = 0) -> ServingError? {
+        do { _ = try client.call(method, request, timeoutMs: timeoutMs); return nil } catch ClientError.status(let e) {
+            return e
+        } catch {
+            XCTFail("unexpected \(error)")
+            return nil
+        }
+    }
+
+    let recommend = "/r2ec.v1.Recommender/Recommend"
+
+    // MARK: Tests
+
+    func testRecommendRanksByPopularityAndExcludesSeen() throws {
+        try startServer()
+        let c = try Client(port: port)
+        XCTAssertEqual(recommendedIds(try c.call(recommend, recommendRequest(["3"], topK: 3))), ["1", "2", "5"], "ties (2 and 5 once each) go to the smaller index")
+        XCTAssertEqual(recommendedIds(try c.call(recommend, recommendRequest(["3"], topK: 2, includeSeen: true))), ["3", "1"])
+        // Default top_k is 10, capped by what is left: 6 items minus 1 seen.
+        XCTAssertEqual(recommendedIds(try c.call(recommend, recommendRequest(["3"]))).count, 5)
+    }
+
+    func testBadRequestsGetClearStatusesAndTheConnectionKeepsServing() throws {
+        try startServer()
+        let c = try Client(port: port)
+        XCTAssertEqual(status(c, recommend, recommendRequest(["99"]))?.field, "history[0].item_id")
+        XCTAssertEqual(status(c, recommend, recommendRequest(["99"]))?.code, .notFound)
+        XCTAssertEqual(status(c, recommend, recommendRequest([]))?.code, .invalidArgument)
+        XCTAssertEqual(status(c, recommend, recommendRequest(["1"], topK: 7))?.field, "top_k")
+        XCTAssertEqual(status(c, "/r2ec.v1.Recommender/Nope", [])?.code, .unimplemented)
+        XCTAssertEqual(status(c, recommend, [0xff])?.code, .invalidArgument)
+        XCTAssertEqual(status(c, recommend, recommendRequest(["1"]), timeoutMs: -1)?.code, .deadlineExceeded)
+        // CANCEL of a stream never opened is ignored.
+        try c.sendRaw(Frame(header: FrameHeader(type: .cancel, streamId: 999, length: 0), payload: []).bytes)
+        XCTAssertEqual(try c.call("/r2ec.v1.Health/Check", []), [0x08, 0x01])
+    }
+
+    func testPingIsAnsweredWithItsBytes() throws {
+        try startServer()
+        let c = try Client(port: port)
+        try c.sendRaw(Frame(header: FrameHeader(type: .ping, streamId: 0, length: 0), payload: Array(1...8)).bytes)
+        let f = try XCTUnwrap(try c.readFrame(timeout: 5))
+        XCTAssertEqual(f.header.type, .pong)
+        XCTAssertEqual(f.payload, Array(1...8))
+    }
+
+    func testDeadlineExpiresWhileTheModelIsBusy() throws {
+        try startServer(delay: 0.3)
+        let c = try Client(port: port)
+        let t0 = Date()
+        XCTAssertEqual(status(c, recommend, recommendRequest(["1"]), timeoutMs: 50)?.code, .deadlineExceeded)
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 0.29, "answered at the deadline, not after the work")
+    }
+
+    func testCancelAnswersCancelledAtOnce() throws {
+        try startServer(delay: 0.3)
+        let c = try Client(port: port)
+        let id = try c.start(recommend, recommendRequest(["1"]))
+        try c.sendRaw(Frame(header: FrameHeader(type: .cancel, streamId: id, length: 0), payload: []).bytes)
+        let f = try XCTUnwrap(try c.readFrame(timeout: 5))
+        XCTAssertEqual(f.header.type, .trailer)
+        XCTAssertEqual(try Client.decodeStatus(f.payload).code, .cancelled)
+    }
+
+    func testOverLimitFrameGetsGoAwayAndOtherConnectionsAreUnaffected() throws {
+        var cfg = ServerConfig()
+        cfg.maxFramePayload = 1024
+        try startServer(config: cfg)
+        let bystander = try Client(port: port)
+        let bad = try Client(port: port)
+        try bad.sendRaw(FrameHeader(type: .message, streamId: 1, length: 1 << 30).bytes)
+        let f = try XCTUnwrap(try bad.readFrame(timeout: 5))
+        XCTAssertEqual(f.header.type, .goAway)
+        let goAway = try XCTUnwrap(r2ec__v1__go_away__unpack(nil, f.payload.count, f.payload))
+        XCTAssertEqual(goAway.pointee.code, StatusCode.resourceExhausted.rawValue)
+        r2ec__v1__go_away__free_unpacked(goAway, nil)
+        XCTAssertNil(try bad.readFrame(timeout: 5), "then the server closes the connection")
+        XCTAssertEqual(try bystander.call("/r2ec.v1.Health/Check", []), [0x08, 0x01])
+    }
+
+    func testTruncatedFrameThenDisconnectLeavesTheServerServing() throws {
+        try startServer()
+        do {
+            let c = try Client(port: port)
+            try c.sendRaw(Array(FrameHeader(type: .call, streamId: 1, length: 100).bytes + [1, 2, 3]))
+        }
+        let c = try Client(port: port)
+        XCTAssertEqual(try c.call("/r2ec.v1.Health/Check", []), [0x08, 0x01])
+    }
+
+    func testDrainFinishesAcceptedCallsThenClosesWithGoAway() throws {
+        try startServer(delay: 0.3)
+        let c = try Client(port: port)
+        let id = try c.start(recommend, recommendRequest(["1"], topK: 2))
+        Thread.sleep(forTimeInterval: 0.05)
+        server.shutdown()
+        var sawGoAway = false, sawAnswer = false
+        while let f = try c.readFrame(timeout: 10) {
+            switch f.header.type {
+            case .goAway:
+                sawGoAway = true
+                let g = try XCTUnwrap(r2ec__v1__go_away__unpack(nil, f.payload.count, f.payload))
+                XCTAssertEqual(g.pointee.last_stream_id, id)
+                XCTAssertEqual(g.pointee.code, 0)
+                r2ec__v1__go_away__free_unpacked(g, nil)
+            case .message:
+                XCTAssertEqual(recommendedIds(f.payload), ["3", "2"])
+            case .trailer:
+                XCTAssertEqual(try Client.decodeStatus(f.payload).code, .ok)
+                sawAnswer = true
+            default: break
+            }
+        }
+        XCTAssertTrue(sawGoAway)
+        XCTAssertTrue(sawAnswer, "the call accepted before the drain was answered")
+    }
+
+    func testAuthentication() throws {
+        var cfg = ServerConfig()
+        cfg.tokens = ["user-token"]
+        cfg.adminTokens = ["admin-token"]
+        try startServer(config: cfg)
+        let c = try Client(port: port)
+        let health = "/r2ec.v1.Health/Check"
+        do { _ = try c.call(health, []); XCTFail() } catch ClientError.status(let e) { XCTAssertEqual(e.code, .unauthenticated) }
+        do { _ = try c.call(health, [], metadata: [("authorization", "Bearer nope")]); XCTFail() } catch ClientError.status(let e) {
+            XCTAssertEqual(e.code, .unauthenticated)
+        }
+        XCTAssertEqual(try c.call(health, [], metadata: [("authorization", "Bearer user-token")]), [0x08, 0x01])
+        do {
+            _ = try c.call("/r2ec.v1.Admin/UnloadModel", [], metadata: [("authorization", "Bearer user-token")])
+            XCTFail()
+        } catch ClientError.status(let e) { XCTAssertEqual(e.code, .permissionDenied) }
+    }
+}
