@@ -73,26 +73,10 @@ final class ServerTests: XCTestCase {
     // MARK: Encoding helpers
 
     func recommendRequest(_ ids: [String], topK: UInt32 = 0, includeSeen: Bool = false) -> [UInt8] {
-        let arena = CArena()
-        let m = arena.message(R2ec__V1__RecommendRequest.self, r2ec__v1__recommend_request__init)
-        let events = arena.array(UnsafeMutablePointer<R2ec__V1__HistoryEvent>?.self, count: ids.count)
-        for (i, id) in ids.enumerated() {
-            let e = arena.message(R2ec__V1__HistoryEvent.self, r2ec__v1__history_event__init)
-            e.pointee.item_id = arena.string(id)
-            events[i] = e
-        }
-        m.pointee.n_history = ids.count
-        m.pointee.history = events
-        m.pointee.top_k = topK
-        m.pointee.include_seen = includeSeen ? 1 : 0
-        return packMessage(m)
+        RequestEncoding.recommend(itemIds: ids, topK: Int(topK), includeSeen: includeSeen)
     }
 
-    func recommendedIds(_ payload: [UInt8]) -> [String] {
-        let m = r2ec__v1__recommend_response__unpack(nil, payload.count, payload)!
-        defer { r2ec__v1__recommend_response__free_unpacked(m, nil) }
-        return (0..<m.pointee.n_items).map { swiftString(m.pointee.items[$0]!.pointee.item_id) }
-    }
+    func recommendedIds(_ payload: [UInt8]) -> [String] { RequestEncoding.recommendedItems(payload).map(\.id) }
 
     func status(_ client: Client, _ method: String, _ request: [UInt8], timeoutMs: Int64 = 0) -> ServingError? {
         do { _ = try client.call(method, request, timeoutMs: timeoutMs); return nil } catch ClientError.status(let e) {

@@ -1,0 +1,225 @@
+// A closed-loop load generator on its own libuv loop: N connections, each keeping M calls in flight; every answer
+// starts the next call at once. Measures calls per second and latency percentiles over a timed window after a
+// warm-up. Used by `r2ec bench rpc` and `r2ec bench serve`.
+import CLibUV
+import Foundation
+import Serving
+
+public struct LoadResult: Sendable {
+    public var calls: Int
+    public var seconds: Double
+    /// Per-call latency in seconds, sorted.
+    public var latencies: [Double]
+    public var statuses: [StatusCode: Int]
+    /// Calls still unanswered when the run stopped (answers that never came).
+    public var unanswered: Int
+
+    public var throughput: Double { Double(calls) / seconds }
+
+    public func percentile(_ p: Double) -> Double {
+        guard !latencies.isEmpty else { return .nan }
+        let i = min(latencies.count - 1, max(0, Int((p / 100 * Double(latencies.count)).rounded(.up)) - 1))
+        return latencies[i]
+    }
+}
+
+public final class LoadGenerator {
+    public struct Plan {
+        public var host = "127.0.0.1"
+        public var port: Int
+        public var connections = 16
+        public var inFlight = 1
+        public var warmup = 1.0
+        public var duration = 5.0
+        public var method: String
+        /// Request payloads, used round-robin.
+        public var requests: [[UInt8]]
+        public var timeoutMs: Int64 = 0
+        public var metadata: [(String, String)] = []
+
+        public init(port: Int, method: String, requests: [[UInt8]]) {
+            self.port = port
+            self.method = method
+            self.requests = requests
+        }
+    }
+
+    final class Conn {
+        unowned let gen: LoadGenerator
+        let tcp = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
+        let connectReq = UnsafeMutablePointer<uv_connect_t>.allocate(capacity: 1)
+        let input = ByteBuffer()
+        var decoder = FrameDecoder(maxPayload: 64 << 20)
+        var started: [UInt32: UInt64] = [:]
+        var nextId: UInt32 = 1
+        var pending: [UInt8] = []
+        var writing = false
+        init(_ gen: LoadGenerator) { self.gen = gen }
+        var stream: UnsafeMutablePointer<uv_stream_t> { UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self) }
+    }
+
+    let plan: Plan
+    private let loop = UnsafeMutablePointer<uv_loop_t>.allocate(capacity: 1)
+    private let timer = UnsafeMutablePointer<uv_timer_t>.allocate(capacity: 1)
+    private var conns: [Conn] = []
+    private var frames: [[UInt8]] = []
+    private var nextRequest = 0
+    private var measuring = false
+    private var stopping = false
+    private var windowStart: UInt64 = 0
+    private var windowEnd: UInt64 = 0
+    private var latencies: [Double] = []
+    private var statuses: [StatusCode: Int] = [:]
+    private var connectFailure: String?
+
+    public init(_ plan: Plan) {
+        precondition(!plan.requests.isEmpty)
+        self.plan = plan
+        // Pre-encode CALL + MESSAGE(END_STREAM) per request; the stream id is patched in per call.
+        let header = Client.callHeader(method: plan.method, timeoutMs: plan.timeoutMs, metadata: plan.metadata)
+        frames = plan.requests.map { body in
+            Frame(header: FrameHeader(type: .call, streamId: 0, length: 0), payload: header).bytes
+                + Frame(header: FrameHeader(type: .message, flags: .endStream, streamId: 0, length: 0), payload: body).bytes
+        }
+    }
+
+    /// Runs the plan to completion on the calling thread.
+    public func run() throws -> LoadResult {
+        uv_loop_init(loop)
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        var addr = sockaddr_in()
+        uv_ip4_addr(plan.host, Int32(plan.port), &addr)
+        for _ in 0..<plan.connections {
+            let c = Conn(self)
+            uv_tcp_init(loop, c.tcp)
+            uv_tcp_nodelay(c.tcp, 1)
+            c.tcp.pointee.data = Unmanaged.passUnretained(c).toOpaque()
+            c.connectReq.pointee.data = c.tcp.pointee.data
+            conns.append(c)
+            withUnsafePointer(to: &addr) { a in
+                _ = uv_tcp_connect(c.connectReq, c.tcp, UnsafeRawPointer(a).assumingMemoryBound(to: sockaddr.self)) { req, status in
+                    let c = Unmanaged<Conn>.fromOpaque(req!.pointee.data).takeUnretainedValue()
+                    c.gen.connected(c, status)
+                }
+            }
+        }
+        uv_timer_init(loop, timer)
+        timer.pointee.data = me
+        uv_timer_start(timer, { t in
+            let g = Unmanaged<LoadGenerator>.fromOpaque(t!.pointee.data).takeUnretainedValue()
+            g.startWindow()
+        }, UInt64(plan.warmup * 1000), 0)
+        uv_run(loop, UV_RUN_DEFAULT)
+        if let failure = connectFailure { throw ClientError.connect(failure) }
+        let unanswered = conns.reduce(0) { $0 + $1.started.count }
+        latencies.sort()
+        return LoadResult(calls: latencies.count, seconds: Double(windowEnd - windowStart) / 1e9, latencies: latencies,
+                          statuses: statuses, unanswered: unanswered)
+    }
+
+    private func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    private func startWindow() {
+        measuring = true
+        windowStart = now()
+        uv_timer_start(timer, { t in
+            let g = Unmanaged<LoadGenerator>.fromOpaque(t!.pointee.data).takeUnretainedValue()
+            g.stop()
+        }, UInt64(plan.duration * 1000), 0)
+    }
+
+    private func stop() {
+        measuring = false
+        stopping = true
+        windowEnd = now()
+        for c in conns {
+            uv_read_stop(c.stream)
+            uv_close(UnsafeMutableRawPointer(c.tcp).assumingMemoryBound(to: uv_handle_t.self), nil)
+        }
+        uv_close(UnsafeMutableRawPointer(timer).assumingMemoryBound(to: uv_handle_t.self), nil)
+    }
+
+    private func connected(_ c: Conn, _ status: Int32) {
+        guard status == 0 else {
+            connectFailure = "cannot connect to \(plan.host):\(plan.port): \(uvError(status))"
+            if !stopping { stop() }
+            return
+        }
+        uv_read_start(c.stream, { h, _, buf in
+            let c = Unmanaged<Conn>.fromOpaque(h!.pointee.data).takeUnretainedValue()
+            let p = c.input.reserve(64 << 10)
+            buf!.pointee = uv_buf_init(UnsafeMutableRawPointer(p).assumingMemoryBound(to: CChar.self), UInt32(c.input.writableCount))
+        }, { s, n, _ in
+            let c = Unmanaged<Conn>.fromOpaque(s!.pointee.data).takeUnretainedValue()
+            c.gen.onRead(c, n)
+        })
+        for _ in 0..<plan.inFlight { enqueueCall(c) }
+        flush(c)
+    }
+
+    private func enqueueCall(_ c: Conn) {
+        var bytes = frames[nextRequest]
+        nextRequest = (nextRequest + 1) % frames.count
+        let id = c.nextId
+        c.nextId += 1
+        let be = id.bigEndian
+        withUnsafeBytes(of: be) { b in
+            for i in 0..<4 { bytes[8 + i] = b[i] }
+            let second = 16 + Int(UInt32(bigEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self) }))
+            for i in 0..<4 { bytes[second + 8 + i] = b[i] }
+        }
+        c.started[id] = now()
+        c.pending.append(contentsOf: bytes)
+    }
+
+    private func flush(_ c: Conn) {
+        guard !c.writing, !c.pending.isEmpty, !stopping else { return }
+        var written = 0
+        c.pending.withUnsafeMutableBytes { p in
+            var buf = uv_buf_init(p.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(p.count))
+            written = Int(uv_try_write(c.stream, &buf, 1))
+        }
+        if written > 0 { c.pending.removeFirst(written) }
+        guard !c.pending.isEmpty else { return }
+        // The socket is full: hand the rest to one uv_write and wait for it.
+        let n = c.pending.count
+        let req = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
+        let data = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
+        c.pending.withUnsafeBytes { data.initialize(from: $0.bindMemory(to: UInt8.self).baseAddress!, count: n) }
+        c.pending.removeAll(keepingCapacity: true)
+        var buf = uv_buf_init(UnsafeMutableRawPointer(data).assumingMemoryBound(to: CChar.self), UInt32(n))
+        req.pointee.data = UnsafeMutableRawPointer(data)
+        c.writing = true
+        uv_write(req, c.stream, &buf, 1) { req, _ in
+            let c = Unmanaged<Conn>.fromOpaque(req!.pointee.handle.pointee.data).takeUnretainedValue()
+            req!.pointee.data.deallocate()
+            req!.deallocate()
+            c.writing = false
+            c.gen.flush(c)
+        }
+    }
+
+    private func onRead(_ c: Conn, _ n: Int) {
+        guard n > 0 else {
+            if n < 0 && !stopping { connectFailure = "server closed the connection"; stop() }
+            return
+        }
+        c.input.commit(n)
+        do {
+            while let f = try c.decoder.next(from: c.input) {
+                guard f.header.type == .trailer, let t0 = c.started.removeValue(forKey: f.header.streamId) else { continue }
+                let code = (try? Client.decodeStatus(f.payload).code) ?? .unknown
+                if measuring {
+                    latencies.append(Double(now() - t0) / 1e9)
+                    statuses[code, default: 0] += 1
+                }
+                if !stopping { enqueueCall(c) }
+            }
+        } catch {
+            connectFailure = "bad framing from the server: \(error)"
+            stop()
+            return
+        }
+        flush(c)
+    }
+}

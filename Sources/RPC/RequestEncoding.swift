@@ -1,0 +1,36 @@
+// Encodes requests on the client side (the Swift client, `r2ec call`, benchmarks and tests).
+import R2ecProtoC
+import Serving
+
+public enum RequestEncoding {
+    /// A RecommendRequest for a history of item ids.
+    public static func recommend(itemIds: [String], topK: Int = 0, includeSeen: Bool = false, reasoning: Bool = false,
+                                 model: String = "") -> [UInt8] {
+        let arena = CArena()
+        let m = arena.message(R2ec__V1__RecommendRequest.self, r2ec__v1__recommend_request__init)
+        let events = arena.array(UnsafeMutablePointer<R2ec__V1__HistoryEvent>?.self, count: itemIds.count)
+        for (i, id) in itemIds.enumerated() {
+            let e = arena.message(R2ec__V1__HistoryEvent.self, r2ec__v1__history_event__init)
+            e.pointee.item_id = arena.string(id)
+            events[i] = e
+        }
+        m.pointee.n_history = itemIds.count
+        m.pointee.history = events
+        m.pointee.top_k = UInt32(topK)
+        m.pointee.include_seen = includeSeen ? 1 : 0
+        m.pointee.mode = reasoning ? R2EC__V1__MODE__MODE_REASONING : R2EC__V1__MODE__MODE_DIRECT
+        m.pointee.model = arena.string(model)
+        return packMessage(m)
+    }
+
+    /// The (item id, title, score) rows of a RecommendResponse.
+    public static func recommendedItems(_ payload: [UInt8]) -> [(id: String, title: String, score: Float)] {
+        guard let m = payload.withUnsafeBufferPointer({ r2ec__v1__recommend_response__unpack(nil, $0.count, $0.baseAddress) })
+        else { return [] }
+        defer { r2ec__v1__recommend_response__free_unpacked(m, nil) }
+        return (0..<m.pointee.n_items).map { i in
+            let it = m.pointee.items[i]!.pointee
+            return (swiftString(it.item_id), swiftString(it.title), it.score)
+        }
+    }
+}

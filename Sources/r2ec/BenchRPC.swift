@@ -1,0 +1,155 @@
+// `r2ec bench rpc`: closed-loop load (N connections x M calls in flight) on Health/Check and Recommend over
+// loopback, against an in-process server (or --target), with redis-benchmark PING measured in the same run.
+import ArgumentParser
+import Data
+import Foundation
+import R2ecProtoC
+import RPC
+import Serving
+
+struct BenchRPC: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rpc",
+        abstract: "RPC throughput and latency (Health and Recommend) on loopback, beside redis-benchmark PING.")
+
+    @Option(help: "Server to load (HOST:PORT); default: start one in this process over --dataset.") var target: String?
+    @Option(help: "Dataset for the in-process server and for Recommend histories.") var dataset = "data/ml-100k"
+    @Option(help: "Model the in-process server serves.") var model = "popularity"
+    @Option(help: "Connections.") var connections = 50
+    @Option(help: "Calls in flight per connection.") var inFlight = 1
+    @Option(help: "Seconds measured per method (after one second of warm-up).") var seconds = 5.0
+    @Option(help: "Methods to load: health, recommend.") var methods: [String] = ["health", "recommend"]
+    @Flag(inversion: .prefixedNo, help: "Also run redis-benchmark PING (no pipelining, same client count) on a private redis-server.")
+    var redis = true
+    @Option(help: "Write the results as JSON here.") var json: String?
+
+    func run() throws {
+        let data = try DatasetLoader.load(dataset)
+        var host = "127.0.0.1", port = 0
+        var server: Server?
+        var serverThread: Thread?
+        if let target {
+            let parts = target.split(separator: ":")
+            guard parts.count == 2, let p = Int(parts[1]) else { throw ValidationError("--target: expected HOST:PORT") }
+            host = String(parts[0]); port = p
+        } else {
+            let registry = ModelRegistry()
+            registry.install(try ModelLoader.load(spec: model, dataset: data))
+            var config = ServerConfig()
+            config.port = 0
+            let s = Server(config: config, core: ServingCore(registry: registry))
+            let ready = DispatchSemaphore(value: 0)
+            let bound = Box(0)
+            let t = Thread { try? s.run { bound.value = $0; ready.signal() } }
+            t.start()
+            ready.wait()
+            port = bound.value
+            server = s
+            serverThread = t
+        }
+
+        var rows: [[String: Any]] = []
+        Console.status("bench rpc: \(connections) connection(s) x \(inFlight) in flight, \(seconds) s per method, port \(port)")
+        print("| load | clients | in flight | calls/s | p50 ms | p90 ms | p99 ms | errors |")
+        print("|---|---|---|---|---|---|---|---|")
+        for method in methods {
+            let (name, requests) = try workload(method, data: data)
+            var plan = LoadGenerator.Plan(port: port, method: name, requests: requests)
+            plan.host = host
+            plan.connections = connections
+            plan.inFlight = inFlight
+            plan.duration = seconds
+            let r = try LoadGenerator(plan).run()
+            let errors = r.statuses.filter { $0.key != .ok }.values.reduce(0, +)
+            print(String(format: "| r2ec %@ | %d | %d | %.0f | %.3f | %.3f | %.3f | %d |", method, connections, inFlight,
+                         r.throughput, r.percentile(50) * 1e3, r.percentile(90) * 1e3, r.percentile(99) * 1e3, errors))
+            rows.append(["load": "r2ec \(method)", "clients": connections, "in_flight": inFlight, "throughput": r.throughput,
+                         "p50_ms": r.percentile(50) * 1e3, "p90_ms": r.percentile(90) * 1e3,
+                         "p99_ms": r.percentile(99) * 1e3, "errors": errors])
+        }
+        server?.shutdown()
+        while let t = serverThread, !t.isFinished { Thread.sleep(forTimeInterval: 0.01) }
+
+        if redis, let r = try RedisPeer.pingRate(clients: connections, seconds: seconds) {
+            print(String(format: "| redis-benchmark PING_MBULK | %d | 1 | %.0f | %.3f | - | %.3f | 0 |", connections, r.rate,
+                         r.p50, r.p99))
+            rows.append(["load": "redis PING", "clients": connections, "in_flight": 1, "throughput": r.rate,
+                         "p50_ms": r.p50, "p99_ms": r.p99])
+            if let health = rows.first(where: { ($0["load"] as? String) == "r2ec health" }),
+               let t = health["throughput"] as? Double {
+                print(String(format: "\nHealth/Check calls per second over redis PING: %.2fx", t / r.rate))
+            }
+        }
+        if let json {
+            let body = try JSONSerialization.data(withJSONObject: ["bench": "rpc", "levels": rows], options: [.prettyPrinted, .sortedKeys])
+            try body.write(to: URL(fileURLWithPath: json))
+        }
+    }
+
+    /// The method name and request payloads of a workload.
+    private func workload(_ method: String, data: Dataset) throws -> (String, [[UInt8]]) {
+        switch method {
+        case "health":
+            return ("/r2ec.v1.Health/Check", [[]])
+        case "recommend":
+            // Histories of real users (their last 20 items), 256 of them round-robin.
+            let sequences = data.sequences()
+            let payloads = (0..<min(256, sequences.count)).map { u -> [UInt8] in
+                let ids = sequences[u].items.suffix(20).map { data.catalog[$0].id }
+                return RequestEncoding.recommend(itemIds: ids, topK: 10)
+            }
+            return ("/r2ec.v1.Recommender/Recommend", payloads)
+        default:
+            throw ValidationError("--methods: unknown method '\(method)' (health, recommend)")
+        }
+    }
+}
+
+/// A value handed from a server thread's ready callback.
+final class Box<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// redis-benchmark PING against a private redis-server on a free port, for a same-run comparison.
+enum RedisPeer {
+    static func pingRate(clients: Int, seconds: Double) throws -> (rate: Double, p50: Double, p99: Double)? {
+        guard let server = which("redis-server"), let bench = which("redis-benchmark") else {
+            Console.status("redis-server/redis-benchmark not installed (apt-get install redis-server redis-tools): skipping the peer")
+            return nil
+        }
+        let port = 20000 + Int.random(in: 0..<20000)
+        let redis = Process()
+        redis.executableURL = URL(fileURLWithPath: server)
+        redis.arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        redis.standardOutput = FileHandle.nullDevice
+        try redis.run()
+        defer { redis.terminate(); redis.waitUntilExit() }
+        Thread.sleep(forTimeInterval: 0.5)
+        // About `seconds` of work at ~50k/s; redis-benchmark counts requests, not time.
+        let n = max(50_000, Int(seconds * 60_000))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bench)
+        p.arguments = ["-h", "127.0.0.1", "-p", "\(port)", "-c", "\(clients)", "-n", "\(n)", "-P", "1", "-t", "ping", "--csv"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        // CSV: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+        for line in out.split(separator: "\n") where line.hasPrefix("\"PING_MBULK\"") {
+            let f = line.split(separator: ",").map { Double($0.replacingOccurrences(of: "\"", with: "")) ?? .nan }
+            if f.count >= 7 { return (f[1], f[4], f[6]) }
+        }
+        Console.status("could not read redis-benchmark's output: \(out.prefix(300))")
+        return nil
+    }
+
+    static func which(_ name: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+            let path = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+}
