@@ -1,0 +1,115 @@
+// Full-ranking evaluation of any `Recommender` on held-out samples: histories go to `scoreAll` in batches, every
+// catalogue item is ranked with the sample's masked items skipped, and the report gathers HR/NDCG@K, MRR, bootstrap
+// intervals, catalogue coverage, list error rates, and ECE@N when a top-N calibrator is given.
+import Data
+import Foundation
+
+public struct EvalOptions: Sendable {
+    public var ks: [Int] = Metrics.defaultKs
+    /// Histories per `scoreAll` call.
+    public var batchSize: Int = 256
+    public var bootstrapResamples: Int = 1000
+    public var seed: UInt64 = 0
+    /// Coverage and list checks use top-`listK` lists.
+    public var listK: Int = 10
+    /// The top-N that calibration data and ECE@N cover.
+    public var calibrationN: Int = 10
+    public init() {}
+}
+
+public struct EvalResult: Sendable {
+    public var samples: Int
+    /// Metric names in report order (`Metrics.names`).
+    public var names: [String]
+    public var metrics: [String: Double]
+    public var intervals: [String: Interval]
+    /// Share of the catalogue appearing in at least one masked top-`listK` list.
+    public var coverage: Double
+    /// Error rates of the masked top-`listK` lists the metrics come from (all 0 for a correct pipeline).
+    public var listErrors: ListErrorRates
+    /// Error rates of the model's raw top-`listK` lists before masking: how often it would recommend seen items.
+    public var unmaskedListErrors: ListErrorRates
+    /// Per-sample rank of the target, in sample order.
+    public var ranks: [Int]
+    /// Per sample, the masked top-`calibrationN` items: (rank, score, is target) triples, flattened.
+    public var topN: [(rank: Int, score: Float, hit: Bool)]
+    /// ECE@`calibrationN` of the calibrator's probabilities, when one was given.
+    public var ece: Double?
+    public var seconds: Double
+}
+
+public enum Evaluator {
+    public static func evaluate(_ model: Recommender, on samples: [EvalSample], options: EvalOptions = EvalOptions(),
+                                calibrator: TopNCalibrator? = nil) throws -> EvalResult {
+        try evaluate(kind: model.kind, catalogSize: model.catalog.count, on: samples, options: options,
+                     calibrator: calibrator) { try model.scoreAll($0.map(\.history)) }
+    }
+
+    /// The same with any scorer of a batch of samples (row-major scores, `catalogSize` per sample): e.g. a factor
+    /// model's trained user vectors instead of folded-in histories.
+    public static func evaluate(kind: String, catalogSize n: Int, on samples: [EvalSample], options: EvalOptions = EvalOptions(),
+                                calibrator: TopNCalibrator? = nil,
+                                scorer: ([EvalSample]) throws -> [Float]) throws -> EvalResult {
+        guard !samples.isEmpty else { throw EvalError.invalidInput("no samples to evaluate") }
+        let start = Date()
+        let names = Metrics.names(ks: options.ks)
+        var values: [[Double]] = []
+        values.reserveCapacity(samples.count)
+        var ranks: [Int] = []
+        var covered = [Bool](repeating: false, count: n)
+        var errors = ListErrorRates(), rawErrors = ListErrorRates()
+        var topN: [(rank: Int, score: Float, hit: Bool)] = []
+        var probabilities: [Double] = [], labels: [Bool] = []
+        var isMasked = [Bool](repeating: false, count: n)
+
+        var b = 0
+        while b < samples.count {
+            let batch = samples[b..<min(samples.count, b + options.batchSize)]
+            let scores = try scorer(Array(batch))
+            guard scores.count == batch.count * n else {
+                throw EvalError.invalidInput("\(kind) returned \(scores.count) scores for \(batch.count) x \(n)")
+            }
+            try scores.withUnsafeBufferPointer { all in
+                for (q, s) in batch.enumerated() {
+                    guard s.target >= 0 && s.target < n else { throw EvalError.invalidInput("target \(s.target) outside the catalogue") }
+                    let row = UnsafeBufferPointer(rebasing: all[(q * n)..<((q + 1) * n)])
+                    for i in s.masked { isMasked[i] = true }
+                    let rank = isMasked.withUnsafeBufferPointer { Ranks.rank(of: s.target, in: row, isMasked: $0) }
+                    for i in s.masked { isMasked[i] = false }
+                    ranks.append(rank)
+                    values.append(Metrics.values(rank: rank, ks: options.ks))
+
+                    let maskSet = Set(s.masked)
+                    let top = Ranking.topK(row, k: max(options.listK, options.calibrationN), masked: maskSet)
+                    let list = top.prefix(options.listK).map(\.index)
+                    for i in list { covered[i] = true }
+                    let seen = Set(s.history.items).union(maskSet)
+                    errors.check(list, seen: seen, catalogSize: n)
+                    rawErrors.check(Ranking.topK(row, k: options.listK).map(\.index), seen: seen, catalogSize: n)
+                    for (r, item) in top.prefix(options.calibrationN).enumerated() {
+                        let hit = item.index == s.target
+                        topN.append((r + 1, item.score, hit))
+                        if let calibrator {
+                            probabilities.append(calibrator.probability(score: item.score, rank: r + 1))
+                            labels.append(hit)
+                        }
+                    }
+                }
+            }
+            b += batch.count
+        }
+
+        var metrics: [String: Double] = [:]
+        for (c, name) in names.enumerated() {
+            metrics[name] = values.reduce(0) { $0 + $1[c] } / Double(values.count)
+        }
+        let ivs = Bootstrap.intervals(values, resamples: options.bootstrapResamples, seed: options.seed)
+        var intervals: [String: Interval] = [:]
+        for (name, iv) in zip(names, ivs) { intervals[name] = iv }
+        return EvalResult(samples: samples.count, names: names, metrics: metrics, intervals: intervals,
+                          coverage: Double(covered.filter { $0 }.count) / Double(n), listErrors: errors,
+                          unmaskedListErrors: rawErrors, ranks: ranks, topN: topN,
+                          ece: calibrator.map { _ in Calibration.ece(probabilities: probabilities, labels: labels) },
+                          seconds: Date().timeIntervalSince(start))
+    }
+}

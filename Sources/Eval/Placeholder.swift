@@ -1,1 +1,0 @@
-// Eval: placeholder until the target's first real file lands; delete when it does.

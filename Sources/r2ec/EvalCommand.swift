@@ -1,0 +1,100 @@
+// `r2ec eval`: loads a dataset, splits it, trains a baseline (or loads a model), evaluates on validation and test
+// with full ranking and masked history, prints a markdown table and optionally writes the JSON report.
+import ArgumentParser
+import Data
+import Eval
+import Foundation
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Evaluate a baseline or a model: HR/NDCG@5/10/20, MRR, intervals, coverage, list errors, ECE@10."
+    )
+
+    @Option(help: "Dataset directory (RecBole atomic, raw MovieLens or Amazon 2023 JSONL).")
+    var dataset = "data/ml-100k"
+
+    @Option(help: "loo (leave-one-out) or temporal (the paper's 80/10/10 by target time).")
+    var split = "loo"
+
+    @Option(help: "A classic baseline: pop, wals or bpr.")
+    var baseline: String?
+
+    @Option(help: "A dual-head checkpoint.")
+    var model: String?
+
+    @Option(help: "Baseline options, key=value,... (e.g. factors=32,alpha=3,reg=1).")
+    var options = ""
+
+    @Option(help: "Keep only users and items with at least this many interactions (0: no filtering).")
+    var kcore = 0
+
+    @Option(help: "Write the JSON report here.")
+    var json: String?
+
+    @Flag(help: "Sweep the baseline's hyper-parameters, select on validation NDCG@10, report test.")
+    var sweep = false
+
+    @Flag(help: "Factor baselines: score with the users' trained vectors instead of folding histories in.")
+    var trainedUsers = false
+
+    @Option(help: "Bootstrap resamples for the 95% intervals.")
+    var bootstrap = 1000
+
+    func run() throws {
+        let wall = Date()
+        guard (baseline == nil) != (model == nil) else {
+            throw ValidationError("give exactly one of --baseline pop|wals|bpr or --model PATH")
+        }
+        guard let kind = Splits.Kind(rawValue: split) else { throw ValidationError("--split must be loo or temporal") }
+        if model != nil {
+            throw ValidationError("dual-head checkpoints are not loadable yet (the Model target has no loader); use --baseline")
+        }
+        let baseline = baseline!
+        var data = try DatasetLoader.load(dataset)
+        if kcore > 1 { data = try Splits.kCore(data, k: kcore) }
+        let s = Splits.make(kind, data)
+        var evalOptions = EvalOptions()
+        evalOptions.bootstrapResamples = bootstrap
+
+        let fitStart = Date()
+        var points: [SweepPoint] = []
+        let recommender: Recommender
+        if sweep {
+            let result = try Sweep.run(kind: baseline, split: s, catalog: data.catalog, base: try Baselines.parseOptions(options),
+                                       options: evalOptions) { p in
+                let o = p.options.keys.sorted().map { "\($0)=\(p.options[$0]!)" }.joined(separator: ",")
+                FileHandle.standardError.write(Data("sweep \(o): validation NDCG@10 \(p.validationNDCG10)\n".utf8))
+            }
+            points = result.points
+            recommender = result.model
+        } else {
+            recommender = try Baselines.train(kind: baseline, on: s.train, catalog: data.catalog, numUsers: s.numUsers,
+                                              options: try Baselines.parseOptions(options))
+        }
+        let fitSeconds = sweep ? points.map(\.fitSeconds).max() ?? 0 : Date().timeIntervalSince(fitStart)
+
+        let evaluate = { (samples: [EvalSample], calibrator: TopNCalibrator?) throws -> EvalResult in
+            guard trainedUsers else {
+                return try Evaluator.evaluate(recommender, on: samples, options: evalOptions, calibrator: calibrator)
+            }
+            guard let factors = recommender as? FactorModel else {
+                throw ValidationError("--trained-users needs a factor baseline (wals or bpr)")
+            }
+            return try Evaluator.evaluate(kind: factors.kind, catalogSize: data.catalog.count, on: samples,
+                                          options: evalOptions, calibrator: calibrator) {
+                try factors.scoreTrainedUsers($0.map(\.user))
+            }
+        }
+        let validation = try evaluate(s.validation, nil)
+        let calibrator = TopNCalibrator.fit(validation.topN, n: evalOptions.calibrationN)
+        let test = try evaluate(s.test, calibrator)
+        let command = (["r2ec"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
+        let report = EvalReport(command: command, dataset: data, split: s, model: recommender, validation: validation,
+                                test: test, sweep: points, fitSeconds: fitSeconds, wallSeconds: Date().timeIntervalSince(wall))
+        print(report.markdown())
+        if let json {
+            try report.json().write(toFile: json, atomically: true, encoding: .utf8)
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// EvalTests: the target's tests land here.
