@@ -1003,7 +1003,7 @@ const ProtobufCMessageDescriptor r2ec__v1__sampling__descriptor =
   (ProtobufCMessageInit) r2ec__v1__sampling__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor r2ec__v1__recommend_request__field_descriptors[13] =
+static const ProtobufCFieldDescriptor r2ec__v1__recommend_request__field_descriptors[14] =
 {
   {
     "user_id",
@@ -1161,6 +1161,18 @@ static const ProtobufCFieldDescriptor r2ec__v1__recommend_request__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "priority",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__RecommendRequest, priority),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned r2ec__v1__recommend_request__field_indices_by_name[] = {
   7,   /* field[7] = candidate_item_ids */
@@ -1171,6 +1183,7 @@ static const unsigned r2ec__v1__recommend_request__field_indices_by_name[] = {
   3,   /* field[3] = mode */
   11,   /* field[11] = model */
   12,   /* field[12] = now */
+  13,   /* field[13] = priority */
   10,   /* field[10] = return_probabilities */
   9,   /* field[9] = return_reasoning */
   5,   /* field[5] = sampling */
@@ -1180,7 +1193,7 @@ static const unsigned r2ec__v1__recommend_request__field_indices_by_name[] = {
 static const ProtobufCIntRange r2ec__v1__recommend_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 13 }
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor r2ec__v1__recommend_request__descriptor =
 {
@@ -1190,7 +1203,7 @@ const ProtobufCMessageDescriptor r2ec__v1__recommend_request__descriptor =
   "R2ec__V1__RecommendRequest",
   "r2ec.v1",
   sizeof(R2ec__V1__RecommendRequest),
-  13,
+  14,
   r2ec__v1__recommend_request__field_descriptors,
   r2ec__v1__recommend_request__field_indices_by_name,
   1,  r2ec__v1__recommend_request__number_ranges,

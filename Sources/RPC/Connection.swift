@@ -172,7 +172,7 @@ final class Connection {
             return trailer(id, ServingError(.resourceExhausted,
                 "too many calls in flight on this connection (limit \(server.config.maxCallsPerConnection))"))
         }
-        let ctx = CallContext(timeoutMs: header.timeoutMs)
+        let ctx = CallContext(timeoutMs: header.timeoutMs != 0 ? header.timeoutMs : server.config.defaultTimeoutMs)
         let call = Call(id: id, method: method, ctx: ctx)
         calls[id] = call
         if ctx.deadline != nil { server.watchDeadline(of: call, on: self) }

@@ -122,6 +122,7 @@ enum ProtoCodec {
         q.returnReasoning = r.return_reasoning != 0
         q.returnProbabilities = r.return_probabilities != 0
         q.model = swiftString(r.model)
+        q.priority = Int(r.priority)
         return q
     }
 

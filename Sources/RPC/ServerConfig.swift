@@ -15,8 +15,8 @@ public struct ServerConfig: Sendable {
     public var writeLowWater = 1 << 20
     /// After SIGTERM/SIGINT: how long accepted calls may take to finish before connections are closed anyway.
     public var drainTimeoutSeconds = 30.0
-    /// Model worker threads.
-    public var workerThreads = 2
+    /// Deadline given to calls that carry none, in milliseconds; 0 = none.
+    public var defaultTimeoutMs: Int64 = 0
     /// Bearer tokens accepted for calls; empty means authentication is off.
     public var tokens: Set<String> = []
     /// Bearer tokens that may also call the Admin service (always required for it when authentication is on).

@@ -63,6 +63,8 @@ public struct RecommendQuery: Sendable, Equatable {
     public var returnProbabilities = false
     /// "" = the default model.
     public var model: String = ""
+    /// 1 = most urgent; 0 = the server's default level.
+    public var priority: Int = 0
     public init() {}
 }
 

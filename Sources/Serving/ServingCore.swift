@@ -5,11 +5,15 @@ import Foundation
 
 public final class ServingCore: @unchecked Sendable {
     public let registry: ModelRegistry
+    /// Direct-path recommendations, batched.
+    public let batcher: DirectBatcher
+    /// Everything else (ScoreItems, SimilarItems): one job per call.
     private let workers: WorkerPool
 
-    public init(registry: ModelRegistry, workerThreads: Int = 2) {
+    public init(registry: ModelRegistry, workerThreads: Int = 1, batching: BatchingConfig = BatchingConfig()) {
         self.registry = registry
         self.workers = WorkerPool(threads: workerThreads, name: "r2ec-model")
+        self.batcher = DirectBatcher(config: batching)
     }
 
     /// Runs `work` on a model worker unless the call is stopped first; `done` runs on that worker.
@@ -32,12 +36,19 @@ public final class ServingCore: @unchecked Sendable {
         }
     }
 
+    /// Validates on the caller's thread (a bad request never queues), then queues for a batch.
     public func recommend(_ q: RecommendQuery, ctx: CallContext, done: @escaping (Result<RecommendResult, ServingError>) -> Void) {
-        submit(ctx, { [registry] in
+        do {
+            if let stop = ctx.stopReason { throw stop }
             let model = try registry.model(q.model)
             let prepared = try RecommendService.prepare(q, for: model)
-            return try RecommendService.recommendDirect([prepared], model: model, probabilities: [q.returnProbabilities])[0]
-        }, done: done)
+            try batcher.enqueue(prepared, model: model, probabilities: q.returnProbabilities, priority: q.priority,
+                                ctx: ctx, done: done)
+        } catch let e as ServingError {
+            done(.failure(e))
+        } catch {
+            done(.failure(ServingError(.internal, "\(error)")))
+        }
     }
 
     public func scoreItems(_ q: ScoreItemsQuery, ctx: CallContext, done: @escaping (Result<[ScoredItemResult], ServingError>) -> Void) {
@@ -59,5 +70,8 @@ public final class ServingCore: @unchecked Sendable {
     }
 
     /// Finishes queued work and stops the workers.
-    public func shutdown() { workers.shutdown() }
+    public func shutdown() {
+        batcher.shutdown()
+        workers.shutdown()
+    }
 }

@@ -19,7 +19,13 @@ struct Serve: ParsableCommand {
     @Option(help: "Largest frame payload in bytes.") var maxFrameBytes = FrameHeader.defaultMaxPayload
     @Option(help: "Most open connections.") var maxConnections = 4096
     @Option(help: "Most calls in flight per connection.") var maxCallsPerConnection = 1024
-    @Option(help: "Model worker threads.") var workers = 2
+    @Option(help: "Most requests scored in one batch (direct path).") var maxBatchSize = 32
+    @Option(help: "Longest wait, in microseconds, for a batch to fill after its oldest request arrived.")
+    var maxQueueDelayUs = 1000
+    @Option(help: "Most requests waiting; one more is answered RESOURCE_EXHAUSTED.") var maxQueueSize = 4096
+    @Option(help: "Priority levels (request priority 1 is the most urgent).") var priorityLevels = 2
+    @Option(help: "Deadline in milliseconds for calls that carry none; 0 = none.") var defaultTimeoutMs: Int64 = 0
+    @Option(help: "Threads for calls other than Recommend (ScoreItems, SimilarItems).") var workers = 1
     @Option(help: "Seconds accepted calls may take to finish after SIGTERM/SIGINT.") var drainTimeout = 30.0
     @Option(help: "File of bearer tokens, one per line; a line 'admin TOKEN' also allows the Admin service. Enables auth.")
     var authTokenFile: String?
@@ -31,7 +37,7 @@ struct Serve: ParsableCommand {
         config.maxFramePayload = maxFrameBytes
         config.maxConnections = maxConnections
         config.maxCallsPerConnection = maxCallsPerConnection
-        config.workerThreads = workers
+        config.defaultTimeoutMs = defaultTimeoutMs
         config.drainTimeoutSeconds = drainTimeout
         if let authTokenFile {
             (config.tokens, config.adminTokens) = try TokenFile.read(authTokenFile)
@@ -49,7 +55,13 @@ struct Serve: ParsableCommand {
             Console.status("loaded \(model.name) (\(model.recommender.kind)) over \(data.name): "
                 + "\(data.catalog.count) items, \(model.userHistories.count) users")
         }
-        let core = ServingCore(registry: registry, workerThreads: workers)
+        var batching = BatchingConfig()
+        batching.maxBatchSize = maxBatchSize
+        batching.maxQueueDelayMicros = maxQueueDelayUs
+        batching.maxQueueSize = maxQueueSize
+        batching.priorityLevels = priorityLevels
+        batching.defaultPriority = priorityLevels
+        let core = ServingCore(registry: registry, workerThreads: workers, batching: batching)
         let server = Server(config: config, core: core)
         server.modelLoader = { name, path in
             try ModelLoader.load(spec: path, name: name, dataset: data, version: registry.nextVersion(for: name))

@@ -50,7 +50,7 @@ final class ServerTests: XCTestCase {
         registry.install(model)
         var cfg = config
         cfg.port = 0
-        let server = Server(config: cfg, core: ServingCore(registry: registry, workerThreads: 2))
+        let server = Server(config: cfg, core: ServingCore(registry: registry))
         let ready = DispatchSemaphore(value: 0)
         var bound = 0
         let thread = Thread {

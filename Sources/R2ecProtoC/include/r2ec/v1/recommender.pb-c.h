@@ -147,10 +147,14 @@ struct  R2ec__V1__RecommendRequest
    * Reference time (unix seconds) for "time ago" in prompts; 0 means the latest history timestamp.
    */
   int64_t now;
+  /*
+   * Scheduling priority: 1 is the most urgent, up to the server's number of levels; 0 means the server default.
+   */
+  uint32_t priority;
 };
 #define R2EC__V1__RECOMMEND_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&r2ec__v1__recommend_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0, R2EC__V1__MODE__MODE_DIRECT, 0, NULL, 0,NULL, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, R2EC__V1__MODE__MODE_DIRECT, 0, NULL, 0,NULL, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 struct  R2ec__V1__ScoredItem

@@ -13,53 +13,53 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19r2ec/v1/recommender.proto\x12\x07r2ec.v1\"B\n\x0cHistoryEvent\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\x12\x0e\n\x06rating\x18\x03 \x01(\x02\"K\n\x08Sampling\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x0c\n\x04seed\x18\x04 \x01(\x04\"\xda\x02\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12&\n\x07history\x18\x02 \x03(\x0b\x32\x15.r2ec.v1.HistoryEvent\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x1b\n\x04mode\x18\x04 \x01(\x0e\x32\r.r2ec.v1.Mode\x12\x1c\n\x14max_reasoning_tokens\x18\x05 \x01(\r\x12#\n\x08sampling\x18\x06 \x01(\x0b\x32\x11.r2ec.v1.Sampling\x12\x18\n\x10\x65xclude_item_ids\x18\x07 \x03(\t\x12\x1a\n\x12\x63\x61ndidate_item_ids\x18\x08 \x03(\t\x12\x14\n\x0cinclude_seen\x18\t \x01(\x08\x12\x18\n\x10return_reasoning\x18\n \x01(\x08\x12\x1c\n\x14return_probabilities\x18\x0b \x01(\x08\x12\r\n\x05model\x18\x0c \x01(\t\x12\x0b\n\x03now\x18\r \x01(\x03\"^\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\x12\x0c\n\x04rank\x18\x05 \x01(\r\"s\n\x11RecommendResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.r2ec.v1.ScoredItem\x12\x11\n\treasoning\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10reasoning_tokens\x18\x04 \x01(\r\"k\n\x17RecommendStreamResponse\x12\x19\n\x0freasoning_delta\x18\x01 \x01(\tH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.r2ec.v1.RecommendResponseH\x00\x42\x07\n\x05\x65vent\"D\n\x15RecommendBatchRequest\x12+\n\x08requests\x18\x01 \x03(\x0b\x32\x19.r2ec.v1.RecommendRequest\"c\n\x14RecommendBatchResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\x12,\n\x08response\x18\x03 \x01(\x0b\x32\x1a.r2ec.v1.RecommendResponse\"H\n\x16RecommendBatchResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.r2ec.v1.RecommendBatchResult\"\x98\x01\n\x11ScoreItemsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12&\n\x07history\x18\x02 \x03(\x0b\x32\x15.r2ec.v1.HistoryEvent\x12\x10\n\x08item_ids\x18\x03 \x03(\t\x12\x1c\n\x14return_probabilities\x18\x04 \x01(\x08\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0b\n\x03now\x18\x06 \x01(\x03\"G\n\x12ScoreItemsResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.r2ec.v1.ScoredItem\x12\r\n\x05model\x18\x02 \x01(\t\"D\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\r\n\x05model\x18\x03 \x01(\t\"I\n\x14SimilarItemsResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.r2ec.v1.ScoredItem\x12\r\n\x05model\x18\x02 \x01(\t\"\x83\x01\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04year\x18\x03 \x01(\x05\x12\x0e\n\x06genres\x18\x04 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x13\n\x0bnum_ratings\x18\x06 \x01(\r\x12\x13\n\x0bmean_rating\x18\x07 \x01(\x02\"2\n\x0fGetItemsRequest\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\"0\n\x10GetItemsResponse\x12\x1c\n\x05items\x18\x01 \x03(\x0b\x32\r.r2ec.v1.Item\"!\n\x10ModelInfoRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\xcc\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x11\n\tnum_items\x18\x04 \x01(\r\x12\x11\n\tnum_users\x18\x05 \x01(\r\x12\x1a\n\x12supports_reasoning\x18\x06 \x01(\x08\x12\x12\n\ncalibrated\x18\x07 \x01(\x08\x12\x16\n\x0enum_parameters\x18\x08 \x01(\x04\x12\x13\n\x0b\x63onfig_json\x18\t \x01(\t\x12\x0f\n\x07version\x18\n \x01(\x04\"q\n\x11ModelInfoResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.r2ec.v1.ModelInfo\x12\"\n\x06loaded\x18\x02 \x03(\x0b\x32\x12.r2ec.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x03 \x01(\t*+\n\x04Mode\x12\x0f\n\x0bMODE_DIRECT\x10\x00\x12\x12\n\x0eMODE_REASONING\x10\x01\x32\x8f\x04\n\x0bRecommender\x12\x42\n\tRecommend\x12\x19.r2ec.v1.RecommendRequest\x1a\x1a.r2ec.v1.RecommendResponse\x12P\n\x0fRecommendStream\x12\x19.r2ec.v1.RecommendRequest\x1a .r2ec.v1.RecommendStreamResponse0\x01\x12Q\n\x0eRecommendBatch\x12\x1e.r2ec.v1.RecommendBatchRequest\x1a\x1f.r2ec.v1.RecommendBatchResponse\x12\x45\n\nScoreItems\x12\x1a.r2ec.v1.ScoreItemsRequest\x1a\x1b.r2ec.v1.ScoreItemsResponse\x12K\n\x0cSimilarItems\x12\x1c.r2ec.v1.SimilarItemsRequest\x1a\x1d.r2ec.v1.SimilarItemsResponse\x12?\n\x08GetItems\x12\x18.r2ec.v1.GetItemsRequest\x1a\x19.r2ec.v1.GetItemsResponse\x12\x42\n\tModelInfo\x12\x19.r2ec.v1.ModelInfoRequest\x1a\x1a.r2ec.v1.ModelInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19r2ec/v1/recommender.proto\x12\x07r2ec.v1\"B\n\x0cHistoryEvent\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\x12\x0e\n\x06rating\x18\x03 \x01(\x02\"K\n\x08Sampling\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x0c\n\x04seed\x18\x04 \x01(\x04\"\xec\x02\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12&\n\x07history\x18\x02 \x03(\x0b\x32\x15.r2ec.v1.HistoryEvent\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x1b\n\x04mode\x18\x04 \x01(\x0e\x32\r.r2ec.v1.Mode\x12\x1c\n\x14max_reasoning_tokens\x18\x05 \x01(\r\x12#\n\x08sampling\x18\x06 \x01(\x0b\x32\x11.r2ec.v1.Sampling\x12\x18\n\x10\x65xclude_item_ids\x18\x07 \x03(\t\x12\x1a\n\x12\x63\x61ndidate_item_ids\x18\x08 \x03(\t\x12\x14\n\x0cinclude_seen\x18\t \x01(\x08\x12\x18\n\x10return_reasoning\x18\n \x01(\x08\x12\x1c\n\x14return_probabilities\x18\x0b \x01(\x08\x12\r\n\x05model\x18\x0c \x01(\t\x12\x0b\n\x03now\x18\r \x01(\x03\x12\x10\n\x08priority\x18\x0e \x01(\r\"^\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\x12\x0c\n\x04rank\x18\x05 \x01(\r\"s\n\x11RecommendResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.r2ec.v1.ScoredItem\x12\x11\n\treasoning\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10reasoning_tokens\x18\x04 \x01(\r\"k\n\x17RecommendStreamResponse\x12\x19\n\x0freasoning_delta\x18\x01 \x01(\tH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.r2ec.v1.RecommendResponseH\x00\x42\x07\n\x05\x65vent\"D\n\x15RecommendBatchRequest\x12+\n\x08requests\x18\x01 \x03(\x0b\x32\x19.r2ec.v1.RecommendRequest\"c\n\x14RecommendBatchResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\x12,\n\x08response\x18\x03 \x01(\x0b\x32\x1a.r2ec.v1.RecommendResponse\"H\n\x16RecommendBatchResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.r2ec.v1.RecommendBatchResult\"\x98\x01\n\x11ScoreItemsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12&\n\x07history\x18\x02 \x03(\x0b\x32\x15.r2ec.v1.HistoryEvent\x12\x10\n\x08item_ids\x18\x03 \x03(\t\x12\x1c\n\x14return_probabilities\x18\x04 \x01(\x08\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0b\n\x03now\x18\x06 \x01(\x03\"G\n\x12ScoreItemsResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.r2ec.v1.ScoredItem\x12\r\n\x05model\x18\x02 \x01(\t\"D\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\r\n\x05model\x18\x03 \x01(\t\"I\n\x14SimilarItemsResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.r2ec.v1.ScoredItem\x12\r\n\x05model\x18\x02 \x01(\t\"\x83\x01\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04year\x18\x03 \x01(\x05\x12\x0e\n\x06genres\x18\x04 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x13\n\x0bnum_ratings\x18\x06 \x01(\r\x12\x13\n\x0bmean_rating\x18\x07 \x01(\x02\"2\n\x0fGetItemsRequest\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\"0\n\x10GetItemsResponse\x12\x1c\n\x05items\x18\x01 \x03(\x0b\x32\r.r2ec.v1.Item\"!\n\x10ModelInfoRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\xcc\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x11\n\tnum_items\x18\x04 \x01(\r\x12\x11\n\tnum_users\x18\x05 \x01(\r\x12\x1a\n\x12supports_reasoning\x18\x06 \x01(\x08\x12\x12\n\ncalibrated\x18\x07 \x01(\x08\x12\x16\n\x0enum_parameters\x18\x08 \x01(\x04\x12\x13\n\x0b\x63onfig_json\x18\t \x01(\t\x12\x0f\n\x07version\x18\n \x01(\x04\"q\n\x11ModelInfoResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.r2ec.v1.ModelInfo\x12\"\n\x06loaded\x18\x02 \x03(\x0b\x32\x12.r2ec.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x03 \x01(\t*+\n\x04Mode\x12\x0f\n\x0bMODE_DIRECT\x10\x00\x12\x12\n\x0eMODE_REASONING\x10\x01\x32\x8f\x04\n\x0bRecommender\x12\x42\n\tRecommend\x12\x19.r2ec.v1.RecommendRequest\x1a\x1a.r2ec.v1.RecommendResponse\x12P\n\x0fRecommendStream\x12\x19.r2ec.v1.RecommendRequest\x1a .r2ec.v1.RecommendStreamResponse0\x01\x12Q\n\x0eRecommendBatch\x12\x1e.r2ec.v1.RecommendBatchRequest\x1a\x1f.r2ec.v1.RecommendBatchResponse\x12\x45\n\nScoreItems\x12\x1a.r2ec.v1.ScoreItemsRequest\x1a\x1b.r2ec.v1.ScoreItemsResponse\x12K\n\x0cSimilarItems\x12\x1c.r2ec.v1.SimilarItemsRequest\x1a\x1d.r2ec.v1.SimilarItemsResponse\x12?\n\x08GetItems\x12\x18.r2ec.v1.GetItemsRequest\x1a\x19.r2ec.v1.GetItemsResponse\x12\x42\n\tModelInfo\x12\x19.r2ec.v1.ModelInfoRequest\x1a\x1a.r2ec.v1.ModelInfoResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'r2ec.v1.recommender_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _MODE._serialized_start=2065
-  _MODE._serialized_end=2108
+  _MODE._serialized_start=2083
+  _MODE._serialized_end=2126
   _HISTORYEVENT._serialized_start=38
   _HISTORYEVENT._serialized_end=104
   _SAMPLING._serialized_start=106
   _SAMPLING._serialized_end=181
   _RECOMMENDREQUEST._serialized_start=184
-  _RECOMMENDREQUEST._serialized_end=530
-  _SCOREDITEM._serialized_start=532
-  _SCOREDITEM._serialized_end=626
-  _RECOMMENDRESPONSE._serialized_start=628
-  _RECOMMENDRESPONSE._serialized_end=743
-  _RECOMMENDSTREAMRESPONSE._serialized_start=745
-  _RECOMMENDSTREAMRESPONSE._serialized_end=852
-  _RECOMMENDBATCHREQUEST._serialized_start=854
-  _RECOMMENDBATCHREQUEST._serialized_end=922
-  _RECOMMENDBATCHRESULT._serialized_start=924
-  _RECOMMENDBATCHRESULT._serialized_end=1023
-  _RECOMMENDBATCHRESPONSE._serialized_start=1025
-  _RECOMMENDBATCHRESPONSE._serialized_end=1097
-  _SCOREITEMSREQUEST._serialized_start=1100
-  _SCOREITEMSREQUEST._serialized_end=1252
-  _SCOREITEMSRESPONSE._serialized_start=1254
-  _SCOREITEMSRESPONSE._serialized_end=1325
-  _SIMILARITEMSREQUEST._serialized_start=1327
-  _SIMILARITEMSREQUEST._serialized_end=1395
-  _SIMILARITEMSRESPONSE._serialized_start=1397
-  _SIMILARITEMSRESPONSE._serialized_end=1470
-  _ITEM._serialized_start=1473
-  _ITEM._serialized_end=1604
-  _GETITEMSREQUEST._serialized_start=1606
-  _GETITEMSREQUEST._serialized_end=1656
-  _GETITEMSRESPONSE._serialized_start=1658
-  _GETITEMSRESPONSE._serialized_end=1706
-  _MODELINFOREQUEST._serialized_start=1708
-  _MODELINFOREQUEST._serialized_end=1741
-  _MODELINFO._serialized_start=1744
-  _MODELINFO._serialized_end=1948
-  _MODELINFORESPONSE._serialized_start=1950
-  _MODELINFORESPONSE._serialized_end=2063
-  _RECOMMENDER._serialized_start=2111
-  _RECOMMENDER._serialized_end=2638
+  _RECOMMENDREQUEST._serialized_end=548
+  _SCOREDITEM._serialized_start=550
+  _SCOREDITEM._serialized_end=644
+  _RECOMMENDRESPONSE._serialized_start=646
+  _RECOMMENDRESPONSE._serialized_end=761
+  _RECOMMENDSTREAMRESPONSE._serialized_start=763
+  _RECOMMENDSTREAMRESPONSE._serialized_end=870
+  _RECOMMENDBATCHREQUEST._serialized_start=872
+  _RECOMMENDBATCHREQUEST._serialized_end=940
+  _RECOMMENDBATCHRESULT._serialized_start=942
+  _RECOMMENDBATCHRESULT._serialized_end=1041
+  _RECOMMENDBATCHRESPONSE._serialized_start=1043
+  _RECOMMENDBATCHRESPONSE._serialized_end=1115
+  _SCOREITEMSREQUEST._serialized_start=1118
+  _SCOREITEMSREQUEST._serialized_end=1270
+  _SCOREITEMSRESPONSE._serialized_start=1272
+  _SCOREITEMSRESPONSE._serialized_end=1343
+  _SIMILARITEMSREQUEST._serialized_start=1345
+  _SIMILARITEMSREQUEST._serialized_end=1413
+  _SIMILARITEMSRESPONSE._serialized_start=1415
+  _SIMILARITEMSRESPONSE._serialized_end=1488
+  _ITEM._serialized_start=1491
+  _ITEM._serialized_end=1622
+  _GETITEMSREQUEST._serialized_start=1624
+  _GETITEMSREQUEST._serialized_end=1674
+  _GETITEMSRESPONSE._serialized_start=1676
+  _GETITEMSRESPONSE._serialized_end=1724
+  _MODELINFOREQUEST._serialized_start=1726
+  _MODELINFOREQUEST._serialized_end=1759
+  _MODELINFO._serialized_start=1762
+  _MODELINFO._serialized_end=1966
+  _MODELINFORESPONSE._serialized_start=1968
+  _MODELINFORESPONSE._serialized_end=2081
+  _RECOMMENDER._serialized_start=2129
+  _RECOMMENDER._serialized_end=2656
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,158 @@
+// Dynamic batching of direct-path (no reasoning) recommendations, after Triton's dynamic batcher: requests queue
+// by priority; a worker takes up to max_batch_size requests for one model, waiting at most max_queue_delay after the
+// oldest arrived for the batch to fill, and scores them with one scoreAll (one prefill + one GEMM for the dual-head
+// network). A full queue refuses at once; a request cancelled or past its deadline is answered, never computed.
+import Data
+import Foundation
+
+public struct BatchingConfig: Sendable, Equatable {
+    public var maxBatchSize = 32
+    /// How long the oldest request may wait for its batch to fill, in microseconds.
+    public var maxQueueDelayMicros = 1000
+    /// Requests waiting at once; one more is answered RESOURCE_EXHAUSTED.
+    public var maxQueueSize = 4096
+    /// Priority levels (1 is the most urgent); requests with priority 0 get `defaultPriority`.
+    public var priorityLevels = 2
+    public var defaultPriority = 2
+    /// Threads taking batches.
+    public var workers = 1
+    public init() {}
+}
+
+public final class DirectBatcher: @unchecked Sendable {
+    struct Pending {
+        let prepared: RecommendService.Prepared
+        let model: ServedModel
+        let probabilities: Bool
+        let ctx: CallContext
+        let enqueued: UInt64
+        let done: (Result<RecommendResult, ServingError>) -> Void
+    }
+
+    public let config: BatchingConfig
+    private let condition = NSCondition()
+    /// One FIFO per priority level, most urgent first.
+    private var queues: [[Pending]]
+    private var count = 0
+    private var stopping = false
+    private var threads: [Thread] = []
+    private var running = 0
+    /// Called with the size of every batch computed (metrics, tests).
+    public var onBatch: ((Int) -> Void)?
+
+    public init(config: BatchingConfig) {
+        precondition(config.maxBatchSize >= 1 && config.priorityLevels >= 1 && config.workers >= 1)
+        self.config = config
+        queues = Array(repeating: [], count: config.priorityLevels)
+        running = config.workers
+        for i in 0..<config.workers {
+            let t = Thread { [unowned self] in self.loop() }
+            t.name = "r2ec-batcher-\(i)"
+            t.stackSize = 8 << 20
+            threads.append(t)
+            t.start()
+        }
+    }
+
+    /// Queues a prepared request; RESOURCE_EXHAUSTED at once when the queue is full.
+    func enqueue(_ p: RecommendService.Prepared, model: ServedModel, probabilities: Bool, priority: Int,
+                 ctx: CallContext, done: @escaping (Result<RecommendResult, ServingError>) -> Void) throws {
+        let level = priority == 0 ? config.defaultPriority : priority
+        guard level >= 1, level <= config.priorityLevels else {
+            throw ServingError.invalid("priority", "\(priority) is out of range 0...\(config.priorityLevels)")
+        }
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopping else { throw ServingError(.unavailable, "server is shutting down") }
+        guard count < config.maxQueueSize else {
+            throw ServingError(.resourceExhausted, "queue full (\(config.maxQueueSize) requests waiting); retry later")
+        }
+        queues[level - 1].append(Pending(prepared: p, model: model, probabilities: probabilities, ctx: ctx,
+                                         enqueued: DispatchTime.now().uptimeNanoseconds, done: done))
+        count += 1
+        condition.signal()
+    }
+
+    public var queued: Int { condition.lock(); defer { condition.unlock() }; return count }
+
+    /// Computes what is queued, then stops the workers.
+    public func shutdown() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        while running > 0 { condition.wait() }
+        condition.unlock()
+    }
+
+    private func loop() {
+        while let batch = nextBatch() {
+            compute(batch)
+        }
+        condition.lock()
+        running -= 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The oldest most-urgent request's model decides the batch; same-model requests join it, most urgent first.
+    private func nextBatch() -> [Pending]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            dropStopped()
+            guard let head = queues.lazy.compactMap(\.first).first else {
+                if stopping { return nil }
+                condition.wait()
+                continue
+            }
+            let model = ObjectIdentifier(head.model)
+            let available = queues.reduce(0) { $0 + $1.lazy.filter { ObjectIdentifier($0.model) == model }.count }
+            let flushAt = head.enqueued + UInt64(config.maxQueueDelayMicros) * 1000
+            let now = DispatchTime.now().uptimeNanoseconds
+            if available < config.maxBatchSize && now < flushAt && !stopping {
+                _ = condition.wait(until: Date(timeIntervalSinceNow: Double(flushAt - now) / 1e9))
+                continue
+            }
+            var batch: [Pending] = []
+            for level in queues.indices where batch.count < config.maxBatchSize {
+                var kept: [Pending] = []
+                for p in queues[level] {
+                    if batch.count < config.maxBatchSize && ObjectIdentifier(p.model) == model { batch.append(p) } else { kept.append(p) }
+                }
+                queues[level] = kept
+            }
+            count -= batch.count
+            return batch
+        }
+    }
+
+    /// Answers (without computing) every queued request that was cancelled or whose deadline passed.
+    private func dropStopped() {
+        for level in queues.indices where queues[level].contains(where: { $0.ctx.stopReason != nil }) {
+            var kept: [Pending] = []
+            for p in queues[level] {
+                if let stop = p.ctx.stopReason { p.done(.failure(stop)); count -= 1 } else { kept.append(p) }
+            }
+            queues[level] = kept
+        }
+    }
+
+    private func compute(_ batch: [Pending]) {
+        // A deadline may have passed while the batch waited to fill.
+        var live: [Pending] = []
+        for p in batch {
+            if let stop = p.ctx.stopReason { p.done(.failure(stop)) } else { live.append(p) }
+        }
+        guard let model = live.first?.model else { return }
+        onBatch?(live.count)
+        do {
+            let results = try RecommendService.recommendDirect(live.map(\.prepared), model: model,
+                                                               probabilities: live.map(\.probabilities))
+            for (p, r) in zip(live, results) { p.done(.success(r)) }
+        } catch let e as ServingError {
+            for p in live { p.done(.failure(e)) }
+        } catch {
+            for p in live { p.done(.failure(ServingError(.internal, "model error: \(error)"))) }
+        }
+    }
+}

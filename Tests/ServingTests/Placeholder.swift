@@ -1,1 +1,0 @@
-// ServingTests: the target's tests land here.
