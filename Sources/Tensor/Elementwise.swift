@@ -30,16 +30,16 @@ public enum Scale {
 }
 
 enum Elementwise {
-    /// Vectors per slice before a flat loop is split across threads (16 floats each: 64K floats).
+    /// Vectors per slice before a flat loop is split across threads (64K floats with 16-float vectors).
     static let vectorsPerSlice = 4096
 
     @inline(__always)
     static func map1(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ count: Int,
                      _ f: (FloatVector) -> FloatVector) {
-        ThreadPool.shared.parallelSlices((count + 15) / 16, minimumPerSlice: vectorsPerSlice) { slice in
-            let start = slice.lowerBound * 16, end = min(count, slice.upperBound * 16)
+        ThreadPool.shared.parallelSlices((count + vectorWidth - 1) / vectorWidth, minimumPerSlice: vectorsPerSlice) { slice in
+            let start = slice.lowerBound * vectorWidth, end = min(count, slice.upperBound * vectorWidth)
             var j = start
-            while j + 16 <= end { storeVector(f(loadVector(x + j)), out + j); j += 16 }
+            while j + vectorWidth <= end { storeVector(f(loadVector(x + j)), out + j); j += vectorWidth }
             if j < end { storePartial(f(loadPartial(x + j, end - j)), out + j, end - j) }
         }
     }
@@ -47,10 +47,10 @@ enum Elementwise {
     @inline(__always)
     static func map2(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                      _ count: Int, _ f: (FloatVector, FloatVector) -> FloatVector) {
-        ThreadPool.shared.parallelSlices((count + 15) / 16, minimumPerSlice: vectorsPerSlice) { slice in
-            let start = slice.lowerBound * 16, end = min(count, slice.upperBound * 16)
+        ThreadPool.shared.parallelSlices((count + vectorWidth - 1) / vectorWidth, minimumPerSlice: vectorsPerSlice) { slice in
+            let start = slice.lowerBound * vectorWidth, end = min(count, slice.upperBound * vectorWidth)
             var j = start
-            while j + 16 <= end { storeVector(f(loadVector(a + j), loadVector(b + j)), out + j); j += 16 }
+            while j + vectorWidth <= end { storeVector(f(loadVector(a + j), loadVector(b + j)), out + j); j += vectorWidth }
             if j < end {
                 storePartial(f(loadPartial(a + j, end - j), loadPartial(b + j, end - j)), out + j, end - j)
             }

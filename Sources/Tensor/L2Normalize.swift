@@ -10,17 +10,17 @@ public enum L2Normalize {
         ThreadPool.shared.parallelSlices(rows, minimumPerSlice: max(1, 32_768 / max(dim, 1))) { slice in
             for r in slice {
                 let x = input + r * dim, y = out + r * dim
-                let vectorEnd = dim & ~15
+                let vectorEnd = dim & ~(vectorWidth - 1)
                 var acc = FloatVector(repeating: 0)
                 var j = 0
-                while j < vectorEnd { let v = loadVector(x + j); acc += v * v; j += 16 }
+                while j < vectorEnd { let v = loadVector(x + j); acc += v * v; j += vectorWidth }
                 let tail = loadPartial(x + vectorEnd, dim - vectorEnd)
                 acc += tail * tail
-                let norm = acc.sum().squareRoot()
+                let norm = horizontalSum(acc).squareRoot()
                 normsOut?[r] = norm
                 let inverse = 1 / max(norm, eps)
                 j = 0
-                while j < vectorEnd { storeVector(loadVector(x + j) * inverse, y + j); j += 16 }
+                while j < vectorEnd { storeVector(loadVector(x + j) * inverse, y + j); j += vectorWidth }
                 storePartial(tail * inverse, y + vectorEnd, dim - vectorEnd)
             }
         }

@@ -11,16 +11,16 @@ public enum RMSNorm {
         ThreadPool.shared.parallelSlices(rows, minimumPerSlice: max(1, 32_768 / max(dim, 1))) { slice in
             for r in slice {
                 let x = input + r * dim, y = out + r * dim
-                let vectorEnd = dim & ~15
+                let vectorEnd = dim & ~(vectorWidth - 1)
                 var acc = FloatVector(repeating: 0)
                 var j = 0
-                while j < vectorEnd { let v = loadVector(x + j); acc += v * v; j += 16 }
+                while j < vectorEnd { let v = loadVector(x + j); acc += v * v; j += vectorWidth }
                 let tail = loadPartial(x + vectorEnd, dim - vectorEnd)
                 acc += tail * tail
-                let factor = 1 / (acc.sum() / Float(dim) + eps).squareRoot()
+                let factor = 1 / (horizontalSum(acc) / Float(dim) + eps).squareRoot()
                 rstdOut?[r] = factor
                 j = 0
-                while j < vectorEnd { storeVector(loadVector(x + j) * factor * loadVector(weight + j), y + j); j += 16 }
+                while j < vectorEnd { storeVector(loadVector(x + j) * factor * loadVector(weight + j), y + j); j += vectorWidth }
                 let w = loadPartial(weight + vectorEnd, dim - vectorEnd)
                 storePartial(tail * factor * w, y + vectorEnd, dim - vectorEnd)
             }

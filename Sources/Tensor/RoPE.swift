@@ -50,12 +50,12 @@ public enum RoPE {
                 for h in 0..<heads {
                     let first = x + r * rowStride + h * headDim, second = first + half
                     var i = 0
-                    while i + 16 <= half {
+                    while i + vectorWidth <= half {
                         let a = loadVector(first + i), b = loadVector(second + i)
                         let c = loadVector(cosRow + i), s = loadVector(sinRow + i)
                         storeVector(a * c - b * s, first + i)
                         storeVector(b * c + a * s, second + i)
-                        i += 16
+                        i += vectorWidth
                     }
                     while i < half {
                         let a = first[i], b = second[i], c = cosRow[i], s = sinRow[i]

@@ -4,6 +4,9 @@
 /// The SIMD width the kernels use: 16 floats, one AVX-512 register (two AVX or four SSE registers otherwise).
 public typealias FloatVector = SIMD16<Float>
 
+/// Floats per FloatVector; loops step by it and handle the last `count % vectorWidth` floats as a partial vector.
+@inline(__always) var vectorWidth: Int { FloatVector.scalarCount }
+
 @inline(__always) func loadVector(_ p: UnsafePointer<Float>) -> FloatVector {
     UnsafeRawPointer(p).loadUnaligned(as: FloatVector.self)
 }
@@ -17,14 +20,37 @@ public typealias FloatVector = SIMD16<Float>
 }
 
 /// The first `count` (< 16) floats at p, the other lanes `fill`: lets a loop's tail run the body's vector code.
+/// One memcpy into a stack vector; inserting lanes one by one costs far more.
 @inline(__always) func loadPartial(_ p: UnsafePointer<Float>, _ count: Int, fill: Float = 0) -> FloatVector {
     var v = FloatVector(repeating: fill)
-    for i in 0..<count { v[i] = p[i] }
+    withUnsafeMutableBytes(of: &v) { $0.baseAddress!.copyMemory(from: p, byteCount: count * 4) }
     return v
 }
 
 @inline(__always) func storePartial(_ v: FloatVector, _ p: UnsafeMutablePointer<Float>, _ count: Int) {
-    for i in 0..<count { p[i] = v[i] }
+    withUnsafeBytes(of: v) { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress!, byteCount: count * 4) }
+}
+
+/// max(a, b) lane by lane as one compare and blend (the standard library's pointwiseMax goes lane by lane
+/// through memory to honour NaN rules; here a NaN in b is ignored, a NaN already in a is kept).
+@inline(__always) func lanewiseMax(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
+    a.replacing(with: b, where: b .> a)
+}
+
+/// The sum of the lanes by halving (the standard library's sum() walks the lanes one at a time through memory).
+@inline(__always) func horizontalSum(_ v: FloatVector) -> Float {
+    let eight = v.lowHalf + v.highHalf
+    let four = eight.lowHalf + eight.highHalf
+    let two = four.lowHalf + four.highHalf
+    return two[0] + two[1]
+}
+
+/// The largest lane, by halving (NaN lanes are ignored unless every candidate is NaN).
+@inline(__always) func horizontalMax(_ v: FloatVector) -> Float {
+    let eight = v.lowHalf.replacing(with: v.highHalf, where: v.highHalf .> v.lowHalf)
+    let four = eight.lowHalf.replacing(with: eight.highHalf, where: eight.highHalf .> eight.lowHalf)
+    let two = four.lowHalf.replacing(with: four.highHalf, where: four.highHalf .> four.lowHalf)
+    return Swift.max(two[0], two[1])
 }
 
 /// e^x lane by lane: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n through the exponent bits.
@@ -38,7 +64,7 @@ public typealias FloatVector = SIMD16<Float>
     let magic: Float = 12_582_912
     let shifted = x * 1.442_695_04 + magic
     let n = shifted - magic
-    let nBits = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- Int32(bitPattern: magic.bitPattern)
+    let nBits = unsafeBitCast(shifted, to: FloatVector.MaskStorage.self) &- Int32(bitPattern: magic.bitPattern)
     // Two-part ln2 (Cody-Waite) keeps r exact to float precision.
     let r = x - n * 0.693_359_375 + n * 2.121_944_4e-4
     var p = FloatVector(repeating: 1.987_569_15e-4)

@@ -40,28 +40,28 @@ public enum Softmax {
     static func row(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, valid: Int, cols: Int,
                     scale: Float) {
         if valid == 0 { y.update(repeating: 0, count: cols); return }
-        let vectorEnd = valid & ~15, tailCount = valid - vectorEnd
+        let vectorEnd = valid & ~(vectorWidth - 1), tailCount = valid - vectorEnd
         var maxima = FloatVector(repeating: -.infinity)
         var j = 0
-        while j < vectorEnd { maxima = pointwiseMax(maxima, loadVector(x + j)); j += 16 }
-        maxima = pointwiseMax(maxima, loadPartial(x + vectorEnd, tailCount, fill: -.infinity))
+        while j < vectorEnd { maxima = lanewiseMax(maxima, loadVector(x + j)); j += vectorWidth }
+        maxima = lanewiseMax(maxima, loadPartial(x + vectorEnd, tailCount, fill: -.infinity))
         // max(scale*x) = scale*max(x) only for scale >= 0; attention scales are positive, others take the slow path.
-        let maxScaled = scale >= 0 ? scale * maxima.max() : scaledMaximum(x, valid, scale)
+        let maxScaled = scale >= 0 ? scale * horizontalMax(maxima) : scaledMaximum(x, valid, scale)
         var sums = FloatVector(repeating: 0)
         j = 0
         while j < vectorEnd {
             let e = vectorExp(loadVector(x + j) * scale - maxScaled)
-            storeVector(e, y + j); sums += e; j += 16
+            storeVector(e, y + j); sums += e; j += vectorWidth
         }
+        var sum = horizontalSum(sums)
         if tailCount > 0 {
-            var e = vectorExp(loadPartial(x + vectorEnd, tailCount) * scale - maxScaled)
-            e = e.replacing(with: 0, where: SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-                                           .>= Int32(tailCount))
-            storePartial(e, y + vectorEnd, tailCount); sums += e
+            // The tail's padding lanes hold exp(-max), not 0: store the real lanes, then add them one by one.
+            storePartial(vectorExp(loadPartial(x + vectorEnd, tailCount) * scale - maxScaled), y + vectorEnd, tailCount)
+            for t in vectorEnd..<valid { sum += y[t] }
         }
-        let inverse = 1 / sums.sum()
+        let inverse = 1 / sum
         j = 0
-        while j < vectorEnd { storeVector(loadVector(y + j) * inverse, y + j); j += 16 }
+        while j < vectorEnd { storeVector(loadVector(y + j) * inverse, y + j); j += vectorWidth }
         for t in vectorEnd..<valid { y[t] *= inverse }
         if valid < cols { (y + valid).update(repeating: 0, count: cols - valid) }
     }

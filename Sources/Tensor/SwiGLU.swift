@@ -5,10 +5,10 @@ import Foundation
 public enum SiLU {
     /// out[count] = input * sigmoid(input). out may alias input.
     public static func forward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int) {
-        ThreadPool.shared.parallelSlices((count + 15) / 16, minimumPerSlice: 2048) { slice in
-            let start = slice.lowerBound * 16, end = min(count, slice.upperBound * 16)
+        ThreadPool.shared.parallelSlices((count + vectorWidth - 1) / vectorWidth, minimumPerSlice: 2048) { slice in
+            let start = slice.lowerBound * vectorWidth, end = min(count, slice.upperBound * vectorWidth)
             var j = start
-            while j + 16 <= end { storeVector(silu(loadVector(input + j)), out + j); j += 16 }
+            while j + vectorWidth <= end { storeVector(silu(loadVector(input + j)), out + j); j += vectorWidth }
             if j < end { storePartial(silu(loadPartial(input + j, end - j)), out + j, end - j) }
         }
     }
@@ -32,7 +32,7 @@ public enum SwiGLU {
             for r in slice {
                 let g = gate + r * gateStride, u = up + r * upStride, y = out + r * ffn
                 var j = 0
-                while j + 16 <= ffn { storeVector(SiLU.silu(loadVector(g + j)) * loadVector(u + j), y + j); j += 16 }
+                while j + vectorWidth <= ffn { storeVector(SiLU.silu(loadVector(g + j)) * loadVector(u + j), y + j); j += vectorWidth }
                 if j < ffn {
                     let n = ffn - j
                     storePartial(SiLU.silu(loadPartial(g + j, n)) * loadPartial(u + j, n), y + j, n)

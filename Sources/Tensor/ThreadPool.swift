@@ -3,32 +3,46 @@
 import Foundation
 import Synchronization
 
-/// Splits loops over the machine's cores. Workers are created once and sleep on a condition variable between
-/// jobs (after a short spin, so back-to-back kernels in one forward pass do not pay a wake-up each).
+/// Splits loops over the machine's cores. Workers are created once. Between jobs they spin for a few tens of
+/// microseconds (kernels of one forward pass arrive back to back, and a futex wake-up costs as much as a small
+/// kernel), then sleep on a condition variable; the caller likewise spins, then sleeps, waiting for completion.
 /// A call from inside a job, or while another thread's job runs, executes serially on the caller: the pool never
 /// stacks threads on threads, and OpenBLAS is kept single-threaded (see `BLAS`) so it does not either.
 public final class ThreadPool: @unchecked Sendable {
-    /// One pool for the process, with one thread per online core (the caller counts as one).
-    public static let shared = ThreadPool(threadCount: ProcessInfo.processInfo.activeProcessorCount)
+    /// One pool for the process, with one thread per online core (the caller counts as one), or
+    /// R2EC_THREADS threads when that is set (1 makes every kernel run on its caller alone).
+    public static let shared = ThreadPool(threadCount: defaultThreadCount)
+
+    public static var defaultThreadCount: Int {
+        if let text = ProcessInfo.processInfo.environment["R2EC_THREADS"], let n = Int(text), n > 0 { return n }
+        return ProcessInfo.processInfo.activeProcessorCount
+    }
 
     /// Threads that run a job, the caller included.
     public let threadCount: Int
 
-    private let lock = NSCondition()          // guards generation/job/pending; signals workers and the caller
-    private var generation = 0                // bumped per job; workers run each generation once
+    /// Busy-wait iterations (one atomic load each, ~10-50 us in all) before a waiting thread sleeps.
+    private let spinLimit = 50_000
+
+    // The current job: written by the caller before `ticket` publishes it, read by workers after they claim an
+    // index of it. `ticket` packs (generation << 32 | next index), so a claim names its job: a worker that arrives
+    // after the job ended finds a different generation or no index left, and never touches a stale closure.
     private var job: ((Int) -> Void)?
     private var jobCount = 0
-    private var pending = 0                   // workers still inside the current job
-    private let nextIndex = Atomic<Int>(0)
-    private let publishedGeneration = Atomic<Int>(0)  // lets spinning workers see a new job without the lock
-    private let busy = Mutex<Bool>(false)     // a job is running: other callers run inline
+    private let ticket = Atomic<Int>(0)
+    private let completed = Atomic<Int>(0)       // items of the current job finished by workers
 
-    /// Whether the current thread is a pool worker or a caller inside `parallelFor` (nested calls run inline).
+    private let sleep = NSCondition()            // guards the two fields below; wakes sleeping threads
+    private var sleepingWorkers = 0
+    private var callerSleeping = false
+    private let busy = Mutex<Bool>(false)        // a job is running: other callers run inline
+
     private static let insideKey: pthread_key_t = {
         var key = pthread_key_t()
         pthread_key_create(&key, nil)
         return key
     }()
+    /// Whether the current thread is a pool worker or a caller inside `parallelFor` (nested calls run inline).
     private static var isInside: Bool {
         get { pthread_getspecific(insideKey) != nil }
         set { pthread_setspecific(insideKey, newValue ? UnsafeRawPointer(bitPattern: 1) : nil) }
@@ -54,20 +68,19 @@ public final class ThreadPool: @unchecked Sendable {
         }
         ThreadPool.isInside = true
         withoutActuallyEscaping(body) { escapable in
-            lock.lock()
             job = escapable
             jobCount = n
-            nextIndex.store(0, ordering: .relaxed)
-            pending = threadCount - 1
-            generation += 1
-            publishedGeneration.store(generation, ordering: .releasing)
-            lock.broadcast()
-            lock.unlock()
-            runItems(escapable, n)
-            lock.lock()
-            while pending > 0 { lock.wait() }
+            completed.store(0, ordering: .relaxed)
+            let generation = ((ticket.load(ordering: .relaxed) >> 32) + 1) & 0x7FFF_FFFF  // wraps, never repeats the last
+            sleep.lock()
+            ticket.store(generation << 32, ordering: .releasing)
+            if sleepingWorkers > 0 { sleep.broadcast() }
+            sleep.unlock()
+            // The caller claims items like a worker; if a worker is descheduled it simply does them all.
+            var doneHere = 0
+            while let i = claim(generation: generation, count: n) { escapable(i); doneHere += 1 }
+            waitUntilCompleted(n - doneHere)
             job = nil
-            lock.unlock()
         }
         ThreadPool.isInside = false
         busy.withLock { $0 = false }
@@ -90,42 +103,61 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
-    private func runItems(_ body: (Int) -> Void, _ n: Int) {
+    /// The next unclaimed index of job `generation`, or nil when that job has none left (or has ended).
+    @inline(__always) private func claim(generation: Int, count n: Int) -> Int? {
+        var current = ticket.load(ordering: .acquiring)
         while true {
-            let i = nextIndex.wrappingAdd(1, ordering: .relaxed).oldValue
-            if i >= n { return }
-            body(i)
+            let index = current & 0xFFFF_FFFF
+            if current >> 32 != generation || index >= n { return nil }
+            let (exchanged, original) = ticket.compareExchange(expected: current, desired: current + 1,
+                                                               ordering: .acquiringAndReleasing)
+            if exchanged { return index }
+            current = original
         }
     }
 
-    /// Runs the published job's items. A separate function so the worker's reference to the job's closure is
-    /// released on return, before the worker reports done (withoutActuallyEscaping checks nothing kept it).
-    @inline(never) private func runCurrentJob() {
-        lock.lock()
-        let body = job!
-        let n = jobCount
-        lock.unlock()
-        runItems(body, n)
+    private func waitUntilCompleted(_ itemsOfWorkers: Int) {
+        if itemsOfWorkers == 0 { return }
+        var spins = 0
+        while completed.load(ordering: .acquiring) < itemsOfWorkers && spins < spinLimit { spins += 1 }
+        if completed.load(ordering: .acquiring) >= itemsOfWorkers { return }
+        sleep.lock()
+        callerSleeping = true
+        while completed.load(ordering: .acquiring) < itemsOfWorkers { sleep.wait() }
+        callerSleeping = false
+        sleep.unlock()
+    }
+
+    /// Runs item `index` of the current job. A separate function so the worker's reference to the job's closure
+    /// is released on return, before the item is reported complete (withoutActuallyEscaping checks nothing kept it).
+    @inline(never) private func runItem(_ index: Int) {
+        job!(index)
     }
 
     private func workerLoop() {
         ThreadPool.isInside = true
-        var seen = 0
+        var seenGeneration = 0
         while true {
-            // Spin briefly for the next job: kernels of one forward pass arrive microseconds apart.
             var spins = 0
-            while publishedGeneration.load(ordering: .acquiring) == seen && spins < 20_000 {
-                spins += 1
+            while ticket.load(ordering: .acquiring) >> 32 == seenGeneration && spins < spinLimit { spins += 1 }
+            if ticket.load(ordering: .acquiring) >> 32 == seenGeneration {
+                sleep.lock()
+                sleepingWorkers += 1
+                while ticket.load(ordering: .acquiring) >> 32 == seenGeneration { sleep.wait() }
+                sleepingWorkers -= 1
+                sleep.unlock()
             }
-            lock.lock()
-            while generation == seen { lock.wait() }
-            seen = generation
-            lock.unlock()
-            runCurrentJob()
-            lock.lock()
-            pending -= 1
-            if pending == 0 { lock.broadcast() }
-            lock.unlock()
+            let current = ticket.load(ordering: .acquiring)
+            seenGeneration = current >> 32
+            // jobCount belongs to this generation as long as the job has an unclaimed index (see `ticket`).
+            let n = jobCount
+            while let i = claim(generation: seenGeneration, count: n) {
+                runItem(i)
+                completed.wrappingAdd(1, ordering: .releasing)
+            }
+            sleep.lock()
+            if callerSleeping { sleep.broadcast() }
+            sleep.unlock()
         }
     }
 }

@@ -37,4 +37,14 @@ final class ThreadPoolTests: XCTestCase {
             XCTAssertEqual(hits.toArray(), [Float](repeating: 1, count: n))
         }
     }
+
+    func testManyBackToBackJobsLoseNoWork() {
+        // Exercises the spin/sleep hand-offs: jobs arrive faster than a futex wake-up, and after idle gaps.
+        let total = Atomic<Int>(0)
+        for round in 0..<20_000 {
+            ThreadPool.shared.parallelFor(3) { _ in total.wrappingAdd(1, ordering: .relaxed) }
+            if round % 5_000 == 0 { usleep(2_000) }
+        }
+        XCTAssertEqual(total.load(ordering: .relaxed), 60_000)
+    }
 }
