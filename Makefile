@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-APT_PACKAGES := libuv1-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev protobuf-compiler socat pkg-config
+APT_PACKAGES := libuv1-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libhttp-parser-dev protobuf-compiler socat pkg-config
 BENCH_APT_PACKAGES := redis-server redis-tools
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -47,6 +47,9 @@ public final class Client {
         }
     }
 
+    /// The socket, for tests that speak other protocols over it.
+    public var rawDescriptor: Int32 { fd }
+
     /// Half-closes the write side.
     public func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
 

@@ -11,6 +11,8 @@ final class Connection {
         let id: UInt32
         let method: Method
         let ctx: CallContext
+        /// When the CALL frame was read (monotonic ns).
+        let opened = DispatchTime.now().uptimeNanoseconds
         /// False until the request MESSAGE arrived.
         var started = false
 
@@ -169,6 +171,7 @@ final class Connection {
         }
         if let denied = server.authorize(method, metadata: header.metadata) { return trailer(id, denied) }
         guard calls.count < server.config.maxCallsPerConnection else {
+            server.core.metrics.limitHit("calls_per_connection")
             return trailer(id, ServingError(.resourceExhausted,
                 "too many calls in flight on this connection (limit \(server.config.maxCallsPerConnection))"))
         }
@@ -227,7 +230,8 @@ final class Connection {
     /// A protocol violation: GOAWAY naming it, cancel every call, close once the GOAWAY is written.
     private func violation(_ code: StatusCode, _ text: String) {
         server.log("\(peer): protocol violation: \(text)")
-        server.countViolation()
+        server.core.metrics.protocolViolation()
+        if code == .resourceExhausted { server.core.metrics.limitHit("frame_size") }
         goAway(code, text)
         for call in calls.values { call.ctx.cancel() }
         calls.removeAll()

@@ -29,7 +29,11 @@ public final class Server: @unchecked Sendable {
     private var drainDeadline: UInt64 = 0
     private var listenerClosed = false
     public private(set) var boundPort = 0
-    public let stats = CallStats()
+    /// The bound port of the /metrics endpoint, when one was asked for.
+    public var metricsPort: Int? { metricsEndpoint?.port }
+    private var metricsEndpoint: MetricsEndpoint?
+    private var callsFinished = 0
+    private var callsFailed = 0
 
     public init(config: ServerConfig, core: ServingCore) {
         self.config = config
@@ -77,6 +81,11 @@ public final class Server: @unchecked Sendable {
         }
         guard listening == 0 else { throw ServerError.bind("\(config.host):\(config.port)", uvError(listening)) }
         boundPort = localPort()
+        if let port = config.metricsPort {
+            let endpoint = MetricsEndpoint(server: self)
+            try endpoint.start(loop: loop, host: config.host.contains(":") ? "127.0.0.1" : config.host, port: port)
+            metricsEndpoint = endpoint
+        }
         ready(boundPort)
         uv_run(loop, UV_RUN_DEFAULT)
         core.shutdown()
@@ -125,9 +134,9 @@ public final class Server: @unchecked Sendable {
         let conn = Connection(server: self, tcp: tcp, peer: peerName(tcp))
         tcp.pointee.data = Unmanaged.passRetained(conn).toOpaque()
         connections[ObjectIdentifier(conn)] = conn
-        stats.connectionOpened()
         conn.startReading()
         if connections.count > config.maxConnections {
+            core.metrics.limitHit("connections")
             conn.refuse("too many connections (limit \(config.maxConnections))")
         } else if draining {
             conn.drain()
@@ -137,7 +146,6 @@ public final class Server: @unchecked Sendable {
 
     func connectionClosed(_ conn: Connection) {
         connections[ObjectIdentifier(conn)] = nil
-        stats.connectionClosed()
         deadlineCalls.removeAll { $0.1 === conn }
         watchers.removeAll { $0.1 === conn }
         if draining { finishDrainIfDone() }
@@ -331,6 +339,7 @@ public final class Server: @unchecked Sendable {
             conn.finish(call, status: .unavailable, "server is shutting down")
         }
         watchers.removeAll()
+        metricsEndpoint?.stop()
         uv_close(UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_handle_t.self)) { h in
             Server.from(h!).listenerClosed = true
             Server.from(h!).finishDrainIfDone()
@@ -341,26 +350,32 @@ public final class Server: @unchecked Sendable {
 
     private func finishDrainIfDone() {
         guard draining, listenerClosed, connections.isEmpty else { return }
-        log("drained: \(stats.summary)")
+        log("drained: \(callsFinished) call(s) answered, \(callsFailed) with an error status")
         uv_stop(loop)
     }
 
     // MARK: Logging and stats
 
     func record(_ call: Connection.Call, status: StatusCode, message: String, peer: String) {
-        stats.record(method: call.method.rawValue, code: status)
+        callsFinished += 1
+        core.metrics.call(method: call.method.rawValue, code: status,
+                          seconds: Double(DispatchTime.now().uptimeNanoseconds - call.opened) / 1e9)
         if status != .ok {
+            callsFailed += 1
             logger.warning("call failed", metadata: ["method": "\(call.method.rawValue)", "stream": "\(call.id)",
                                                     "peer": "\(peer)", "code": "\(status.name)", "message": "\(message)"])
         }
     }
 
     func recordRefused(_ error: ServingError, peer: String) {
-        stats.record(method: "(refused)", code: error.code)
+        callsFinished += 1
+        callsFailed += 1
+        core.metrics.call(method: "(refused)", code: error.code, seconds: 0)
         logger.warning("call refused", metadata: ["peer": "\(peer)", "code": "\(error.code.name)", "message": "\(error.message)"])
     }
 
-    func countViolation() { stats.record(method: "(protocol)", code: .invalidArgument) }
+    var openConnections: Int { connections.count }
+    var isServing: Bool { !draining }
 
     func log(_ message: String) { logger.info("\(message)") }
 

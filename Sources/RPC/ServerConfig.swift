@@ -15,6 +15,8 @@ public struct ServerConfig: Sendable {
     public var writeLowWater = 1 << 20
     /// After SIGTERM/SIGINT: how long accepted calls may take to finish before connections are closed anyway.
     public var drainTimeoutSeconds = 30.0
+    /// Port of the HTTP endpoint with /metrics and /healthz (on `host`); nil = none, 0 = a free port.
+    public var metricsPort: Int?
     /// Deadline given to calls that carry none, in milliseconds; 0 = none.
     public var defaultTimeoutMs: Int64 = 0
     /// Bearer tokens accepted for calls; empty means authentication is off.

@@ -37,12 +37,12 @@ public final class DirectBatcher: @unchecked Sendable {
     private var stopping = false
     private var threads: [Thread] = []
     private var running = 0
-    /// Called with the size of every batch computed (metrics, tests).
-    public var onBatch: ((Int) -> Void)?
+    private let metrics: ServingMetrics?
 
-    public init(config: BatchingConfig) {
+    public init(config: BatchingConfig, metrics: ServingMetrics? = nil) {
         precondition(config.maxBatchSize >= 1 && config.priorityLevels >= 1 && config.workers >= 1)
         self.config = config
+        self.metrics = metrics
         queues = Array(repeating: [], count: config.priorityLevels)
         running = config.workers
         for i in 0..<config.workers {
@@ -65,6 +65,7 @@ public final class DirectBatcher: @unchecked Sendable {
         defer { condition.unlock() }
         guard !stopping else { throw ServingError(.unavailable, "server is shutting down") }
         guard count < config.maxQueueSize else {
+            metrics?.limitHit("queue_size")
             throw ServingError(.resourceExhausted, "queue full (\(config.maxQueueSize) requests waiting); retry later")
         }
         queues[level - 1].append(Pending(prepared: p, model: model, probabilities: probabilities, ctx: ctx,
@@ -144,10 +145,13 @@ public final class DirectBatcher: @unchecked Sendable {
             if let stop = p.ctx.stopReason { p.done(.failure(stop)) } else { live.append(p) }
         }
         guard let model = live.first?.model else { return }
-        onBatch?(live.count)
+        let start = DispatchTime.now().uptimeNanoseconds
         do {
             let results = try RecommendService.recommendDirect(live.map(\.prepared), model: model,
                                                                probabilities: live.map(\.probabilities))
+            let end = DispatchTime.now().uptimeNanoseconds
+            metrics?.batch(path: "direct", size: live.count, queueSeconds: live.map { Double(start - $0.enqueued) / 1e9 },
+                           computeSeconds: Double(end - start) / 1e9)
             for (p, r) in zip(live, results) { p.done(.success(r)) }
         } catch let e as ServingError {
             for p in live { p.done(.failure(e)) }

@@ -5,6 +5,7 @@ import Foundation
 
 public final class ServingCore: @unchecked Sendable {
     public let registry: ModelRegistry
+    public let metrics = ServingMetrics()
     /// Direct-path recommendations, batched.
     public let batcher: DirectBatcher
     /// Everything else (ScoreItems, SimilarItems): one job per call.
@@ -13,7 +14,7 @@ public final class ServingCore: @unchecked Sendable {
     public init(registry: ModelRegistry, workerThreads: Int = 1, batching: BatchingConfig = BatchingConfig()) {
         self.registry = registry
         self.workers = WorkerPool(threads: workerThreads, name: "r2ec-model")
-        self.batcher = DirectBatcher(config: batching)
+        self.batcher = DirectBatcher(config: batching, metrics: metrics)
     }
 
     /// Runs `work` on a model worker unless the call is stopped first; `done` runs on that worker.

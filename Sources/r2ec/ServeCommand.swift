@@ -16,6 +16,8 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("model"),
             help: "A model to load: popularity, wals, bpr or a checkpoint directory; repeat for several. The first is the default.")
     var models: [String] = []
+    @Option(help: "Port of the HTTP endpoint serving /metrics (Prometheus) and /healthz; off when not given.")
+    var metricsPort: Int?
     @Option(help: "Largest frame payload in bytes.") var maxFrameBytes = FrameHeader.defaultMaxPayload
     @Option(help: "Most open connections.") var maxConnections = 4096
     @Option(help: "Most calls in flight per connection.") var maxCallsPerConnection = 1024
@@ -38,6 +40,7 @@ struct Serve: ParsableCommand {
         config.maxConnections = maxConnections
         config.maxCallsPerConnection = maxCallsPerConnection
         config.defaultTimeoutMs = defaultTimeoutMs
+        config.metricsPort = metricsPort
         config.drainTimeoutSeconds = drainTimeout
         if let authTokenFile {
             (config.tokens, config.adminTokens) = try TokenFile.read(authTokenFile)
@@ -68,7 +71,8 @@ struct Serve: ParsableCommand {
         }
         try server.run { port in
             let elapsed = String(format: "%.1f", Date().timeIntervalSince(start))
-            print("r2ec: listening on \(host):\(port) (default model \(registry.defaultModelName), ready in \(elapsed) s)")
+            let metrics = server.metricsPort.map { ", metrics on http://\(host):\($0)/metrics" } ?? ""
+            print("r2ec: listening on \(host):\(port) (default model \(registry.defaultModelName)\(metrics), ready in \(elapsed) s)")
             fflush(stdout)
         }
         print("r2ec: drained, exiting")

@@ -195,6 +195,40 @@ final class ServerTests: XCTestCase {
         XCTAssertTrue(sawAnswer, "the call accepted before the drain was answered")
     }
 
+    /// One HTTP/1.1 exchange over a plain socket: the whole response as text.
+    func http(_ port: Int, _ request: String) throws -> String {
+        let c = try Client(port: port)
+        try c.sendRaw(Array(request.utf8))
+        var out: [UInt8] = []
+        let fd = c.rawDescriptor
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    func testMetricsAndHealthzOverHTTP() throws {
+        var cfg = ServerConfig()
+        cfg.metricsPort = 0
+        try startServer(config: cfg)
+        let c = try Client(port: port)
+        _ = try c.call(recommend, recommendRequest(["3"], topK: 2))
+        _ = status(c, recommend, recommendRequest(["404"]))
+        let metricsPort = try XCTUnwrap(server.metricsPort)
+        let metrics = try http(metricsPort, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertTrue(metrics.hasPrefix("HTTP/1.1 200 OK"), metrics)
+        XCTAssertTrue(metrics.contains("r2ec_requests_total{method=\"/r2ec.v1.Recommender/Recommend\",code=\"OK\"} 1"), metrics)
+        XCTAssertTrue(metrics.contains("code=\"NOT_FOUND\"} 1"), metrics)
+        XCTAssertTrue(metrics.contains("r2ec_batch_size_requests_bucket"), metrics)
+        let health = try http(metricsPort, "GET /healthz HTTP/1.1\r\n\r\n")
+        XCTAssertTrue(health.hasPrefix("HTTP/1.1 200 OK") && health.hasSuffix("SERVING\n"), health)
+        XCTAssertTrue(try http(metricsPort, "GET /nope HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 404"))
+        XCTAssertTrue(try http(metricsPort, "BLAH\r\n\r\n").hasPrefix("HTTP/1.1 400"))
+    }
+
     func testAuthentication() throws {
         var cfg = ServerConfig()
         cfg.tokens = ["user-token"]

@@ -1,0 +1,63 @@
+// The server's metrics in a Prometheus registry (swift-prometheus), after Triton's: calls by method and status,
+// call, queue and compute time, batch sizes, reasoning tokens and their rate, connections, limit hits.
+// Exposed as Prometheus text by the RPC layer's /metrics endpoint. Never holds tokens or request contents.
+import Foundation
+import Prometheus
+
+public final class ServingMetrics: @unchecked Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    private let latencyBuckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+    private let batchBuckets: [Double] = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    private let rateBuckets: [Double] = [10, 30, 100, 300, 1000, 3000, 10000, 30000]
+
+    private func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "r2ec", metricName: name, unitName: unit, helpText: help)
+    }
+
+    public init() {}
+
+    /// A finished call: its method, status and time from CALL to trailer.
+    public func call(method: String, code: StatusCode, seconds: Double) {
+        registry.makeCounter(descriptor: d("requests", "total", "Finished calls by method and status code."),
+                             labels: [("method", method), ("code", code.name)]).increment()
+        registry.makeValueHistogram(descriptor: d("request_duration", "seconds", "Time from CALL to TRAILER."),
+                                    labels: [("method", method)], buckets: latencyBuckets).record(seconds)
+    }
+
+    /// A batch computed by a scheduler: how long its requests waited and how long it took.
+    public func batch(path: String, size: Int, queueSeconds: [Double], computeSeconds: Double) {
+        registry.makeValueHistogram(descriptor: d("batch_size", "requests", "Requests per computed batch."),
+                                    labels: [("path", path)], buckets: batchBuckets).record(Double(size))
+        let queue = registry.makeValueHistogram(descriptor: d("queue_duration", "seconds", "Time a request waited in the queue."),
+                                                labels: [("path", path)], buckets: latencyBuckets)
+        for q in queueSeconds { queue.record(q) }
+        registry.makeValueHistogram(descriptor: d("compute_duration", "seconds", "Time a batch spent in the model."),
+                                    labels: [("path", path)], buckets: latencyBuckets).record(computeSeconds)
+    }
+
+    /// One decode iteration of the reasoning scheduler.
+    public func decodeStep(tokens: Int, seconds: Double) {
+        registry.makeCounter(descriptor: d("reasoning_tokens", "total", "Reasoning tokens generated.")).increment(by: Int64(tokens))
+        if seconds > 0 {
+            registry.makeValueHistogram(descriptor: d("decode_tokens_per_second", "tokens", "Tokens per second of each decode step."),
+                                        labels: [], buckets: rateBuckets).record(Double(tokens) / seconds)
+        }
+    }
+
+    public func connections(open: Int) {
+        registry.makeGauge(descriptor: d("connections", "open", "Open client connections.")).set(Double(open))
+    }
+
+    /// A limit was hit (connections, calls per connection, frame size, queue, ...).
+    public func limitHit(_ limit: String) {
+        registry.makeCounter(descriptor: d("limit_hits", "total", "Requests or connections refused by a limit."),
+                             labels: [("limit", limit)]).increment()
+    }
+
+    public func protocolViolation() {
+        registry.makeCounter(descriptor: d("protocol_violations", "total", "Connections closed for a protocol violation.")).increment()
+    }
+
+    /// The exposition text.
+    public func render() -> [UInt8] { registry.emitToBuffer() }
+}
