@@ -33,4 +33,23 @@ public enum RequestEncoding {
             return (swiftString(it.item_id), swiftString(it.title), it.score)
         }
     }
+
+    public static func getItems(_ ids: [String], model: String = "") -> [UInt8] {
+        let arena = CArena()
+        let m = arena.message(R2ec__V1__GetItemsRequest.self, r2ec__v1__get_items_request__init)
+        m.pointee.n_item_ids = ids.count
+        m.pointee.item_ids = arena.strings(ids)
+        m.pointee.model = arena.string(model)
+        return packMessage(m)
+    }
+
+    /// The (item id, title) rows of a GetItemsResponse.
+    public static func items(_ payload: [UInt8]) -> [(id: String, title: String)] {
+        guard let m = payload.withUnsafeBufferPointer({ r2ec__v1__get_items_response__unpack(nil, $0.count, $0.baseAddress) })
+        else { return [] }
+        defer { r2ec__v1__get_items_response__free_unpacked(m, nil) }
+        return (0..<m.pointee.n_items).map { i in
+            (swiftString(m.pointee.items[i]!.pointee.item_id), swiftString(m.pointee.items[i]!.pointee.title))
+        }
+    }
 }
