@@ -19,6 +19,20 @@ final class GEMMTests: XCTestCase {
         }
     }
 
+    func testMatrixVectorShapesMatchNaive() {
+        // m == 1 and n == 1 go through sgemv; long ones are split over the pool.
+        for (m, n, k) in [(1, 1, 1), (1, 37, 19), (1, 8195, 64), (41, 1, 23), (4099, 1, 80)] {
+            for transA in [false, true] {
+                for transB in [false, true] {
+                    check(m: m, n: n, k: k, transA: transA, transB: transB, pad: 2, alpha: 1.5, beta: 0.5,
+                          "gemv \(m)x\(n)x\(k) tA \(transA) tB \(transB)")
+                    check(m: m, n: n, k: k, transA: transA, transB: transB, pad: 2, alpha: 1, beta: 0,
+                          "gemv beta 0 \(m)x\(n)x\(k) tA \(transA) tB \(transB)", nanC: true)
+                }
+            }
+        }
+    }
+
     func testBetaZeroIgnoresGarbageInC() {
         let a = randomBuffer([4, 3], seed: 1), b = randomBuffer([3, 5], seed: 2)
         let c = FloatBuffer(shape: [4, 5]), expected = FloatBuffer(shape: [4, 5])
@@ -85,12 +99,15 @@ final class GEMMTests: XCTestCase {
     }
 
     private func check(m: Int, n: Int, k: Int, transA: Bool, transB: Bool, pad: Int, alpha: Float, beta: Float,
-                       _ what: String) {
+                       _ what: String, nanC: Bool = false) {
         let rowsA = transA ? k : m, colsA = transA ? m : k
         let rowsB = transB ? n : k, colsB = transB ? k : n
         let lda = colsA + pad, ldb = colsB + pad, ldc = n + pad
         let a = randomBuffer([rowsA, lda], seed: 20), b = randomBuffer([rowsB, ldb], seed: 21)
         let c = randomBuffer([m, ldc], seed: 22), expected = randomBuffer([m, ldc], seed: 22)
+        if nanC {   // beta == 0 must not read C: poison the output area (padding keeps its values)
+            for i in 0..<m { for j in 0..<n { c.data[i * ldc + j] = .nan } }
+        }
         GEMM.forward(m: m, n: n, k: k, a: a.pointer, lda: lda, transA: transA, b: b.pointer, ldb: ldb,
                      transB: transB, c: c.data, ldc: ldc, alpha: alpha, beta: beta)
         GEMM.forwardNaive(m: m, n: n, k: k, a: a.pointer, lda: lda, transA: transA, b: b.pointer, ldb: ldb,
