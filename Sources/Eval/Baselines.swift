@@ -1,5 +1,5 @@
 // The factory the server and `r2ec eval` call: a baseline kind ("pop", "wals", "bpr") and string options
-// (factors, alpha, reg, iterations, epochs, lr, seed, threads, fold_in_alpha, fold_in_reg) -> a trained Recommender.
+// (factors, alpha, reg, iterations, epochs, lr, seed, threads, fold_in, fold_in_alpha, fold_in_reg) -> a trained Recommender.
 import Data
 
 public enum Baselines {
@@ -9,7 +9,7 @@ public enum Baselines {
     public static let knownOptions: [String: Set<String>] = [
         "pop": [],
         "wals": ["factors", "alpha", "reg", "iterations", "seed", "threads"],
-        "bpr": ["factors", "lr", "reg", "epochs", "seed", "fold_in_alpha", "fold_in_reg"],
+        "bpr": ["factors", "lr", "reg", "epochs", "seed", "fold_in", "fold_in_alpha", "fold_in_reg"],
     ]
 
     public static func train(kind: String, on training: [Interaction], catalog: Catalog, numUsers: Int,
@@ -50,6 +50,8 @@ public enum Baselines {
         c.reg = try float(o, "reg", c.reg, min: 0)
         c.epochs = try int(o, "epochs", c.epochs, min: 0)
         c.seed = UInt64(try int(o, "seed", Int(c.seed), min: 0))
+        c.foldIn = o["fold_in"] ?? c.foldIn
+        guard c.foldIn == "sgd" || c.foldIn == "ls" else { throw EvalError.invalidOption("option fold_in=\(c.foldIn) is not sgd or ls") }
         c.foldInAlpha = try float(o, "fold_in_alpha", c.foldInAlpha, min: 0)
         c.foldInReg = try float(o, "fold_in_reg", c.foldInReg, min: 0)
         if c.foldInReg == 0 { throw EvalError.invalidOption("bpr needs fold_in_reg > 0 for a positive-definite solve") }

@@ -113,3 +113,32 @@ public enum Evaluator {
                           seconds: Date().timeIntervalSince(start))
     }
 }
+
+extension EvalResult {
+    /// The results of several fits of one model (e.g. seeds) on the same samples, averaged: each sample's metric
+    /// values are averaged over the fits, then means and bootstrap intervals are taken as for one fit. Coverage
+    /// and ECE are means; list error counts add up; ranks and top-N data are the first fit's.
+    public static func mean(_ runs: [EvalResult], options: EvalOptions = EvalOptions()) -> EvalResult {
+        precondition(!runs.isEmpty && runs.allSatisfy { $0.samples == runs[0].samples })
+        if runs.count == 1 { return runs[0] }
+        var r = runs[0]
+        let perSample = (0..<r.samples).map { s -> [Double] in
+            let rows = runs.map { Metrics.values(rank: $0.ranks[s], ks: options.ks) }
+            return (0..<rows[0].count).map { c in rows.reduce(0) { $0 + $1[c] } / Double(rows.count) }
+        }
+        for (c, name) in r.names.enumerated() {
+            r.metrics[name] = perSample.reduce(0) { $0 + $1[c] } / Double(perSample.count)
+        }
+        r.intervals = [:]
+        for (name, iv) in zip(r.names, Bootstrap.intervals(perSample, resamples: options.bootstrapResamples, seed: options.seed)) {
+            r.intervals[name] = iv
+        }
+        r.coverage = runs.map(\.coverage).reduce(0, +) / Double(runs.count)
+        r.listErrors = runs.dropFirst().reduce(runs[0].listErrors) { $0 + $1.listErrors }
+        r.unmaskedListErrors = runs.dropFirst().reduce(runs[0].unmaskedListErrors) { $0 + $1.unmaskedListErrors }
+        let eces = runs.compactMap(\.ece)
+        r.ece = eces.count == runs.count ? eces.reduce(0, +) / Double(eces.count) : nil
+        r.seconds = runs.map(\.seconds).reduce(0, +)
+        return r
+    }
+}

@@ -1,5 +1,6 @@
 // Serving side of a factor baseline (WALS, BPR): fixed item factors (and biases); a history is folded in with one
-// regularised weighted least-squares solve against the item factors (`ImplicitSolver`), then all items are scored
+// regularised weighted least-squares solve against the item factors (`ImplicitSolver`; BPR by default refits the
+// user vector with its own SGD instead, BPR.swift), then all items are scored
 // with one GEMM per batch. Immutable after construction, so safe for concurrent reads.
 import COpenBLAS
 import Data
@@ -17,9 +18,12 @@ public final class FactorModel: Recommender {
     /// Users x factors from training (for embedding maps); scoring never uses them, it folds histories in.
     public let userFactors: [Float]
     let solver: ImplicitSolver
+    /// BPR's own fold-in (SGD against the fixed items) when set; else the least-squares solve.
+    let sgdFoldIn: BPRConfig?
 
     init(kind: String, catalog: Catalog, configJSON: String, factors: Int, itemFactors: [Float], itemBias: [Float]?,
-         userFactors: [Float], foldInAlpha: Float, foldInReg: Float) {
+         userFactors: [Float], foldInAlpha: Float, foldInReg: Float, sgdFoldIn: BPRConfig? = nil) {
+        self.sgdFoldIn = sgdFoldIn
         self.kind = kind
         self.catalog = catalog
         self.configJSON = configJSON
@@ -37,6 +41,7 @@ public final class FactorModel: Recommender {
         for i in history.items where i < 0 || i >= catalog.count {
             throw RecommenderError.invalidQuery("history item index \(i) is outside the catalogue of \(catalog.count)")
         }
+        if let c = sgdFoldIn { return BPR.foldIn(history, items: itemFactors, bias: itemBias, k: factors, config: c) }
         let row = SparseRows.row(history)
         var x = [Float](repeating: 0, count: factors)
         var w = ImplicitSolver.Workspace(k: factors, maxRow: row.columns.count)

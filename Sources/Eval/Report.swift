@@ -16,6 +16,8 @@ public struct EvalReport {
     public var validation: EvalResult?
     public var test: EvalResult
     public var sweep: [SweepPoint] = []
+    /// Fits averaged (one per seed); fitSeconds is then their median.
+    public var fits = 1
     public var fitSeconds: Double
     public var wallSeconds: Double
 
@@ -56,7 +58,7 @@ public struct EvalReport {
         out.append("dataset \(datasetName) (fingerprint \(fingerprint)): \(users) users, \(items) items, " +
                    "\(interactions) interactions; split: \(split.train.count) training interactions, " +
                    "\(split.validation.count) validation and \(split.test.count) test samples")
-        out.append("model: \(modelConfigJSON)")
+        out.append("model: \(modelConfigJSON)" + (fits > 1 ? " (first of \(fits) fits with consecutive seeds; metrics are their mean)" : ""))
         out.append("")
         let names = test.names
         out.append("| | " + names.joined(separator: " | ") + " |")
@@ -74,7 +76,7 @@ public struct EvalReport {
                      "seen items in unmasked top-10 \(EvalReport.f4(test.unmaskedListErrors.seenRate))"]
         if let e = test.ece { facts.append("ECE@10 (per-rank Platt, fitted on validation) \(EvalReport.f4(e))") }
         out.append(facts.joined(separator: "; "))
-        out.append("fit \(EvalReport.seconds(fitSeconds)), test evaluation \(EvalReport.seconds(test.seconds)), " +
+        out.append("fit \(EvalReport.seconds(fitSeconds))\(fits > 1 ? " (median)" : ""), test evaluation \(EvalReport.seconds(test.seconds)), " +
                    "wall \(EvalReport.seconds(wallSeconds))")
         if !sweep.isEmpty {
             out.append("")
@@ -106,6 +108,7 @@ public struct EvalReport {
                             "out_of_catalogue": test.listErrors.withOutOfCatalogue,
                             "unmasked_seen_rate": test.unmaskedListErrors.seenRate],
             "fit_seconds": fitSeconds,
+            "fits": fits,
             "eval_seconds": test.seconds,
             "wall_seconds": wallSeconds,
         ]

@@ -20,10 +20,10 @@ public enum Sweep {
     public static func grid(_ kind: String) -> [[String: String]] {
         switch kind {
         case "wals":
-            return product(["factors": ["16", "32", "64"], "alpha": ["1", "3", "10", "30"], "reg": ["0.1", "1", "10", "100"]])
+            return product(["factors": ["32", "64"], "alpha": ["0", "0.5", "1", "3"], "reg": ["0.1", "1", "10"],
+                            "iterations": ["8", "15"]])
         case "bpr":
-            return product(["factors": ["32", "64"], "lr": ["0.02", "0.05", "0.1"], "reg": ["0.001", "0.01"],
-                            "fold_in_alpha": ["3", "10", "30"]])
+            return product(["factors": ["32", "64"], "lr": ["0.02", "0.05", "0.1"], "reg": ["0.002", "0.01"]])
         default:
             return [[:]]
         }

@@ -38,6 +38,9 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Factor baselines: score with the users' trained vectors instead of folding histories in.")
     var trainedUsers = false
 
+    @Option(help: "Fits with seeds 0..<n (or from --options seed=S): metrics averaged per user, median fit time.")
+    var seeds = 1
+
     @Option(help: "Bootstrap resamples for the 95% intervals.")
     var bootstrap = 1000
 
@@ -57,24 +60,20 @@ struct EvalCommand: ParsableCommand {
         var evalOptions = EvalOptions()
         evalOptions.bootstrapResamples = bootstrap
 
-        let fitStart = Date()
         var points: [SweepPoint] = []
-        let recommender: Recommender
+        var chosen = try Baselines.parseOptions(options)
+        var first: (Recommender, Double)?
         if sweep {
-            let result = try Sweep.run(kind: baseline, split: s, catalog: data.catalog, base: try Baselines.parseOptions(options),
-                                       options: evalOptions) { p in
+            let result = try Sweep.run(kind: baseline, split: s, catalog: data.catalog, base: chosen, options: evalOptions) { p in
                 let o = p.options.keys.sorted().map { "\($0)=\(p.options[$0]!)" }.joined(separator: ",")
                 FileHandle.standardError.write(Data("sweep \(o): validation NDCG@10 \(p.validationNDCG10)\n".utf8))
             }
             points = result.points
-            recommender = result.model
-        } else {
-            recommender = try Baselines.train(kind: baseline, on: s.train, catalog: data.catalog, numUsers: s.numUsers,
-                                              options: try Baselines.parseOptions(options))
+            chosen = result.best.options
+            first = (result.model, result.best.fitSeconds)
         }
-        let fitSeconds = sweep ? points.map(\.fitSeconds).max() ?? 0 : Date().timeIntervalSince(fitStart)
 
-        let evaluate = { (samples: [EvalSample], calibrator: TopNCalibrator?) throws -> EvalResult in
+        let evaluate = { (recommender: Recommender, samples: [EvalSample], calibrator: TopNCalibrator?) throws -> EvalResult in
             guard trainedUsers else {
                 return try Evaluator.evaluate(recommender, on: samples, options: evalOptions, calibrator: calibrator)
             }
@@ -86,12 +85,35 @@ struct EvalCommand: ParsableCommand {
                 try factors.scoreTrainedUsers($0.map(\.user))
             }
         }
-        let validation = try evaluate(s.validation, nil)
-        let calibrator = TopNCalibrator.fit(validation.topN, n: evalOptions.calibrationN)
-        let test = try evaluate(s.test, calibrator)
+        // One fit per seed (seeds 0..<n unless --options fixes one): metrics averaged, fit time the median.
+        let baseSeed = Int(chosen["seed"] ?? "0") ?? 0
+        var fits: [Double] = [], validations: [EvalResult] = [], tests: [EvalResult] = []
+        var recommender: Recommender?
+        for i in 0..<max(1, seeds) {
+            let model: Recommender, fit: Double
+            if i == 0, let first {
+                (model, fit) = first
+            } else {
+                var o = chosen
+                if baseline != "pop" { o["seed"] = String(baseSeed + i) }
+                let start = Date()
+                model = try Baselines.train(kind: baseline, on: s.train, catalog: data.catalog, numUsers: s.numUsers, options: o)
+                fit = Date().timeIntervalSince(start)
+            }
+            let validation = try evaluate(model, s.validation, nil)
+            let calibrator = TopNCalibrator.fit(validation.topN, n: evalOptions.calibrationN)
+            tests.append(try evaluate(model, s.test, calibrator))
+            validations.append(validation)
+            fits.append(fit)
+            if recommender == nil { recommender = model }
+        }
+        let validation = EvalResult.mean(validations, options: evalOptions)
+        let test = EvalResult.mean(tests, options: evalOptions)
+        let fitSeconds = fits.sorted()[fits.count / 2]
         let command = (["r2ec"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
-        let report = EvalReport(command: command, dataset: data, split: s, model: recommender, validation: validation,
+        var report = EvalReport(command: command, dataset: data, split: s, model: recommender!, validation: validation,
                                 test: test, sweep: points, fitSeconds: fitSeconds, wallSeconds: Date().timeIntervalSince(wall))
+        report.fits = fits.count
         print(report.markdown())
         if let json {
             try report.json().write(toFile: json, atomically: true, encoding: .utf8)

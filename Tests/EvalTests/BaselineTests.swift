@@ -124,8 +124,14 @@ final class BaselineTests: XCTestCase {
         XCTAssertEqual(again.itemFactors, m.itemFactors)
         let s = try m.scoreTrainedUsers([0])
         XCTAssertGreaterThan(s[0], s[4...].max()!)
-        let f = try m.scoreAll([UserHistory(items: [1, 2, 3])])  // fold-in also prefers the block
+        let f = try m.scoreAll([UserHistory(items: [1, 2, 3])])  // SGD fold-in also prefers the block
         XCTAssertGreaterThan(f[0], f[4...].max()!)
+        XCTAssertEqual(try m.scoreAll([UserHistory(items: [1, 2, 3])]), f)  // seeded by the history: repeatable
+        var ls = c
+        ls.foldIn = "ls"
+        let l = try BPR.train(xs, catalog: catalog, numUsers: 8, config: ls).scoreAll([UserHistory(items: [1, 2, 3])])
+        XCTAssertGreaterThan(l[0], l[4...].max()!)
+        XCTAssertNotEqual(l, f)
     }
 
     func testPopularityAndFactory() throws {
@@ -138,6 +144,7 @@ final class BaselineTests: XCTestCase {
         }
         XCTAssertThrowsError(try Baselines.train(kind: "wals", on: xs, catalog: catalog, numUsers: 8, options: ["factor": "3"]))
         XCTAssertThrowsError(try Baselines.train(kind: "wals", on: xs, catalog: catalog, numUsers: 8, options: ["reg": "-1"]))
+        XCTAssertThrowsError(try Baselines.train(kind: "bpr", on: xs, catalog: catalog, numUsers: 8, options: ["fold_in": "x"]))
         XCTAssertThrowsError(try Baselines.parseOptions("factors"))
         XCTAssertEqual(try Baselines.parseOptions("factors=3, reg=0.1"), ["factors": "3", "reg": "0.1"])
         let wals = try Baselines.train(kind: "wals", on: xs, catalog: catalog, numUsers: 8,
