@@ -1,0 +1,390 @@
+"""The blocking client: `Client("127.0.0.1:7878", token=None, timeout=None)` keeps one TCP connection on which any
+number of threads make calls at once (docs/protocol.md). A reader thread demultiplexes frames to per-call queues and
+answers PINGs; a writer thread owns the socket's send side, so no caller (and never the reader) blocks on a server
+that has stopped reading. After a GOAWAY or a lost connection, the next call opens a new connection."""
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+from . import protocol as P
+from ._api import CallMethods
+from ._proto import wire_pb2
+from .errors import ProtocolError, RpcError, StatusCode
+from ._core import FAILED as _FAILED, MESSAGE as _MESSAGE, TRAILER as _TRAILER, ConnectionState, Effects
+from .frames import FrameType, encode_frame
+
+# Responses may be bigger than the server's request limit; this only guards against a broken peer.
+CLIENT_MAX_FRAME = 64 * 1024 * 1024
+
+_HALF_CLOSE = object()  # writer-queue sentinel: flush, then shut the write side
+_STOP = object()  # writer-queue sentinel: the connection is dead
+
+
+class _Unusable(Exception):
+    """The connection takes no new call (GOAWAY seen, stream ids used up, or dead): open another."""
+
+
+class _Call:
+    """One call in flight: its stream id and the queue of events the reader thread fills."""
+
+    def __init__(self, connection: "_Connection", stream_id: int) -> None:
+        self.connection = connection
+        self.stream_id = stream_id
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.finished = False
+
+    def next_event(self, deadline: float | None) -> tuple[str, Any]:
+        """(kind, value): a MESSAGE payload, the TRAILER's Status, or an RpcError decided locally. Past the deadline
+        the call is cancelled on the wire and DEADLINE_EXCEEDED raised."""
+        try:
+            if deadline is None:
+                event = self.events.get()
+            else:
+                event = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            self.cancel()
+            raise RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the server answered") from None
+        if event[0] != _MESSAGE:
+            self.finished = True
+        return event
+
+    def cancel(self) -> None:
+        if not self.finished:
+            self.finished = True
+            self.connection.cancel(self.stream_id)
+
+
+class _Connection:
+    """One TCP connection: its ConnectionState under a lock, and the reader and writer threads."""
+
+    def __init__(self, host: str, port: int, connect_timeout: float | None, max_frame: int) -> None:
+        try:
+            self._sock = socket.create_connection((host, port), timeout=connect_timeout)
+        except OSError as error:
+            raise RpcError(StatusCode.UNAVAILABLE, f"cannot connect to {host}:{port}: {error}") from None
+        self._sock.settimeout(None)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._lock = threading.Lock()  # guards _state and the order of frames put on _outgoing
+        self._state = ConnectionState(max_frame)
+        self._outgoing: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name=f"r2ec-writer-{host}:{port}", daemon=True)
+        self._reader = threading.Thread(target=self._read_loop, name=f"r2ec-reader-{host}:{port}", daemon=True)
+        self._writer.start()
+        self._reader.start()
+
+    @property
+    def usable(self) -> bool:
+        with self._lock:
+            return self._state.usable
+
+    @property
+    def goaway(self) -> wire_pb2.GoAway | None:
+        return self._state.goaway
+
+    def start(self, method_path: str, request: bytes, deadline: float | None,
+              metadata: list[tuple[str, str]]) -> _Call:
+        with self._lock:
+            if not self._state.usable:
+                raise _Unusable()
+            call = _Call(self, self._state.next_stream_id())
+            self._state.calls[call.stream_id] = call
+            # Encoded and queued under the lock, so ids reach the wire strictly increasing.
+            self._outgoing.put(P.encode_call(call.stream_id, method_path, request, P.timeout_ms_for(deadline),
+                                             metadata))
+        return call
+
+    def cancel(self, stream_id: int) -> None:
+        with self._lock:
+            frame = self._state.forget(stream_id)
+            if frame is not None:
+                self._outgoing.put(frame)
+
+    def ping(self, timeout: float) -> float:
+        payload = os.urandom(8)
+        answered = threading.Event()
+        with self._lock:
+            if self._state.failure is not None:
+                raise self._state.failure
+            self._state.pings[payload] = answered
+            self._outgoing.put(encode_frame(FrameType.PING, 0, payload))
+        started = time.monotonic()
+        if not answered.wait(timeout):
+            with self._lock:
+                self._state.pings.pop(payload, None)
+            raise RpcError(StatusCode.DEADLINE_EXCEEDED, f"no PONG within {timeout} s")
+        if self._state.failure is not None:
+            raise self._state.failure
+        return time.monotonic() - started
+
+    def retire(self) -> None:
+        """No more calls will be started here: half-close, so the server answers what is open and closes."""
+        self._outgoing.put(_HALF_CLOSE)
+
+    def close(self, reason: RpcError) -> None:
+        self._fail(reason)
+        if threading.current_thread() is not self._reader:
+            self._reader.join(timeout=5)
+
+    # -- threads --------------------------------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._outgoing.get()
+            batch: list[bytes] = []
+            while isinstance(item, bytes):  # coalesce whatever else is queued into one send
+                batch.append(item)
+                try:
+                    item = self._outgoing.get_nowait()
+                except queue.Empty:
+                    item = None
+            try:
+                if batch:
+                    self._sock.sendall(b"".join(batch))
+                if item is _HALF_CLOSE:
+                    self._sock.shutdown(socket.SHUT_WR)
+            except OSError as error:
+                self._fail(RpcError(StatusCode.UNAVAILABLE, f"connection lost while sending: {error}"))
+                return
+            if item is _STOP or item is _HALF_CLOSE:
+                return
+
+    def _read_loop(self) -> None:
+        reason: RpcError | None = None
+        try:
+            while True:
+                data = self._sock.recv(1 << 16)
+                if not data:
+                    break
+                with self._lock:
+                    effects = self._state.receive(data)
+                    for reply in effects.replies:
+                        self._outgoing.put(reply)
+                self._apply(effects)
+        except ProtocolError as error:
+            reason = RpcError(StatusCode.INTERNAL, f"the server broke the framing: {error}")
+        except OSError as error:
+            reason = RpcError(StatusCode.UNAVAILABLE, f"connection lost: {error}")
+        if reason is None:
+            with self._lock:
+                reason = self._state.closed_reason()
+        self._fail(reason)
+        self._writer.join(timeout=5)
+        self._sock.close()
+
+    @staticmethod
+    def _apply(effects: Effects) -> None:
+        for call, event in effects.deliveries:
+            call.events.put(event)
+        for answered in effects.pongs:
+            answered.set()
+
+    def _fail(self, reason: RpcError) -> None:
+        """The connection is dead: every call and ping still waiting gets `reason`; both threads wind down."""
+        with self._lock:
+            effects = self._state.fail(reason)
+            self._outgoing.put(_STOP)
+        self._apply(effects)
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class ServerStream:
+    """Iterator over a server-streaming call's messages. Ends when the call ends OK, raises RpcError otherwise.
+    `cancel()` (or leaving a `with` block, or dropping the iterator early) sends CANCEL."""
+
+    def __init__(self, call: _Call, deadline: float | None, method: P.Method, convert: Callable) -> None:
+        self._call = call
+        self._deadline = deadline
+        self._method = method
+        self._convert = convert
+        self._done = False
+
+    def __iter__(self) -> "ServerStream":
+        return self
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        try:
+            kind, value = self._call.next_event(self._deadline)
+        except BaseException:
+            self.cancel()
+            raise
+        if kind == _MESSAGE:
+            try:
+                return self._convert(P.decode_response(self._method, value))
+            except BaseException:
+                self.cancel()
+                raise
+        self._done = True
+        if kind == _TRAILER:
+            if value.code == StatusCode.OK:
+                raise StopIteration
+            raise RpcError.from_status(value)
+        raise value
+
+    def cancel(self) -> None:
+        if not self._done:
+            self._done = True
+            self._call.cancel()
+
+    def __enter__(self) -> "ServerStream":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.cancel()
+
+    def __del__(self) -> None:
+        try:
+            self.cancel()
+        except Exception:
+            pass
+
+
+class RecommendStream(ServerStream):
+    """RecommendStream's iterator: reasoning deltas (str), then the final Recommendation. After the loop, `.result`
+    holds the Recommendation and `.reasoning` the concatenated deltas."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.result = None
+        self._deltas: list[str] = []
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self._deltas)
+
+    def __next__(self):
+        event = super().__next__()
+        if isinstance(event, str):
+            self._deltas.append(event)
+        else:
+            self.result = event
+        return event
+
+    def collect(self):
+        """Runs the stream to its end and returns the final Recommendation."""
+        for _ in self:
+            pass
+        if self.result is None:
+            raise RpcError(StatusCode.INTERNAL, "RecommendStream ended without a result")
+        return self.result
+
+
+class Client(CallMethods):
+    """Blocking, thread-safe client over one multiplexed connection. `timeout` (seconds) is the default deadline of
+    every call; a call's own `timeout=` overrides it; None means no deadline."""
+
+    def __init__(self, address: str = "127.0.0.1:7878", token: str | None = None, timeout: float | None = None, *,
+                 connect_timeout: float | None = 10.0, max_frame: int = CLIENT_MAX_FRAME) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._host, self._port = P.parse_address(address)
+        self._metadata = P.metadata_for(token)
+        self._connect_timeout = connect_timeout
+        self._max_frame = max_frame
+        self._lock = threading.Lock()
+        self._connection: _Connection | None = None
+        self._closed = False
+        self._current_connection()  # connect now, so a wrong address fails here
+
+    def _current_connection(self) -> _Connection:
+        with self._lock:
+            if self._closed:
+                raise RpcError(StatusCode.CANCELLED, "the client is closed")
+            if self._connection is None or not self._connection.usable:
+                old = self._connection
+                self._connection = _Connection(self._host, self._port, self._connect_timeout, self._max_frame)
+                if old is not None:
+                    old.retire()
+            return self._connection
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        timeout = self.timeout if timeout is None else timeout
+        return None if timeout is None else time.monotonic() + timeout
+
+    def _start(self, method: P.Method, request, timeout: float | None) -> tuple[_Call, float | None]:
+        deadline = self._deadline(timeout)
+        payload = request.SerializeToString()
+        for _ in range(3):  # a GOAWAY may land between picking the connection and starting the call
+            try:
+                return self._current_connection().start(method.path, payload, deadline, self._metadata), deadline
+            except _Unusable:
+                continue
+        raise RpcError(StatusCode.UNAVAILABLE, "no usable connection to the server")
+
+    def _unary(self, method: P.Method, request, timeout: float | None):
+        call, deadline = self._start(method, request, timeout)
+        payloads: list[bytes] = []
+        try:
+            while True:
+                kind, value = call.next_event(deadline)
+                if kind == _MESSAGE:
+                    payloads.append(value)
+                    continue
+                if kind == _FAILED:
+                    raise value
+                if value.code != StatusCode.OK:
+                    raise RpcError.from_status(value)
+                if len(payloads) != 1:
+                    raise RpcError(StatusCode.INTERNAL, f"unary call {method.path} got {len(payloads)} messages")
+                return P.CONVERTERS[method.path](P.decode_response(method, payloads[0]))
+        except KeyboardInterrupt:
+            call.cancel()
+            raise
+
+    def _stream(self, method: P.Method, request, timeout: float | None):
+        call, deadline = self._start(method, request, timeout)
+        stream_type = RecommendStream if method is P.RECOMMEND_STREAM else ServerStream
+        return stream_type(call, deadline, method, P.CONVERTERS[method.path])
+
+    def call_raw(self, method_path: str, request: bytes, timeout: float | None = None) -> tuple[list[bytes], Any]:
+        """Any method by path with a serialized request: (MESSAGE payloads, Status). For tests and new methods."""
+        call, deadline = self._start(P.Method(method_path, object, object), _Raw(request), timeout)
+        payloads = []
+        while True:
+            kind, value = call.next_event(deadline)
+            if kind == _MESSAGE:
+                payloads.append(value)
+            elif kind == _FAILED:
+                raise value
+            else:
+                return payloads, value
+
+    def ping(self, timeout: float = 5.0) -> float:
+        """Round trip of a PING on the connection, in seconds."""
+        return self._current_connection().ping(timeout)
+
+    def close(self) -> None:
+        """Closes the connection; calls still in flight fail with CANCELLED."""
+        with self._lock:
+            self._closed = True
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close(RpcError(StatusCode.CANCELLED, "the client was closed"))
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.address!r})"
+
+
+class _Raw:
+    """A pre-serialized request, for call_raw."""
+
+    def __init__(self, payload: bytes) -> None:
+        self._payload = payload
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf name
+        return self._payload

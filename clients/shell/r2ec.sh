@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# r2ec.sh: a shell client of the r2ec protocol (docs/protocol.md), one call per run. Payloads via protoc
+# --encode/--decode against ../../Protos, frames built and parsed with printf/od/head/tail, sent with socat.
+# Usage: r2ec.sh [--top-k N] [--token-file F] [--timeout S] HOST:PORT health|recommend ITEM_ID...|info|items ID...|similar ID
+# Prints the answer on stdout; on a non-OK status prints "error: CODE_NAME: message" to stderr and exits 1.
+set -euo pipefail
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+protos=${R2EC_PROTOS:-$script_dir/../../Protos}
+proto_files=(r2ec/v1/wire.proto r2ec/v1/health.proto r2ec/v1/recommender.proto r2ec/v1/admin.proto)
+code_names=(OK CANCELLED UNKNOWN INVALID_ARGUMENT DEADLINE_EXCEEDED NOT_FOUND ALREADY_EXISTS PERMISSION_DENIED
+            RESOURCE_EXHAUSTED FAILED_PRECONDITION ABORTED OUT_OF_RANGE UNIMPLEMENTED INTERNAL UNAVAILABLE
+            DATA_LOSS UNAUTHENTICATED)
+
+usage() {
+    echo "usage: r2ec.sh [--top-k N] [--token-file F] [--timeout S] HOST:PORT" \
+         "health|recommend ITEM_ID...|info|items ID...|similar ID" >&2
+    exit 2
+}
+
+fail() {  # fail CODE_NAME MESSAGE
+    printf 'error: %s: %s\n' "$1" "$2" >&2
+    exit 1
+}
+
+# ---- arguments ----------------------------------------------------------------------------------------------
+
+top_k=10
+token=""
+timeout_s=30
+positional=()
+while (($#)); do
+    case $1 in
+        --top-k) top_k=${2:?--top-k needs a number}; shift 2 ;;
+        --token-file) token=$(head -n 1 "${2:?--token-file needs a file}" | tr -d '\r\n'); shift 2 ;;
+        --timeout) timeout_s=${2:?--timeout needs seconds}; shift 2 ;;
+        -h|--help) usage ;;
+        --) shift; positional+=("$@"); break ;;
+        -*) echo "r2ec.sh: unknown option $1" >&2; usage ;;
+        *) positional+=("$1"); shift ;;
+    esac
+done
+((${#positional[@]} >= 2)) || usage
+address=${positional[0]}
+command=${positional[1]}
+args=("${positional[@]:2}")
+[[ $address == *:* ]] || usage
+host=${address%:*}
+port=${address##*:}
+[[ $top_k =~ ^[0-9]+$ ]] || { echo "r2ec.sh: --top-k needs a number" >&2; exit 2; }
+[[ $timeout_s =~ ^[0-9]+$ ]] || { echo "r2ec.sh: --timeout needs whole seconds" >&2; exit 2; }
+for tool in protoc socat od; do
+    command -v "$tool" >/dev/null || { echo "r2ec.sh: $tool is required" >&2; exit 2; }
+done
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# ---- protobuf text format <-> binary ------------------------------------------------------------------------
+
+quote() {  # a protobuf text-format string literal
+    local s=${1//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$s"
+}
+
+encode() {  # encode MESSAGE_TYPE TEXT OUT_FILE
+    printf '%s' "$2" | protoc -I "$protos" --encode="r2ec.v1.$1" "${proto_files[@]}" >"$3"
+}
+
+decode() {  # decode MESSAGE_TYPE IN_FILE -> text format on stdout
+    protoc -I "$protos" --decode="r2ec.v1.$1" "${proto_files[@]}" <"$2"
+}
+
+unescape() {  # the body of a text-format string literal -> its raw bytes (octal escapes, \" \' \\ \n \t)
+    local s=$1 out="" i=0 next
+    while ((i < ${#s})); do
+        if [[ ${s:i:1} == '\' ]]; then
+            next=${s:i+1:1}
+            case $next in
+                [0-7]) out+=$(printf "\\${s:i+1:3}"); i=$((i + 4)) ;;
+                n) out+=$'\n'; i=$((i + 2)) ;;
+                t) out+=$'\t'; i=$((i + 2)) ;;
+                *) out+=$next; i=$((i + 2)) ;;
+            esac
+        else
+            out+=${s:i:1}
+            i=$((i + 1))
+        fi
+    done
+    printf '%s' "$out"
+}
+
+# ---- frames -------------------------------------------------------------------------------------------------
+
+be() {  # be N BYTES: N as BYTES big-endian bytes on stdout
+    local n=$1 bytes=$2 format=""
+    for ((shift_bits = 8 * (bytes - 1); shift_bits >= 0; shift_bits -= 8)); do
+        format+=$(printf '\\x%02x' $(((n >> shift_bits) & 255)))
+    done
+    printf "$format"
+}
+
+frame() {  # frame TYPE FLAGS STREAM_ID PAYLOAD_FILE: one whole frame on stdout
+    printf 'R2EC\x01'
+    be "$1" 1
+    be "$2" 2
+    be "$3" 4
+    be "$(wc -c <"$4")" 4
+    cat "$4"
+}
+
+# ---- the call -----------------------------------------------------------------------------------------------
+
+call() {  # call METHOD_PATH REQUEST_TYPE REQUEST_TEXT: leaves the answer's frames in $work/answer
+    local header="method: $(quote "$1") timeout_ms: $((timeout_s * 1000))"
+    [[ -n $token ]] && header+=" metadata { key: \"authorization\" value: $(quote "Bearer $token") }"
+    encode CallHeader "$header" "$work/header.bin"
+    encode "$2" "$3" "$work/request.bin"
+    { frame 1 0 1 "$work/header.bin"; frame 2 1 1 "$work/request.bin"; } >"$work/frames.bin"
+    # socat half-closes after the request; the server answers every call it opened, then closes.
+    if ! socat -t "$timeout_s" -T "$timeout_s" - "TCP:$host:$port" <"$work/frames.bin" >"$work/answer" \
+        2>"$work/socat.err"; then
+        fail UNAVAILABLE "cannot reach $host:$port: $(tail -n 1 "$work/socat.err")"
+    fi
+}
+
+# Walks the answer's frames: MESSAGE payloads of stream 1 go to $work/message.N; the TRAILER's status is checked.
+read_answer() {
+    local size offset=0 count=0 fields type stream length
+    size=$(wc -c <"$work/answer")
+    while ((offset + 16 <= size)); do
+        read -r -a fields <<<"$(od -An -tu1 -v -j "$offset" -N 16 "$work/answer" | tr '\n' ' ')"
+        if [[ "${fields[*]:0:5}" != "82 50 69 67 1" ]]; then
+            fail INTERNAL "the server sent bytes that are not an r2ec v1 frame at offset $offset"
+        fi
+        type=${fields[5]}
+        stream=$(((fields[8] << 24) | (fields[9] << 16) | (fields[10] << 8) | fields[11]))
+        length=$(((fields[12] << 24) | (fields[13] << 16) | (fields[14] << 8) | fields[15]))
+        ((offset + 16 + length <= size)) || fail UNAVAILABLE "connection closed in the middle of a frame"
+        tail -c +$((offset + 17)) "$work/answer" | head -c "$length" >"$work/payload"
+        offset=$((offset + 16 + length))
+        case $type in
+            2) if ((stream == 1)); then cp "$work/payload" "$work/message.$count"; count=$((count + 1)); fi ;;
+            3) if ((stream == 1)); then check_status "$work/payload"; return 0; fi ;;
+            7) goaway "$work/payload" ;;
+        esac
+    done
+    fail UNAVAILABLE "the connection closed before the call's TRAILER"
+}
+
+field_of() {  # field_of NAME TEXT: the value of a top-level scalar field in text format
+    local line
+    while IFS= read -r line; do
+        if [[ $line =~ ^$1:\ (.*)$ ]]; then
+            local value=${BASH_REMATCH[1]}
+            [[ $value == \"*\" ]] && value=$(unescape "${value:1:${#value}-2}")
+            printf '%s' "$value"
+            return 0
+        fi
+    done <<<"$2"
+}
+
+check_status() {
+    local text code
+    text=$(decode Status "$1")
+    code=$(field_of code "$text")
+    code=${code:-0}
+    ((code == 0)) && return 0
+    fail "${code_names[code]:-UNKNOWN}" "$(field_of message "$text")$(
+        field=$(field_of field "$text"); [[ -n $field ]] && printf ' (field %s)' "$field")"
+}
+
+goaway() {
+    local text code
+    text=$(decode GoAway "$1")
+    code=$(field_of code "$text")
+    code=${code:-0}
+    ((code == 0)) && return 0  # a graceful drain: the call may still be answered
+    fail "${code_names[code]:-UNKNOWN}" "connection closed by the server (GOAWAY): $(field_of message "$text")"
+}
+
+# print_scored TEXT: "rank item_id score title" per ScoredItem block of a RecommendResponse-like message
+print_scored() {
+    local line item_id="" title="" score=0 rank=0 depth=0
+    while IFS= read -r line; do
+        line=${line#"${line%%[![:space:]]*}"}
+        case $line in
+            "items {") depth=1; item_id=""; title=""; score=0; rank=0 ;;
+            "}") if ((depth)); then printf '%s %s %s %s\n' "$rank" "$item_id" "$score" "$title"; depth=0; fi ;;
+            item_id:*) ((depth)) && [[ $line =~ ^item_id:\ \"(.*)\"$ ]] && item_id=$(unescape "${BASH_REMATCH[1]}") ;;
+            title:*) ((depth)) && [[ $line =~ ^title:\ \"(.*)\"$ ]] && title=$(unescape "${BASH_REMATCH[1]}") ;;
+            score:*) ((depth)) && score=${line#score: } ;;
+            rank:*) ((depth)) && rank=${line#rank: } ;;
+        esac
+    done <<<"$1"
+    return 0
+}
+
+print_items() {  # "item_id year title" per Item of a GetItemsResponse
+    local line item_id="" title="" year=0 depth=0
+    while IFS= read -r line; do
+        line=${line#"${line%%[![:space:]]*}"}
+        case $line in
+            "items {") depth=1; item_id=""; title=""; year=0 ;;
+            "}") if ((depth)); then printf '%s %s %s\n' "$item_id" "$year" "$title"; depth=0; fi ;;
+            item_id:*) ((depth)) && [[ $line =~ ^item_id:\ \"(.*)\"$ ]] && item_id=$(unescape "${BASH_REMATCH[1]}") ;;
+            title:*) ((depth)) && [[ $line =~ ^title:\ \"(.*)\"$ ]] && title=$(unescape "${BASH_REMATCH[1]}") ;;
+            year:*) ((depth)) && year=${line#year: } ;;
+        esac
+    done <<<"$1"
+    return 0
+}
+
+ids_text() {  # ids_text FIELD ID...: repeated string field entries
+    local field=$1 id text=""
+    shift
+    for id in "$@"; do text+="$field: $(quote "$id") "; done
+    printf '%s' "$text"
+}
+
+case $command in
+    health)
+        call /r2ec.v1.Health/Check HealthCheckRequest "service: $(quote "${args[0]:-}")"
+        read_answer
+        text=$(decode HealthCheckResponse "$work/message.0")
+        status=$(field_of status "$text")
+        echo "${status:-UNKNOWN}"
+        ;;
+    recommend)
+        ((${#args[@]})) || { echo "r2ec.sh: recommend needs item ids" >&2; usage; }
+        history=""
+        for id in "${args[@]}"; do history+="history { item_id: $(quote "$id") } "; done
+        call /r2ec.v1.Recommender/Recommend RecommendRequest "$history top_k: $top_k"
+        read_answer
+        print_scored "$(decode RecommendResponse "$work/message.0")"
+        ;;
+    similar)
+        ((${#args[@]} == 1)) || { echo "r2ec.sh: similar needs one item id" >&2; usage; }
+        call /r2ec.v1.Recommender/SimilarItems SimilarItemsRequest "item_id: $(quote "${args[0]}") top_k: $top_k"
+        read_answer
+        print_scored "$(decode SimilarItemsResponse "$work/message.0")"
+        ;;
+    items)
+        ((${#args[@]})) || { echo "r2ec.sh: items needs item ids" >&2; usage; }
+        call /r2ec.v1.Recommender/GetItems GetItemsRequest "$(ids_text item_ids "${args[@]}")"
+        read_answer
+        print_items "$(decode GetItemsResponse "$work/message.0")"
+        ;;
+    info)
+        call /r2ec.v1.Recommender/ModelInfo ModelInfoRequest "model: $(quote "${args[0]:-}")"
+        read_answer
+        decode ModelInfoResponse "$work/message.0"
+        ;;
+    *)
+        echo "r2ec.sh: unknown command $command" >&2
+        usage
+        ;;
+esac
