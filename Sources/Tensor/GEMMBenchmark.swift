@@ -66,6 +66,14 @@ public enum GEMMBenchmark {
         return best!
     }
 
+    /// The 1-minute load average and the number of online cores: a load above the cores means other processes
+    /// shared the CPU during the run, and every ratio printed alongside is suspect.
+    public static func machineLoad() -> (oneMinute: Double, cores: Int) {
+        var loads = [Double](repeating: 0, count: 3)
+        let got = getloadavg(&loads, 3)
+        return (got > 0 ? loads[0] : .nan, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
     /// The GEMMs of one prefill of the benchmark model (d_model 256, 4 heads x 64, 2 KV heads, SwiGLU 704,
     /// vocab 8192) over `tokens` rows, fused as Qwen2.swift runs them: (label, m, n, k, calls per forward).
     public static func benchmarkModelShapes(tokens t: Int, layers: Int = 4) -> [(String, Int, Int, Int, Int)] {

@@ -50,6 +50,7 @@ public final class ThreadPool: @unchecked Sendable {
 
     public init(threadCount: Int) {
         self.threadCount = max(1, threadCount)
+        BLAS.configure()   // OpenBLAS's own threads would compete with these workers
         for w in 1..<self.threadCount {
             let thread = Thread { [unowned self] in self.workerLoop() }
             thread.name = "r2ec-tensor-\(w)"

@@ -28,8 +28,17 @@ struct BenchGemm: ParsableCommand {
     func run() throws {
         let threadings = strategies.compactMap(GEMMThreading.init(rawValue:))
         print("BLAS: \(BLAS.description); pool threads: \(ThreadPool.shared.threadCount)")
+        let loadBefore = GEMMBenchmark.machineLoad()
+        print(String(format: "load average %.2f on %d cores%@", loadBefore.oneMinute, loadBefore.cores,
+                     loadBefore.oneMinute > Double(loadBefore.cores) - 0.5 ? " (other work is running: expect noise)" : ""))
         let peak = GEMMBenchmark.sgemmPeak(seconds: seconds * 2)
         print(String(format: "sgemm peak: %.1f GFLOP/s (%@, %@)", peak.gflops, peak.label, peak.threading.rawValue))
+        defer {
+            let after = GEMMBenchmark.sgemmPeak(seconds: seconds * 2)
+            let load = GEMMBenchmark.machineLoad()
+            print(String(format: "\nsgemm peak again at the end: %.1f GFLOP/s (%.0f%% of the first); load average %.2f",
+                         after.gflops, 100 * after.gflops / peak.gflops, load.oneMinute))
+        }
         for batch in batches {
             let tokens = batch * 128
             print("\nbatch \(batch) (T = \(tokens))")
