@@ -1,5 +1,6 @@
 // Embedding: out[rows, dim] = table[ids[r], :], the token-embedding gather; ids outside 0..<vocab are a
 // programmer error (the tokenizer never produces them) and stop the process with the offending id.
+// Backward (issue 5) scatter-adds dOut rows into dTable[ids[r]] (rows sharing an id accumulate).
 
 public enum Embedding {
     /// out[rows, dim] = table[vocab, dim] row ids[r] for each r.

@@ -1,5 +1,6 @@
 // L2Normalize: out[rows, dim] = input / max(||input row||, eps), as torch.nn.functional.normalize; optionally saves
 // the row norms for backward. The recommendation head normalises hidden states and item vectors with it.
+// Backward (issue 5) reads the output and the saved norms: dX = (dY - Y * rowsum(dY * Y)) / norm.
 import Foundation
 
 public enum L2Normalize {

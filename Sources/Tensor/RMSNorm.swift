@@ -1,5 +1,6 @@
 // RMSNorm: out[rows, dim] = input * weight[dim] / sqrt(mean(input^2) + eps); optionally saves rstd[rows] for backward.
 // out may alias input. Rows are spread over ThreadPool when the buffer is large.
+// Backward (issue 5) reads input, weight and the saved rstd; it accumulates dWeight across rows.
 
 public enum RMSNorm {
     /// out[rows, dim] = input[rows, dim] * rstd[r] * weight[dim], rstd[r] = 1/sqrt(mean_j input[r, j]^2 + eps).

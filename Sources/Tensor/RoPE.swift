@@ -1,5 +1,6 @@
 // RoPE: rotary position embedding in Qwen2/HF "rotate_half" form, in place on x[rows, heads, headDim] with a row
 // stride (so q and k rotate inside a fused QKV buffer); each row has its own position, so ragged batches work.
+// Backward (issue 5) is the same rotation by the negated angle (swap the sign of sin) applied to dX.
 import Foundation
 
 /// cos and sin of position * theta^(-2i/headDim) for i in 0..<headDim/2, computed in double, stored [maxPositions, half].

@@ -1,5 +1,6 @@
 // Softmax: out[rows, cols] = softmax(scale * input) per row, numerically stable (max subtracted), SIMD exp;
 // masked variants normalise row r over its first lengths[r] columns and write 0 to the rest (causal, padding).
+// Backward (issue 5) needs only the probabilities: dX = scale * P * (dP - rowsum(dP * P)).
 import Foundation
 
 public enum Softmax {

@@ -1,5 +1,6 @@
 // SiLU and SwiGLU: silu(x) = x * sigmoid(x); swiglu = silu(gate) * up, from two buffers or from one fused
 // [rows, 2*ffn] buffer holding [gate | up] per row (the output of one stacked gate+up Linear).
+// Backward (issue 5) reads gate and up (keep the fused gate|up buffer), recomputing sigmoid(gate).
 import Foundation
 
 public enum SiLU {

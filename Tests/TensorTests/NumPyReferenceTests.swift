@@ -21,7 +21,7 @@ final class NumPyReferenceTests: XCTestCase {
     func testKernelsMatchFloat64NumPy() throws {
         let cases = gemmCases() + [linearCase(bias: true), linearCase(bias: false)] + normCases() + ropeCases()
             + softmaxCases() + activationCases() + [embeddingCase()]
-        let reference = try runReference(cases)
+        guard let reference = try runReference(cases) else { return }   // runReference has failed the test
         XCTAssertEqual(reference.count, cases.count, "the script answered every case")
         var report: [String] = []
         for (c, expected) in zip(cases, reference) {
@@ -174,7 +174,7 @@ final class NumPyReferenceTests: XCTestCase {
 
     // MARK: running the script
 
-    func runReference(_ cases: [Case]) throws -> [[String: [Double]]] {
+    func runReference(_ cases: [Case]) throws -> [[String: [Double]]]? {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("r2ec-tensor-reference-\(ProcessInfo.processInfo.processIdentifier)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -193,20 +193,20 @@ final class NumPyReferenceTests: XCTestCase {
         process.standardError = stderr
         do { try process.run() } catch {
             XCTFail("cannot start python3 (needed for the NumPy reference; install python3 and numpy): \(error)")
-            throw error
+            return nil
         }
         process.waitUntilExit()
         let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         guard process.terminationStatus == 0 else {
-            let hint = message.contains("No module named 'numpy'") || process.terminationStatus == 127
+            let hint = message.contains("numpy") || process.terminationStatus == 127
                 ? " — python3 with numpy is required (pip install numpy / apt-get install python3-numpy)" : ""
             XCTFail("NumPy reference script failed (status \(process.terminationStatus))\(hint):\n\(message)")
-            throw CocoaError(.fileReadUnknown)
+            return nil
         }
         let object = try JSONSerialization.jsonObject(with: Data(contentsOf: outputURL))
         guard let results = object as? [[String: [Double]]] else {
             XCTFail("NumPy reference wrote an unexpected shape of JSON")
-            throw CocoaError(.fileReadCorruptFile)
+            return nil
         }
         return results
     }
