@@ -12,10 +12,11 @@ HOST ?= 127.0.0.1
 PORT ?= 7878
 DATASET ?= data/ml-100k
 SERVE_MODELS ?= popularity wals
+# The Python suite (clients/python/tests) also drives the shell client against the same real server.
 # Tests run the Swift reference tests with the venv's python3 (numpy) first on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help deps deps-system deps-python data build release serve test test-swift test-python test-shell \
+.PHONY: help deps deps-system deps-python data build release serve test test-swift test-python \
         check-protos protos clean
 
 help:
@@ -54,7 +55,7 @@ release: deps-system
 serve: deps data release
 	.build/release/r2ec serve --host $(HOST) --port $(PORT) --dataset $(DATASET) $(addprefix --model ,$(SERVE_MODELS))
 
-test: deps data check-protos test-swift test-python test-shell
+test: deps data check-protos test-swift test-python
 	@echo "make test: all suites passed"
 
 check-protos: deps-system
@@ -66,9 +67,6 @@ test-swift: deps-system
 
 test-python: deps-python build
 	R2EC_BIN=$(CURDIR)/.build/debug/r2ec $(PY) -m pytest clients/python/tests -q
-
-test-shell: deps-system build
-	clients/shell/test.sh $(CURDIR)/.build/debug/r2ec $(DATASET)
 
 protos: deps-system
 	scripts/gen-protos.sh
