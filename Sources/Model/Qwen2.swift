@@ -22,6 +22,22 @@ public struct ForwardOutput {
     public var rowCount: Int { hidden.rowCount }
 }
 
+/// Seconds spent per phase of the forward pass, accumulated across calls while installed on a model
+/// (`r2ec bench engine --profile`); the pass reads the clock only when one is installed.
+public final class ForwardProfile: @unchecked Sendable {
+    public private(set) var seconds: [String: Double] = [:]
+    public private(set) var order: [String] = []
+    private var last = 0.0
+    public init() {}
+    func start() { last = GEMMBenchmark.now() }
+    func lap(_ phase: String) {
+        let now = GEMMBenchmark.now()
+        if seconds[phase] == nil { order.append(phase) }
+        seconds[phase, default: 0] += now - last
+        last = now
+    }
+}
+
 public final class Qwen2Model: @unchecked Sendable {
     public let configuration: Qwen2Configuration
     /// Every weight, in one allocation carved by `parameters.layout` (Hugging Face names).
@@ -52,6 +68,16 @@ public final class Qwen2Model: @unchecked Sendable {
 
     public var parameterCount: Int { parameters.layout.parameterCount }
 
+    /// When set, forward passes add their per-phase times to it (single-threaded callers only).
+    nonisolated(unsafe) public var profile: ForwardProfile?
+
+    /// Row counts from which the layers run as a row-parallel pipeline (each thread takes a contiguous block of
+    /// rows through o-proj, MLP and the next layer's QKV with single-threaded GEMMs, so intermediates stay in its
+    /// cache and the threads meet only around attention); smaller batches (decoding) split each GEMM instead.
+    nonisolated(unsafe) public static var pipelineMinimumRows = 128
+    /// Rows per single-threaded GEMM inside a pipeline block (OpenBLAS reaches its peak from about 128 rows).
+    nonisolated(unsafe) public static var pipelineChunk = 256
+
     /// Runs `tokens[s]` for every sequence s. With `caches`, sequence s continues `caches[s]` (its rows take
     /// positions caches[s].offset onwards, attend to the cached tokens too, and are appended to the cache);
     /// without, each sequence starts at position 0 and nothing is kept.
@@ -59,7 +85,7 @@ public final class Qwen2Model: @unchecked Sendable {
                         logits wantLogits: Bool = true) -> ForwardOutput {
         let c = configuration
         let d = c.hiddenSize, hd = c.headDim, heads = c.numAttentionHeads, kvHeads = c.numKeyValueHeads
-        let qDim = heads * hd, kvDim = kvHeads * hd, qkvDim = c.qkvRows, ffn = c.intermediateSize
+        let qDim = heads * hd, kvDim = kvHeads * hd, qkvDim = c.qkvRows
         precondition(caches == nil || caches!.count == tokens.count, "one cache per sequence")
         precondition(tokens.allSatisfy { !$0.isEmpty }, "every sequence needs at least one token")
 
@@ -70,69 +96,112 @@ public final class Qwen2Model: @unchecked Sendable {
         let offsets = caches?.map(\.offset) ?? [Int](repeating: 0, count: tokens.count)
         var ids = [Int32](repeating: 0, count: total)
         var positions = [Int32](repeating: 0, count: total)
+        var rowSequence = [Int](repeating: 0, count: total)
         for (s, t) in tokens.enumerated() {
             precondition(offsets[s] + t.count <= c.maxPositionEmbeddings,
                          "sequence of \(offsets[s] + t.count) tokens exceeds max_position_embeddings \(c.maxPositionEmbeddings)")
             for (i, id) in t.enumerated() {
                 ids[seqStart[s] + i] = Int32(id)
                 positions[seqStart[s] + i] = Int32(offsets[s] + i)
+                rowSequence[seqStart[s] + i] = s
             }
         }
         if let caches { for (s, cache) in caches.enumerated() { cache.reserve(offsets[s] + tokens[s].count) } }
+        let profile = self.profile
+        profile?.start()
 
         let x = FloatBuffer(shape: [total, d])          // the residual stream
-        let normed = FloatBuffer(shape: [total, d])
         let qkv = FloatBuffer(shape: [total, qkvDim])
         let attention = FloatBuffer(shape: [total, qDim])
-        let gateUp = FloatBuffer(shape: [total, 2 * ffn])
-        let activated = FloatBuffer(shape: [total, ffn])
-
         ids.withUnsafeBufferPointer {
             Embedding.forward(out: x.data, table: weights.embedding, ids: $0.baseAddress!, rows: total, dim: d,
                               vocab: c.vocabSize)
         }
-        let scale = 1 / Float(hd).squareRoot()
-        for (l, w) in weights.layers.enumerated() {
-            RMSNorm.forward(out: normed.data, input: x.data, weight: w.inputNorm, rows: total, dim: d, eps: c.rmsNormEps)
-            Linear.forward(out: qkv.data, input: normed.data, weight: w.qkvWeight, bias: w.qkvBias,
-                           rows: total, inDim: d, outDim: qkvDim)
-            positions.withUnsafeBufferPointer { p in
-                // q and k rotate in place inside the fused buffer (k's heads follow q's in each row).
-                RoPE.forward(x: qkv.data, positions: p.baseAddress!, rows: total, heads: heads + kvHeads,
-                             headDim: hd, rowStride: qkvDim, table: rope)
-            }
-            // Where each sequence's keys and values live: the fused buffer itself, or its cache after appending.
-            var keyBase: [UnsafePointer<Float>] = [], valueBase: [UnsafePointer<Float>] = []
-            let kvStride: Int
+        // Where each sequence's keys and values live: the fused buffer itself, or its cache (rows appended by the
+        // QKV step of each layer).
+        func keyValues(_ l: Int) -> (keys: [UnsafePointer<Float>], values: [UnsafePointer<Float>], stride: Int) {
             if let caches {
-                kvStride = kvDim
-                for (s, cache) in caches.enumerated() {
-                    let k = cache.keys(l), v = cache.values(l)
-                    for i in 0..<tokens[s].count {
-                        let row = qkv.data + (seqStart[s] + i) * qkvDim
-                        (k + (offsets[s] + i) * kvDim).update(from: row + qDim, count: kvDim)
-                        (v + (offsets[s] + i) * kvDim).update(from: row + qDim + kvDim, count: kvDim)
-                    }
-                    keyBase.append(UnsafePointer(k)); valueBase.append(UnsafePointer(v))
+                return (caches.map { UnsafePointer($0.keys(l)) }, caches.map { UnsafePointer($0.values(l)) }, kvDim)
+            }
+            return ((0..<tokens.count).map { UnsafePointer(qkv.data + seqStart[$0] * qkvDim + qDim) },
+                    (0..<tokens.count).map { UnsafePointer(qkv.data + seqStart[$0] * qkvDim + qDim + kvDim) }, qkvDim)
+        }
+        let scale = 1 / Float(hd).squareRoot()
+        positions.withUnsafeBufferPointer { positionsBuffer in
+            rowSequence.withUnsafeBufferPointer { rowSequenceBuffer in
+                let rowsPass = LayerRows(model: self, x: x.data, qkv: qkv.data, attention: attention.data,
+                                         positions: positionsBuffer.baseAddress!, rowSequence: rowSequenceBuffer.baseAddress!,
+                                         seqStart: seqStart, offsets: offsets, caches: caches)
+                func attend(_ l: Int, sequences: Range<Int>) {
+                    let kv = keyValues(l)
+                    Self.attend(qkv: qkv.data, qkvDim: qkvDim, out: attention.data, qDim: qDim, seqStart: seqStart,
+                                sequences: sequences, offsets: offsets, keys: kv.keys, values: kv.values,
+                                kvStride: kv.stride, heads: heads, kvHeads: kvHeads, headDim: hd, scale: scale)
                 }
-            } else {
-                kvStride = qkvDim
-                for s in 0..<tokens.count {
-                    let row = qkv.data + seqStart[s] * qkvDim
-                    keyBase.append(UnsafePointer(row + qDim)); valueBase.append(UnsafePointer(row + qDim + kvDim))
+                let threads = ThreadPool.shared.threadCount
+                let units = Self.sequenceUnits(seqStart: seqStart, rowsPerUnit: Self.pipelineChunk)
+                if total >= Self.pipelineMinimumRows && units.count >= 2 * threads {
+                    // Many sequences: each thread takes whole groups of sequences through every layer, attention
+                    // included, with no meeting point at all (work handed out unit by unit, so uneven units balance).
+                    let scratch = ScratchPool(configuration: c, rows: Self.pipelineChunk)
+                    ThreadPool.shared.parallelFor(units.count) { u in
+                        let unit = units[u], r0 = seqStart[unit.lowerBound], r1 = seqStart[unit.upperBound]
+                        let s = scratch.take()
+                        defer { scratch.give(s) }
+                        func chunks(_ body: (Int, Int) -> Void) {
+                            var r = r0
+                            while r < r1 { let n = min(Self.pipelineChunk, r1 - r); body(r, n); r += n }
+                        }
+                        chunks { r, n in rowsPass.preAttention(layer: 0, first: r, count: n, scratch: s, serial: true) }
+                        for l in 0..<c.numHiddenLayers {
+                            attend(l, sequences: unit)
+                            chunks { r, n in
+                                rowsPass.postAttention(layer: l, first: r, count: n, scratch: s, serial: true)
+                                if l + 1 < c.numHiddenLayers {
+                                    rowsPass.preAttention(layer: l + 1, first: r, count: n, scratch: s, serial: true)
+                                }
+                            }
+                        }
+                    }
+                    profile?.lap("sequence-parallel layers")
+                } else if total >= Self.pipelineMinimumRows {
+                    // Few long sequences: each thread owns a contiguous block of rows from one attention to the next.
+                    let scratch = (0..<threads).map { _ in LayerScratch(configuration: c, rows: Self.pipelineChunk) }
+                    func rowParallel(_ body: (Int, Int, LayerScratch) -> Void) {
+                        ThreadPool.shared.parallelFor(threads) { b in
+                            let begin = total * b / threads, end = total * (b + 1) / threads
+                            var r = begin
+                            while r < end {
+                                let n = min(Self.pipelineChunk, end - r)
+                                body(r, n, scratch[b]); r += n
+                            }
+                        }
+                        profile?.lap("row-parallel layers")
+                    }
+                    rowParallel { r, n, s in rowsPass.preAttention(layer: 0, first: r, count: n, scratch: s, serial: true) }
+                    for l in 0..<c.numHiddenLayers {
+                        attend(l, sequences: 0..<tokens.count)
+                        profile?.lap("attention")
+                        rowParallel { r, n, s in
+                            rowsPass.postAttention(layer: l, first: r, count: n, scratch: s, serial: true)
+                            if l + 1 < c.numHiddenLayers {
+                                rowsPass.preAttention(layer: l + 1, first: r, count: n, scratch: s, serial: true)
+                            }
+                        }
+                    }
+                } else {
+                    // Few rows (decoding): one kernel at a time over every row, each GEMM split over the pool.
+                    let s = LayerScratch(configuration: c, rows: total)
+                    for l in 0..<c.numHiddenLayers {
+                        rowsPass.preAttention(layer: l, first: 0, count: total, scratch: s, serial: false)
+                        profile?.lap("norm + qkv + rope")
+                        attend(l, sequences: 0..<tokens.count)
+                        profile?.lap("attention")
+                        rowsPass.postAttention(layer: l, first: 0, count: total, scratch: s, serial: false)
+                        profile?.lap("o + norm + mlp")
+                    }
                 }
             }
-            Self.attend(qkv: qkv.data, qkvDim: qkvDim, out: attention.data, qDim: qDim, seqStart: seqStart,
-                        offsets: offsets, keys: keyBase, values: valueBase, kvStride: kvStride, heads: heads,
-                        kvHeads: kvHeads, headDim: hd, scale: scale)
-            // x += attention · Wo^T, straight into the residual stream (beta = 1).
-            GEMM.forward(m: total, n: d, k: qDim, a: attention.data, b: w.outputWeight, transB: true, c: x.data, beta: 1)
-            RMSNorm.forward(out: normed.data, input: x.data, weight: w.postAttentionNorm, rows: total, dim: d,
-                            eps: c.rmsNormEps)
-            Linear.forward(out: gateUp.data, input: normed.data, weight: w.gateUpWeight, bias: nil,
-                           rows: total, inDim: d, outDim: 2 * ffn)
-            SwiGLU.forwardFused(out: activated.data, gateUp: gateUp.data, rows: total, ffn: ffn)
-            GEMM.forward(m: total, n: d, k: ffn, a: activated.data, b: w.downWeight, transB: true, c: x.data, beta: 1)
         }
         if let caches { for (s, cache) in caches.enumerated() { cache.advance(by: tokens[s].count) } }
 
@@ -158,52 +227,88 @@ public final class Qwen2Model: @unchecked Sendable {
         var logits: FloatBuffer? = nil
         if wantLogits {
             let out = FloatBuffer(shape: [sourceRows.count, c.vocabSize])
-            Linear.forward(out: out.data, input: hidden.data, weight: weights.lmHead, bias: nil,
-                           rows: sourceRows.count, inDim: d, outDim: c.vocabSize)
+            GEMM.forward(m: sourceRows.count, n: c.vocabSize, k: d, a: hidden.data, b: weights.lmHead, transB: true,
+                         c: out.data)
             logits = out
         }
+        profile?.lap("final norm + lm head")
         return ForwardOutput(hidden: hidden, logits: logits, rowStart: rowStart)
+    }
+
+    /// Consecutive sequences grouped into units of about `rowsPerUnit` rows (a longer sequence is a unit alone).
+    static func sequenceUnits(seqStart: [Int], rowsPerUnit: Int) -> [Range<Int>] {
+        var units: [Range<Int>] = []
+        var first = 0
+        for s in 0..<(seqStart.count - 1) {
+            if s > first && seqStart[s + 1] - seqStart[first] > rowsPerUnit {
+                units.append(first..<s); first = s
+            }
+        }
+        if seqStart.count > 1 { units.append(first..<(seqStart.count - 1)) }
+        return units
     }
 
     /// Causal grouped-query attention for every (sequence, head, query block), spread over the thread pool.
     /// Queries are read from the fused QKV rows; sequence s's keys/values are rows 0..<offsets[s]+len of
     /// keys[s]/values[s] with row stride kvStride; the output goes to out[row, head * headDim ...].
+    /// A one-token block (decoding) takes the query heads sharing a key/value head together: in a single row they
+    /// are adjacent, so the group is one [group, headDim] matrix against the shared keys.
     static func attend(qkv: UnsafeMutablePointer<Float>, qkvDim: Int, out: UnsafeMutablePointer<Float>, qDim: Int,
-                       seqStart: [Int], offsets: [Int], keys: [UnsafePointer<Float>], values: [UnsafePointer<Float>],
-                       kvStride: Int, heads: Int, kvHeads: Int, headDim hd: Int, scale: Float) {
-        struct WorkItem { var sequence: Int; var head: Int; var firstRow: Int; var rowCount: Int }
+                       seqStart: [Int], sequences: Range<Int>, offsets: [Int], keys: [UnsafePointer<Float>],
+                       values: [UnsafePointer<Float>], kvStride: Int, heads: Int, kvHeads: Int, headDim hd: Int,
+                       scale: Float) {
+        struct WorkItem { var sequence: Int; var firstHead: Int; var headCount: Int; var firstRow: Int; var rowCount: Int }
+        let group = heads / kvHeads
         var items: [WorkItem] = []
-        for s in 0..<(seqStart.count - 1) {
+        for s in sequences {
             let length = seqStart[s + 1] - seqStart[s]
+            if length == 1 {
+                for g in 0..<kvHeads {
+                    items.append(WorkItem(sequence: s, firstHead: g * group, headCount: group, firstRow: 0, rowCount: 1))
+                }
+                continue
+            }
             for h in 0..<heads {
                 var r = 0
                 while r < length {
                     let n = min(queryBlock, length - r)
-                    items.append(WorkItem(sequence: s, head: h, firstRow: r, rowCount: n))
+                    items.append(WorkItem(sequence: s, firstHead: h, headCount: 1, firstRow: r, rowCount: n))
                     r += n
                 }
             }
         }
-        // Largest score block any item needs: queryBlock rows by the longest context.
         var longest = 0
-        for s in 0..<(seqStart.count - 1) { longest = max(longest, offsets[s] + seqStart[s + 1] - seqStart[s]) }
-        let group = heads / kvHeads
-        let scratchSize = queryBlock * longest
+        for s in sequences { longest = max(longest, offsets[s] + seqStart[s + 1] - seqStart[s]) }
+        let scratchSize = max(queryBlock, group) * longest
         items.withUnsafeBufferPointer { work in
             ThreadPool.shared.parallelFor(work.count) { index in
                 let item = work[index]
-                let s = item.sequence, kvHead = item.head / group
+                let s = item.sequence, kvHead = item.firstHead / group
                 let context = offsets[s] + item.firstRow + item.rowCount   // keys this block may see
-                let queries = qkv + (seqStart[s] + item.firstRow) * qkvDim + item.head * hd
                 let k = keys[s] + kvHead * hd, v = values[s] + kvHead * hd
+                let queries = qkv + (seqStart[s] + item.firstRow) * qkvDim + item.firstHead * hd
+                let target = out + (seqStart[s] + item.firstRow) * qDim + item.firstHead * hd
                 let scores = UnsafeMutablePointer<Float>.allocate(capacity: scratchSize)
                 defer { scores.deallocate() }
-                GEMM.forward(m: item.rowCount, n: context, k: hd, a: queries, lda: qkvDim, b: k, ldb: kvStride,
-                             transB: true, c: scores, ldc: context, alpha: scale)
-                Softmax.forwardCausal(out: scores, input: scores, rows: item.rowCount, cols: context,
-                                      offset: offsets[s] + item.firstRow)
-                GEMM.forward(m: item.rowCount, n: hd, k: context, a: scores, lda: context, b: v, ldb: kvStride,
-                             c: out + (seqStart[s] + item.firstRow) * qDim + item.head * hd, ldc: qDim)
+                if item.rowCount == 1 && hd % 16 == 0 {
+                    DecodeAttention.forward(queries: queries, heads: item.headCount, keys: k, values: v,
+                                            stride: kvStride, context: context, headDim: hd, scale: scale,
+                                            scores: scores, out: target)
+                } else if item.headCount > 1 {
+                    // One row, `group` heads stacked: every head sees the whole context.
+                    gemm(true, m: item.headCount, n: context, k: hd, a: queries, lda: hd, b: k, ldb: kvStride,
+                         transB: true, c: scores, ldc: context, alpha: scale, beta: 0)
+                    Softmax.forward(out: scores, input: scores, rows: item.headCount, cols: context)
+                    gemm(true, m: item.headCount, n: hd, k: context, a: scores, lda: context, b: v, ldb: kvStride,
+                         transB: false, c: target, ldc: hd, beta: 0)
+                } else {
+                    gemm(true, m: item.rowCount, n: context, k: hd, a: queries, lda: qkvDim, b: k, ldb: kvStride,
+                         transB: true, c: scores, ldc: context, alpha: scale, beta: 0)
+                    Softmax.forwardCausal(out: scores, input: scores, rows: item.rowCount, cols: context,
+                                          offset: offsets[s] + item.firstRow)
+                    gemm(true, m: item.rowCount, n: hd, k: context, a: scores, lda: context, b: v, ldb: kvStride,
+                         transB: false, c: target, ldc: qDim, beta: 0)
+                }
             }
         }
     }

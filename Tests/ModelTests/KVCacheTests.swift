@@ -12,15 +12,23 @@ final class KVCacheTests: XCTestCase {
     func maxDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
 
     func testIncrementalDecodingEqualsFullRecomputation() throws {
-        let c = Fixtures.tinyTied
+        for schedule in Fixtures.schedules { try Fixtures.withSchedule(schedule) { try incrementalDecoding() } }
+    }
+
+    func incrementalDecoding() throws {
+        try incrementalDecoding(Fixtures.tinyTied)
+        try incrementalDecoding(Fixtures.tinyHead16)
+    }
+
+    func incrementalDecoding(_ c: Qwen2Configuration) throws {
         let model = try Fixtures.randomModel(c, seed: 5)
         let full: [[Int]] = [Array((0..<45).map { ($0 * 7 + 2) % 300 }), Array((0..<12).map { ($0 * 29 + 1) % 300 }),
-                             Array((0..<33).map { ($0 * 3 + 100) % 300 })]
+                             Array((0..<33).map { ($0 * 3 + 100) % 300 }), [9, 8, 7, 6, 5, 4, 3]]
         let reference = model.forward(full, rows: .all)
         // Each sequence arrives in different chunks: a prefill, then single tokens and small chunks, batched.
-        let chunkPlans: [[Int]] = [[20, 1, 1, 5, 1, 17], [1, 1, 1, 9], [32, 1]]
+        let chunkPlans: [[Int]] = [[20, 1, 1, 5, 1, 17], [1, 1, 1, 9], [32, 1], [3, 4]]
         let caches = full.map { _ in KVCache(configuration: c, reservingCapacity: 2) }  // forces growth
-        var cursor = [0, 0, 0], step = [0, 0, 0]
+        var cursor = [0, 0, 0, 0], step = [0, 0, 0, 0]
         var worst: Float = 0
         while cursor.indices.contains(where: { cursor[$0] < full[$0].count }) {
             let active = cursor.indices.filter { cursor[$0] < full[$0].count }

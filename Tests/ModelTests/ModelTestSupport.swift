@@ -6,10 +6,27 @@ import XCTest
 import Tensor
 
 enum Fixtures {
+    /// The forward pass's three schedules: kernel by kernel (decode-sized batches), the row-parallel pipeline
+    /// (few long sequences) and sequence-parallel units (many sequences), forced on small batches by thresholds.
+    static let schedules: [(name: String, pipelineFrom: Int, chunk: Int)] = [
+        ("kernel by kernel", 10_000, 256), ("row-parallel", 1, 4), ("sequence-parallel", 1, 4)]
+
+    static func withSchedule<T>(_ schedule: (name: String, pipelineFrom: Int, chunk: Int), _ body: () throws -> T) rethrows -> T {
+        let saved = (Qwen2Model.pipelineMinimumRows, Qwen2Model.pipelineChunk)
+        Qwen2Model.pipelineMinimumRows = schedule.pipelineFrom
+        Qwen2Model.pipelineChunk = schedule.chunk
+        defer { (Qwen2Model.pipelineMinimumRows, Qwen2Model.pipelineChunk) = saved }
+        return try body()
+    }
+
     static let tinyTied = Qwen2Configuration(hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2,
                                              numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 300,
                                              rmsNormEps: 1e-6, ropeTheta: 10_000, tieWordEmbeddings: true,
                                              maxPositionEmbeddings: 256)
+    /// Heads of 16 floats: decode steps take the SIMD attention path (it needs headDim % 16 == 0).
+    static var tinyHead16: Qwen2Configuration {
+        var c = tinyTied; c.hiddenSize = 64; c.intermediateSize = 96; return c
+    }
     static var tinyUntied: Qwen2Configuration {
         var c = tinyTied; c.tieWordEmbeddings = false; c.ropeTheta = 1_000_000; c.numKeyValueHeads = 1; return c
     }

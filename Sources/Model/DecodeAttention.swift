@@ -1,0 +1,54 @@
+// Attention of one query row per head against a sequence's cached keys/values (a decode step), as SIMD loops:
+// at this size (a few hundred keys of 64 floats) BLAS call and packing overheads would cost more than the math.
+// The query heads of a grouped-query group share one pass over their keys and values.
+import Foundation
+import Tensor
+
+enum DecodeAttention {
+    /// out[h] = softmax(scale * q[h] · K^T) · V for the `heads` consecutive query heads at q (headDim apart),
+    /// keys/values rows 0..<context with row stride `stride`; headDim a multiple of 16. `scores` holds
+    /// heads * context floats.
+    static func forward(queries q: UnsafePointer<Float>, heads: Int, keys: UnsafePointer<Float>,
+                        values: UnsafePointer<Float>, stride: Int, context: Int, headDim hd: Int, scale: Float,
+                        scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        precondition(hd % 16 == 0)
+        let vectors = hd / 16
+        @inline(__always) func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+            UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+        }
+        for h in 0..<heads {
+            let qh = q + h * hd, row = scores + h * context
+            for j in 0..<context {
+                let k = keys + j * stride
+                var acc = load(qh) * load(k)
+                for v in 1..<vectors { acc = acc.addingProduct(load(qh + 16 * v), load(k + 16 * v)) }
+                row[j] = acc.sum() * scale
+            }
+        }
+        Softmax.forward(out: scores, input: scores, rows: heads, cols: context)
+        for h in 0..<heads {
+            let row = scores + h * context, target = out + h * hd
+            var v = 0
+            // Four accumulators (one 64-float head) per pass keep the loop in registers.
+            while v < vectors {
+                let n = min(4, vectors - v)
+                var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+                for j in 0..<context {
+                    let p = row[j], base = values + j * stride + 16 * v
+                    a0 = a0.addingProduct(p, load(base))
+                    if n > 1 { a1 = a1.addingProduct(p, load(base + 16)) }
+                    if n > 2 { a2 = a2.addingProduct(p, load(base + 32)) }
+                    if n > 3 { a3 = a3.addingProduct(p, load(base + 48)) }
+                }
+                @inline(__always) func store(_ a: SIMD16<Float>, _ i: Int) {
+                    UnsafeMutableRawPointer(target + 16 * (v + i)).storeBytes(of: a, as: SIMD16<Float>.self)
+                }
+                store(a0, 0)
+                if n > 1 { store(a1, 1) }
+                if n > 2 { store(a2, 2) }
+                if n > 3 { store(a3, 3) }
+                v += n
+            }
+        }
+    }
+}

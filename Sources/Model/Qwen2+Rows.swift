@@ -1,0 +1,100 @@
+// The row-wise halves of a Qwen2 decoder layer over a block of rows of the concatenated batch: before attention
+// (input norm, fused QKV + bias, rotary, appending keys/values to the caches) and after it (o-proj into the residual
+// stream, post-attention norm, fused gate|up, SwiGLU, down-proj into the residual stream). Serial mode runs every
+// GEMM single-threaded (the caller parallelises over blocks); otherwise each GEMM is split over the pool.
+import COpenBLAS
+import Foundation
+import Tensor
+
+/// Per-thread temporaries of the row-wise layer halves, sized for `rows` rows.
+final class LayerScratch {
+    let normed: FloatBuffer
+    let gateUp: FloatBuffer
+    let activated: FloatBuffer
+    init(configuration c: Qwen2Configuration, rows: Int) {
+        normed = FloatBuffer(shape: [rows, c.hiddenSize])
+        gateUp = FloatBuffer(shape: [rows, 2 * c.intermediateSize])
+        activated = FloatBuffer(shape: [rows, c.intermediateSize])
+    }
+}
+
+/// Scratch buffers handed to whichever pool thread runs a work unit (units outnumber threads).
+final class ScratchPool: @unchecked Sendable {
+    private let lock = NSLock()
+    private var free: [LayerScratch] = []
+    private let configuration: Qwen2Configuration
+    private let rows: Int
+    init(configuration: Qwen2Configuration, rows: Int) { self.configuration = configuration; self.rows = rows }
+    func take() -> LayerScratch {
+        lock.lock(); defer { lock.unlock() }
+        return free.popLast() ?? LayerScratch(configuration: configuration, rows: rows)
+    }
+    func give(_ s: LayerScratch) { lock.lock(); free.append(s); lock.unlock() }
+}
+
+/// The buffers of one forward pass that the row-wise halves read and write.
+struct LayerRows {
+    let model: Qwen2Model
+    let x: UnsafeMutablePointer<Float>
+    let qkv: UnsafeMutablePointer<Float>
+    let attention: UnsafeMutablePointer<Float>
+    let positions: UnsafePointer<Int32>
+    let rowSequence: UnsafePointer<Int>
+    let seqStart: [Int]
+    let offsets: [Int]
+    let caches: [KVCache]?
+
+    /// qkv[rows] = rope(norm1(x[rows]) · Wqkv^T + b), and the new keys/values copied into the caches.
+    func preAttention(layer l: Int, first r0: Int, count n: Int, scratch: LayerScratch, serial: Bool) {
+        let c = model.configuration, w = model.weights.layers[l]
+        let d = c.hiddenSize, hd = c.headDim, qkvDim = c.qkvRows
+        let qDim = c.numAttentionHeads * hd, kvDim = c.numKeyValueHeads * hd
+        RMSNorm.forward(out: scratch.normed.data, input: x + r0 * d, weight: w.inputNorm, rows: n, dim: d, eps: c.rmsNormEps)
+        let out = qkv + r0 * qkvDim
+        for r in 0..<n { (out + r * qkvDim).update(from: w.qkvBias, count: qkvDim) }
+        gemm(serial, m: n, n: qkvDim, k: d, a: scratch.normed.data, lda: d, b: w.qkvWeight, ldb: d, transB: true,
+             c: out, ldc: qkvDim, beta: 1)
+        // q and k rotate in place inside the fused rows (k's heads follow q's).
+        RoPE.forward(x: out, positions: positions + r0, rows: n, heads: c.numAttentionHeads + c.numKeyValueHeads,
+                     headDim: hd, rowStride: qkvDim, table: model.rope)
+        if let caches {
+            let keys = caches.map { $0.keys(l) }, values = caches.map { $0.values(l) }
+            for r in r0..<(r0 + n) {
+                let s = rowSequence[r], position = offsets[s] + r - seqStart[s]
+                let row = qkv + r * qkvDim
+                (keys[s] + position * kvDim).update(from: row + qDim, count: kvDim)
+                (values[s] + position * kvDim).update(from: row + qDim + kvDim, count: kvDim)
+            }
+        }
+    }
+
+    /// x[rows] += attention[rows] · Wo^T; x[rows] += swiglu(norm2(x[rows]) · Wgu^T) · Wd^T.
+    func postAttention(layer l: Int, first r0: Int, count n: Int, scratch: LayerScratch, serial: Bool) {
+        let c = model.configuration, w = model.weights.layers[l]
+        let d = c.hiddenSize, ffn = c.intermediateSize, qDim = c.numAttentionHeads * c.headDim
+        let xs = x + r0 * d
+        gemm(serial, m: n, n: d, k: qDim, a: attention + r0 * qDim, lda: qDim, b: w.outputWeight, ldb: qDim,
+             transB: true, c: xs, ldc: d, beta: 1)
+        RMSNorm.forward(out: scratch.normed.data, input: xs, weight: w.postAttentionNorm, rows: n, dim: d, eps: c.rmsNormEps)
+        gemm(serial, m: n, n: 2 * ffn, k: d, a: scratch.normed.data, lda: d, b: w.gateUpWeight, ldb: d, transB: true,
+             c: scratch.gateUp.data, ldc: 2 * ffn, beta: 0)
+        SwiGLU.forwardFused(out: scratch.activated.data, gateUp: scratch.gateUp.data, rows: n, ffn: ffn)
+        gemm(serial, m: n, n: d, k: ffn, a: scratch.activated.data, lda: ffn, b: w.downWeight, ldb: ffn, transB: true,
+             c: xs, ldc: d, beta: 1)
+    }
+}
+
+/// C = alpha · A · op(B) + beta · C, row-major: single-threaded OpenBLAS when `serial` (the caller is one of
+/// several threads working on disjoint rows), else Tensor's GEMM split over the pool.
+@inline(__always)
+func gemm(_ serial: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+          transB: Bool, c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float = 1, beta: Float) {
+    if serial {
+        BLAS.configure()
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), blasint(k),
+                    alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    } else {
+        GEMM.forward(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transB: transB, c: c, ldc: ldc,
+                     alpha: alpha, beta: beta)
+    }
+}

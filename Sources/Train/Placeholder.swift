@@ -1,1 +1,0 @@
-// Train: placeholder until the target's first real file lands; delete when it does.
