@@ -261,29 +261,32 @@ final class Connection {
 
     /// Writes pending output: straight into the socket when it takes it, else through one uv_write at a time.
     func flush() {
-        guard !closed, writesInFlight == 0, output.readable > 0 else { return }
-        var buf = uv_buf_init(UnsafeMutableRawPointer(output.readPointer).assumingMemoryBound(to: CChar.self),
-                              UInt32(output.readable))
-        let written = uv_try_write(stream, &buf, 1)
-        if written > 0 { output.consume(Int(written)) }
-        if written < 0 && written != Int32(UV_EAGAIN.rawValue) { close(); return }
-        if output.readable > 0 {
-            let n = output.readable
-            let request = WriteRequest.make(copying: output.readPointer, count: n, connection: self)
-            output.consume(n)
-            writesInFlight += 1
-            bytesInFlight += n
-            let status = uv_write(request.req, stream, request.buf, 1) { req, status in
-                let request = WriteRequest(req!)
-                let conn = request.connection
-                let n = Int(request.buf.pointee.len)
-                request.release()
-                conn.writeCompleted(bytes: n, status: status)
-                conn.server.flushDirty()
+        guard !closed else { return }
+        if writesInFlight == 0 && output.readable > 0 {
+            var buf = uv_buf_init(UnsafeMutableRawPointer(output.readPointer).assumingMemoryBound(to: CChar.self),
+                                  UInt32(output.readable))
+            let written = uv_try_write(stream, &buf, 1)
+            if written > 0 { output.consume(Int(written)) }
+            if written < 0 && written != Int32(UV_EAGAIN.rawValue) { close(); return }
+            if output.readable > 0 {
+                let n = output.readable
+                let request = WriteRequest.make(copying: output.readPointer, count: n, connection: self)
+                output.consume(n)
+                writesInFlight += 1
+                bytesInFlight += n
+                let status = uv_write(request.req, stream, request.buf, 1) { req, status in
+                    let request = WriteRequest(req!)
+                    let conn = request.connection
+                    let n = Int(request.buf.pointee.len)
+                    request.release()
+                    conn.writeCompleted(bytes: n, status: status)
+                    conn.server.flushDirty()
+                }
+                if status != 0 { writesInFlight -= 1; bytesInFlight -= n; request.release(); close(); return }
             }
-            if status != 0 { writesInFlight -= 1; bytesInFlight -= n; request.release(); close(); return }
+            output.shrinkIfIdle(to: 16 << 10)
         }
-        output.shrinkIfIdle(to: 16 << 10)
+        // Checked on every flush, also while a write is in flight: that is when unsent output piles up.
         applyBackpressure()
         closeIfIdle()
     }

@@ -48,14 +48,14 @@ final class FrameCodecTests: XCTestCase {
     }
 
     func testHeaderBytesMatchTheProtocolDocument() {
-        // docs/protocol.md: CALL, stream 1, 27-byte payload; MESSAGE END_STREAM stream 1 empty; TRAILER stream 1 empty.
-        XCTAssertEqual(FrameHeader(type: .call, streamId: 1, length: 27).bytes,
-                       [0x52, 0x32, 0x45, 0x43, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x1b])
+        // docs/protocol.md: CALL, stream 1, 26-byte payload; MESSAGE END_STREAM stream 1 empty; TRAILER stream 1 empty.
+        let header = Client.callHeader(method: "/r2ec.v1.Health/Check", timeoutMs: 1000, metadata: [])
+        XCTAssertEqual(FrameHeader(type: .call, streamId: 1, length: UInt32(header.count)).bytes,
+                       [0x52, 0x32, 0x45, 0x43, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x1a])
         XCTAssertEqual(FrameHeader(type: .message, flags: .endStream, streamId: 1, length: 0).bytes,
                        [0x52, 0x32, 0x45, 0x43, 0x01, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00])
         XCTAssertEqual(FrameHeader(type: .trailer, streamId: 1, length: 0).bytes,
                        [0x52, 0x32, 0x45, 0x43, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00])
-        let header = Client.callHeader(method: "/r2ec.v1.Health/Check", timeoutMs: 1000, metadata: [])
         XCTAssertEqual(header, [0x0a, 0x15] + Array("/r2ec.v1.Health/Check".utf8) + [0x10, 0xe8, 0x07])
     }
 

@@ -158,8 +158,6 @@ def doc_example_blocks() -> list[bytes]:
     return [hexbytes(block) for block in blocks]
 
 
-# docs/protocol.md's example CALL declares length 0x1b (27) for a CallHeader of 26 bytes; reported to the lead.
-@pytest.mark.xfail(reason="docs/protocol.md example: CALL length 0x1b, payload 26 bytes", strict=False)
 def test_every_example_block_of_the_doc_is_whole_frames():
     """Each hex block in the doc's example section must decode to complete frames with nothing left over."""
     blocks = doc_example_blocks()
