@@ -85,9 +85,9 @@ enum AtomicReader {
                     throw table.file.malformed(line, f[id].column, "item_id '\(itemId)' appears twice")
                 }
                 var item = Item(id: itemId)
-                if let title { item.title = f[title].text.trimmingCharacters(in: .whitespaces) }
+                if let title { item.title = f[title].text.trimmedASCII }
                 if let year {
-                    let t = f[year].text.trimmingCharacters(in: .whitespaces)
+                    let t = f[year].text.trimmedASCII
                     item.year = Int(t) ?? Int(Double(t) ?? 0)
                 }
                 if let genres {

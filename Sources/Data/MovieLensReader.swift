@@ -7,13 +7,13 @@ enum MovieTitle {
     /// Moves a trailing " (YYYY)" of the title into `year` (titles without one are kept as they are).
     static func splitYear(_ item: Item) -> Item {
         var item = item
-        let t = item.title.trimmingCharacters(in: .whitespaces)
+        let t = item.title.trimmedASCII
         item.title = t
         let u = Array(t.utf8)
         guard u.count >= 6, u[u.count - 1] == UInt8(ascii: ")"), u[u.count - 6] == UInt8(ascii: "("),
               let y = Int(String(decoding: u[(u.count - 5)..<(u.count - 1)], as: UTF8.self)), y > 0 else { return item }
         item.year = y
-        item.title = String(decoding: u[0..<(u.count - 6)], as: UTF8.self).trimmingCharacters(in: .whitespaces)
+        item.title = String(decoding: u[0..<(u.count - 6)], as: UTF8.self).trimmedASCII
         return item
     }
 }
@@ -144,7 +144,7 @@ enum MovieLensReader {
     static func movie(id: Field, title: Field, genres: Field, file: TextFile, line: Int,
                       into builder: inout DatasetBuilder) throws {
         var item = MovieTitle.splitYear(Item(id: try file.nonEmpty(id, line: line, name: "movie id"), title: title.text))
-        let g = genres.text.trimmingCharacters(in: .whitespaces)
+        let g = genres.text.trimmedASCII
         if g != "(no genres listed)" && !g.isEmpty { item.genres = g.split(separator: "|").map(String.init) }
         try insert(item, file: file, line: line, column: id.column, into: &builder)
     }

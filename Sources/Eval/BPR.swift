@@ -5,9 +5,10 @@
 import Data
 import Foundation
 
+/// Defaults: the point the sweep selected on ml-100k's validation split (docs/evaluation.md).
 public struct BPRConfig: Sendable, Equatable, Codable {
     public var factors = 64
-    public var learningRate: Float = 0.05
+    public var learningRate: Float = 0.02
     public var reg: Float = 0.002
     /// Each epoch draws as many triples as there are training interactions.
     public var epochs = 50

@@ -1,6 +1,7 @@
 // The factory the server and `r2ec eval` call: a baseline kind ("pop", "wals", "bpr") and string options
 // (factors, alpha, reg, iterations, epochs, lr, seed, threads, fold_in, fold_in_alpha, fold_in_reg) -> a trained Recommender.
 import Data
+import Foundation
 
 public enum Baselines {
     public static let kinds = ["pop", "wals", "bpr"]

@@ -18,6 +18,9 @@ public struct EvalReport {
     public var sweep: [SweepPoint] = []
     /// Fits averaged (one per seed); fitSeconds is then their median.
     public var fits = 1
+    /// Seconds spent reading the dataset and splitting it.
+    public var loadSeconds = 0.0
+    public var splitSeconds = 0.0
     public var fitSeconds: Double
     public var wallSeconds: Double
 
@@ -76,7 +79,8 @@ public struct EvalReport {
                      "seen items in unmasked top-10 \(EvalReport.f4(test.unmaskedListErrors.seenRate))"]
         if let e = test.ece { facts.append("ECE@10 (per-rank Platt, fitted on validation) \(EvalReport.f4(e))") }
         out.append(facts.joined(separator: "; "))
-        out.append("fit \(EvalReport.seconds(fitSeconds))\(fits > 1 ? " (median)" : ""), test evaluation \(EvalReport.seconds(test.seconds)), " +
+        out.append("load \(EvalReport.seconds(loadSeconds)), split \(EvalReport.seconds(splitSeconds)), " +
+                   "fit \(EvalReport.seconds(fitSeconds))\(fits > 1 ? " (median)" : ""), test evaluation \(EvalReport.seconds(test.seconds)), " +
                    "wall \(EvalReport.seconds(wallSeconds))")
         if !sweep.isEmpty {
             out.append("")
@@ -109,6 +113,8 @@ public struct EvalReport {
                             "unmasked_seen_rate": test.unmaskedListErrors.seenRate],
             "fit_seconds": fitSeconds,
             "fits": fits,
+            "load_seconds": loadSeconds,
+            "split_seconds": splitSeconds,
             "eval_seconds": test.seconds,
             "wall_seconds": wallSeconds,
         ]

@@ -56,7 +56,9 @@ struct EvalCommand: ParsableCommand {
         let baseline = baseline!
         var data = try DatasetLoader.load(dataset)
         if kcore > 1 { data = try Splits.kCore(data, k: kcore) }
+        let loaded = Date()
         let s = Splits.make(kind, data)
+        let splitSeconds = Date().timeIntervalSince(loaded)
         var evalOptions = EvalOptions()
         evalOptions.bootstrapResamples = bootstrap
 
@@ -114,6 +116,8 @@ struct EvalCommand: ParsableCommand {
         var report = EvalReport(command: command, dataset: data, split: s, model: recommender!, validation: validation,
                                 test: test, sweep: points, fitSeconds: fitSeconds, wallSeconds: Date().timeIntervalSince(wall))
         report.fits = fits.count
+        report.loadSeconds = loaded.timeIntervalSince(wall)
+        report.splitSeconds = splitSeconds
         print(report.markdown())
         if let json {
             try report.json().write(toFile: json, atomically: true, encoding: .utf8)
