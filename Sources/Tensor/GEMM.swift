@@ -65,6 +65,23 @@ public enum GEMM {
         }
     }
 
+    /// `forward` on the calling thread alone (for schedules that already run one GEMM per pool thread):
+    /// no slicing, but one-row/one-column products still take the sgemv path.
+    public static func forwardSerial(m: Int, n: Int, k: Int,
+                                     a: UnsafePointer<Float>, lda: Int? = nil, transA: Bool = false,
+                                     b: UnsafePointer<Float>, ldb: Int? = nil, transB: Bool = false,
+                                     c: UnsafeMutablePointer<Float>, ldc: Int? = nil,
+                                     alpha: Float = 1, beta: Float = 0) {
+        let lda = lda ?? (transA ? m : k), ldb = ldb ?? (transB ? k : n), ldc = ldc ?? n
+        if m == 0 || n == 0 { return }
+        BLAS.configure()
+        if m == 1 || n == 1 {
+            gemv(m, n, k, a, lda, transA, b, ldb, transB, c, ldc, alpha, beta, pool: nil)
+        } else {
+            sgemm(m, n, k, a, lda, transA, b, ldb, transB, c, ldc, alpha, beta)
+        }
+    }
+
     /// `batch` independent GEMMs with the same shapes; item i uses a + i*strideA, b + i*strideB, c + i*strideC.
     /// Items are spread over the pool (each single-threaded) when there are at least as many as threads.
     public static func forwardBatched(batch: Int, m: Int, n: Int, k: Int,
@@ -132,7 +149,7 @@ public enum GEMM {
                              _ a: UnsafePointer<Float>, _ lda: Int, _ transA: Bool,
                              _ b: UnsafePointer<Float>, _ ldb: Int, _ transB: Bool,
                              _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float, _ beta: Float,
-                             pool: ThreadPool) {
+                             pool: ThreadPool?) {
         // Express both cases as y[len] = alpha * M x + beta * y, M given row-major with `rowsStored` rows.
         let length: Int, matrix: UnsafePointer<Float>, ldm: Int, transposed: Bool
         let x: UnsafePointer<Float>, incX: Int, y: UnsafeMutablePointer<Float>, incY: Int
@@ -152,7 +169,7 @@ public enum GEMM {
                         blasint(colsStored), alpha, block, blasint(ldm), x, blasint(incX), beta == 0 ? 0 : beta,
                         y + first * incY, blasint(incY))
         }
-        if length * k >= parallelThreshold / 2 && length >= 64 && pool.threadCount > 1 {
+        if let pool, length * k >= parallelThreshold / 2 && length >= 64 && pool.threadCount > 1 {
             let half = roundUp16(length / 2)
             pool.parallelFor(2) { part in
                 if part == 0 { run(0, half) } else { run(half, length - half) }

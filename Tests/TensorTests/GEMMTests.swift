@@ -33,6 +33,16 @@ final class GEMMTests: XCTestCase {
         }
     }
 
+    func testSerialMatchesNaive() {
+        for (m, n, k) in [(1, 300, 17), (5, 1, 9), (33, 65, 40)] {
+            let a = randomBuffer([m, k], seed: 30), b = randomBuffer([n, k], seed: 31)
+            let c = FloatBuffer(shape: [m, n]), expected = FloatBuffer(shape: [m, n])
+            GEMM.forwardSerial(m: m, n: n, k: k, a: a.pointer, b: b.pointer, transB: true, c: c.data, alpha: 2)
+            GEMM.forwardNaive(m: m, n: n, k: k, a: a.pointer, b: b.pointer, transB: true, c: expected.data, alpha: 2)
+            assertClose(c, expected, tolerance: 1e-4, "serial \(m)x\(n)x\(k)")
+        }
+    }
+
     func testBetaZeroIgnoresGarbageInC() {
         let a = randomBuffer([4, 3], seed: 1), b = randomBuffer([3, 5], seed: 2)
         let c = FloatBuffer(shape: [4, 5]), expected = FloatBuffer(shape: [4, 5])
