@@ -1,0 +1,88 @@
+// The recommendation head's loss on a TrainingGraph: user and item vectors are the L2-normalised final-norm hidden
+// states at chosen rows (each sequence's last token); logits = cosine / tau of every user against the batch's item
+// columns (with gradient) and optional fixed columns (the refreshed item table, no gradient); per-user masked columns
+// are excluded; loss = Σ_u weight_u * cross-entropy(logits_u, target_u). Adds to dHidden.
+import Foundation
+import Model
+import Tensor
+
+public struct ContrastiveBatch {
+    /// Rows (of the TrainingGraph batch) read out as users, and as the batch's items.
+    public var userRows: [Int]
+    public var itemRows: [Int]
+    /// Per user, the column of its target (an index into itemRows).
+    public var targets: [Int]
+    public var weights: [Float]
+    public var tau: Float
+    /// Fixed unit vectors [fixedCount, hidden] appended as columns after the batch items (no gradient).
+    public var fixed: UnsafePointer<Float>?
+    public var fixedCount: Int
+    /// Per user, columns (batch items first, then fixed) that do not compete: history items, stale duplicates.
+    public var masked: [[Int]]
+
+    public init(userRows: [Int], itemRows: [Int], targets: [Int], weights: [Float], tau: Float,
+                fixed: UnsafePointer<Float>? = nil, fixedCount: Int = 0, masked: [[Int]]? = nil) {
+        self.userRows = userRows; self.itemRows = itemRows; self.targets = targets; self.weights = weights
+        self.tau = tau; self.fixed = fixed; self.fixedCount = fixedCount
+        self.masked = masked ?? Array(repeating: [], count: userRows.count)
+    }
+}
+
+public struct ContrastiveResult {
+    public var loss: Double
+    /// Per user: the target's probability among the unmasked columns.
+    public var targetProbability: [Float]
+}
+
+extension TrainingGraph {
+    @discardableResult
+    public func contrastiveLoss(_ b: ContrastiveBatch) -> ContrastiveResult {
+        let d = configuration.hiddenSize
+        let users = b.userRows.count, items = b.itemRows.count, columns = items + b.fixedCount
+        precondition(b.targets.count == users && b.weights.count == users && b.masked.count == users)
+        let u = FloatBuffer(shape: [users, d]), uNorms = FloatBuffer(shape: [users])
+        let all = FloatBuffer(shape: [columns, d]), iNorms = FloatBuffer(shape: [items])
+        for (i, r) in b.userRows.enumerated() { (u.data + i * d).update(from: hidden + r * d, count: d) }
+        for (i, r) in b.itemRows.enumerated() { (all.data + i * d).update(from: hidden + r * d, count: d) }
+        L2Normalize.forward(out: u.data, input: u.data, rows: users, dim: d, norms: uNorms.data)
+        L2Normalize.forward(out: all.data, input: all.data, rows: items, dim: d, norms: iNorms.data)
+        if let fixed = b.fixed { (all.data + items * d).update(from: fixed, count: b.fixedCount * d) }
+        let logits = FloatBuffer(shape: [users, columns])
+        GEMM.forward(m: users, n: columns, k: d, a: u.data, b: all.data, transB: true, c: logits.data, alpha: 1 / b.tau)
+        for (i, cols) in b.masked.enumerated() {
+            for col in cols where col != b.targets[i] { logits.data[i * columns + col] = -1e30 }
+        }
+        Softmax.forward(out: logits.data, input: logits.data, rows: users, cols: columns)
+        var loss = 0.0
+        var probability = [Float](repeating: 0, count: users)
+        for i in 0..<users {
+            let p = logits.data + i * columns, t = b.targets[i], w = b.weights[i]
+            probability[i] = p[t]
+            loss += Double(w) * -log(max(Double(p[t]), 1e-30))
+            // d loss / d logit = w (p - onehot); the logit is cos / tau.
+            let factor = w / b.tau
+            for j in 0..<columns { p[j] *= factor }
+            p[t] -= factor
+        }
+        // dU = dLogits · all; dItems = dLogits[:, :items]^T · U.
+        let dU = FloatBuffer(shape: [users, d]), dI = FloatBuffer(shape: [max(items, 1), d])
+        GEMM.forward(m: users, n: d, k: columns, a: logits.data, b: all.data, c: dU.data)
+        if items > 0 {
+            GEMM.forward(m: items, n: d, k: users, a: logits.data, lda: columns, transA: true, b: u.data, c: dI.data)
+        }
+        let dRaw = FloatBuffer(shape: [max(users, items), d])
+        L2Normalize.backward(dInput: dRaw.data, dOut: dU.data, output: u.data, norms: uNorms.data, rows: users, dim: d,
+                             accumulate: false)
+        for (i, r) in b.userRows.enumerated() {
+            let target = dHidden + r * d, source = dRaw.data + i * d
+            for j in 0..<d { target[j] += source[j] }
+        }
+        L2Normalize.backward(dInput: dRaw.data, dOut: dI.data, output: all.data, norms: iNorms.data, rows: items, dim: d,
+                             accumulate: false)
+        for (i, r) in b.itemRows.enumerated() {
+            let target = dHidden + r * d, source = dRaw.data + i * d
+            for j in 0..<d { target[j] += source[j] }
+        }
+        return ContrastiveResult(loss: loss, targetProbability: probability)
+    }
+}

@@ -1,0 +1,186 @@
+// TrainingGraph: the Qwen2 decoder's training forward over a ragged batch (sequences concatenated, positions from 0,
+// causal within each sequence), keeping every activation its backward needs, and the backward pass accumulating
+// into a gradient ParameterBuffer carved like the parameters (tied LM head -> the embedding's gradient).
+// Every matmul is one GEMM over all rows of the batch; heads (losses) read `hidden` and fill `dHidden`.
+import Foundation
+import Model
+import Tensor
+
+/// A growable float scratch buffer (activations are re-used across steps; grown when a batch is larger).
+final class Slab {
+    private(set) var data: UnsafeMutablePointer<Float>
+    private(set) var capacity: Int
+    init(_ count: Int = 16) {
+        capacity = max(count, 16)
+        data = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
+        data.initialize(repeating: 0, count: capacity)
+    }
+    deinit { data.deallocate() }
+    /// At least `count` floats; contents are not preserved when it grows.
+    @discardableResult func ensure(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > capacity {
+            data.deallocate()
+            capacity = max(count, capacity + capacity / 2)
+            data = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
+            data.initialize(repeating: 0, count: capacity)
+        }
+        return data
+    }
+}
+
+public final class TrainingGraph: @unchecked Sendable {
+    public let model: Qwen2Model
+    public let configuration: Qwen2Configuration
+    /// Gradients, carved like `model.parameters`; `backward` adds to them, `zeroGradients` clears them.
+    public let gradients: ParameterBuffer
+    let weights: ModelWeights
+    let gradientWeights: ModelWeights
+    let rope: RoPETable
+
+    final class LayerActivations {
+        let x = Slab(), normed1 = Slab(), rstd1 = Slab(), qkv = Slab(), attention = Slab()
+        let middle = Slab(), normed2 = Slab(), rstd2 = Slab(), gateUp = Slab(), activated = Slab()
+    }
+    let layers: [LayerActivations]
+    let finalInput = Slab(), finalRstd = Slab(), hiddenSlab = Slab(), dHiddenSlab = Slab()
+    // Backward scratch, shared by the layers.
+    let dx = Slab(), dNormed = Slab(), dQKV = Slab(), dAttention = Slab(), dGateUp = Slab(), dActivated = Slab()
+
+    /// The current batch: sequence s owns rows seqStart[s]..<seqStart[s+1].
+    public private(set) var seqStart: [Int] = [0]
+    public private(set) var tokens: [Int32] = []
+    var positions: [Int32] = []
+    public var rowCount: Int { seqStart.last! }
+
+    public init(model: Qwen2Model) {
+        self.model = model
+        configuration = model.configuration
+        gradients = ParameterBuffer(layout: model.parameters.layout)
+        weights = ModelWeights(model.parameters, configuration: configuration)
+        gradientWeights = ModelWeights(gradients, configuration: configuration)
+        rope = RoPETable(headDim: configuration.headDim, maxPositions: configuration.maxPositionEmbeddings,
+                         theta: Double(configuration.ropeTheta))
+        layers = (0..<configuration.numHiddenLayers).map { _ in LayerActivations() }
+    }
+
+    public func zeroGradients() { gradients.all.update(repeating: 0) }
+
+    /// Final-norm hidden states [rowCount, hidden] of the last forward pass.
+    public var hidden: UnsafeMutablePointer<Float> { hiddenSlab.data }
+    /// The gradient of the loss with respect to `hidden` [rowCount, hidden]: zeroed by `forward`, filled by heads.
+    public var dHidden: UnsafeMutablePointer<Float> { dHiddenSlab.data }
+
+    /// Row index of token i of sequence s.
+    public func row(sequence s: Int, token i: Int) -> Int { seqStart[s] + i }
+    public func lastRow(sequence s: Int) -> Int { seqStart[s + 1] - 1 }
+
+    /// Runs the batch, keeping activations; returns the final-norm hidden states (`hidden`).
+    @discardableResult
+    public func forward(_ batch: [[Int]]) -> UnsafeMutablePointer<Float> {
+        let c = configuration
+        let d = c.hiddenSize, hd = c.headDim, heads = c.numAttentionHeads, kvHeads = c.numKeyValueHeads
+        let qDim = heads * hd, qkvDim = c.qkvRows, ffn = c.intermediateSize
+        precondition(batch.allSatisfy { !$0.isEmpty && $0.count <= c.maxPositionEmbeddings },
+                     "every sequence needs 1...max_position_embeddings tokens")
+        seqStart = [0]
+        for t in batch { seqStart.append(seqStart.last! + t.count) }
+        let n = rowCount
+        tokens = batch.flatMap { $0.map(Int32.init) }
+        positions = batch.flatMap { (0..<$0.count).map(Int32.init) }
+
+        var x = layers.first?.x.ensure(n * d) ?? finalInput.ensure(n * d)
+        tokens.withUnsafeBufferPointer {
+            Embedding.forward(out: x, table: weights.embedding, ids: $0.baseAddress!, rows: n, dim: d, vocab: c.vocabSize)
+        }
+        let scale = 1 / Float(hd).squareRoot()
+        for (l, a) in layers.enumerated() {
+            let w = weights.layers[l]
+            let normed1 = a.normed1.ensure(n * d), rstd1 = a.rstd1.ensure(n), qkv = a.qkv.ensure(n * qkvDim)
+            let attention = a.attention.ensure(n * qDim), middle = a.middle.ensure(n * d)
+            let normed2 = a.normed2.ensure(n * d), rstd2 = a.rstd2.ensure(n)
+            let gateUp = a.gateUp.ensure(n * 2 * ffn), activated = a.activated.ensure(n * ffn)
+            RMSNorm.forward(out: normed1, input: x, weight: w.inputNorm, rows: n, dim: d, eps: c.rmsNormEps, rstd: rstd1)
+            Linear.forward(out: qkv, input: normed1, weight: w.qkvWeight, bias: w.qkvBias, rows: n, inDim: d, outDim: qkvDim)
+            positions.withUnsafeBufferPointer {
+                RoPE.forward(x: qkv, positions: $0.baseAddress!, rows: n, heads: heads + kvHeads, headDim: hd,
+                             rowStride: qkvDim, table: rope)
+            }
+            CausalAttention.forward(qkv: qkv, out: attention, seqStart: seqStart, heads: heads, kvHeads: kvHeads,
+                                    headDim: hd, scale: scale)
+            middle.update(from: x, count: n * d)
+            GEMM.forward(m: n, n: d, k: qDim, a: attention, b: w.outputWeight, transB: true, c: middle, beta: 1)
+            RMSNorm.forward(out: normed2, input: middle, weight: w.postAttentionNorm, rows: n, dim: d,
+                            eps: c.rmsNormEps, rstd: rstd2)
+            GEMM.forward(m: n, n: 2 * ffn, k: d, a: normed2, b: w.gateUpWeight, transB: true, c: gateUp)
+            SwiGLU.forwardFused(out: activated, gateUp: gateUp, rows: n, ffn: ffn)
+            let next = l + 1 < layers.count ? layers[l + 1].x.ensure(n * d) : finalInput.ensure(n * d)
+            next.update(from: middle, count: n * d)
+            GEMM.forward(m: n, n: d, k: ffn, a: activated, b: w.downWeight, transB: true, c: next, beta: 1)
+            x = next
+        }
+        let hidden = hiddenSlab.ensure(n * d)
+        RMSNorm.forward(out: hidden, input: x, weight: weights.finalNorm, rows: n, dim: d, eps: c.rmsNormEps,
+                        rstd: finalRstd.ensure(n))
+        dHiddenSlab.ensure(n * d).update(repeating: 0, count: n * d)
+        return hidden
+    }
+
+    /// Backpropagates `dHidden` through the final norm, every layer and the embedding, adding to `gradients`.
+    public func backward() {
+        let c = configuration
+        let d = c.hiddenSize, hd = c.headDim, heads = c.numAttentionHeads, kvHeads = c.numKeyValueHeads
+        let qDim = heads * hd, qkvDim = c.qkvRows, ffn = c.intermediateSize
+        let n = rowCount
+        let dx = self.dx.ensure(n * d), dNormed = self.dNormed.ensure(n * d), dQKV = self.dQKV.ensure(n * qkvDim)
+        let dAttention = self.dAttention.ensure(n * qDim), dGateUp = self.dGateUp.ensure(n * 2 * ffn)
+        let dActivated = self.dActivated.ensure(n * ffn)
+        RMSNorm.backward(dInput: dx, dWeight: gradientWeights.finalNorm, dOut: dHidden, input: finalInput.data,
+                         weight: weights.finalNorm, rstd: finalRstd.data, rows: n, dim: d, accumulate: false)
+        let scale = 1 / Float(hd).squareRoot()
+        for l in stride(from: layers.count - 1, through: 0, by: -1) {
+            let a = layers[l], w = weights.layers[l], g = gradientWeights.layers[l]
+            // MLP: x_next = middle + swiglu(norm2(middle) Wgu^T) Wd^T.
+            Linear.backward(dInput: dActivated, dWeight: g.downWeight, dBias: nil, dOut: dx, input: a.activated.data,
+                            weight: w.downWeight, rows: n, inDim: ffn, outDim: d)
+            SwiGLU.backwardFused(dGateUp: dGateUp, dOut: dActivated, gateUp: a.gateUp.data, rows: n, ffn: ffn)
+            Linear.backward(dInput: dNormed, dWeight: g.gateUpWeight, dBias: nil, dOut: dGateUp, input: a.normed2.data,
+                            weight: w.gateUpWeight, rows: n, inDim: d, outDim: 2 * ffn)
+            RMSNorm.backward(dInput: dx, dWeight: g.postAttentionNorm, dOut: dNormed, input: a.middle.data,
+                             weight: w.postAttentionNorm, rstd: a.rstd2.data, rows: n, dim: d, accumulate: true)
+            // Attention: middle = x + attention Wo^T.
+            Linear.backward(dInput: dAttention, dWeight: g.outputWeight, dBias: nil, dOut: dx, input: a.attention.data,
+                            weight: w.outputWeight, rows: n, inDim: qDim, outDim: d)
+            CausalAttention.backward(dQKV: dQKV, dOut: dAttention, qkv: a.qkv.data, seqStart: seqStart, heads: heads,
+                                     kvHeads: kvHeads, headDim: hd, scale: scale)
+            positions.withUnsafeBufferPointer {
+                RoPE.backward(dx: dQKV, positions: $0.baseAddress!, rows: n, heads: heads + kvHeads, headDim: hd,
+                              rowStride: qkvDim, table: rope)
+            }
+            Linear.backward(dInput: dNormed, dWeight: g.qkvWeight, dBias: g.qkvBias, dOut: dQKV, input: a.normed1.data,
+                            weight: w.qkvWeight, rows: n, inDim: d, outDim: qkvDim)
+            RMSNorm.backward(dInput: dx, dWeight: g.inputNorm, dOut: dNormed, input: a.x.data, weight: w.inputNorm,
+                             rstd: a.rstd1.data, rows: n, dim: d, accumulate: true)
+        }
+        tokens.withUnsafeBufferPointer {
+            Embedding.backward(dTable: gradientWeights.embedding, dOut: dx, ids: $0.baseAddress!, rows: n, dim: d)
+        }
+    }
+
+    /// Multiply-adds of one forward pass of the current batch in its GEMMs (attention counted with its causal
+    /// blocks), plus `lmRows` rows through the LM head: the training step does three times this.
+    public func forwardMultiplyAdds(lmRows: Int) -> Double {
+        let c = configuration
+        let d = Double(c.hiddenSize), ffn = Double(c.intermediateSize), qDim = Double(c.numAttentionHeads * c.headDim)
+        let perRow = d * Double(c.qkvRows) + qDim * d + d * 2 * ffn + ffn * d
+        var attention = 0.0
+        let b = CausalAttention.block
+        for s in 0..<(seqStart.count - 1) {
+            let length = seqStart[s + 1] - seqStart[s]
+            for r0 in stride(from: 0, to: length, by: b) {
+                let rows = min(b, length - r0)
+                attention += 2 * Double(rows * (r0 + rows)) * qDim
+            }
+        }
+        return Double(c.numHiddenLayers) * (Double(rowCount) * perRow + attention) + Double(lmRows) * d * Double(c.vocabSize)
+    }
+}

@@ -1,1 +1,0 @@
-// TrainTests: the target's tests land here.

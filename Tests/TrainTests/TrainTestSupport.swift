@@ -1,0 +1,72 @@
+// Shared fixtures of the Train tests: tiny seeded models with non-trivial norms and biases, temporary directories,
+// and running the NumPy training reference (Tests/reference/train_reference.py), failing clearly without numpy.
+import Foundation
+import Model
+import Tensor
+import XCTest
+
+enum TrainFixtures {
+    static func tinyConfiguration(tied: Bool) -> Qwen2Configuration {
+        var c = Qwen2Configuration(hiddenSize: 8, intermediateSize: 12, numHiddenLayers: 2, numAttentionHeads: 2,
+                                   numKeyValueHeads: 1, vocabSize: 24, rmsNormEps: 1e-6, ropeTheta: 10_000,
+                                   tieWordEmbeddings: tied, maxPositionEmbeddings: 128)
+        c.modelType = "qwen2"
+        return c
+    }
+
+    /// A random model whose norm weights and biases are perturbed too, so that every gradient is exercised.
+    static func model(_ c: Qwen2Configuration, seed: UInt64, std: Float = 0.3) throws -> Qwen2Model {
+        let model = try Qwen2Model(randomWith: c, seed: seed, std: std)
+        var rng = SplitMix64(seed: seed ^ 0xABCD)
+        for e in model.parameters.layout.entries where e.shape.count == 1 {
+            let t = model.parameters.tensor(e.name)
+            for i in 0..<t.count { t[i] = (e.name.hasSuffix("norm.weight") ? 1 : 0) + 0.2 * rng.nextGaussian() }
+        }
+        return model
+    }
+
+    static func temporaryDirectory(_ name: String) -> String {
+        let path = NSTemporaryDirectory() + "r2ec-train-\(name)-\(getpid())"
+        try? FileManager.default.removeItem(atPath: path)
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    static var referenceScript: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("reference/train_reference.py").path
+    }
+
+    /// Runs the reference on `checkpoint` with `request`; returns its JSON output, failing (never skipping) when
+    /// python3 or numpy is missing.
+    static func runReference(checkpoint: String, request: [String: Any], file: StaticString = #filePath,
+                             line: UInt = #line) -> [String: Any]? {
+        let requestPath = checkpoint + "/request.json", outputPath = checkpoint + "/output.json"
+        do {
+            try JSONSerialization.data(withJSONObject: request).write(to: URL(fileURLWithPath: requestPath))
+        } catch { XCTFail("cannot write the request: \(error)", file: file, line: line); return nil }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", referenceScript, checkpoint, requestPath, outputPath]
+        let errors = Pipe()
+        process.standardError = errors
+        do { try process.run() } catch {
+            XCTFail("cannot run python3 for the NumPy reference (\(error)); install python3 and numpy", file: file, line: line)
+            return nil
+        }
+        process.waitUntilExit()
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            let why = process.terminationStatus == 127 ? "python3 is not installed (the reference needs python3 + numpy)"
+                : process.terminationStatus == 3 ? "numpy is missing: pip install numpy" : stderr
+            XCTFail("NumPy training reference failed (status \(process.terminationStatus)): \(why)", file: file, line: line)
+            return nil
+        }
+        guard let data = FileManager.default.contents(atPath: outputPath),
+              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            XCTFail("the NumPy reference wrote no readable output", file: file, line: line)
+            return nil
+        }
+        return json
+    }
+}
