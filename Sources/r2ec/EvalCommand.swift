@@ -4,6 +4,7 @@ import ArgumentParser
 import Data
 import Eval
 import Foundation
+import Model
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,8 +21,11 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "A classic baseline: pop, wals or bpr.")
     var baseline: String?
 
-    @Option(help: "A dual-head checkpoint.")
+    @Option(help: "A dual-head checkpoint directory (config.json, model.safetensors, tokenizer.json).")
     var model: String?
+
+    @Flag(help: "Evaluate an untrained dual-head network (d 128, 2 layers, BPE of 1,024 tokens trained on the prompts): a floor for trained ones and a check of the path.")
+    var randomModel = false
 
     @Option(help: "Baseline options, key=value,... (e.g. factors=32,alpha=3,reg=1).")
     var options = ""
@@ -46,14 +50,13 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         let wall = Date()
-        guard (baseline == nil) != (model == nil) else {
-            throw ValidationError("give exactly one of --baseline pop|wals|bpr or --model PATH")
+        guard [baseline != nil, model != nil, randomModel].filter({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --baseline pop|wals|bpr, --model PATH or --random-model")
         }
         guard let kind = Splits.Kind(rawValue: split) else { throw ValidationError("--split must be loo or temporal") }
-        if model != nil {
-            throw ValidationError("dual-head checkpoints are not loadable yet (the Model target has no loader); use --baseline")
+        if baseline == nil && (sweep || trainedUsers || !options.isEmpty) {
+            throw ValidationError("--sweep, --trained-users and --options apply to baselines only")
         }
-        let baseline = baseline!
         var data = try DatasetLoader.load(dataset)
         if kcore > 1 { data = try Splits.kCore(data, k: kcore) }
         let loaded = Date()
@@ -65,8 +68,12 @@ struct EvalCommand: ParsableCommand {
         var points: [SweepPoint] = []
         var chosen = try Baselines.parseOptions(options)
         var first: (Recommender, Double)?
+        if baseline == nil {
+            let start = Date()
+            first = (try dualHead(data: data, split: s), Date().timeIntervalSince(start))
+        }
         if sweep {
-            let result = try Sweep.run(kind: baseline, split: s, catalog: data.catalog, base: chosen, options: evalOptions) { p in
+            let result = try Sweep.run(kind: baseline!, split: s, catalog: data.catalog, base: chosen, options: evalOptions) { p in
                 let o = p.options.keys.sorted().map { "\($0)=\(p.options[$0]!)" }.joined(separator: ",")
                 FileHandle.standardError.write(Data("sweep \(o): validation NDCG@10 \(p.validationNDCG10)\n".utf8))
             }
@@ -76,6 +83,13 @@ struct EvalCommand: ParsableCommand {
         }
 
         let evaluate = { (recommender: Recommender, samples: [EvalSample], calibrator: TopNCalibrator?) throws -> EvalResult in
+            if let dual = recommender as? DualHeadModel {
+                // The prompt's times count back from each sample's target time, as in training.
+                return try Evaluator.evaluate(kind: dual.kind, catalogSize: data.catalog.count, on: samples,
+                                              options: evalOptions, calibrator: calibrator) {
+                    try dual.scoreAll($0.map(\.history), targetTimes: $0.map(\.targetTime))
+                }
+            }
             guard trainedUsers else {
                 return try Evaluator.evaluate(recommender, on: samples, options: evalOptions, calibrator: calibrator)
             }
@@ -97,8 +111,9 @@ struct EvalCommand: ParsableCommand {
                 (model, fit) = first
             } else {
                 var o = chosen
-                if baseline != "pop" { o["seed"] = String(baseSeed + i) }
+                if self.baseline != "pop" { o["seed"] = String(baseSeed + i) }
                 let start = Date()
+                guard let baseline else { throw ValidationError("--seeds applies to baselines only") }
                 model = try Baselines.train(kind: baseline, on: s.train, catalog: data.catalog, numUsers: s.numUsers, options: o)
                 fit = Date().timeIntervalSince(start)
             }
@@ -122,5 +137,28 @@ struct EvalCommand: ParsableCommand {
         if let json {
             try report.json().write(toFile: json, atomically: true, encoding: .utf8)
         }
+    }
+
+    /// The dual-head network of --model PATH or --random-model, with item prompts from the training interactions'
+    /// statistics (so held-out ratings do not leak into the item table).
+    func dualHead(data: Dataset, split s: Split) throws -> DualHeadModel {
+        let stats = data.itemStats(from: s.train)
+        let itemPrompts = data.catalog.items.enumerated().map { Prompts.item($1, stats: stats[$0]) }
+        if let model {
+            let network = try Checkpoint.loadModel(directory: model)
+            let tokenizer = try Checkpoint.loadTokenizer(directory: model)
+            return try DualHeadModel(model: network, tokenizer: tokenizer, catalog: data.catalog, itemPrompts: itemPrompts,
+                                     progress: false)
+        }
+        let texts = itemPrompts + s.validation.prefix(200).map {
+            Prompts.user(history: $0.history, catalog: data.catalog, targetTime: $0.targetTime)
+        }
+        let tokenizer = try TokenizerTrainer.train(texts: texts, vocabularySize: 1024)
+        let configuration = Qwen2Configuration(hiddenSize: 128, intermediateSize: 352, numHiddenLayers: 2,
+                                               numAttentionHeads: 4, numKeyValueHeads: 2,
+                                               vocabSize: tokenizer.vocabularySize, maxPositionEmbeddings: 4096)
+        let network = try Qwen2Model(randomWith: configuration, seed: 1)
+        return try DualHeadModel(model: network, tokenizer: tokenizer, catalog: data.catalog, itemPrompts: itemPrompts,
+                                 progress: false)
     }
 }
