@@ -14,6 +14,9 @@ public struct EvalOptions: Sendable {
     public var listK: Int = 10
     /// The top-N that calibration data and ECE@N cover.
     public var calibrationN: Int = 10
+    /// Whether scores are logits of the model's own probabilities (the dual-head network: cosine / tau, whose
+    /// softmax over the unmasked catalogue is p): then `modelECE` measures how calibrated those are.
+    public var scoresAreLogits = false
     public init() {}
 }
 
@@ -35,6 +38,8 @@ public struct EvalResult: Sendable {
     public var topN: [(rank: Int, score: Float, hit: Bool)]
     /// ECE@`calibrationN` of the calibrator's probabilities, when one was given.
     public var ece: Double?
+    /// ECE@`calibrationN` of softmax(scores) over unmasked items, when `scoresAreLogits`.
+    public var modelECE: Double?
     public var seconds: Double
 }
 
@@ -60,6 +65,7 @@ public enum Evaluator {
         var errors = ListErrorRates(), rawErrors = ListErrorRates()
         var topN: [(rank: Int, score: Float, hit: Bool)] = []
         var probabilities: [Double] = [], labels: [Bool] = []
+        var softmaxProbabilities: [Double] = [], softmaxLabels: [Bool] = []
         var isMasked = [Bool](repeating: false, count: n)
 
         var b = 0
@@ -86,6 +92,14 @@ public enum Evaluator {
                     let seen = Set(s.history.items).union(maskSet)
                     errors.check(list, seen: seen, catalogSize: n)
                     rawErrors.check(Ranking.topK(row, k: options.listK).map(\.index), seen: seen, catalogSize: n)
+                    if options.scoresAreLogits, let best = top.first?.score {
+                        var sum = 0.0
+                        for i in 0..<n where !maskSet.contains(i) && !row[i].isNaN { sum += exp(Double(row[i] - best)) }
+                        for item in top.prefix(options.calibrationN) {
+                            softmaxProbabilities.append(exp(Double(item.score - best)) / sum)
+                            softmaxLabels.append(item.index == s.target)
+                        }
+                    }
                     for (r, item) in top.prefix(options.calibrationN).enumerated() {
                         let hit = item.index == s.target
                         topN.append((r + 1, item.score, hit))
@@ -110,6 +124,8 @@ public enum Evaluator {
                           coverage: Double(covered.filter { $0 }.count) / Double(n), listErrors: errors,
                           unmaskedListErrors: rawErrors, ranks: ranks, topN: topN,
                           ece: calibrator.map { _ in Calibration.ece(probabilities: probabilities, labels: labels) },
+                          modelECE: options.scoresAreLogits ?
+                              Calibration.ece(probabilities: softmaxProbabilities, labels: softmaxLabels) : nil,
                           seconds: Date().timeIntervalSince(start))
     }
 }
@@ -138,6 +154,8 @@ extension EvalResult {
         r.unmaskedListErrors = runs.dropFirst().reduce(runs[0].unmaskedListErrors) { $0 + $1.unmaskedListErrors }
         let eces = runs.compactMap(\.ece)
         r.ece = eces.count == runs.count ? eces.reduce(0, +) / Double(eces.count) : nil
+        let modelECEs = runs.compactMap(\.modelECE)
+        r.modelECE = modelECEs.count == runs.count ? modelECEs.reduce(0, +) / Double(modelECEs.count) : nil
         r.seconds = runs.map(\.seconds).reduce(0, +)
         return r
     }

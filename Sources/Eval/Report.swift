@@ -78,6 +78,7 @@ public struct EvalReport {
                         "\(test.listErrors.withOutOfCatalogue) of \(test.listErrors.lists)",
                      "seen items in unmasked top-10 \(EvalReport.f4(test.unmaskedListErrors.seenRate))"]
         if let e = test.ece { facts.append("ECE@10 (per-rank Platt, fitted on validation) \(EvalReport.f4(e))") }
+        if let e = test.modelECE { facts.append("ECE@10 of the model's own softmax probabilities \(EvalReport.f4(e))") }
         out.append(facts.joined(separator: "; "))
         out.append("load \(EvalReport.seconds(loadSeconds)), split \(EvalReport.seconds(splitSeconds)), " +
                    "fit \(EvalReport.seconds(fitSeconds))\(fits > 1 ? " (median)" : ""), test evaluation \(EvalReport.seconds(test.seconds)), " +
@@ -120,6 +121,7 @@ public struct EvalReport {
         ]
         if let v = validation { o["validation_metrics"] = metrics(v) }
         if let e = test.ece { o["ece@10"] = e }
+        if let e = test.modelECE { o["model_ece@10"] = e }
         if !sweep.isEmpty {
             o["sweep"] = sweep.map { ["options": $0.options, "validation_ndcg@10": $0.validationNDCG10, "fit_seconds": $0.fitSeconds] }
         }

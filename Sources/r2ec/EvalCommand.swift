@@ -84,9 +84,12 @@ struct EvalCommand: ParsableCommand {
 
         let evaluate = { (recommender: Recommender, samples: [EvalSample], calibrator: TopNCalibrator?) throws -> EvalResult in
             if let dual = recommender as? DualHeadModel {
-                // The prompt's times count back from each sample's target time, as in training.
+                // The prompt's times count back from each sample's target time, as in training; scores are
+                // cosine / tau, the logits of the model's p.
+                var o = evalOptions
+                o.scoresAreLogits = true
                 return try Evaluator.evaluate(kind: dual.kind, catalogSize: data.catalog.count, on: samples,
-                                              options: evalOptions, calibrator: calibrator) {
+                                              options: o, calibrator: calibrator) {
                     try dual.scoreAll($0.map(\.history), targetTimes: $0.map(\.targetTime))
                 }
             }
