@@ -1,4 +1,4 @@
-// `r2ec bench-gemm`: this machine's cblas_sgemm peak, GEMM.forward's GFLOP/s on the benchmark model's prefill
+// `r2ec bench gemm`: this machine's cblas_sgemm peak, GEMM.forward's GFLOP/s on the benchmark model's prefill
 // shapes per threading strategy (as fractions of that peak), and the SIMD kernels' speed-ups over their naive twins.
 import ArgumentParser
 import Foundation
@@ -6,7 +6,7 @@ import Tensor
 
 struct BenchGemm: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench-gemm",
+        commandName: "gemm",
         abstract: "Measure sgemm peak and the GEMM wrapper on the benchmark model's shapes (d 256, ffn 704, vocab 8192)."
     )
 
