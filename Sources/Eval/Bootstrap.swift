@@ -39,11 +39,12 @@ public enum Bootstrap {
     }
 }
 
-/// A small seeded generator (SplitMix64): reproducible across platforms, unlike the system generator.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
+/// A small seeded generator (SplitMix64): reproducible across platforms, unlike the system generator. Internal, so
+/// that it does not clash with Model.SplitMix64 for targets importing both.
+struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -51,9 +52,9 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         return z ^ (z >> 31)
     }
     /// Uniform in [0, 1).
-    public mutating func unit() -> Float { Float(next() >> 40) * (1.0 / Float(1 << 24)) }
+    mutating func unit() -> Float { Float(next() >> 40) * (1.0 / Float(1 << 24)) }
     /// Standard normal (Box-Muller).
-    public mutating func normal() -> Float {
+    mutating func normal() -> Float {
         let u1 = max(unit(), 1e-7), u2 = unit()
         return (-2 * logf(u1)).squareRoot() * cosf(2 * .pi * u2)
     }
