@@ -47,7 +47,7 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor", "Data"]),
         .testTarget(name: "EvalTests", dependencies: ["Eval", "Data"]),
         .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Tensor"]),
-        .testTarget(name: "ServingTests", dependencies: ["Serving", "Data", "Eval"]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "Data", "Eval", "Model"]),
         .testTarget(name: "RPCTests", dependencies: ["RPC", "R2ecProtoC", "CProtobufC", "Serving", "Data", "Eval"]),
     ],
     swiftLanguageModes: [.v5]

@@ -113,7 +113,7 @@ enum ProtoCodec {
         q.mode = r.mode == R2EC__V1__MODE__MODE_REASONING ? .reasoning : .direct
         q.maxReasoningTokens = Int(r.max_reasoning_tokens)
         if let s = r.sampling {
-            q.sampling = SamplingSettings(temperature: s.pointee.temperature, topK: Int(s.pointee.top_k),
+            q.sampling = SamplingOptions(temperature: s.pointee.temperature, topK: Int(s.pointee.top_k),
                                           topP: s.pointee.top_p, seed: s.pointee.seed)
         }
         q.exclude = swiftStrings(r.exclude_item_ids, r.n_exclude_item_ids)

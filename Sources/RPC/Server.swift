@@ -225,9 +225,11 @@ public final class Server: @unchecked Sendable {
                 }
             case .recommendStream:
                 let q = try ProtoCodec.decodeRecommendRequest(payload)
-                core.recommend(q, ctx: call.ctx) { [self] r in
+                core.recommendStream(q, ctx: call.ctx, onDelta: { [self] text in
+                    post { conn.message(call, ProtoCodec.encodeStreamDelta(text)) }
+                }, done: { [self] r in
                     post { [self] in complete(call, on: conn, r, encode: ProtoCodec.encodeStreamResult) }
-                }
+                })
             case .recommendBatch:
                 let queries = try ProtoCodec.decodeRecommendBatchRequest(payload)
                 guard !queries.isEmpty else { throw ServingError.invalid("requests", "empty batch") }

@@ -1,6 +1,7 @@
 // Answers the Recommender methods against one ServedModel: validates and resolves a request (every bad field gets
 // a status naming it), scores through the model, masks and ranks. Runs on worker threads; stateless.
 import Data
+import Model
 
 public enum RecommendService {
     /// top_k when the request leaves it 0.
@@ -65,6 +66,8 @@ public enum RecommendService {
     /// A validated Recommend request, ready to be scored in a batch with others.
     public struct Prepared {
         public var resolved: ResolvedHistory
+        /// Reference time of the prompt's "time ago" (the request's `now`); nil = the latest event's time.
+        public var targetTime: Int64?
         public var topK: Int
         public var masked: Set<Int>
         public var allowed: [Int]?
@@ -76,7 +79,7 @@ public enum RecommendService {
         guard topK >= 1, topK <= n else {
             throw ServingError.invalid("top_k", "\(q.topK) is out of range 1...\(n) (the catalogue size)")
         }
-        if q.mode == .reasoning && !(model.recommender is ReasoningRecommender) {
+        if q.mode == .reasoning && !model.supportsReasoning {
             throw ServingError(.failedPrecondition,
                                "mode: model '\(model.name)' (\(model.recommender.kind)) has no LM head; use MODE_DIRECT",
                                field: "mode")
@@ -85,7 +88,8 @@ public enum RecommendService {
         var masked = Set(try indices(q.exclude, field: "exclude_item_ids", in: model))
         if !q.includeSeen { masked.formUnion(resolved.seen) }
         let allowed = q.candidates.isEmpty ? nil : try indices(q.candidates, field: "candidate_item_ids", in: model)
-        return Prepared(resolved: resolved, topK: topK, masked: masked, allowed: allowed)
+        return Prepared(resolved: resolved, targetTime: q.history.now == 0 ? nil : q.history.now, topK: topK,
+                        masked: masked, allowed: allowed)
     }
 
     /// Ranks one row of scores for a prepared request.
@@ -102,7 +106,10 @@ public enum RecommendService {
     /// Direct-path Recommend for a batch of requests on one model: one scoreAll call for all of them.
     public static func recommendDirect(_ prepared: [Prepared], model: ServedModel, probabilities: [Bool]) throws -> [RecommendResult] {
         let n = model.catalog.count
-        let scores = try model.recommender.scoreAll(prepared.map(\.resolved.history))
+        let histories = prepared.map(\.resolved.history)
+        let scores = try model.dualHead.map { dual in
+            try dual.scoreAll(histories, targetTimes: prepared.map { $0.targetTime ?? ($0.resolved.history.timestamps.max() ?? 0) })
+        } ?? model.recommender.scoreAll(histories)
         precondition(scores.count == prepared.count * n, "scoreAll returned \(scores.count) scores")
         return scores.withUnsafeBufferPointer { all in
             prepared.indices.map { q in

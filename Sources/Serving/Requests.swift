@@ -21,7 +21,8 @@ public enum RecommendMode: Sendable, Equatable {
     case reasoning
 }
 
-public struct SamplingSettings: Sendable, Equatable {
+/// Sampling asked for by a reasoning request (0s mean the defaults: greedy, no top-k, no top-p).
+public struct SamplingOptions: Sendable, Equatable {
     /// 0 = greedy.
     public var temperature: Float = 0
     public var topK: Int = 0
@@ -55,7 +56,7 @@ public struct RecommendQuery: Sendable, Equatable {
     public var mode: RecommendMode = .direct
     /// 0 = the model's default.
     public var maxReasoningTokens: Int = 0
-    public var sampling = SamplingSettings()
+    public var sampling = SamplingOptions()
     public var exclude: [String] = []
     public var candidates: [String] = []
     public var includeSeen = false

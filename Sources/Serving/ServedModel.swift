@@ -1,6 +1,7 @@
 // A model loaded for serving: the Recommender plus what answering needs beside it (known users' histories,
 // item statistics, an optional top-N calibrator), under a name and a version that hot reloads bump.
 import Data
+import Model
 
 /// Maps a score at a rank (0-based, within the returned list) to a calibrated probability.
 public protocol ProbabilityCalibrator: Sendable {
@@ -32,18 +33,14 @@ public final class ServedModel: @unchecked Sendable {
 
     public var catalog: Catalog { recommender.catalog }
 
+    /// The dual-head network, when this model is one (its LM head writes reasoning chains).
+    public var dualHead: DualHeadModel? { recommender as? DualHeadModel }
+    public var supportsReasoning: Bool { dualHead != nil }
+
     public var facts: ModelFacts {
         ModelFacts(name: name, kind: recommender.kind, dataset: datasetName, numItems: catalog.count,
-                   numUsers: userHistories.count, supportsReasoning: recommender is ReasoningRecommender,
+                   numUsers: userHistories.count, supportsReasoning: supportsReasoning,
                    calibrated: calibrator != nil, numParameters: recommender.numParameters,
                    configJSON: recommender.configJSON, version: version)
     }
-}
-
-/// A recommender whose LM head can write a reasoning chain before the recommendation head reads out.
-public protocol ReasoningRecommender: Recommender {
-    /// For each history: the reasoning text, its token count, and the scores of every item read out after it.
-    /// `shouldStop` is polled between decode steps; when it returns true for a query the chain ends early.
-    func reason(_ histories: [UserHistory], maxTokens: Int, sampling: SamplingSettings,
-                onToken: (Int, String) -> Void, shouldStop: (Int) -> Bool) throws -> [(text: String, tokens: Int, scores: [Float])]
 }

@@ -8,13 +8,17 @@ public final class ServingCore: @unchecked Sendable {
     public let metrics = ServingMetrics()
     /// Direct-path recommendations, batched.
     public let batcher: DirectBatcher
+    /// Reasoning recommendations, batched per decode step.
+    public let reasoning: ReasoningScheduler
     /// Everything else (ScoreItems, SimilarItems): one job per call.
     private let workers: WorkerPool
 
-    public init(registry: ModelRegistry, workerThreads: Int = 1, batching: BatchingConfig = BatchingConfig()) {
+    public init(registry: ModelRegistry, workerThreads: Int = 1, batching: BatchingConfig = BatchingConfig(),
+                reasoning: ReasoningConfig = ReasoningConfig()) {
         self.registry = registry
         self.workers = WorkerPool(threads: workerThreads, name: "r2ec-model")
         self.batcher = DirectBatcher(config: batching, metrics: metrics)
+        self.reasoning = ReasoningScheduler(config: reasoning, metrics: metrics)
     }
 
     /// Runs `work` on a model worker unless the call is stopped first; `done` runs on that worker.
@@ -37,14 +41,26 @@ public final class ServingCore: @unchecked Sendable {
         }
     }
 
-    /// Validates on the caller's thread (a bad request never queues), then queues for a batch.
+    /// Validates on the caller's thread (a bad request never queues), then queues it: direct requests for a batch,
+    /// reasoning requests for a decode slot.
     public func recommend(_ q: RecommendQuery, ctx: CallContext, done: @escaping (Result<RecommendResult, ServingError>) -> Void) {
+        recommendStream(q, ctx: ctx, onDelta: nil, done: done)
+    }
+
+    /// As `recommend`, with every piece of reasoning text passed to `onDelta` as it is written (on a model thread).
+    public func recommendStream(_ q: RecommendQuery, ctx: CallContext, onDelta: ((String) -> Void)?,
+                                done: @escaping (Result<RecommendResult, ServingError>) -> Void) {
         do {
             if let stop = ctx.stopReason { throw stop }
             let model = try registry.model(q.model)
             let prepared = try RecommendService.prepare(q, for: model)
-            try batcher.enqueue(prepared, model: model, probabilities: q.returnProbabilities, priority: q.priority,
-                                ctx: ctx, done: done)
+            switch q.mode {
+            case .direct:
+                try batcher.enqueue(prepared, model: model, probabilities: q.returnProbabilities, priority: q.priority,
+                                    ctx: ctx, done: done)
+            case .reasoning:
+                try reasoning.enqueue(prepared, query: q, model: model, ctx: ctx, onDelta: onDelta, done: done)
+            }
         } catch let e as ServingError {
             done(.failure(e))
         } catch {
@@ -73,6 +89,7 @@ public final class ServingCore: @unchecked Sendable {
     /// Finishes queued work and stops the workers.
     public func shutdown() {
         batcher.shutdown()
+        reasoning.shutdown()
         workers.shutdown()
     }
 }

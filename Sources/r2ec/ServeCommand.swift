@@ -28,6 +28,12 @@ struct Serve: ParsableCommand {
     @Option(help: "Priority levels (request priority 1 is the most urgent).") var priorityLevels = 2
     @Option(help: "Deadline in milliseconds for calls that carry none; 0 = none.") var defaultTimeoutMs: Int64 = 0
     @Option(help: "Threads for calls other than Recommend (ScoreItems, SimilarItems).") var workers = 1
+    @Option(help: "Reasoning chains decoded together (1 = one request at a time).") var reasoningSlots = 32
+    @Option(help: "Tokens fed per reasoning step across chains (decode tokens, then prompt chunks).")
+    var stepTokenBudget = 1024
+    @Option(help: "KV-cache tokens reserved across reasoning chains in flight.") var kvTokenBudget = 65536
+    @Option(help: "Reasoning tokens when a request asks for 0.") var defaultReasoningTokens = 64
+    @Option(help: "Most reasoning tokens one request may ask for.") var maxReasoningTokens = 512
     @Option(help: "Seconds accepted calls may take to finish after SIGTERM/SIGINT.") var drainTimeout = 30.0
     @Option(help: "File of bearer tokens, one per line; a line 'admin TOKEN' also allows the Admin service. Enables auth.")
     var authTokenFile: String?
@@ -64,7 +70,13 @@ struct Serve: ParsableCommand {
         batching.maxQueueSize = maxQueueSize
         batching.priorityLevels = priorityLevels
         batching.defaultPriority = priorityLevels
-        let core = ServingCore(registry: registry, workerThreads: workers, batching: batching)
+        var reasoning = ReasoningConfig()
+        reasoning.maxSlots = reasoningSlots
+        reasoning.stepTokenBudget = max(stepTokenBudget, reasoningSlots)
+        reasoning.kvTokenBudget = kvTokenBudget
+        reasoning.defaultMaxTokens = defaultReasoningTokens
+        reasoning.maxTokensLimit = maxReasoningTokens
+        let core = ServingCore(registry: registry, workerThreads: workers, batching: batching, reasoning: reasoning)
         let server = Server(config: config, core: core)
         server.modelLoader = { name, path in
             try ModelLoader.load(spec: path, name: name, dataset: data, version: registry.nextVersion(for: name))

@@ -28,11 +28,13 @@ final class RecordingModel: Recommender, @unchecked Sendable {
     var batchSizes: [Int] { lock.lock(); defer { lock.unlock() }; return batches.map(\.count) }
 }
 
+/// A served model around `m` with empty statistics.
+func servedModel(_ m: Recommender) -> ServedModel {
+    ServedModel(name: "m", recommender: m, datasetName: "t", userHistories: [:],
+                itemStats: Array(repeating: ItemStats(count: 0, meanRating: 0), count: m.catalog.count))
+}
+
 final class DirectBatcherTests: XCTestCase {
-    func served(_ m: Recommender) -> ServedModel {
-        ServedModel(name: "m", recommender: m, datasetName: "t", userHistories: [:],
-                    itemStats: Array(repeating: ItemStats(count: 0, meanRating: 0), count: m.catalog.count))
-    }
 
     func query(_ items: [Int], topK: Int = 5) -> RecommendQuery {
         var q = RecommendQuery()
@@ -60,7 +62,7 @@ final class DirectBatcherTests: XCTestCase {
         let gate = DispatchSemaphore(value: 0)
         model.gate = gate
         let registry = ModelRegistry()
-        registry.install(served(model))
+        registry.install(servedModel(model))
         var cfg = BatchingConfig()
         cfg.maxBatchSize = 8
         cfg.maxQueueDelayMicros = 200_000
@@ -77,7 +79,7 @@ final class DirectBatcherTests: XCTestCase {
     func testALoneRequestWaitsNoLongerThanTheDelay() {
         let model = RecordingModel()
         let registry = ModelRegistry()
-        registry.install(served(model))
+        registry.install(servedModel(model))
         var cfg = BatchingConfig()
         cfg.maxQueueDelayMicros = 50_000
         let core = ServingCore(registry: registry, batching: cfg)
@@ -95,7 +97,7 @@ final class DirectBatcherTests: XCTestCase {
         let gate = DispatchSemaphore(value: 0)
         model.gate = gate
         let registry = ModelRegistry()
-        registry.install(served(model))
+        registry.install(servedModel(model))
         var cfg = BatchingConfig()
         cfg.maxBatchSize = 1
         cfg.maxQueueDelayMicros = 0
@@ -133,7 +135,7 @@ final class DirectBatcherTests: XCTestCase {
         let gate = DispatchSemaphore(value: 0)
         model.gate = gate
         let registry = ModelRegistry()
-        registry.install(served(model))
+        registry.install(servedModel(model))
         var cfg = BatchingConfig()
         cfg.maxBatchSize = 1
         cfg.maxQueueDelayMicros = 0
@@ -155,7 +157,7 @@ final class DirectBatcherTests: XCTestCase {
     func testBatchedAnswersEqualUnbatchedOnes() throws {
         let model = RecordingModel()
         let registry = ModelRegistry()
-        registry.install(served(model))
+        registry.install(servedModel(model))
         let queries = (0..<24).map { query([$0, ($0 * 3) % 50], topK: 7) }
         var one = BatchingConfig()
         one.maxBatchSize = 1
@@ -176,7 +178,7 @@ final class DirectBatcherTests: XCTestCase {
 
     func testPriorityOutOfRangeIsRefused() {
         let registry = ModelRegistry()
-        registry.install(served(RecordingModel()))
+        registry.install(servedModel(RecordingModel()))
         let core = ServingCore(registry: registry)
         defer { core.shutdown() }
         var q = query([1])

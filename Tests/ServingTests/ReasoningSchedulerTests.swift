@@ -1,0 +1,129 @@
+// Iteration-level batching of reasoning: batched chains give the same text and scores as decoding one request at a
+// time through Model's own Generation, streamed text adds up to the reasoning, and cancellation frees the slot.
+import Data
+import Foundation
+import Model
+@testable import Serving
+import XCTest
+
+final class ReasoningSchedulerTests: XCTestCase {
+    /// A tiny random dual-head network over a six-item catalogue (weights large enough that greedy has no near-ties).
+    static let served: ServedModel = {
+        let corpus = ["Analyse the history, then name the next item inside <answer></answer>.",
+                      "3d 4.5h ago: [Toy Story (1995)] (5)\n12.0min ago: [Heat (1995)] (4)",
+                      "Title: Heat (1995)\nAverage rating: 3.9\nRaters: 120\nGenres: Action, Crime, Thriller",
+                      "the then there these those other rating ratings 1995 1996 1997 ago min"]
+        let tokenizer = try! TokenizerTrainer.train(texts: Array(repeating: corpus.joined(separator: "\n"), count: 3),
+                                                    vocabularySize: 300, minFrequency: 1)
+        let c = Qwen2Configuration(hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4,
+                                   numKeyValueHeads: 2, vocabSize: tokenizer.vocabularySize, rmsNormEps: 1e-6,
+                                   ropeTheta: 10_000, tieWordEmbeddings: true, maxPositionEmbeddings: 512)
+        let model = try! Qwen2Model(randomWith: c, seed: 7, std: 0.3)
+        let catalog = Catalog(items: (1...6).map { Item(id: "\($0)", title: "Movie \($0) (199\($0))", year: 1990 + $0) })
+        let stats = Array(repeating: ItemStats(count: 3, meanRating: 4), count: 6)
+        let dual = try! DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog,
+                                      itemPrompts: catalog.items.enumerated().map { Prompts.item($1, stats: stats[$0]) },
+                                      progress: false)
+        return ServedModel(name: "tiny", recommender: dual, datasetName: "t", userHistories: [:], itemStats: stats)
+    }()
+
+    func query(_ ids: [String], tokens: Int) -> RecommendQuery {
+        var q = RecommendQuery()
+        q.history = HistorySpec(events: ids.enumerated().map { HistoryEvent(itemId: $1, timestamp: 1000 + Int64($0) * 3600, rating: 4) })
+        q.mode = .reasoning
+        q.maxReasoningTokens = tokens
+        q.returnReasoning = true
+        q.topK = 3
+        return q
+    }
+
+    func run(_ core: ServingCore, _ queries: [RecommendQuery], ctx: (Int) -> CallContext = { _ in CallContext() },
+             deltas: ((Int, String) -> Void)? = nil) -> [Result<RecommendResult, ServingError>] {
+        var results = [Result<RecommendResult, ServingError>?](repeating: nil, count: queries.count)
+        let group = DispatchGroup()
+        let lock = NSLock()
+        for (i, q) in queries.enumerated() {
+            group.enter()
+            core.recommendStream(q, ctx: ctx(i), onDelta: deltas.map { f in { t in f(i, t) } }) { r in
+                lock.lock(); results[i] = r; lock.unlock(); group.leave()
+            }
+        }
+        XCTAssertEqual(group.wait(timeout: .now() + 60), .success)
+        return results.map { $0! }
+    }
+
+    func core(slots: Int) -> ServingCore {
+        let registry = ModelRegistry()
+        registry.install(Self.served)
+        var cfg = ReasoningConfig()
+        cfg.maxSlots = slots
+        cfg.stepTokenBudget = max(64, slots)
+        return ServingCore(registry: registry, reasoning: cfg)
+    }
+
+    func testBatchedChainsEqualOneAtATimeAndModelGeneration() throws {
+        let histories = [["1"], ["2", "3"], ["4", "5", "6"], ["6", "1"], ["3"]]
+        let queries = histories.enumerated().map { query($1, tokens: 6 + 5 * $0) }
+        let single = core(slots: 1)
+        let one = run(single, queries)
+        single.shutdown()
+        let batchedCore = core(slots: 8)
+        let batched = run(batchedCore, queries)
+        batchedCore.shutdown()
+        let dual = try XCTUnwrap(Self.served.dualHead)
+        for (i, q) in queries.enumerated() {
+            let a = try one[i].get(), b = try batched[i].get()
+            XCTAssertEqual(a.reasoning, b.reasoning, "chain \(i)")
+            XCTAssertEqual(a.items.map(\.itemId), b.items.map(\.itemId), "chain \(i)")
+            for (x, y) in zip(a.items, b.items) { XCTAssertEqual(x.score, y.score, accuracy: 1e-4 * max(1, abs(x.score))) }
+            // Model's own batched generation on the same history gives the same chain.
+            let resolved = try RecommendService.resolve(q.history, in: Self.served)
+            let reference = dual.reason([resolved.history], maxNewTokens: q.maxReasoningTokens)[0]
+            XCTAssertEqual(b.reasoning, reference.text, "chain \(i) against Generation")
+            XCTAssertTrue(b.reasoning.hasSuffix("<answer>"))
+        }
+    }
+
+    func testStreamedDeltasAddUpToTheReasoning() throws {
+        let c = core(slots: 4)
+        defer { c.shutdown() }
+        var pieces = [String](repeating: "", count: 3)
+        let lock = NSLock()
+        let results = run(c, [query(["1"], tokens: 20), query(["2"], tokens: 9), query(["5", "4"], tokens: 14)]) { i, t in
+            lock.lock(); pieces[i] += t; lock.unlock()
+        }
+        for (i, r) in results.enumerated() { XCTAssertEqual(pieces[i], try r.get().reasoning) }
+    }
+
+    func testACancelledChainFreesItsSlot() throws {
+        let c = core(slots: 1)
+        defer { c.shutdown() }
+        let first = CallContext()
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { first.cancel() }
+        let t0 = Date()
+        let results = run(c, [query(["1"], tokens: 500), query(["2"], tokens: 5)]) { $0 == 0 ? first : CallContext() }
+        guard case .failure(let e) = results[0] else { return XCTFail("the cancelled chain must not finish") }
+        XCTAssertEqual(e.code, .cancelled)
+        XCTAssertEqual(try results[1].get().reasoningTokens, 5)
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 30)
+    }
+
+    func testReasoningOnAModelWithoutAnLMHeadIsRefused() {
+        let registry = ModelRegistry()
+        registry.install(servedModel(RecordingModel()))
+        let c = ServingCore(registry: registry)
+        defer { c.shutdown() }
+        var q = RecommendQuery()
+        q.history = HistorySpec(events: [HistoryEvent(itemId: "1")])
+        q.mode = .reasoning
+        guard case .failure(let e) = run(c, [q])[0] else { return XCTFail() }
+        XCTAssertEqual(e.code, .failedPrecondition)
+    }
+
+    func testTooManyReasoningTokensIsRefused() {
+        let c = core(slots: 1)
+        defer { c.shutdown() }
+        guard case .failure(let e) = run(c, [query(["1"], tokens: 100_000)])[0] else { return XCTFail() }
+        XCTAssertEqual(e.field, "max_reasoning_tokens")
+    }
+}
