@@ -167,3 +167,31 @@ extension String {
         return String(self[s..<e])
     }
 }
+
+/// Line-by-line reading of a file too large to hold (Amazon's JSONL runs to gigabytes), through C's getline.
+enum LineStream {
+    /// Calls `body` with each 1-based line number and the line's bytes (without "\n" or "\r\n").
+    static func forEachLine(_ path: String, _ body: (Int, ArraySlice<UInt8>) throws -> Void) throws {
+        guard let f = fopen(path, "rb") else { throw DataError.unreadable(file: path, message: "cannot open the file") }
+        defer { fclose(f) }
+        var buffer: UnsafeMutablePointer<CChar>? = nil
+        var capacity = 0
+        defer { free(buffer) }
+        var number = 0
+        var bytes: [UInt8] = []
+        while true {
+            let n = getline(&buffer, &capacity, f)
+            if n < 0 { break }
+            number += 1
+            var length = n
+            buffer!.withMemoryRebound(to: UInt8.self, capacity: n) { p in
+                if length > 0 && p[length - 1] == 0x0A { length -= 1 }
+                if length > 0 && p[length - 1] == 0x0D { length -= 1 }
+                bytes.removeAll(keepingCapacity: true)
+                bytes.append(contentsOf: UnsafeBufferPointer(start: p, count: length))
+            }
+            try body(number, bytes[...])
+        }
+        if ferror(f) != 0 { throw DataError.unreadable(file: path, message: "read error after line \(number)") }
+    }
+}

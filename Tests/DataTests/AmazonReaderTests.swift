@@ -25,6 +25,16 @@ final class AmazonReaderTests: XCTestCase {
         XCTAssertEqual(d.interactions[0], Interaction(user: 1, item: 0, rating: 5, timestamp: 1_588_687_728))
     }
 
+    func testCRLFLinesAndNoFinalNewline() throws {
+        let dir = TempDir()
+        dir.write("Toys.jsonl", "{\"user_id\": \"U\", \"asin\": \"A\", \"rating\": 4, \"timestamp\": 1700000000}\r\n" +
+                  "{\"user_id\": \"V\", \"asin\": \"A\", \"rating\": 2.5, \"timestamp\": 1700000001}")
+        let d = try DatasetLoader.load(dir.path)
+        XCTAssertEqual(d.interactions.map(\.rating), [4, 2.5])
+        XCTAssertEqual(d.interactions[1].timestamp, 1_700_000_001)  // seconds stay seconds
+        XCTAssertEqual(d.catalog[0].title, "")  // no metadata file
+    }
+
     func testMalformedJSONLines() {
         let cases: [(String, Int, Int, String)] = [
             ("{\"user_id\": \"U\", \"parent_asin\": \"P\", \"rating\": 5, \"timestamp\": 1}\n{\"user_id\": \"U\",, }\n",
