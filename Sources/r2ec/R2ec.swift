@@ -6,6 +6,6 @@ struct R2ecCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "r2ec",
         abstract: "A dual-head recommender network: serve, train, evaluate, benchmark.",
-        subcommands: [Serve.self, Call.self, EvalCommand.self, Bench.self]
+        subcommands: [Serve.self, Call.self, TrainCommand.self, EvalCommand.self, Bench.self]
     )
 }

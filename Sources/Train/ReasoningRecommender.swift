@@ -1,0 +1,40 @@
+// The reasoning path as a Recommender: each history gets a greedy (or sampled) chain from the LM head until
+// `<answer>`, and the recommendation head scores the catalogue from the chain's last token. Lets the Eval evaluator
+// measure "with reasoning" exactly as it measures the direct path.
+import Data
+import Foundation
+import Model
+
+public final class ReasoningRecommender: Recommender, @unchecked Sendable {
+    public let base: DualHeadModel
+    public let settings: SamplingSettings
+    public let maxNewTokens: Int
+    /// Mean generated tokens per chain over every call so far.
+    public private(set) var meanChainLength = 0.0
+    private var chains = 0
+
+    public init(base: DualHeadModel, settings: SamplingSettings = .greedy, maxNewTokens: Int) {
+        self.base = base; self.settings = settings; self.maxNewTokens = maxNewTokens
+    }
+
+    public var kind: String { "dual-head-reasoning" }
+    public var catalog: Catalog { base.catalog }
+    public var configJSON: String { base.configJSON }
+    public var numParameters: Int { base.numParameters }
+
+    public func scoreAll(_ histories: [UserHistory]) throws -> [Float] {
+        try scoreAll(histories, targetTimes: nil)
+    }
+
+    /// Chains whose prompts count back from `targetTimes` (the last history item's time when nil).
+    public func scoreAll(_ histories: [UserHistory], targetTimes: [Int64]?) throws -> [Float] {
+        let results = base.reason(histories, targetTimes: targetTimes, settings: settings, maxNewTokens: maxNewTokens)
+        for r in results {
+            meanChainLength = (meanChainLength * Double(chains) + Double(r.tokens.count)) / Double(chains + 1)
+            chains += 1
+        }
+        return results.flatMap(\.scores)
+    }
+
+    public func similarities(to item: Int) throws -> [Float] { try base.similarities(to: item) }
+}

@@ -1,0 +1,143 @@
+// The `recpo` stage (R2EC.md): per user, G chains sampled with temperature / top-k / a token limit; fused reward
+// 0.95 NDCG@1000 + 0.05 softmax(score)[target] over the full catalogue with history masked; group-normalised
+// advantages A = (R - mean) / (std + 1e-8); token policy-gradient loss over the reasoning tokens and `<answer>`
+// (one update per batch: the PPO ratio is 1, so REINFORCE with normalised advantages), normalised by the batch's
+// token count; plus the rec loss (cosine/tau vs the batch's targets and the full table) on each group's best chain,
+// weighted by its advantage. No KL term.
+import Data
+import Eval
+import Foundation
+import Model
+import Tensor
+
+extension Trainer {
+    func runRecPO(_ s: StageSettings) throws {
+        var batches = WindowSchedule(corpus: corpus, seed: config.seed &+ 977 &+ UInt64(progress.stage), batch: s.batch)
+        let stageStart = Date()
+        var tokens = 0
+        if table == nil { refreshTable() }
+        for step in progress.step..<s.steps {
+            if outOfTime { stopAll = true; log.note("time limit reached at recpo step \(step)"); break }
+            let t0 = Date()
+            if s.refreshEvery > 0 && step > 0 && step % s.refreshEvery == 0 { refreshTable() }
+            let windows = batches.windows(step: step).windows
+            let r = recpoStep(windows: windows, settings: s, step: step)
+            let norm = update(s, step: step)
+            tokens += r.tokens
+            let elapsed = Date().timeIntervalSince(t0)
+            log.write([("step", progress.optimizerStep), ("stage", "recpo"), ("stage_step", step), ("loss", r.loss),
+                       ("reward", r.reward), ("reasoning_len", r.length), ("ndcg1000", r.ndcg),
+                       ("tokens_per_s", Double(r.tokens) / elapsed), ("grad_norm", norm), ("seconds", seconds)])
+            log.progress(stage: "recpo", step: step, total: s.steps, loss: r.loss,
+                         tokensPerSecond: Double(tokens) / Date().timeIntervalSince(stageStart),
+                         stageSeconds: Date().timeIntervalSince(stageStart),
+                         extra: String(format: " reward %.4f len %.1f", r.reward, r.length), every: 1)
+            progress.step = step + 1
+            let last = step + 1 == s.steps
+            if (s.evalEvery > 0 && (step + 1) % s.evalEvery == 0) || last || outOfTime {
+                let reasoning = ReasoningRecommender(base: currentRecommender(), maxNewTokens: s.maxNewTokens)
+                if try evaluateAndTrack(stage: s, step: step + 1, recommender: reasoning) {
+                    log.note("early stop at recpo step \(step + 1)"); break
+                }
+            }
+            if config.saveEvery > 0 && (step + 1) % config.saveEvery == 0 && !last { try saveState() }
+        }
+    }
+
+    /// Fused reward of one chain's scores: 0.95 NDCG@1000 + 0.05 p(target), history masked, ties by item index.
+    static func reward(scores: [Float], target: Int, masked: Set<Int>) -> (reward: Double, ndcg: Double) {
+        let t = scores[target]
+        var rank = 1
+        var maximum = -Float.infinity
+        for (i, v) in scores.enumerated() where !masked.contains(i) || i == target {
+            if v > t || (v == t && i < target) { rank += 1 }
+            maximum = max(maximum, v)
+        }
+        var sum = 0.0
+        for (i, v) in scores.enumerated() where !masked.contains(i) || i == target { sum += exp(Double(v - maximum)) }
+        let p = exp(Double(t - maximum)) / sum
+        let ndcg = rank <= 1000 ? 1 / log2(Double(rank) + 1) : 0
+        return (0.95 * ndcg + 0.05 * p, ndcg)
+    }
+
+    func recpoStep(windows: [TrainingCorpus.Window], settings s: StageSettings, step: Int)
+        -> (loss: Double, reward: Double, length: Double, ndcg: Double, tokens: Int) {
+        let g = max(1, s.group)
+        let recommender = DualHeadModel(model: model, tokenizer: tokenizer, catalog: corpus.dataset.catalog,
+                                        itemTable: ItemTable(vectors: table!, weightsHash: "", promptsHash: ""), tau: config.tau)
+        let histories = windows.map { corpus.history($0) }
+        let targets = windows.map { corpus.target($0) }
+        let times = windows.map { corpus.targetTime($0) }
+        var repeated: [UserHistory] = [], repeatedTimes: [Int64] = []
+        for (h, t) in zip(histories, times) { for _ in 0..<g { repeated.append(h); repeatedTimes.append(t) } }
+        let sampling = SamplingSettings(temperature: s.temperature, topK: s.topK,
+                                        seed: config.seed &* 0x5851_F42D &+ UInt64(step) &* 1_000_003)
+        let chains = recommender.reason(repeated, targetTimes: repeatedTimes, settings: sampling, maxNewTokens: s.maxNewTokens)
+        var rewards: [Double] = [], ndcgs: [Double] = []
+        for (c, chain) in chains.enumerated() {
+            let u = c / g
+            let r = Self.reward(scores: chain.scores, target: targets[u], masked: Set(histories[u].items))
+            rewards.append(r.reward); ndcgs.append(r.ndcg)
+        }
+        var advantages = [Double](repeating: 0, count: chains.count)
+        var best: [Int] = []
+        for u in 0..<windows.count {
+            let group = Array(rewards[(u * g)..<((u + 1) * g)])
+            let mean = group.reduce(0, +) / Double(g)
+            let std = (group.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(g)).squareRoot()
+            for k in 0..<g { advantages[u * g + k] = (group[k] - mean) / (std + 1e-8) }
+            best.append(u * g + (0..<g).max { group[$0] < group[$1] }!)
+        }
+        // The training batch: every chain (prompt + reasoning + `<answer>`), then the unique target items.
+        let limit = min(DualHeadFormat.maxUserTokens, model.configuration.maxPositionEmbeddings)
+        let prompts = zip(histories, times).map { h, t in
+            DualHeadFormat.keepingTail(tokenizer.encode(DualHeadFormat.reasoningText(userPrompt: recommender.userPrompt(h, targetTime: t))),
+                                       limit: limit)
+        }
+        var sequences: [[Int]] = []
+        for (c, chain) in chains.enumerated() {
+            let full = prompts[c / g] + chain.tokens
+            sequences.append(Array(full.suffix(model.configuration.maxPositionEmbeddings)))
+        }
+        var fresh: [Int] = []
+        var column = [Int](repeating: -1, count: corpus.catalogCount)
+        for t in targets where column[t] < 0 { column[t] = fresh.count; fresh.append(t) }
+        var fixedItems: [Int] = []
+        for item in 0..<corpus.catalogCount where column[item] < 0 { column[item] = fresh.count + fixedItems.count; fixedItems.append(item) }
+        sequences += fresh.map { corpus.itemTokens[$0] }
+        graph.zeroGradients()
+        graph.forward(sequences)
+        // Token policy gradient: weight A / (tokens in the batch's chains) on every generated token.
+        var rows: [Int] = [], tokenTargets: [Int] = [], weights: [Float] = []
+        let chainTokens = chains.reduce(0) { $0 + $1.tokens.count }
+        for (c, chain) in chains.enumerated() where advantages[c] != 0 {
+            let start = sequences[c].count - chain.tokens.count
+            for (i, token) in chain.tokens.enumerated() where start + i >= 1 {
+                rows.append(graph.row(sequence: c, token: start + i - 1))
+                tokenTargets.append(token)
+                weights.append(Float(advantages[c]) / Float(max(1, chainTokens)))
+            }
+        }
+        var loss = graph.tokenLoss(rows: rows, targets: tokenTargets, weights: weights)
+        // Recommendation loss on each group's best chain, weighted by its advantage.
+        let d = model.configuration.hiddenSize
+        let fixed = FloatBuffer(shape: [max(1, fixedItems.count), d])
+        for (i, item) in fixedItems.enumerated() { (fixed.data + i * d).update(from: table!.data + item * d, count: d) }
+        var userRows: [Int] = [], recTargets: [Int] = [], recWeights: [Float] = [], masked: [[Int]] = []
+        for (u, c) in best.enumerated() where advantages[c] > 0 {
+            userRows.append(graph.lastRow(sequence: c))
+            recTargets.append(column[targets[u]])
+            recWeights.append(s.recWeight * Float(advantages[c]) / Float(windows.count))
+            masked.append(histories[u].items.compactMap { $0 == targets[u] ? nil : column[$0] })
+        }
+        if !userRows.isEmpty {
+            loss += graph.contrastiveLoss(ContrastiveBatch(
+                userRows: userRows, itemRows: fresh.indices.map { graph.lastRow(sequence: chains.count + $0) },
+                targets: recTargets, weights: recWeights, tau: config.tau, fixed: UnsafePointer(fixed.data),
+                fixedCount: fixedItems.count, masked: masked)).loss
+        }
+        graph.backward()
+        let n = Double(chains.count)
+        return (loss, rewards.reduce(0, +) / n, Double(chainTokens) / n, ndcgs.reduce(0, +) / n, graph.rowCount)
+    }
+}

@@ -1,0 +1,275 @@
+// The training run: tokenizer, model, then each configured stage (lm, rec, recpo) with AdamW and its schedule,
+// validation NDCG@10 evaluations (the Eval evaluator, history masked) with early stopping and the best parameters
+// kept, resumable state saved as it goes, and at the end the best checkpoint (weights, tokenizer, item table,
+// r2ec_train.json with tau, split and the top-N calibrator) plus validation and test reports.
+import Data
+import Eval
+import Foundation
+import Model
+import Tensor
+
+public final class Trainer: @unchecked Sendable {
+    public let config: TrainConfig
+    public let out: String
+    public let log: TrainLog
+    public let corpus: TrainingCorpus
+    public private(set) var model: Qwen2Model!
+    public private(set) var tokenizer: Tokenizer!
+    var graph: TrainingGraph!
+    /// Unit item vectors [items, hidden] read out with recent parameters (the full-table columns).
+    var table: FloatBuffer?
+    var progress = TrainingProgress()
+    var optimizer: AdamW?
+    var bestParameters: ParameterBuffer?
+    /// Seconds spent before this process (a resumed run continues the clock).
+    var priorSeconds = 0.0
+    let validationSubsetSeed: UInt64 = 99
+    var stopAll = false
+    public var trustModel: TrustRecogniser?
+
+    public struct Summary {
+        public var validation: EvalResult
+        public var test: EvalResult
+        public var calibratedTest: EvalResult?
+        public var trainSeconds: Double
+    }
+
+    public init(config: TrainConfig, out: String, logPath: String?) throws {
+        self.config = config
+        self.out = out
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        log = try TrainLog(path: logPath)
+        guard let kind = Splits.Kind(rawValue: config.split) else { throw TrainError.config("split must be loo or temporal") }
+        let dataset = try DatasetLoader.load(config.dataset)
+        corpus = TrainingCorpus(dataset: dataset, split: Splits.make(kind, dataset))
+    }
+
+    var stateDirectory: String { out + "/" + TrainingState.directoryName }
+    public var seconds: Double { priorSeconds + log.elapsed }
+
+    /// Builds or resumes the model, then runs every stage; returns the final reports.
+    public func run(resume: Bool) throws -> Summary {
+        if resume && TrainingState.exists(directory: stateDirectory) {
+            try resumeState()
+        } else {
+            try start()
+        }
+        while progress.stage < config.stages.count && !stopAll {
+            let s = config.stages[progress.stage]
+            switch s.stage {
+            case "lm": try runLM(s)
+            case "rec": try runRec(s)
+            case "recpo": try runRecPO(s)
+            default: throw TrainError.config("stage \(s.stage): expected lm, rec or recpo")
+            }
+            progress.stage += 1
+            progress.step = 0
+            optimizer = nil
+            try saveState()
+        }
+        return try finish()
+    }
+
+    func start() throws {
+        let began = Date()
+        log.note("r2ec train: \(corpus.dataset.name), \(corpus.catalogCount) items, \(corpus.split.numUsers) users, " +
+                 "split \(config.split): \(corpus.split.train.count) training interactions")
+        tokenizer = try corpus.trainTokenizer(vocabularySize: config.vocabSize, userPrompts: config.tokenizerUserPrompts,
+                                              seed: config.seed)
+        log.note(String(format: "tokenizer: %d tokens, trained in %.1f s", tokenizer.vocabularySize,
+                        Date().timeIntervalSince(began)))
+        let c = config.model.configuration(vocabularySize: tokenizer.vocabularySize)
+        model = try Qwen2Model(randomWith: c, seed: config.seed, std: config.model.initStd)
+        try setUp()
+        progress.config = config.jsonString()
+        progress.parameterCount = model.parameterCount
+        try Checkpoint.save(model, tokenizer: tokenizer, directory: out)
+    }
+
+    func resumeState() throws {
+        let p = try TrainingState.loadProgress(directory: stateDirectory)
+        guard p.config == config.jsonString() else {
+            throw TrainError.state("the state in \(stateDirectory) was written with another config; use the same config or drop --resume")
+        }
+        tokenizer = try Checkpoint.loadTokenizer(directory: out)
+        let c = try Checkpoint.loadConfiguration(directory: out)
+        model = try Qwen2Model(randomWith: c, seed: config.seed)
+        if p.bestStage >= 0 {
+            let best = try Checkpoint.loadModel(directory: out)
+            bestParameters = best.parameters.copy()
+        }
+        progress = p
+        priorSeconds = p.elapsed
+        try setUp()
+        if p.step > 0 {
+            optimizer = AdamW(layout: model.parameters.layout, settings: adamSettings(config.stages[p.stage]))
+            optimizer!.step = p.optimizerStep
+        }
+        table = try TrainingState.load(directory: stateDirectory, parameters: model.parameters, optimizer: optimizer)
+        log.note("resumed stage \(p.stage) (\(config.stages[min(p.stage, config.stages.count - 1)].stage)) at step \(p.step)")
+    }
+
+    func setUp() throws {
+        corpus.use(tokenizer: tokenizer, maxPositions: model.configuration.maxPositionEmbeddings)
+        graph = TrainingGraph(model: model)
+        if config.atjt { trustModel = TrustRecogniser(catalogSize: corpus.catalogCount) }
+        log.note("model: \(model.parameterCount) parameters, d_model \(model.configuration.hiddenSize), " +
+                 "\(model.configuration.numHiddenLayers) layers, vocab \(model.configuration.vocabSize)")
+    }
+
+    func adamSettings(_ s: StageSettings) -> AdamWSettings {
+        var a = AdamWSettings()
+        a.weightDecay = s.weightDecay
+        a.clipNorm = s.clip
+        return a
+    }
+
+    func schedule(_ s: StageSettings) -> LearningRateSchedule {
+        LearningRateSchedule(peak: s.lr, warmup: s.warmup, total: s.steps,
+                             decay: s.schedule == "cosine" ? .cosine : .constant, minRatio: s.minLRRatio)
+    }
+
+    /// The optimiser of the current stage (created at its first step; loaded on resume).
+    func stageOptimizer(_ s: StageSettings) -> AdamW {
+        if let optimizer { return optimizer }
+        let o = AdamW(layout: model.parameters.layout, settings: adamSettings(s))
+        optimizer = o
+        return o
+    }
+
+    /// One optimiser update after the gradients of a step are in `graph.gradients`; returns the gradient norm.
+    func update(_ s: StageSettings, step: Int) -> Double {
+        let o = stageOptimizer(s)
+        let norm = o.update(parameters: model.parameters, gradients: graph.gradients, lr: schedule(s).rate(step))
+        progress.optimizerStep = o.step
+        return norm
+    }
+
+    func saveState() throws {
+        progress.elapsed = seconds
+        try TrainingState.save(directory: stateDirectory, parameters: model.parameters, optimizer: optimizer,
+                               table: table, progress: progress)
+    }
+
+    /// Whether the run's time limit has passed (every stage then stops; the best parameters are kept).
+    var outOfTime: Bool { config.timeLimit > 0 && seconds >= config.timeLimit }
+
+    // MARK: Item table and evaluation
+
+    /// Reads out every item with the current parameters.
+    func refreshTable() {
+        let d = model.configuration.hiddenSize, n = corpus.catalogCount
+        let t = table ?? FloatBuffer(shape: [n, d])
+        var start = 0
+        while start < n {
+            let end = min(n, start + 128)
+            let unit = model.readout(Array(corpus.itemTokens[start..<end]))
+            (t.data + start * d).update(from: unit.data, count: (end - start) * d)
+            start = end
+        }
+        table = t
+    }
+
+    /// The current parameters as a DualHeadModel over a freshly refreshed table.
+    func currentRecommender() -> DualHeadModel {
+        refreshTable()
+        let copy = FloatBuffer(shape: table!.shape)
+        copy.copy(from: table!)
+        return DualHeadModel(model: model, tokenizer: tokenizer, catalog: corpus.dataset.catalog,
+                             itemTable: ItemTable(vectors: copy, weightsHash: "", promptsHash: ""), tau: config.tau)
+    }
+
+    func validationSubset(_ users: Int) -> [EvalSample] {
+        let all = corpus.split.validation
+        if users <= 0 || users >= all.count { return all }
+        var rng = Model.SplitMix64(seed: validationSubsetSeed)
+        var indices = Array(all.indices)
+        for i in stride(from: indices.count - 1, to: 0, by: -1) {
+            indices.swapAt(i, Int(rng.next() % UInt64(i + 1)))
+        }
+        return indices.prefix(users).sorted().map { all[$0] }
+    }
+
+    func evalOptions(bootstrap: Int) -> EvalOptions {
+        var o = EvalOptions()
+        o.bootstrapResamples = bootstrap
+        o.batchSize = 128
+        return o
+    }
+
+    /// Validation NDCG@10 (and friends) of the current parameters; logs an eval line, keeps the best parameters
+    /// (saving them as the checkpoint) and returns whether the stage should stop early.
+    func evaluateAndTrack(stage s: StageSettings, step: Int, recommender: Recommender? = nil) throws -> Bool {
+        let began = Date()
+        let r = recommender ?? currentRecommender()
+        let result = try Self.evaluate(r, on: validationSubset(s.evalUsers), options: evalOptions(bootstrap: 0))
+        let ndcg = result.metrics["NDCG@10"] ?? 0
+        var fields: [(String, Any)] = [("eval", progress.optimizerStep), ("stage", s.stage), ("stage_step", step)]
+        for name in result.names { fields.append((name, result.metrics[name] ?? 0)) }
+        fields.append(("users", result.samples))
+        fields.append(("seconds", Date().timeIntervalSince(began)))
+        log.write(fields)
+        let improved = ndcg > progress.bestScore
+        log.note(String(format: "[%@] step %d: validation NDCG@10 %.4f HR@10 %.4f on %d users (%.1f s)%@", s.stage, step,
+                        ndcg, result.metrics["HR@10"] ?? 0, result.samples, Date().timeIntervalSince(began),
+                        improved ? " (best)" : ""))
+        if improved {
+            progress.bestScore = ndcg
+            progress.bestStage = progress.stage
+            progress.bestStep = step
+            progress.evaluationsWithoutImprovement = 0
+            let copy = bestParameters ?? ParameterBuffer(layout: model.parameters.layout)
+            copy.base.update(from: model.parameters.base, count: copy.count)
+            bestParameters = copy
+            try Checkpoint.save(model, tokenizer: tokenizer, directory: out)
+        } else {
+            progress.evaluationsWithoutImprovement += 1
+        }
+        return s.patience > 0 && progress.evaluationsWithoutImprovement >= s.patience
+    }
+
+    /// The Eval evaluator on a dual-head recommender, prompts counting back from each sample's target time (as
+    /// `r2ec eval --model` does).
+    public static func evaluate(_ r: Recommender, on samples: [EvalSample], options: EvalOptions,
+                                calibrator: TopNCalibrator? = nil) throws -> EvalResult {
+        try Evaluator.evaluate(kind: r.kind, catalogSize: r.catalog.count, on: samples, options: options,
+                               calibrator: calibrator) { batch in
+            let histories = batch.map(\.history), times = batch.map(\.targetTime)
+            if let reasoning = r as? ReasoningRecommender { return try reasoning.scoreAll(histories, targetTimes: times) }
+            if let direct = r as? DualHeadModel { return try direct.scoreAll(histories, targetTimes: times) }
+            return try r.scoreAll(histories)
+        }
+    }
+
+    // MARK: Finish
+
+    func finish() throws -> Summary {
+        if let bestParameters {
+            model.parameters.base.update(from: bestParameters.base, count: bestParameters.count)
+            log.note(String(format: "best validation NDCG@10 %.4f (stage %d step %d)", progress.bestScore,
+                            progress.bestStage, progress.bestStep))
+        }
+        let trainSeconds = seconds
+        try Checkpoint.save(model, tokenizer: tokenizer, directory: out)
+        let began = Date()
+        let recommender = try DualHeadLoader.load(directory: out, dataset: corpus.dataset)
+        let options = evalOptions(bootstrap: 1000)
+        let validation = try Self.evaluate(recommender, on: corpus.split.validation, options: options)
+        let calibrator = config.calibrate ? TopNCalibrator.fit(validation.topN, n: options.calibrationN) : nil
+        let test = try Self.evaluate(recommender, on: corpus.split.test, options: options, calibrator: calibrator)
+        let calibrated = calibrator == nil ? nil : test
+        let info = TrainedModelInfo(tau: config.tau, split: config.split, datasetFingerprint: corpus.dataset.fingerprint,
+                                    calibrator: calibrator, validation: validation.metrics, test: test.metrics,
+                                    trainSeconds: trainSeconds, config: config.jsonString())
+        try info.save(directory: out)
+        var fields: [(String, Any)] = [("eval", progress.optimizerStep), ("stage", "final"), ("split", "test")]
+        for name in test.names { fields.append((name, test.metrics[name] ?? 0)) }
+        fields.append(("validation NDCG@10", validation.metrics["NDCG@10"] ?? 0))
+        log.write(fields)
+        log.note(String(format: "final: validation NDCG@10 %.4f, test NDCG@10 %.4f HR@10 %.4f (evaluation %.1f s, training %.1f s)",
+                        validation.metrics["NDCG@10"] ?? 0, test.metrics["NDCG@10"] ?? 0, test.metrics["HR@10"] ?? 0,
+                        Date().timeIntervalSince(began), trainSeconds))
+        try? FileManager.default.removeItem(atPath: stateDirectory)
+        return Summary(validation: validation, test: test, calibratedTest: calibrated, trainSeconds: trainSeconds)
+    }
+}

@@ -1,0 +1,83 @@
+// `r2ec bench train`: training throughput of the benchmark model (d_model 256, 4 layers, 4 heads / 2 KV heads,
+// SwiGLU 704, vocab 8192, tied head) at batch 32 x 128 tokens with a next-token loss on every row: tokens/s and the
+// GEMM FLOP rate (forward + backward = 3x the forward's multiply-adds) as a fraction of the sgemm peak measured in
+// the same run. Steps include forward, loss, backward and AdamW.
+import ArgumentParser
+import Foundation
+import Model
+import Tensor
+import Train
+
+struct BenchTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Training tokens/s and fraction of the sgemm peak for the benchmark model at batch 32 x 128."
+    )
+
+    @Option(help: "Sequences per batch.") var batch = 32
+    @Option(help: "Tokens per sequence.") var length = 128
+    @Option(help: "Timed training steps (after one warm-up step).") var steps = 10
+    @Option(help: "Seconds spent measuring the sgemm peak.") var peakSeconds = 0.5
+
+    func run() throws {
+        let c = Qwen2Configuration(hiddenSize: 256, intermediateSize: 704, numHiddenLayers: 4, numAttentionHeads: 4,
+                                   numKeyValueHeads: 2, vocabSize: 8192, tieWordEmbeddings: true,
+                                   maxPositionEmbeddings: 4096)
+        let model = try Qwen2Model(randomWith: c, seed: 1)
+        let graph = TrainingGraph(model: model)
+        let optimizer = AdamW(layout: model.parameters.layout, settings: AdamWSettings())
+        var rng = SplitMix64(seed: 2)
+        let sequences = (0..<batch).map { _ in (0..<length).map { _ in Int(rng.next() % UInt64(c.vocabSize)) } }
+        var rows: [Int] = [], targets: [Int] = []
+        for (s, t) in sequences.enumerated() {
+            for i in 0..<(length - 1) { rows.append(s * length + i); targets.append(t[i + 1]) }
+        }
+        let weights = [Float](repeating: 1 / Float(rows.count), count: rows.count)
+        print("load average before: \(loadAverage())")
+        print("model: d_model 256, 4 layers, 4 heads (2 KV), SwiGLU 704, vocab 8192, tied; \(model.parameterCount) parameters")
+        print("BLAS: \(BLAS.description); pool threads: \(ThreadPool.shared.threadCount)")
+        let peakBefore = GEMMBenchmark.sgemmPeak(seconds: peakSeconds)
+        var phase: [String: Double] = [:]
+        func step() -> Double {
+            var t = GEMMBenchmark.now()
+            func lap(_ name: String) { let now = GEMMBenchmark.now(); phase[name, default: 0] += now - t; t = now }
+            graph.zeroGradients()
+            graph.forward(sequences); lap("forward")
+            let loss = graph.tokenLoss(rows: rows, targets: targets, weights: weights); lap("lm head fwd+bwd")
+            graph.backward(); lap("backward")
+            optimizer.update(parameters: model.parameters, gradients: graph.gradients, lr: 1e-4); lap("adamw")
+            return loss
+        }
+        _ = step()
+        phase = [:]
+        var times: [Double] = []
+        var loss = 0.0
+        for _ in 0..<steps {
+            let start = GEMMBenchmark.now()
+            loss = step()
+            times.append(GEMMBenchmark.now() - start)
+        }
+        let peakAfter = GEMMBenchmark.sgemmPeak(seconds: peakSeconds)
+        let peak = max(peakBefore.gflops, peakAfter.gflops)
+        let tokens = Double(batch * length)
+        let flops = 3 * 2 * graph.forwardMultiplyAdds(lmRows: rows.count)
+        let median = times.sorted()[times.count / 2], best = times.min()!
+        print(String(format: "sgemm peak: %.1f GFLOP/s before, %.1f after (using %.1f)", peakBefore.gflops,
+                     peakAfter.gflops, peak))
+        print(String(format: "step (forward + loss + backward + AdamW), %d x %d tokens: median %.3f s, best %.3f s; last loss %.3f",
+                     batch, length, median, best, loss))
+        print(String(format: "training: %.0f tokens/s (median), %.1f GFLOP/s in GEMMs = %.1f%% of the sgemm peak (best step: %.1f%%)",
+                     tokens / median, flops / median / 1e9, 100 * flops / median / 1e9 / peak,
+                     100 * flops / best / 1e9 / peak))
+        let total = phase.values.reduce(0, +)
+        for name in ["forward", "lm head fwd+bwd", "backward", "adamw"] {
+            print(String(format: "  %-16@ %5.1f%%", name, 100 * (phase[name] ?? 0) / total))
+        }
+        print("load average after: \(loadAverage()) (above the core count: other work shared the cores)")
+    }
+
+    func loadAverage() -> String {
+        (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3)
+            .joined(separator: " ") ?? "?"
+    }
+}
