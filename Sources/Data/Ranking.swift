@@ -53,6 +53,17 @@ public enum Ranking {
         return heap.sorted { worse($1, $0) }
     }
 
+    /// Display ranks of a best-first list in which tied scores share a rank ("1, 2, 2, 4"): what a client is shown
+    /// (RELATED.md: tied scores share a rank). Evaluation keeps the index rule of `rank(of:in:masked:)`.
+    public static func sharedRanks(_ list: [RankedItem]) -> [Int] {
+        var out: [Int] = []
+        out.reserveCapacity(list.count)
+        for (i, item) in list.enumerated() {
+            out.append(i > 0 && item.score == list[i - 1].score ? out[i - 1] : i + 1)
+        }
+        return out
+    }
+
     /// The 1-based rank of `target` among unmasked items under the tie rule above.
     public static func rank(of target: Int, in scores: UnsafeBufferPointer<Float>, masked: Set<Int> = []) -> Int {
         let t = scores[target]

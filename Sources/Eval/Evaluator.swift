@@ -34,6 +34,8 @@ public struct EvalResult: Sendable {
     public var unmaskedListErrors: ListErrorRates
     /// Per-sample rank of the target, in sample order.
     public var ranks: [Int]
+    /// Samples whose target ties with another unmasked item (their rank depends on the index tie rule).
+    public var tiedTargets: Int
     /// Per sample, the masked top-`calibrationN` items: (rank, score, is target) triples, flattened.
     public var topN: [(rank: Int, score: Float, hit: Bool)]
     /// ECE@`calibrationN` of the calibrator's probabilities, when one was given.
@@ -61,6 +63,7 @@ public enum Evaluator {
         var values: [[Double]] = []
         values.reserveCapacity(samples.count)
         var ranks: [Int] = []
+        var tied = 0
         var covered = [Bool](repeating: false, count: n)
         var errors = ListErrorRates(), rawErrors = ListErrorRates()
         var topN: [(rank: Int, score: Float, hit: Bool)] = []
@@ -81,6 +84,7 @@ public enum Evaluator {
                     let row = UnsafeBufferPointer(rebasing: all[(q * n)..<((q + 1) * n)])
                     for i in s.masked { isMasked[i] = true }
                     let rank = isMasked.withUnsafeBufferPointer { Ranks.rank(of: s.target, in: row, isMasked: $0) }
+                    if isMasked.withUnsafeBufferPointer({ Ranks.isTied(s.target, in: row, isMasked: $0) }) { tied += 1 }
                     for i in s.masked { isMasked[i] = false }
                     ranks.append(rank)
                     values.append(Metrics.values(rank: rank, ks: options.ks))
@@ -122,7 +126,7 @@ public enum Evaluator {
         for (name, iv) in zip(names, ivs) { intervals[name] = iv }
         return EvalResult(samples: samples.count, names: names, metrics: metrics, intervals: intervals,
                           coverage: Double(covered.filter { $0 }.count) / Double(n), listErrors: errors,
-                          unmaskedListErrors: rawErrors, ranks: ranks, topN: topN,
+                          unmaskedListErrors: rawErrors, ranks: ranks, tiedTargets: tied, topN: topN,
                           ece: calibrator.map { _ in Calibration.ece(probabilities: probabilities, labels: labels) },
                           modelECE: options.scoresAreLogits ?
                               Calibration.ece(probabilities: softmaxProbabilities, labels: softmaxLabels) : nil,
@@ -157,6 +161,7 @@ extension EvalResult {
         let modelECEs = runs.compactMap(\.modelECE)
         r.modelECE = modelECEs.count == runs.count ? modelECEs.reduce(0, +) / Double(modelECEs.count) : nil
         r.seconds = runs.map(\.seconds).reduce(0, +)
+        r.tiedTargets = runs.map(\.tiedTargets).reduce(0, +)
         return r
     }
 }

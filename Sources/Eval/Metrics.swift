@@ -20,6 +20,13 @@ public enum Metrics {
 }
 
 public enum Ranks {
+    /// Whether an unmasked item other than the target has exactly the target's score (the tie rule then decides).
+    public static func isTied(_ target: Int, in scores: UnsafeBufferPointer<Float>, isMasked: UnsafeBufferPointer<Bool>) -> Bool {
+        let t = scores[target]
+        for i in 0..<scores.count where i != target && !isMasked[i] && scores[i] == t { return true }
+        return false
+    }
+
     /// The 1-based rank of `target` among items with `isMasked[i] == false` (the target always counts):
     /// 1 + #(higher scores) + #(equal scores at a smaller index). A NaN target score ranks last among unmasked
     /// items; NaN scores of other items never rank above the target. Same rule as `Ranking.rank`, without a Set.

@@ -76,7 +76,8 @@ public struct EvalReport {
         var facts = ["coverage@10 \(EvalReport.f4(test.coverage))",
                      "list errors (seen/duplicate/out-of-catalogue) \(test.listErrors.withSeen)/\(test.listErrors.withDuplicate)/" +
                         "\(test.listErrors.withOutOfCatalogue) of \(test.listErrors.lists)",
-                     "seen items in unmasked top-10 \(EvalReport.f4(test.unmaskedListErrors.seenRate))"]
+                     "seen items in unmasked top-10 \(EvalReport.f4(test.unmaskedListErrors.seenRate))",
+                     "targets tied with another item \(test.tiedTargets) of \(test.samples * fits)"]
         if let e = test.ece { facts.append("ECE@10 (per-rank Platt, fitted on validation) \(EvalReport.f4(e))") }
         if let e = test.modelECE { facts.append("ECE@10 of the model's own softmax probabilities \(EvalReport.f4(e))") }
         out.append(facts.joined(separator: "; "))
@@ -108,6 +109,7 @@ public struct EvalReport {
             "metrics": metrics(test),
             "intervals": test.intervals.mapValues { [$0.low, $0.high] },
             "coverage@10": test.coverage,
+            "tied_targets": test.tiedTargets,
             "list_errors": ["lists": test.listErrors.lists, "seen": test.listErrors.withSeen,
                             "duplicate": test.listErrors.withDuplicate,
                             "out_of_catalogue": test.listErrors.withOutOfCatalogue,

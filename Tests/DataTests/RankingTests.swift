@@ -16,6 +16,13 @@ final class RankingTests: XCTestCase {
         }
     }
 
+    func testSharedRanks() {
+        let list = [RankedItem(index: 3, score: 9), RankedItem(index: 1, score: 5), RankedItem(index: 2, score: 5),
+                    RankedItem(index: 0, score: 1)]
+        XCTAssertEqual(Ranking.sharedRanks(list), [1, 2, 2, 4])
+        XCTAssertEqual(Ranking.sharedRanks([]), [])
+    }
+
     func testCatalogOrdersNumericIdsAsNumbers() {
         let c = Catalog(items: [Item(id: "10"), Item(id: "9"), Item(id: "B00X"), Item(id: "100"), Item(id: "A1")])
         XCTAssertEqual(c.items.map(\.id), ["9", "10", "100", "A1", "B00X"])

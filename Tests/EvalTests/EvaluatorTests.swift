@@ -31,6 +31,7 @@ final class EvaluatorTests: XCTestCase {
         o.bootstrapResamples = 100
         let r = try Evaluator.evaluate(model, on: samples, options: o)
         XCTAssertEqual(r.ranks, [1, 4])
+        XCTAssertEqual(r.tiedTargets, 0)
         XCTAssertEqual(r.metrics["HR@5"], 1)  // K = 5 > 4 items: every target is a hit
         XCTAssertEqual(r.metrics["NDCG@5"]!, (1 + 1 / log2(5.0)) / 2, accuracy: 1e-12)
         XCTAssertEqual(r.metrics["MRR"]!, (1 + 0.25) / 2, accuracy: 1e-12)
@@ -49,6 +50,7 @@ final class EvaluatorTests: XCTestCase {
         let model = FixedScores([1, 1, 1, 1, 1])
         let r = try Evaluator.evaluate(model, on: [sample(3, masked: [0]), sample(0, masked: [])])
         XCTAssertEqual(r.ranks, [3, 1])
+        XCTAssertEqual(r.tiedTargets, 2)
     }
 
     func testBatchingDoesNotChangeResults() throws {

@@ -41,7 +41,7 @@ final class ServerTests: XCTestCase {
     func startServer(delay: Double = 0, config: ServerConfig = ServerConfig()) throws {
         let data = Self.tinyDataset()
         let pop = Popularity(training: data.interactions, catalog: data.catalog)
-        let base = try ModelLoader.load(spec: "popularity", dataset: data)
+        let base = try ModelLoader(dataset: data).load(spec: "popularity")
         let model = delay > 0
             ? ServedModel(name: "popularity", recommender: SlowPopularity(pop, delay: delay), datasetName: "tiny",
                           userHistories: base.userHistories, itemStats: base.itemStats)
@@ -51,6 +51,8 @@ final class ServerTests: XCTestCase {
         var cfg = config
         cfg.port = 0
         let server = Server(config: cfg, core: ServingCore(registry: registry))
+        let loader = ModelLoader(dataset: data)
+        server.modelLoader = { name, spec in try loader.load(spec: spec, name: name, version: registry.nextVersion(for: name)) }
         let ready = DispatchSemaphore(value: 0)
         var bound = 0
         let thread = Thread {
@@ -227,6 +229,30 @@ final class ServerTests: XCTestCase {
         XCTAssertTrue(health.hasPrefix("HTTP/1.1 200 OK") && health.hasSuffix("SERVING\n"), health)
         XCTAssertTrue(try http(metricsPort, "GET /nope HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 404"))
         XCTAssertTrue(try http(metricsPort, "BLAH\r\n\r\n").hasPrefix("HTTP/1.1 400"))
+    }
+
+    func testReloadUnderLoadLosesNoCall() throws {
+        try startServer()
+        let c = try Client(port: port)
+        let registry = server.core.registry
+        XCTAssertEqual(try registry.model("").version, 1)
+        var ids: [UInt32] = []
+        for i in 0..<400 {
+            ids.append(try c.start(recommend, recommendRequest([String(i % 6 + 1)], topK: 3)))
+            if i == 100 { server.reloadAll() }
+        }
+        var answered = Set<UInt32>()
+        while answered.count < ids.count, let f = try c.readFrame(timeout: 10) {
+            guard f.header.type == .trailer else { continue }
+            XCTAssertEqual(try Client.decodeStatus(f.payload).code, .ok)
+            answered.insert(f.header.streamId)
+        }
+        XCTAssertEqual(answered, Set(ids), "every call accepted before, during and after the reload is answered")
+        let deadline = Date().addingTimeInterval(10)
+        while (try registry.model("").version) < 2 && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        XCTAssertEqual(try registry.model("").version, 2)
+        XCTAssertEqual(try registry.model("").spec, "popularity")
+        XCTAssertEqual(recommendedIds(try c.call(recommend, recommendRequest(["3"], topK: 2))), ["1", "2"])
     }
 
     func testAuthentication() throws {
