@@ -55,7 +55,7 @@ public final class Server: @unchecked Sendable {
         uv_timer_init(loop, sweep)
         sweep.pointee.data = me
         uv_timer_start(sweep, { t in Server.from(t!).sweepTimers() }, 10, 10)
-        for signum in [SIGTERM, SIGINT] {
+        for signum in [SIGTERM, SIGINT, SIGHUP] {
             let s = UnsafeMutablePointer<uv_signal_t>.allocate(capacity: 1)
             uv_signal_init(loop, s)
             s.pointee.data = me
@@ -322,6 +322,7 @@ public final class Server: @unchecked Sendable {
     }
 
     private func onSignal(_ signum: Int32) {
+        if signum == SIGHUP { return reloadAll() }
         if draining {
             log("second signal \(signum): exiting at once")
             exit(1)
@@ -354,6 +355,28 @@ public final class Server: @unchecked Sendable {
         guard draining, listenerClosed, connections.isEmpty else { return }
         log("drained: \(callsFinished) call(s) answered, \(callsFailed) with an error status")
         uv_stop(loop)
+    }
+
+    /// Reloads every model from its spec beside the old one and swaps each in when it is ready (SIGHUP). Calls
+    /// already holding the old model finish on it; nothing in flight is dropped.
+    public func reloadAll() {
+        guard let loader = modelLoader else { return log("SIGHUP: no model loader, nothing reloaded") }
+        let models = core.registry.all
+        let registry = core.registry
+        log("reloading \(models.count) model(s)")
+        Thread { [self] in
+            for old in models {
+                do {
+                    let fresh = try loader(old.name, old.spec)
+                    post { [self] in
+                        registry.install(fresh, makeDefault: registry.defaultModelName == old.name)
+                        log("reloaded model '\(old.name)' (version \(fresh.version)) from \(old.spec)")
+                    }
+                } catch {
+                    post { [self] in log("reload of '\(old.name)' from \(old.spec) failed, keeping version \(old.version): \(error)") }
+                }
+            }
+        }.start()
     }
 
     // MARK: Logging and stats

@@ -1,16 +1,37 @@
 // Turns a model spec into a ServedModel over a dataset: "popularity", "wals" or "bpr" train a classic baseline on
-// every interaction of the dataset at load time (about a second on ml-100k); dual-head checkpoints come with the
-// Model target. The user histories and item statistics served beside the model come from the same dataset.
+// every interaction of the dataset at load time (about a second on ml-100k); a directory is a dual-head checkpoint,
+// read by the checkpoint loader the program installs (training owns that format). The user histories and item
+// statistics served beside the model come from the same dataset.
 import Data
 import Eval
 import Foundation
 
-public enum ModelLoader {
-    public static let baselineKinds = ["popularity", "wals", "bpr"]
+/// A dual-head checkpoint read from disk: the model and its top-N calibrator, if it has one.
+public typealias CheckpointLoader = @Sendable (_ directory: String, _ dataset: Dataset) throws -> (Recommender, ProbabilityCalibrator?)
 
-    /// Loads `spec` under `name` (default: the spec's last path component), with the given version.
-    public static func load(spec: String, name: String? = nil, dataset: Dataset, version: UInt64 = 1) throws -> ServedModel {
+extension TopNCalibrator: ProbabilityCalibrator {
+    public func probability(score: Float, rank: Int) -> Float { Float(probability(score: score, rank: rank) as Double) }
+}
+
+public struct ModelLoader: Sendable {
+    public static let baselineKinds = ["popularity", "wals", "bpr"]
+    public let dataset: Dataset
+    public let checkpoints: CheckpointLoader?
+
+    public init(dataset: Dataset, checkpoints: CheckpointLoader? = nil) {
+        self.dataset = dataset
+        self.checkpoints = checkpoints
+    }
+
+    /// The default name of a spec: the baseline's kind, or the checkpoint directory's last component.
+    public static func name(of spec: String) -> String {
+        spec == "pop" ? "popularity" : URL(fileURLWithPath: spec).lastPathComponent
+    }
+
+    /// Loads `spec` under `name` (default: `ModelLoader.name(of:)`) with the given version.
+    public func load(spec: String, name: String? = nil, version: UInt64 = 1) throws -> ServedModel {
         let recommender: Recommender
+        var calibrator: ProbabilityCalibrator?
         switch spec {
         case "popularity", "pop":
             recommender = Popularity(training: dataset.interactions, catalog: dataset.catalog)
@@ -21,15 +42,22 @@ public enum ModelLoader {
             recommender = try BPR.train(dataset.interactions, catalog: dataset.catalog, numUsers: dataset.numUsers,
                                         config: BPRConfig())
         default:
-            throw ServingError(.invalidArgument,
-                               "model '\(spec)': not one of \(baselineKinds.joined(separator: ", ")) and not a checkpoint directory",
-                               field: "path")
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: spec, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ServingError(.invalidArgument,
+                    "model '\(spec)': not one of \(Self.baselineKinds.joined(separator: ", ")) and not a checkpoint directory",
+                    field: "path")
+            }
+            guard let checkpoints else {
+                throw ServingError(.failedPrecondition, "model '\(spec)': this server cannot read checkpoints", field: "path")
+            }
+            (recommender, calibrator) = try checkpoints(spec, dataset)
         }
         let sequences = dataset.sequences()
         var histories: [String: UserHistory] = [:]
         for (u, id) in dataset.userIds.enumerated() where !sequences[u].items.isEmpty { histories[id] = sequences[u] }
-        return ServedModel(name: name ?? (spec == "pop" ? "popularity" : URL(fileURLWithPath: spec).lastPathComponent),
-                           recommender: recommender, datasetName: dataset.name, userHistories: histories,
-                           itemStats: dataset.itemStats(), version: version)
+        return ServedModel(name: name ?? Self.name(of: spec), spec: spec, recommender: recommender,
+                           datasetName: dataset.name, userHistories: histories, itemStats: dataset.itemStats(),
+                           calibrator: calibrator, version: version)
     }
 }

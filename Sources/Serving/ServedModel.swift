@@ -10,6 +10,8 @@ public protocol ProbabilityCalibrator: Sendable {
 
 public final class ServedModel: @unchecked Sendable {
     public let name: String
+    /// What it was loaded from (`r2ec serve --model`, Admin/LoadModel): reloads read it again.
+    public let spec: String
     public let recommender: Recommender
     public let datasetName: String
     /// Histories of the users the model was trained on, by user id, oldest first.
@@ -19,10 +21,11 @@ public final class ServedModel: @unchecked Sendable {
     public let calibrator: ProbabilityCalibrator?
     public let version: UInt64
 
-    public init(name: String, recommender: Recommender, datasetName: String, userHistories: [String: UserHistory],
+    public init(name: String, spec: String = "", recommender: Recommender, datasetName: String, userHistories: [String: UserHistory],
                 itemStats: [ItemStats], calibrator: ProbabilityCalibrator? = nil, version: UInt64 = 1) {
         precondition(itemStats.count == recommender.catalog.count, "item statistics must cover the catalogue")
         self.name = name
+        self.spec = spec
         self.recommender = recommender
         self.datasetName = datasetName
         self.userHistories = userHistories

@@ -34,7 +34,7 @@ struct BenchRPC: ParsableCommand {
             host = String(parts[0]); port = p
         } else {
             let registry = ModelRegistry()
-            registry.install(try ModelLoader.load(spec: model, dataset: data))
+            registry.install(try ModelLoader(dataset: data).load(spec: model))
             var config = ServerConfig()
             config.port = 0
             let s = Server(config: config, core: ServingCore(registry: registry))

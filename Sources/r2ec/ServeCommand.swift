@@ -4,6 +4,7 @@ import Data
 import Foundation
 import RPC
 import Serving
+import Train
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -58,8 +59,9 @@ struct Serve: ParsableCommand {
         let start = Date()
         let data = try DatasetLoader.load(dataset)
         let registry = ModelRegistry()
+        let loader = ModelLoader(dataset: data, checkpoints: Serve.readCheckpoint)
         for spec in (models.isEmpty ? ["popularity"] : models) {
-            let model = try ModelLoader.load(spec: spec, dataset: data)
+            let model = try loader.load(spec: spec)
             registry.install(model)
             Console.status("loaded \(model.name) (\(model.recommender.kind)) over \(data.name): "
                 + "\(data.catalog.count) items, \(model.userHistories.count) users")
@@ -79,7 +81,7 @@ struct Serve: ParsableCommand {
         let core = ServingCore(registry: registry, workerThreads: workers, batching: batching, reasoning: reasoning)
         let server = Server(config: config, core: core)
         server.modelLoader = { name, path in
-            try ModelLoader.load(spec: path, name: name, dataset: data, version: registry.nextVersion(for: name))
+            try loader.load(spec: path, name: name, version: registry.nextVersion(for: name))
         }
         try server.run { port in
             let elapsed = String(format: "%.1f", Date().timeIntervalSince(start))
@@ -110,5 +112,14 @@ enum TokenFile {
         }
         guard !tokens.isEmpty || !admin.isEmpty else { throw ValidationError("--auth-token-file: \(path) holds no token") }
         return (tokens, admin)
+    }
+}
+
+extension Serve {
+    /// Reads a dual-head checkpoint directory (weights, tokenizer, item table, calibrator) over the dataset.
+    static let readCheckpoint: CheckpointLoader = { directory, dataset in
+        Console.status("loading dual-head checkpoint \(directory)")
+        let model = try DualHeadLoader.load(directory: directory, dataset: dataset, progress: true)
+        return (model, DualHeadLoader.calibrator(directory: directory))
     }
 }
