@@ -1,10 +1,16 @@
 // Attention of one query row per head against a sequence's cached keys/values (a decode step), as SIMD loops:
 // at this size (a few hundred keys of 64 floats) BLAS call and packing overheads would cost more than the math.
-// The query heads of a grouped-query group share one pass over their keys and values.
+// The query heads of a grouped-query group share one pass over their keys and values. (`a += b * c` and a halving
+// sum, not SIMD's addingProduct/sum(): without an FMA target flag those lower to scalar calls, 17x slower here.)
 import Foundation
 import Tensor
 
 enum DecodeAttention {
+    @inline(__always) static func horizontalSum(_ v: SIMD16<Float>) -> Float {
+        let h8 = v.lowHalf + v.highHalf, h4 = h8.lowHalf + h8.highHalf, h2 = h4.lowHalf + h4.highHalf
+        return h2[0] + h2[1]
+    }
+
     /// out[h] = softmax(scale * q[h] · K^T) · V for the `heads` consecutive query heads at q (headDim apart),
     /// keys/values rows 0..<context with row stride `stride`; headDim a multiple of 16. `scores` holds
     /// heads * context floats.
@@ -21,8 +27,8 @@ enum DecodeAttention {
             for j in 0..<context {
                 let k = keys + j * stride
                 var acc = load(qh) * load(k)
-                for v in 1..<vectors { acc = acc.addingProduct(load(qh + 16 * v), load(k + 16 * v)) }
-                row[j] = acc.sum() * scale
+                for v in 1..<vectors { acc += load(qh + 16 * v) * load(k + 16 * v) }
+                row[j] = horizontalSum(acc) * scale
             }
         }
         Softmax.forward(out: scores, input: scores, rows: heads, cols: context)
@@ -35,10 +41,10 @@ enum DecodeAttention {
                 var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
                 for j in 0..<context {
                     let p = row[j], base = values + j * stride + 16 * v
-                    a0 = a0.addingProduct(p, load(base))
-                    if n > 1 { a1 = a1.addingProduct(p, load(base + 16)) }
-                    if n > 2 { a2 = a2.addingProduct(p, load(base + 32)) }
-                    if n > 3 { a3 = a3.addingProduct(p, load(base + 48)) }
+                    a0 += p * load(base)
+                    if n > 1 { a1 += p * load(base + 16) }
+                    if n > 2 { a2 += p * load(base + 32) }
+                    if n > 3 { a3 += p * load(base + 48) }
                 }
                 @inline(__always) func store(_ a: SIMD16<Float>, _ i: Int) {
                     UnsafeMutableRawPointer(target + 16 * (v + i)).storeBytes(of: a, as: SIMD16<Float>.self)

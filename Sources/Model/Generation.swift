@@ -1,8 +1,9 @@
-// Batched generation as an iterator: one prefill of every prompt, then one decode step per call in which every
-// unfinished chain feeds its newest token(s) through a single batched forward pass. A chain stops when its generated
-// text ends with the stop text (`<answer>`); at the token limit the stop text is appended. The pass that feeds a
-// chain's last token also yields its readout: the final-norm hidden state at that token (the recommendation head's
-// input), so reasoning and recommendation cost no extra pass.
+// Batched generation as an iterator: every step runs ONE forward pass over all live chains, in which a new chain
+// feeds its whole prompt (prefill) and every other chain its newest token (decode), as one ragged batch. Chains can
+// join (`add`) or leave (`cancel`) between steps, so a server can batch continuously. A chain stops when its
+// generated text ends with the stop text (`<answer>`); at the token limit the stop text is appended. The pass that
+// feeds a chain's last token also yields its readout: the final-norm hidden state at that token (the recommendation
+// head's input), so reasoning and recommendation cost no extra pass.
 import Tensor
 
 public final class Generation {
@@ -13,77 +14,95 @@ public final class Generation {
         public var stoppedByModel = false
         /// Whether the token limit was reached and the stop text appended.
         public var hitLimit = false
+        /// Whether `cancel` removed the chain (it has no readout then).
+        public var cancelled = false
         /// Final-norm hidden state at the last token, once the chain is done.
         public var readout: [Float]? = nil
-        public var isDone: Bool { readout != nil }
+        public var isDone: Bool { readout != nil || cancelled }
     }
 
     public let model: Qwen2Model
     public let tokenizer: Tokenizer
     public let maxNewTokens: Int
-    public private(set) var chains: [Chain]
-    public private(set) var caches: [KVCache]
-    private var samplers: [any TokenSampler]
+    public private(set) var chains: [Chain] = []
+    public private(set) var caches: [KVCache] = []
+    private var samplers: [any TokenSampler] = []
     private let stopBytes: [UInt8]
     private let stopTokens: [Int]
-    private var generatedBytes: [[UInt8]]
-    /// Tokens each unfinished chain feeds in the next forward pass (the prompt, at first).
-    private var pending: [[Int]]
-    /// Logits [vocab] of each chain's last fed token, valid between passes.
-    private var lastLogits: [[Float]]
-    private var started = false
+    private var generatedBytes: [[UInt8]] = []
+    /// Tokens each live chain feeds in the next forward pass (its prompt until it has been prefilled).
+    private var pending: [[Int]] = []
+    /// Logits [vocab] of each chain's last fed token; nil until its prompt has been fed.
+    private var lastLogits: [[Float]?] = []
 
-    /// `settings[i]` drives chain i (give one per prompt).
-    public init(model: Qwen2Model, tokenizer: Tokenizer, prompts: [[Int]], settings: [SamplingSettings],
+    /// `settings[i]` drives chain i (give one per prompt; more chains can be added later).
+    public init(model: Qwen2Model, tokenizer: Tokenizer, prompts: [[Int]] = [], settings: [SamplingSettings] = [],
                 maxNewTokens: Int, stopText: String = "<answer>") {
         precondition(prompts.count == settings.count, "one SamplingSettings per prompt")
         precondition(maxNewTokens >= 1)
         self.model = model
         self.tokenizer = tokenizer
         self.maxNewTokens = maxNewTokens
-        chains = Array(repeating: Chain(), count: prompts.count)
-        caches = prompts.map { KVCache(configuration: model.configuration, reservingCapacity: $0.count + maxNewTokens + 8) }
-        samplers = settings.map(makeSampler)
         stopBytes = Array(stopText.utf8)
         stopTokens = tokenizer.encode(stopText)
-        generatedBytes = Array(repeating: [], count: prompts.count)
-        pending = prompts
-        lastLogits = Array(repeating: [], count: prompts.count)
+        for (prompt, s) in zip(prompts, settings) { add(prompt: prompt, settings: s) }
+    }
+
+    /// Starts a chain for `prompt` (prefilled in the next step, alongside the other chains' decode tokens);
+    /// returns its index in `chains`.
+    @discardableResult
+    public func add(prompt: [Int], settings: SamplingSettings) -> Int {
+        precondition(!prompt.isEmpty, "a prompt needs at least one token")
+        chains.append(Chain())
+        caches.append(KVCache(configuration: model.configuration, reservingCapacity: prompt.count + maxNewTokens + 8))
+        samplers.append(makeSampler(settings))
+        generatedBytes.append([])
+        pending.append(prompt)
+        lastLogits.append(nil)
+        return chains.count - 1
+    }
+
+    /// Stops chain `index` at once and frees its cache.
+    public func cancel(_ index: Int) {
+        guard !chains[index].isDone else { return }
+        chains[index].cancelled = true
+        caches[index] = KVCache(configuration: model.configuration, reservingCapacity: 1)
+        lastLogits[index] = nil
     }
 
     public var isFinished: Bool { chains.allSatisfy(\.isDone) }
 
-    /// Advances every unfinished chain by one token (the first call prefills). Returns false once all are done.
+    /// Advances every live chain by one token (a new chain: its prompt). Returns false once all are done.
     @discardableResult
     public func step() -> Bool {
         if isFinished { return false }
-        if started {
-            for i in chains.indices where !chains[i].isDone {
-                let next = lastLogits[i].withUnsafeBufferPointer { samplers[i].sample($0.baseAddress!, count: $0.count) }
-                chains[i].tokens.append(next)
-                generatedBytes[i] += tokenizer.decodeBytes([next])
-                pending[i] = [next]
-                if generatedBytes[i].count >= stopBytes.count && Array(generatedBytes[i].suffix(stopBytes.count)) == stopBytes {
-                    chains[i].stoppedByModel = true
-                } else if chains[i].tokens.count >= maxNewTokens {
-                    chains[i].tokens += stopTokens
-                    chains[i].hitLimit = true
-                    pending[i] += stopTokens
-                }
+        // Sample the next token of every chain that has logits (i.e. has been prefilled).
+        for i in chains.indices where !chains[i].isDone {
+            guard let logits = lastLogits[i] else { continue }
+            let next = logits.withUnsafeBufferPointer { samplers[i].sample($0.baseAddress!, count: $0.count) }
+            chains[i].tokens.append(next)
+            generatedBytes[i] += tokenizer.decodeBytes([next])
+            pending[i] = [next]
+            if generatedBytes[i].count >= stopBytes.count && Array(generatedBytes[i].suffix(stopBytes.count)) == stopBytes {
+                chains[i].stoppedByModel = true
+            } else if chains[i].tokens.count >= maxNewTokens {
+                chains[i].tokens += stopTokens
+                chains[i].hitLimit = true
+                pending[i] += stopTokens
             }
         }
-        started = true
-        let active = chains.indices.filter { !chains[$0].isDone }
-        let output = model.forward(active.map { pending[$0] }, caches: active.map { caches[$0] }, rows: .last)
+        let live = chains.indices.filter { !chains[$0].isDone }
+        let output = model.forward(live.map { pending[$0] }, caches: live.map { caches[$0] }, rows: .last)
         let d = model.configuration.hiddenSize, vocab = model.configuration.vocabSize
-        for (r, i) in active.enumerated() {
-            let finishing = chains[i].stoppedByModel || chains[i].hitLimit
-            if finishing {
+        for (r, i) in live.enumerated() {
+            if chains[i].stoppedByModel || chains[i].hitLimit {
                 chains[i].readout = Array(UnsafeBufferPointer(start: output.hidden.data + r * d, count: d))
-                lastLogits[i] = []
+                lastLogits[i] = nil
+                caches[i] = KVCache(configuration: model.configuration, reservingCapacity: 1)
             } else {
                 lastLogits[i] = Array(UnsafeBufferPointer(start: output.logits!.data + r * vocab, count: vocab))
             }
+            pending[i] = []
         }
         return !isFinished
     }

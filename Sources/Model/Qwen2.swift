@@ -46,7 +46,7 @@ public final class Qwen2Model: @unchecked Sendable {
     let rope: RoPETable
 
     /// Attention computes query rows in blocks of this many, so that causal prefill skips most masked scores.
-    static let queryBlock = 32
+    nonisolated(unsafe) public static var queryBlock = 32
 
     public init(configuration: Qwen2Configuration, parameters: ParameterBuffer) throws {
         try configuration.validate()
@@ -76,7 +76,7 @@ public final class Qwen2Model: @unchecked Sendable {
     /// cache and the threads meet only around attention); smaller batches (decoding) split each GEMM instead.
     nonisolated(unsafe) public static var pipelineMinimumRows = 128
     /// Rows per single-threaded GEMM inside a pipeline block (OpenBLAS reaches its peak from about 128 rows).
-    nonisolated(unsafe) public static var pipelineChunk = 256
+    nonisolated(unsafe) public static var pipelineChunk = 512
 
     /// Runs `tokens[s]` for every sequence s. With `caches`, sequence s continues `caches[s]` (its rows take
     /// positions caches[s].offset onwards, attend to the cached tokens too, and are appended to the cache);

@@ -37,11 +37,24 @@ struct BenchEngine: ParsableCommand {
     @Flag(help: "Print where the forward pass spends its time (prefill and decode).")
     var profile = false
 
+    @Option(help: "Rows from which the forward pass runs row- or sequence-parallel (default: the engine's).")
+    var pipelineFrom: Int?
+
+    @Option(help: "Rows per single-threaded GEMM block in the parallel schedules (default: the engine's).")
+    var chunk: Int?
+
+    @Flag(help: "Only compare the forward schedules on prefill, interleaved round by round, and stop.")
+    var compareSchedules = false
+
     func run() throws {
         let configuration = Qwen2Configuration(hiddenSize: 256, intermediateSize: 704, numHiddenLayers: 4,
                                                numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 8192,
                                                tieWordEmbeddings: true, maxPositionEmbeddings: 4096)
         let model = try Qwen2Model(randomWith: configuration, seed: 1)
+        if let pipelineFrom { Qwen2Model.pipelineMinimumRows = pipelineFrom }
+        if let chunk { Qwen2Model.pipelineChunk = chunk }
+        print("load average: \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")"
+              + "; schedules: parallel from \(Qwen2Model.pipelineMinimumRows) rows, blocks of \(Qwen2Model.pipelineChunk)")
         print("model: d_model 256, 4 layers, 4 heads (2 KV heads), SwiGLU 704, vocab 8192, tied head; "
               + "\(model.parameterCount) parameters")
         print("BLAS: \(BLAS.description); pool threads: \(ThreadPool.shared.threadCount)")
@@ -50,6 +63,37 @@ struct BenchEngine: ParsableCommand {
 
         var rng = SplitMix64(seed: 7)
         func randomTokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % 8192) } }
+        if compareSchedules {
+            let schedules: [(String, Int, Int, Int)] = [
+                ("kernel by kernel", Int.max, 256, 32), ("parallel, blocks 256", 128, 256, 32),
+                ("parallel, blocks 512", 128, 512, 32), ("parallel, blocks 1024", 128, 1024, 32),
+                ("parallel, blocks 2048", 128, 2048, 32), ("parallel, 1024, queries 64", 128, 1024, 64)]
+            let inputs = prefillBatches.map { batch in (0..<batch).map { _ in randomTokens(length) } }
+            var best = [[Double]](repeating: [Double](repeating: .infinity, count: inputs.count), count: schedules.count)
+            var roundPeak = peak.gflops
+            for _ in 0..<rounds {
+                roundPeak = max(roundPeak, GEMMBenchmark.measure(peak.label, m: peak.m, n: peak.n, k: peak.k,
+                    transB: peak.transB, threading: peak.threading, seconds: seconds / 4).gflops)
+                for (si, schedule) in schedules.enumerated() {
+                    Qwen2Model.pipelineMinimumRows = schedule.1; Qwen2Model.pipelineChunk = schedule.2
+                    Qwen2Model.queryBlock = schedule.3
+                    for (i, sequences) in inputs.enumerated() {
+                        best[si][i] = min(best[si][i], GEMMBenchmark.bestSecondsPerCall(seconds: seconds / 8, trials: 2) {
+                            _ = model.forward(sequences, rows: .last, logits: true)
+                        })
+                    }
+                }
+            }
+            print(String(format: "sgemm peak over all rounds: %.1f GFLOP/s; fraction of it per schedule and batch:", roundPeak))
+            print("schedule                    " + prefillBatches.map { String(format: "%8d", $0) }.joined())
+            for (si, schedule) in schedules.enumerated() {
+                let cells = prefillBatches.enumerated().map { i, batch in
+                    String(format: "%7.1f%%", 100 * Double(batch) * prefillFlops(configuration, length: length) / best[si][i] / 1e9 / roundPeak)
+                }
+                print(schedule.0.padding(toLength: 28, withPad: " ", startingAt: 0) + cells.joined())
+            }
+            return
+        }
 
         // The machine is shared: every measurement is the best of several rounds, and the rounds interleave the
         // sgemm peak with the model so that both see the same quiet moments (the ratio is what is reported).
@@ -147,6 +191,7 @@ struct BenchEngine: ParsableCommand {
             print(String(format: "%16d %19.1f %9.2f", batch, Double(batch) / perCall, perCall * 1e3))
         }
 
+        print("load average at the end: \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")")
         var usage = rusage()
         #if os(Linux)
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)

@@ -85,4 +85,29 @@ final class KVCacheTests: XCTestCase {
             XCTAssertLessThan(maxDiff(single.readout!, batched[i].readout!), 1e-4)
         }
     }
+
+    func testChainsJoiningMidwayAndCancelledChainsLeaveOthersUnchanged() throws {
+        let model = try Fixtures.randomModel(Fixtures.tinyHead16, seed: 12)
+        let tokenizer = try Fixtures.tokenizer()
+        let prompts = [[3, 1, 4, 1, 5], [9, 2, 6], Array(100..<130)]
+        let alone = prompts.map {
+            Generation(model: model, tokenizer: tokenizer, prompts: [$0], settings: [.greedy], maxNewTokens: 12).run()[0]
+        }
+        let generation = Generation(model: model, tokenizer: tokenizer, prompts: [prompts[0]], settings: [.greedy],
+                                    maxNewTokens: 12)
+        generation.step(); generation.step()
+        let late = generation.add(prompt: prompts[1], settings: .greedy)   // prefilled while chain 0 decodes
+        let doomed = generation.add(prompt: [7, 7, 7], settings: SamplingSettings(temperature: 1, seed: 3))
+        generation.step()
+        generation.cancel(doomed)
+        generation.step()
+        let later = generation.add(prompt: prompts[2], settings: .greedy)
+        let chains = generation.run()
+        XCTAssertTrue(chains[doomed].cancelled)
+        XCTAssertNil(chains[doomed].readout)
+        for (i, index) in [0, late, later].enumerated() {
+            XCTAssertEqual(chains[index].tokens, alone[i].tokens)
+            XCTAssertLessThan(maxDiff(chains[index].readout!, alone[i].readout!), 1e-4)
+        }
+    }
 }
