@@ -1,6 +1,7 @@
-// A closed-loop load generator on its own libuv loop: N connections, each keeping M calls in flight; every answer
-// starts the next call at once. Measures calls per second and latency percentiles over a timed window after a
-// warm-up. Used by `r2ec bench rpc` and `r2ec bench serve`.
+// A load generator on its own libuv loop. Closed loop: N connections, each keeping M calls in flight; every answer
+// starts the next call at once. Open loop (`rate`): calls start on a clock at a fixed rate, spread over the
+// connections, whatever the answers do. Measures calls per second and latency percentiles over a timed window
+// after a warm-up. Used by `r2ec bench rpc` and `r2ec bench serve`.
 import CLibUV
 import Foundation
 import Serving
@@ -11,8 +12,10 @@ public struct LoadResult: Sendable {
     /// Per-call latency in seconds, sorted.
     public var latencies: [Double]
     public var statuses: [StatusCode: Int]
-    /// Calls still unanswered when the run stopped (answers that never came).
+    /// Calls still in flight when the measured window closed.
     public var unanswered: Int
+    /// Sum of `Plan.countTokens` over the responses of the window (e.g. reasoning tokens).
+    public var tokens: Int
 
     public var throughput: Double { Double(calls) / seconds }
 
@@ -36,6 +39,10 @@ public final class LoadGenerator {
         public var requests: [[UInt8]]
         public var timeoutMs: Int64 = 0
         public var metadata: [(String, String)] = []
+        /// Calls per second in open-loop mode; nil = closed loop.
+        public var rate: Double?
+        /// Reads a count (e.g. reasoning tokens) from each response MESSAGE; summed into LoadResult.tokens.
+        public var countTokens: (([UInt8]) -> Int)?
 
         public init(port: Int, method: String, requests: [[UInt8]]) {
             self.port = port
@@ -70,6 +77,11 @@ public final class LoadGenerator {
     private var windowEnd: UInt64 = 0
     private var latencies: [Double] = []
     private var statuses: [StatusCode: Int] = [:]
+    private var tokens = 0
+    private let ticker = UnsafeMutablePointer<uv_timer_t>.allocate(capacity: 1)
+    private var issued = 0
+    private var rateStart: UInt64 = 0
+    private var nextConn = 0
     private var connectFailure: String?
 
     public init(_ plan: Plan) {
@@ -109,12 +121,20 @@ public final class LoadGenerator {
             let g = Unmanaged<LoadGenerator>.fromOpaque(t!.pointee.data).takeUnretainedValue()
             g.startWindow()
         }, UInt64(plan.warmup * 1000), 0)
+        if plan.rate != nil {
+            uv_timer_init(loop, ticker)
+            ticker.pointee.data = me
+            rateStart = now()
+            uv_timer_start(ticker, { t in
+                Unmanaged<LoadGenerator>.fromOpaque(t!.pointee.data).takeUnretainedValue().tick()
+            }, 1, 1)
+        }
         uv_run(loop, UV_RUN_DEFAULT)
         if let failure = connectFailure { throw ClientError.connect(failure) }
         let unanswered = conns.reduce(0) { $0 + $1.started.count }
         latencies.sort()
         return LoadResult(calls: latencies.count, seconds: Double(windowEnd - windowStart) / 1e9, latencies: latencies,
-                          statuses: statuses, unanswered: unanswered)
+                          statuses: statuses, unanswered: unanswered, tokens: tokens)
     }
 
     private func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
@@ -137,6 +157,22 @@ public final class LoadGenerator {
             uv_close(UnsafeMutableRawPointer(c.tcp).assumingMemoryBound(to: uv_handle_t.self), nil)
         }
         uv_close(UnsafeMutableRawPointer(timer).assumingMemoryBound(to: uv_handle_t.self), nil)
+        if plan.rate != nil { uv_close(UnsafeMutableRawPointer(ticker).assumingMemoryBound(to: uv_handle_t.self), nil) }
+    }
+
+    /// Open loop: starts the calls the clock says are due, round-robin over the connections.
+    private func tick() {
+        guard let rate = plan.rate, !stopping else { return }
+        let due = Int(Double(now() - rateStart) / 1e9 * rate)
+        var touched: [Conn] = []
+        while issued < due {
+            let c = conns[nextConn]
+            nextConn = (nextConn + 1) % conns.count
+            enqueueCall(c)
+            touched.append(c)
+            issued += 1
+        }
+        for c in touched { flush(c) }
     }
 
     private func connected(_ c: Conn, _ status: Int32) {
@@ -153,8 +189,10 @@ public final class LoadGenerator {
             let c = Unmanaged<Conn>.fromOpaque(s!.pointee.data).takeUnretainedValue()
             c.gen.onRead(c, n)
         })
-        for _ in 0..<plan.inFlight { enqueueCall(c) }
-        flush(c)
+        if plan.rate == nil {
+            for _ in 0..<plan.inFlight { enqueueCall(c) }
+            flush(c)
+        }
     }
 
     private func enqueueCall(_ c: Conn) {
@@ -207,13 +245,14 @@ public final class LoadGenerator {
         c.input.commit(n)
         do {
             while let f = try c.decoder.next(from: c.input) {
+                if f.header.type == .message, measuring, let count = plan.countTokens { tokens += count(f.payload) }
                 guard f.header.type == .trailer, let t0 = c.started.removeValue(forKey: f.header.streamId) else { continue }
                 let code = (try? Client.decodeStatus(f.payload).code) ?? .unknown
                 if measuring {
                     latencies.append(Double(now() - t0) / 1e9)
                     statuses[code, default: 0] += 1
                 }
-                if !stopping { enqueueCall(c) }
+                if !stopping && plan.rate == nil { enqueueCall(c) }
             }
         } catch {
             connectFailure = "bad framing from the server: \(error)"

@@ -5,7 +5,7 @@ import Serving
 public enum RequestEncoding {
     /// A RecommendRequest for a history of item ids.
     public static func recommend(itemIds: [String], topK: Int = 0, includeSeen: Bool = false, reasoning: Bool = false,
-                                 model: String = "") -> [UInt8] {
+                                 maxReasoningTokens: Int = 0, model: String = "") -> [UInt8] {
         let arena = CArena()
         let m = arena.message(R2ec__V1__RecommendRequest.self, r2ec__v1__recommend_request__init)
         let events = arena.array(UnsafeMutablePointer<R2ec__V1__HistoryEvent>?.self, count: itemIds.count)
@@ -20,7 +20,16 @@ public enum RequestEncoding {
         m.pointee.include_seen = includeSeen ? 1 : 0
         m.pointee.mode = reasoning ? R2EC__V1__MODE__MODE_REASONING : R2EC__V1__MODE__MODE_DIRECT
         m.pointee.model = arena.string(model)
+        m.pointee.max_reasoning_tokens = UInt32(maxReasoningTokens)
         return packMessage(m)
+    }
+
+    /// The reasoning_tokens field of a RecommendResponse.
+    public static func reasoningTokens(_ payload: [UInt8]) -> Int {
+        guard let m = payload.withUnsafeBufferPointer({ r2ec__v1__recommend_response__unpack(nil, $0.count, $0.baseAddress) })
+        else { return 0 }
+        defer { r2ec__v1__recommend_response__free_unpacked(m, nil) }
+        return Int(m.pointee.reasoning_tokens)
     }
 
     /// The (item id, title, score) rows of a RecommendResponse.

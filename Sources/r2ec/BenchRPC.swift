@@ -26,26 +26,14 @@ struct BenchRPC: ParsableCommand {
     func run() throws {
         let data = try DatasetLoader.load(dataset)
         var host = "127.0.0.1", port = 0
-        var server: Server?
-        var serverThread: Thread?
+        var local: InProcessServer?
         if let target {
-            let parts = target.split(separator: ":")
-            guard parts.count == 2, let p = Int(parts[1]) else { throw ValidationError("--target: expected HOST:PORT") }
-            host = String(parts[0]); port = p
+            (host, port) = try parseTarget(target)
         } else {
             let registry = ModelRegistry()
             registry.install(try ModelLoader(dataset: data).load(spec: model))
-            var config = ServerConfig()
-            config.port = 0
-            let s = Server(config: config, core: ServingCore(registry: registry))
-            let ready = DispatchSemaphore(value: 0)
-            let bound = Box(0)
-            let t = Thread { try? s.run { bound.value = $0; ready.signal() } }
-            t.start()
-            ready.wait()
-            port = bound.value
-            server = s
-            serverThread = t
+            local = try InProcessServer(registry: registry)
+            port = local!.port
         }
 
         var rows: [[String: Any]] = []
@@ -67,8 +55,7 @@ struct BenchRPC: ParsableCommand {
                          "p50_ms": r.percentile(50) * 1e3, "p90_ms": r.percentile(90) * 1e3,
                          "p99_ms": r.percentile(99) * 1e3, "errors": errors])
         }
-        server?.shutdown()
-        while let t = serverThread, !t.isFinished { Thread.sleep(forTimeInterval: 0.01) }
+        local?.stop()
 
         if redis, let r = try RedisPeer.pingRate(clients: connections, seconds: seconds) {
             print(String(format: "| redis-benchmark PING_MBULK | %d | 1 | %.0f | %.3f | - | %.3f | 0 |", connections, r.rate,
@@ -103,12 +90,6 @@ struct BenchRPC: ParsableCommand {
             throw ValidationError("--methods: unknown method '\(method)' (health, recommend)")
         }
     }
-}
-
-/// A value handed from a server thread's ready callback.
-final class Box<T>: @unchecked Sendable {
-    var value: T
-    init(_ value: T) { self.value = value }
 }
 
 /// redis-benchmark PING against a private redis-server on a free port, for a same-run comparison.
@@ -152,4 +133,12 @@ enum RedisPeer {
         }
         return nil
     }
+}
+
+/// HOST:PORT of a --target option.
+func parseTarget(_ target: String) throws -> (String, Int) {
+    guard let colon = target.lastIndex(of: ":"), let port = Int(target[target.index(after: colon)...]) else {
+        throw ValidationError("--target: expected HOST:PORT, got '\(target)'")
+    }
+    return (String(target[..<colon]), port)
 }

@@ -1,0 +1,161 @@
+// `r2ec bench serve`: a perf_analyzer-style load generator for the serving core. A concurrency sweep (closed loop)
+// or a fixed request rate (open loop) of direct or reasoning Recommend calls whose histories come from the dataset's
+// users (each user's items but the last, as at test time), reporting throughput and p50/p90/p99 per level as a
+// table and JSON. `--suite` runs issue 6's comparisons side by side in one run against in-process servers:
+// batching vs max_batch_size 1, p99 at half the saturated rate, iteration-level vs one-at-a-time reasoning.
+import ArgumentParser
+import Data
+import Foundation
+import RPC
+import Serving
+
+struct BenchServe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serving throughput and latency: a concurrency sweep or fixed rate, direct or reasoning.")
+
+    @Option(help: "Server to load (HOST:PORT); default: one in this process serving --model.") var target: String?
+    @Option(help: "Dataset the histories come from (and the in-process server serves).") var dataset = "data/ml-100k"
+    @Option(help: "Model the in-process server loads (a checkpoint directory, or popularity/wals/bpr).")
+    var model = "models/default"
+    @Option(help: "direct or reasoning.") var mode = "direct"
+    @Option(help: "Concurrency levels (calls in flight) to sweep.") var concurrency: [Int] = [1, 4, 16, 64]
+    @Option(help: "Open loop: calls per second (overrides the sweep).") var rate: Double?
+    @Option(help: "Seconds measured per level (after one second of warm-up).") var seconds = 5.0
+    @Option(help: "Reasoning tokens per request (reasoning mode).") var reasoningTokens = 32
+    @Option(help: "In-process server: most requests per direct batch.") var maxBatchSize = 32
+    @Option(help: "In-process server: reasoning chains decoded together.") var reasoningSlots = 32
+    @Flag(help: "Run issue 6's three comparisons (in-process servers) instead of one sweep.") var suite = false
+    @Option(help: "Write the results as JSON here (the Python package plots it: python -m r2ec_client.plots latency).")
+    var json: String?
+
+    func run() throws {
+        let data = try DatasetLoader.load(dataset)
+        let histories = BenchServe.testHistories(data)
+        var report: [String: Any] = ["bench": "serve", "mode": mode, "model": target ?? model]
+        if suite {
+            report["suite"] = try runSuite(data: data, histories: histories)
+        } else {
+            let (host, port, local) = try server(data: data, batch: maxBatchSize, slots: reasoningSlots)
+            defer { local?.stop() }
+            let levels = try sweep(host: host, port: port, histories: histories, reasoning: mode == "reasoning")
+            report["levels"] = levels
+        }
+        if let json {
+            try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+                .write(to: URL(fileURLWithPath: json))
+            Console.status("wrote \(json)")
+        }
+    }
+
+    /// Each user's history without its last item (the leave-one-out test target), at most 20 items.
+    static func testHistories(_ data: Dataset) -> [[String]] {
+        data.sequences().filter { $0.items.count >= 2 }.map { s in
+            s.items.dropLast().suffix(20).map { data.catalog[$0].id }
+        }
+    }
+
+    private func server(data: Dataset, batch: Int, slots: Int) throws -> (String, Int, InProcessServer?) {
+        if let target {
+            let (h, p) = try parseTarget(target)
+            return (h, p, nil)
+        }
+        let registry = ModelRegistry()
+        Console.status("bench serve: loading \(model)")
+        registry.install(try ModelLoader(dataset: data, checkpoints: Serve.readCheckpoint).load(spec: model))
+        var batching = BatchingConfig()
+        batching.maxBatchSize = batch
+        var reasoning = ReasoningConfig()
+        reasoning.maxSlots = slots
+        reasoning.stepTokenBudget = max(reasoning.stepTokenBudget, slots)
+        reasoning.maxTokensLimit = max(reasoning.maxTokensLimit, reasoningTokens)
+        let s = try InProcessServer(registry: registry, batching: batching, reasoning: reasoning)
+        return ("127.0.0.1", s.port, s)
+    }
+
+    private func plan(host: String, port: Int, histories: [[String]], reasoning: Bool, concurrency: Int) -> LoadGenerator.Plan {
+        let requests = histories.map {
+            RequestEncoding.recommend(itemIds: $0, topK: 10, reasoning: reasoning, maxReasoningTokens: reasoning ? reasoningTokens : 0)
+        }
+        var p = LoadGenerator.Plan(port: port, method: "/r2ec.v1.Recommender/Recommend", requests: requests)
+        p.host = host
+        p.connections = concurrency
+        p.inFlight = 1
+        p.duration = seconds
+        p.countTokens = reasoning ? RequestEncoding.reasoningTokens : nil
+        return p
+    }
+
+    /// One measured level as a JSON row, printed as a table row.
+    private func measure(_ p: LoadGenerator.Plan, label: String) throws -> [String: Any] {
+        let r = try LoadGenerator(p).run()
+        let errors = r.statuses.filter { $0.key != .ok }.values.reduce(0, +)
+        let tokensPerSecond = Double(r.tokens) / r.seconds
+        print(String(format: "| %@ | %.0f | %.1f | %.2f | %.2f | %.2f | %.0f | %d |", label, p.rate ?? Double(p.connections),
+                     r.throughput, r.percentile(50) * 1e3, r.percentile(90) * 1e3, r.percentile(99) * 1e3,
+                     tokensPerSecond, errors))
+        fflush(stdout)
+        return ["label": label, "concurrency": p.connections, "rate": p.rate ?? 0, "throughput": r.throughput,
+                "p50_ms": r.percentile(50) * 1e3, "p90_ms": r.percentile(90) * 1e3, "p99_ms": r.percentile(99) * 1e3,
+                "tokens_per_s": tokensPerSecond, "errors": errors, "calls": r.calls]
+    }
+
+    private func header() {
+        print("| load | concurrency or rate | calls/s | p50 ms | p90 ms | p99 ms | reasoning tokens/s | errors |")
+        print("|---|---|---|---|---|---|---|---|")
+    }
+
+    private func sweep(host: String, port: Int, histories: [[String]], reasoning: Bool) throws -> [[String: Any]] {
+        header()
+        if let rate {
+            var p = plan(host: host, port: port, histories: histories, reasoning: reasoning, concurrency: 64)
+            p.rate = rate
+            return [try measure(p, label: "\(mode) at \(Int(rate))/s")]
+        }
+        return try concurrency.map { c in
+            try measure(plan(host: host, port: port, histories: histories, reasoning: reasoning, concurrency: c),
+                        label: "\(mode) x\(c)")
+        }
+    }
+
+    private func runSuite(data: Dataset, histories: [[String]]) throws -> [String: Any] {
+        guard target == nil else { throw ValidationError("--suite starts its own servers; drop --target") }
+        var out: [String: Any] = [:]
+        header()
+        // 1. Direct path at 64 concurrent calls: dynamic batching against max_batch_size 1.
+        var direct: [String: Double] = [:]
+        for batch in [maxBatchSize, 1] {
+            let (h, p, s) = try server(data: data, batch: batch, slots: reasoningSlots)
+            let row = try measure(plan(host: h, port: p, histories: histories, reasoning: false, concurrency: 64),
+                                  label: "direct x64, max_batch_size \(batch)")
+            direct["batch\(batch)"] = row["throughput"] as? Double
+            s?.stop()
+        }
+        let speedup = (direct["batch\(maxBatchSize)"] ?? 0) / max(direct["batch1"] ?? 1, 1e-9)
+        out["direct_batching_speedup"] = speedup
+        // 2. p99 at half the saturated direct throughput (open loop).
+        let (h, p, s) = try server(data: data, batch: maxBatchSize, slots: reasoningSlots)
+        var half = plan(host: h, port: p, histories: histories, reasoning: false, concurrency: 64)
+        let saturated = direct["batch\(maxBatchSize)"] ?? 0
+        half.rate = saturated / 2
+        let halfRow = try measure(half, label: "direct at half saturation")
+        out["p99_ms_at_half_saturation"] = halfRow["p99_ms"]
+        s?.stop()
+        // 3. Reasoning at 32 concurrent streams: iteration-level batching against one request at a time.
+        var tokens: [String: Double] = [:]
+        for slots in [reasoningSlots, 1] {
+            let (h, p, s) = try server(data: data, batch: maxBatchSize, slots: slots)
+            let row = try measure(plan(host: h, port: p, histories: histories, reasoning: true, concurrency: 32),
+                                  label: "reasoning x32, \(slots) slot(s)")
+            tokens["slots\(slots)"] = row["tokens_per_s"] as? Double
+            s?.stop()
+        }
+        let reasoningSpeedup = (tokens["slots\(reasoningSlots)"] ?? 0) / max(tokens["slots1"] ?? 1, 1e-9)
+        out["reasoning_batching_speedup"] = reasoningSpeedup
+        print(String(format: "\ndirect batching: %.1fx throughput of max_batch_size 1 at 64 concurrent calls", speedup))
+        print(String(format: "direct p99 at half the saturated rate (%.0f/s): %.2f ms", saturated / 2,
+                     (halfRow["p99_ms"] as? Double) ?? .nan))
+        print(String(format: "reasoning: %.1fx the tokens/s of one request at a time at 32 streams", reasoningSpeedup))
+        return out
+    }
+}
