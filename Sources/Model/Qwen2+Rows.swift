@@ -6,15 +6,26 @@ import COpenBLAS
 import Foundation
 import Tensor
 
+/// Floats whose every element is written before it is read (activations of one pass): 64-byte aligned and not
+/// zero-filled, since clearing megabytes per pass showed up in profiles.
+final class Workspace {
+    let data: UnsafeMutablePointer<Float>
+    init(_ count: Int) {
+        data = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(1, count))
+    }
+    deinit { data.deallocate() }
+}
+
 /// Per-thread temporaries of the row-wise layer halves, sized for `rows` rows.
 final class LayerScratch {
-    let normed: FloatBuffer
-    let gateUp: FloatBuffer
-    let activated: FloatBuffer
+    let normed: Workspace
+    let gateUp: Workspace
+    let activated: Workspace
     init(configuration c: Qwen2Configuration, rows: Int) {
-        normed = FloatBuffer(shape: [rows, c.hiddenSize])
-        gateUp = FloatBuffer(shape: [rows, 2 * c.intermediateSize])
-        activated = FloatBuffer(shape: [rows, c.intermediateSize])
+        normed = Workspace(rows * c.hiddenSize)
+        gateUp = Workspace(rows * 2 * c.intermediateSize)
+        activated = Workspace(rows * c.intermediateSize)
     }
 }
 

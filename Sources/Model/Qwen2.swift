@@ -110,9 +110,9 @@ public final class Qwen2Model: @unchecked Sendable {
         let profile = self.profile
         profile?.start()
 
-        let x = FloatBuffer(shape: [total, d])          // the residual stream
-        let qkv = FloatBuffer(shape: [total, qkvDim])
-        let attention = FloatBuffer(shape: [total, qDim])
+        let x = Workspace(total * d)                    // the residual stream
+        let qkv = Workspace(total * qkvDim)
+        let attention = Workspace(total * qDim)
         ids.withUnsafeBufferPointer {
             Embedding.forward(out: x.data, table: weights.embedding, ids: $0.baseAddress!, rows: total, dim: d,
                               vocab: c.vocabSize)
