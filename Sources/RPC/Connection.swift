@@ -47,6 +47,10 @@ final class Connection {
     /// Monotonic time (ns) after which a connection waiting to close is closed regardless.
     var lingerDeadline: UInt64?
     var isDirty = false
+    /// Last time bytes came in or went out (monotonic ns): the idle timeout counts from it.
+    private var lastActivity = DispatchTime.now().uptimeNanoseconds
+    /// Since when part of a frame has been waiting for the rest (slowloris guard), if it is.
+    private var partialSince: UInt64?
 
     init(server: Server, tcp: UnsafeMutablePointer<uv_tcp_t>, peer: String) {
         self.server = server
@@ -94,6 +98,7 @@ final class Connection {
         }
         guard nread > 0 else { return }
         input.commit(nread)
+        lastActivity = DispatchTime.now().uptimeNanoseconds
         if closeAfterFlush { input.consume(input.readable); return }  // discarding until close
         do {
             while !closed, !closeAfterFlush, let frame = try decoder.next(from: input) {
@@ -101,6 +106,11 @@ final class Connection {
             }
         } catch {
             violation(error.code, error.description)
+        }
+        if input.readable == 0 && !decoder.isMidFrame {
+            partialSince = nil
+        } else if partialSince == nil {
+            partialSince = lastActivity
         }
         input.shrinkIfIdle(to: 16 << 10)
     }
@@ -292,6 +302,7 @@ final class Connection {
     }
 
     private func writeCompleted(bytes: Int, status: Int32) {
+        lastActivity = DispatchTime.now().uptimeNanoseconds
         writesInFlight -= 1
         bytesInFlight -= bytes
         if status < 0 { close(); return }
@@ -310,6 +321,22 @@ final class Connection {
         } else if readingPaused && pendingOutput < server.config.writeLowWater {
             readingPaused = false
             startReading()
+        }
+    }
+
+    // MARK: Timeouts
+
+    /// Closes a connection that left a frame unfinished too long (slowloris), and retires one idle too long.
+    func checkTimeouts(now: UInt64, idleNanos: UInt64, frameNanos: UInt64) {
+        guard !closed, !closeAfterFlush else { return }
+        if let since = partialSince, now > since + frameNanos {
+            server.core.metrics.limitHit("frame_read_timeout")
+            violation(.deadlineExceeded, "frame not completed within \(frameNanos / 1_000_000_000) s")
+        } else if calls.isEmpty, pendingOutput == 0, now > lastActivity + idleNanos, goAwayLastId == nil {
+            server.core.metrics.limitHit("idle_timeout")
+            goAway(.ok, "idle for \(idleNanos / 1_000_000_000) s")
+            closeWhenIdle = true
+            closeIfIdle()
         }
     }
 

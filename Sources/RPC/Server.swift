@@ -32,6 +32,7 @@ public final class Server: @unchecked Sendable {
     /// The bound port of the /metrics endpoint, when one was asked for.
     public var metricsPort: Int? { metricsEndpoint?.port }
     private var metricsEndpoint: MetricsEndpoint?
+    private var sweeps = 0
     private var callsFinished = 0
     private var callsFailed = 0
 
@@ -233,6 +234,12 @@ public final class Server: @unchecked Sendable {
             case .recommendBatch:
                 let queries = try ProtoCodec.decodeRecommendBatchRequest(payload)
                 guard !queries.isEmpty else { throw ServingError.invalid("requests", "empty batch") }
+                guard queries.count <= core.limits.maxBatchRequests else {
+                    core.metrics.limitHit("batch_requests")
+                    throw ServingError(.invalidArgument,
+                                       "requests: \(queries.count) exceeds the server's limit of \(core.limits.maxBatchRequests)",
+                                       field: "requests", limit: "batch_requests")
+                }
                 var results = [Result<RecommendResult, ServingError>?](repeating: nil, count: queries.count)
                 var remaining = queries.count
                 for (i, q) in queries.enumerated() {
@@ -311,8 +318,12 @@ public final class Server: @unchecked Sendable {
                 return true
             }
         }
-        for conn in connections.values {
-            if let linger = conn.lingerDeadline, now >= linger { conn.close() }
+        sweeps &+= 1
+        let checkTimeouts = sweeps % 10 == 0  // every 100 ms
+        let idle = UInt64(config.idleTimeoutSeconds * 1e9), frame = UInt64(config.frameReadTimeoutSeconds * 1e9)
+        for conn in Array(connections.values) {
+            if let linger = conn.lingerDeadline, now >= linger { conn.close(); continue }
+            if checkTimeouts { conn.checkTimeouts(now: now, idleNanos: idle, frameNanos: frame) }
         }
         if draining && now >= drainDeadline {
             log("drain timeout: closing \(connections.count) connection(s) with calls still in flight")

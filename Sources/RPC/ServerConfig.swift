@@ -17,6 +17,10 @@ public struct ServerConfig: Sendable {
     public var drainTimeoutSeconds = 30.0
     /// Port of the HTTP endpoint with /metrics and /healthz (on `host`); nil = none, 0 = a free port.
     public var metricsPort: Int?
+    /// A connection with no call in flight and no bytes in or out for this long gets GOAWAY and is closed.
+    public var idleTimeoutSeconds = 300.0
+    /// A frame whose first bytes arrived must be complete within this time (slowloris); else GOAWAY and close.
+    public var frameReadTimeoutSeconds = 10.0
     /// Deadline given to calls that carry none, in milliseconds; 0 = none.
     public var defaultTimeoutMs: Int64 = 0
     /// Bearer tokens accepted for calls; empty means authentication is off.

@@ -14,7 +14,9 @@ public enum RecommendService {
     }
 
     /// Resolves user id and events into catalogue indices, oldest first. Errors name the field at fault.
-    public static func resolve(_ spec: HistorySpec, in model: ServedModel, field: String = "history") throws -> ResolvedHistory {
+    public static func resolve(_ spec: HistorySpec, in model: ServedModel, field: String = "history",
+                               limits: RequestLimits = RequestLimits()) throws -> ResolvedHistory {
+        try limits.check(spec.events.count, limits.maxHistoryEvents, field: field, limit: "history_length")
         var items: [Int] = [], times: [Int64] = [], ratings: [Float] = []
         if !spec.userId.isEmpty {
             guard let known = model.userHistories[spec.userId] else {
@@ -73,9 +75,13 @@ public enum RecommendService {
         public var allowed: [Int]?
     }
 
-    public static func prepare(_ q: RecommendQuery, for model: ServedModel) throws -> Prepared {
+    public static func prepare(_ q: RecommendQuery, for model: ServedModel,
+                               limits: RequestLimits = RequestLimits()) throws -> Prepared {
         let n = model.catalog.count
-        let topK = q.topK == 0 ? min(defaultTopK, n) : q.topK
+        let topK = q.topK == 0 ? min(defaultTopK, n, limits.maxTopK) : q.topK
+        try limits.check(topK, limits.maxTopK, field: "top_k", limit: "top_k")
+        try limits.check(q.exclude.count, limits.maxItemIds, field: "exclude_item_ids", limit: "item_ids")
+        try limits.check(q.candidates.count, limits.maxItemIds, field: "candidate_item_ids", limit: "item_ids")
         guard topK >= 1, topK <= n else {
             throw ServingError.invalid("top_k", "\(q.topK) is out of range 1...\(n) (the catalogue size)")
         }
@@ -84,7 +90,7 @@ public enum RecommendService {
                                "mode: model '\(model.name)' (\(model.recommender.kind)) has no LM head; use MODE_DIRECT",
                                field: "mode")
         }
-        let resolved = try resolve(q.history, in: model)
+        let resolved = try resolve(q.history, in: model, limits: limits)
         var masked = Set(try indices(q.exclude, field: "exclude_item_ids", in: model))
         if !q.includeSeen { masked.formUnion(resolved.seen) }
         let allowed = q.candidates.isEmpty ? nil : try indices(q.candidates, field: "candidate_item_ids", in: model)
@@ -120,8 +126,10 @@ public enum RecommendService {
         }
     }
 
-    public static func scoreItems(_ q: ScoreItemsQuery, model: ServedModel) throws -> [ScoredItemResult] {
-        let resolved = try resolve(q.history, in: model)
+    public static func scoreItems(_ q: ScoreItemsQuery, model: ServedModel,
+                                  limits: RequestLimits = RequestLimits()) throws -> [ScoredItemResult] {
+        try limits.check(q.itemIds.count, limits.maxItemIds, field: "item_ids", limit: "item_ids")
+        let resolved = try resolve(q.history, in: model, limits: limits)
         guard !q.itemIds.isEmpty else { throw ServingError.invalid("item_ids", "empty: name the items to score") }
         let targets = try indices(q.itemIds, field: "item_ids", in: model)
         let scores = try model.recommender.scoreAll([resolved.history])
@@ -137,12 +145,14 @@ public enum RecommendService {
         }
     }
 
-    public static func similarItems(_ q: SimilarItemsQuery, model: ServedModel) throws -> [ScoredItemResult] {
+    public static func similarItems(_ q: SimilarItemsQuery, model: ServedModel,
+                                    limits: RequestLimits = RequestLimits()) throws -> [ScoredItemResult] {
+        try limits.check(q.topK, limits.maxTopK, field: "top_k", limit: "top_k")
         guard let item = model.catalog.index(of: q.itemId) else {
             throw ServingError(.notFound, "item_id: unknown item id '\(q.itemId)'", field: "item_id")
         }
         let n = model.catalog.count
-        let topK = q.topK == 0 ? min(defaultTopK, n - 1) : q.topK
+        let topK = q.topK == 0 ? min(defaultTopK, n - 1, limits.maxTopK) : q.topK
         guard topK >= 1, topK <= n - 1 else {
             throw ServingError.invalid("top_k", "\(q.topK) is out of range 1...\(n - 1)")
         }
@@ -155,7 +165,9 @@ public enum RecommendService {
         }
     }
 
-    public static func getItems(_ ids: [String], model: ServedModel) throws -> [ItemInfo] {
+    public static func getItems(_ ids: [String], model: ServedModel,
+                                limits: RequestLimits = RequestLimits()) throws -> [ItemInfo] {
+        try limits.check(ids.count, limits.maxItemIds, field: "item_ids", limit: "item_ids")
         guard !ids.isEmpty else { throw ServingError.invalid("item_ids", "empty: name the items to look up") }
         return try indices(ids, field: "item_ids", in: model).map { i in
             let item = model.catalog[i]

@@ -1,6 +1,27 @@
 // The serving core's requests and answers, independent of the wire: the RPC layer decodes protobuf into these
 // and encodes the answers back. Item ids are the catalogue's own ids, as on the wire.
 
+/// Bounds on what one request may ask for; each has a documented default, a field-naming INVALID_ARGUMENT when
+/// exceeded, and a limit-hit metric.
+public struct RequestLimits: Sendable, Equatable {
+    /// History events per request.
+    public var maxHistoryEvents = 1000
+    /// Items per answer (top_k).
+    public var maxTopK = 1000
+    /// Item ids per list (exclude, candidates, ScoreItems, GetItems).
+    public var maxItemIds = 10_000
+    /// Requests per RecommendBatch call.
+    public var maxBatchRequests = 1024
+    public init() {}
+
+    func check(_ count: Int, _ max: Int, field: String, limit: String) throws {
+        guard count <= max else {
+            throw ServingError(.invalidArgument, "\(field): \(count) exceeds the server's limit of \(max)", field: field,
+                               limit: limit)
+        }
+    }
+}
+
 /// One past interaction as a client sends it.
 public struct HistoryEvent: Sendable, Equatable {
     public var itemId: String

@@ -5,6 +5,7 @@ import Foundation
 
 public final class ServingCore: @unchecked Sendable {
     public let registry: ModelRegistry
+    public let limits: RequestLimits
     public let metrics = ServingMetrics()
     /// Direct-path recommendations, batched.
     public let batcher: DirectBatcher
@@ -14,8 +15,9 @@ public final class ServingCore: @unchecked Sendable {
     private let workers: WorkerPool
 
     public init(registry: ModelRegistry, workerThreads: Int = 1, batching: BatchingConfig = BatchingConfig(),
-                reasoning: ReasoningConfig = ReasoningConfig()) {
+                reasoning: ReasoningConfig = ReasoningConfig(), limits: RequestLimits = RequestLimits()) {
         self.registry = registry
+        self.limits = limits
         self.workers = WorkerPool(threads: workerThreads, name: "r2ec-model")
         self.batcher = DirectBatcher(config: batching, metrics: metrics)
         self.reasoning = ReasoningScheduler(config: reasoning, metrics: metrics)
@@ -29,6 +31,7 @@ public final class ServingCore: @unchecked Sendable {
             do {
                 done(.success(try work()))
             } catch let e as ServingError {
+                if let limit = e.limit { self.metrics.limitHit(limit) }
                 done(.failure(e))
             } catch let e as RecommenderError {
                 switch e {
@@ -53,7 +56,7 @@ public final class ServingCore: @unchecked Sendable {
         do {
             if let stop = ctx.stopReason { throw stop }
             let model = try registry.model(q.model)
-            let prepared = try RecommendService.prepare(q, for: model)
+            let prepared = try RecommendService.prepare(q, for: model, limits: limits)
             switch q.mode {
             case .direct:
                 try batcher.enqueue(prepared, model: model, probabilities: q.returnProbabilities, priority: q.priority,
@@ -62,6 +65,7 @@ public final class ServingCore: @unchecked Sendable {
                 try reasoning.enqueue(prepared, query: q, model: model, ctx: ctx, onDelta: onDelta, done: done)
             }
         } catch let e as ServingError {
+            if let limit = e.limit { metrics.limitHit(limit) }
             done(.failure(e))
         } catch {
             done(.failure(ServingError(.internal, "\(error)")))
@@ -69,16 +73,24 @@ public final class ServingCore: @unchecked Sendable {
     }
 
     public func scoreItems(_ q: ScoreItemsQuery, ctx: CallContext, done: @escaping (Result<[ScoredItemResult], ServingError>) -> Void) {
-        submit(ctx, { [registry] in try RecommendService.scoreItems(q, model: try registry.model(q.model)) }, done: done)
+        submit(ctx, { [registry, limits] in try RecommendService.scoreItems(q, model: try registry.model(q.model), limits: limits) },
+               done: done)
     }
 
     public func similarItems(_ q: SimilarItemsQuery, ctx: CallContext, done: @escaping (Result<[ScoredItemResult], ServingError>) -> Void) {
-        submit(ctx, { [registry] in try RecommendService.similarItems(q, model: try registry.model(q.model)) }, done: done)
+        submit(ctx, { [registry, limits] in
+            try RecommendService.similarItems(q, model: try registry.model(q.model), limits: limits)
+        }, done: done)
     }
 
     /// Cheap lookups answered on the caller's thread.
     public func getItems(_ ids: [String], model name: String) throws -> [ItemInfo] {
-        try RecommendService.getItems(ids, model: try registry.model(name))
+        do {
+            return try RecommendService.getItems(ids, model: try registry.model(name), limits: limits)
+        } catch let e as ServingError {
+            if let limit = e.limit { metrics.limitHit(limit) }
+            throw e
+        }
     }
 
     public func modelInfo(_ name: String) throws -> (model: ModelFacts, loaded: [ModelFacts], defaultName: String) {

@@ -38,11 +38,14 @@ public struct ServingError: Error, Equatable, CustomStringConvertible {
     public var message: String
     /// Path of the request field at fault ("history[2].item_id"), when known.
     public var field: String
+    /// The configured limit this call hit ("history_length", "top_k", ...), for the limit-hit metric.
+    public var limit: String?
 
-    public init(_ code: StatusCode, _ message: String, field: String = "") {
+    public init(_ code: StatusCode, _ message: String, field: String = "", limit: String? = nil) {
         self.code = code
         self.message = message
         self.field = field
+        self.limit = limit
     }
 
     public static func invalid(_ field: String, _ message: String) -> ServingError {

@@ -28,6 +28,12 @@ struct Serve: ParsableCommand {
     @Option(help: "Most requests waiting; one more is answered RESOURCE_EXHAUSTED.") var maxQueueSize = 4096
     @Option(help: "Priority levels (request priority 1 is the most urgent).") var priorityLevels = 2
     @Option(help: "Deadline in milliseconds for calls that carry none; 0 = none.") var defaultTimeoutMs: Int64 = 0
+    @Option(help: "Seconds a connection may sit idle (no call, no bytes) before it is closed.") var idleTimeout = 300.0
+    @Option(help: "Seconds a begun frame may take to arrive whole (slowloris guard).") var frameReadTimeout = 10.0
+    @Option(help: "Most history events per request.") var maxHistoryEvents = 1000
+    @Option(help: "Most items per answer (top_k).") var maxTopK = 1000
+    @Option(help: "Most item ids per list in a request (exclude, candidates, ScoreItems, GetItems).") var maxItemIds = 10_000
+    @Option(help: "Most requests per RecommendBatch call.") var maxBatchRequests = 1024
     @Option(help: "Threads for calls other than Recommend (ScoreItems, SimilarItems).") var workers = 1
     @Option(help: "Reasoning chains decoded together (1 = one request at a time).") var reasoningSlots = 32
     @Option(help: "Tokens fed per reasoning step across chains (decode tokens, then prompt chunks).")
@@ -48,6 +54,8 @@ struct Serve: ParsableCommand {
         config.maxCallsPerConnection = maxCallsPerConnection
         config.defaultTimeoutMs = defaultTimeoutMs
         config.metricsPort = metricsPort
+        config.idleTimeoutSeconds = idleTimeout
+        config.frameReadTimeoutSeconds = frameReadTimeout
         config.drainTimeoutSeconds = drainTimeout
         if let authTokenFile {
             (config.tokens, config.adminTokens) = try TokenFile.read(authTokenFile)
@@ -78,7 +86,13 @@ struct Serve: ParsableCommand {
         reasoning.kvTokenBudget = kvTokenBudget
         reasoning.defaultMaxTokens = defaultReasoningTokens
         reasoning.maxTokensLimit = maxReasoningTokens
-        let core = ServingCore(registry: registry, workerThreads: workers, batching: batching, reasoning: reasoning)
+        var limits = RequestLimits()
+        limits.maxHistoryEvents = maxHistoryEvents
+        limits.maxTopK = maxTopK
+        limits.maxItemIds = maxItemIds
+        limits.maxBatchRequests = maxBatchRequests
+        let core = ServingCore(registry: registry, workerThreads: workers, batching: batching, reasoning: reasoning,
+                               limits: limits)
         let server = Server(config: config, core: core)
         server.modelLoader = { name, path in
             try loader.load(spec: path, name: name, version: registry.nextVersion(for: name))
