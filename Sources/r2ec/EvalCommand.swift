@@ -5,6 +5,7 @@ import Data
 import Eval
 import Foundation
 import Model
+import Train
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -108,7 +109,9 @@ struct EvalCommand: ParsableCommand {
         let baseSeed = Int(chosen["seed"] ?? "0") ?? 0
         var fits: [Double] = [], validations: [EvalResult] = [], tests: [EvalResult] = []
         var recommender: Recommender?
-        for i in 0..<max(1, seeds) {
+        // Popularity has no seed; the dual-head network is loaded once.
+        let runs = baseline == nil || baseline == "pop" || baseline == "popularity" ? 1 : max(1, seeds)
+        for i in 0..<runs {
             let model: Recommender, fit: Double
             if i == 0, let first {
                 (model, fit) = first
@@ -148,10 +151,12 @@ struct EvalCommand: ParsableCommand {
         let stats = data.itemStats(from: s.train)
         let itemPrompts = data.catalog.items.enumerated().map { Prompts.item($1, stats: stats[$0]) }
         if let model {
-            let network = try Checkpoint.loadModel(directory: model)
-            let tokenizer = try Checkpoint.loadTokenizer(directory: model)
-            return try DualHeadModel(model: network, tokenizer: tokenizer, catalog: data.catalog, itemPrompts: itemPrompts,
-                                     progress: false)
+            // Train's loader: tau and the item table cache from the checkpoint, item prompts from its split.
+            if let info = TrainedModelInfo.load(directory: model), info.datasetFingerprint != data.fingerprint {
+                FileHandle.standardError.write(Data(("warning: \(model) was trained on dataset \(info.datasetFingerprint), " +
+                    "evaluating on \(data.fingerprint)\n").utf8))
+            }
+            return try DualHeadLoader.load(directory: model, dataset: data)
         }
         let texts = itemPrompts + s.validation.prefix(200).map {
             Prompts.user(history: $0.history, catalog: data.catalog, targetTime: $0.targetTime)
