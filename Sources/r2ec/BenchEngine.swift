@@ -43,6 +43,9 @@ struct BenchEngine: ParsableCommand {
     @Option(help: "Rows per single-threaded GEMM block in the parallel schedules (default: the engine's).")
     var chunk: Int?
 
+    @Option(help: "Parts to run: prefill, decode, direct.")
+    var parts: [String] = ["prefill", "decode", "direct"]
+
     @Flag(help: "Only compare the forward schedules on prefill, interleaved round by round, and stop.")
     var compareSchedules = false
 
@@ -95,6 +98,23 @@ struct BenchEngine: ParsableCommand {
             return
         }
 
+        if parts.contains("prefill") { try runPrefill(model, configuration, peak, &rng) }
+        if parts.contains("decode") { runDecode(model, configuration, &rng) }
+        if parts.contains("direct") { try runDirect(model, &rng) }
+
+        print("load average at the end: \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")")
+        var usage = rusage()
+        #if os(Linux)
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        #else
+        getrusage(RUSAGE_SELF, &usage)
+        #endif
+        print(String(format: "\npeak memory (maxrss): %.1f MiB", Double(usage.ru_maxrss) / 1024))
+    }
+
+    func runPrefill(_ model: Qwen2Model, _ configuration: Qwen2Configuration, _ peak: GEMMBenchmark.Measurement,
+                    _ rng: inout SplitMix64) throws {
+        func randomTokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % 8192) } }
         // The machine is shared: every measurement is the best of several rounds, and the rounds interleave the
         // sgemm peak with the model so that both see the same quiet moments (the ratio is what is reported).
         print("\nprefill (\(length) tokens per sequence, logits at the last token; model FLOPs, causal attention counted once;")
@@ -123,6 +143,10 @@ struct BenchEngine: ParsableCommand {
             if profile { printProfile(model) { _ = model.forward(prefillInputs[i], rows: .last, logits: true) } }
         }
 
+    }
+
+    func runDecode(_ model: Qwen2Model, _ configuration: Qwen2Configuration, _ rng: inout SplitMix64) {
+        func randomTokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % 8192) } }
         print("\ndecode (one token per sequence per step after a \(length)-token prefill; greedy; best of \(rounds) interleaved rounds)")
         let decodeCaches = decodeBatches.map { batch in
             (0..<batch).map { _ in KVCache(configuration: configuration, reservingCapacity: length + decodeSteps + 4) }
@@ -158,6 +182,9 @@ struct BenchEngine: ParsableCommand {
             }
         }
 
+    }
+
+    func runDirect(_ model: Qwen2Model, _ rng: inout SplitMix64) throws {
         print("\ndirect path (user prompt of 20 history lines + <answer>, readout, one GEMM against the item table, top-10)")
         let catalog = Catalog(items: (1...items).map {
             Item(id: "\($0)", title: "Synthetic Movie Number \($0)", year: 1950 + $0 % 50, genres: ["Drama", "Comedy"])
@@ -191,14 +218,6 @@ struct BenchEngine: ParsableCommand {
             print(String(format: "%16d %19.1f %9.2f", batch, Double(batch) / perCall, perCall * 1e3))
         }
 
-        print("load average at the end: \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")")
-        var usage = rusage()
-        #if os(Linux)
-        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        #else
-        getrusage(RUSAGE_SELF, &usage)
-        #endif
-        print(String(format: "\npeak memory (maxrss): %.1f MiB", Double(usage.ru_maxrss) / 1024))
     }
 
     /// Multiply-adds x 2 of one prefill sequence: the layer projections on every token, causal attention (query i
