@@ -116,6 +116,13 @@ public final class Client {
         return packMessage(m)
     }
 
+    /// The last_stream_id of a GOAWAY payload (0 when it does not decode).
+    public static func goAwayLastStreamId(_ payload: [UInt8]) -> UInt32 {
+        guard let g = payload.withUnsafeBufferPointer({ r2ec__v1__go_away__unpack(nil, $0.count, $0.baseAddress) }) else { return 0 }
+        defer { r2ec__v1__go_away__free_unpacked(g, nil) }
+        return g.pointee.last_stream_id
+    }
+
     public static func decodeStatus(_ payload: [UInt8]) throws -> ServingError {
         try ProtoCodec.decode(payload, "Status", unpack: r2ec__v1__status__unpack, free: r2ec__v1__status__free_unpacked) { m in
             ServingError(StatusCode(rawValue: m.pointee.code) ?? .unknown, swiftString(m.pointee.message),
