@@ -34,6 +34,8 @@ public final class Generation {
     private var pending: [[Int]] = []
     /// Logits [vocab] of each chain's last fed token; nil until its prompt has been fed.
     private var lastLogits: [[Float]?] = []
+    /// Per chain: maxNewTokens, lowered when the prompt leaves less room before max_position_embeddings.
+    private var limits: [Int] = []
 
     /// `settings[i]` drives chain i (give one per prompt; more chains can be added later).
     public init(model: Qwen2Model, tokenizer: Tokenizer, prompts: [[Int]] = [], settings: [SamplingSettings] = [],
@@ -53,6 +55,9 @@ public final class Generation {
     @discardableResult
     public func add(prompt: [Int], settings: SamplingSettings) -> Int {
         precondition(!prompt.isEmpty, "a prompt needs at least one token")
+        let room = model.configuration.maxPositionEmbeddings - prompt.count - stopTokens.count
+        precondition(room >= 1, "a prompt of \(prompt.count) tokens leaves no room to generate within max_position_embeddings")
+        limits.append(min(maxNewTokens, room))
         chains.append(Chain())
         caches.append(KVCache(configuration: model.configuration, reservingCapacity: prompt.count + maxNewTokens + 8))
         samplers.append(makeSampler(settings))
@@ -85,7 +90,7 @@ public final class Generation {
             pending[i] = [next]
             if generatedBytes[i].count >= stopBytes.count && Array(generatedBytes[i].suffix(stopBytes.count)) == stopBytes {
                 chains[i].stoppedByModel = true
-            } else if chains[i].tokens.count >= maxNewTokens {
+            } else if chains[i].tokens.count >= limits[i] {
                 chains[i].tokens += stopTokens
                 chains[i].hitLimit = true
                 pending[i] += stopTokens
