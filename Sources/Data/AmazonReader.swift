@@ -24,8 +24,12 @@ enum AmazonReader {
             guard let item = (o["parent_asin"]?.string ?? o["asin"]?.string), !item.isEmpty else {
                 throw malformed(file, line, "review has no parent_asin or asin string")
             }
-            guard let rating = o["rating"]?.number else { throw malformed(file, line, "review has no numeric rating") }
-            guard let t = o["timestamp"]?.number else { throw malformed(file, line, "review has no numeric timestamp") }
+            guard let rating = o["rating"]?.number, Float(rating).isFinite else {
+                throw malformed(file, line, "review has no finite numeric rating")
+            }
+            guard let t = o["timestamp"]?.number, abs(t) < 9e18 else {
+                throw malformed(file, line, "review has no numeric timestamp within +-9e18")
+            }
             // 2023 timestamps are milliseconds; older dumps used seconds.
             let seconds = t > 1e11 ? Int64(t / 1000) : Int64(t)
             builder.add(user: user, item: item, rating: Float(rating), timestamp: seconds)

@@ -88,7 +88,8 @@ enum AtomicReader {
                 if let title { item.title = f[title].text.trimmedASCII }
                 if let year {
                     let t = f[year].text.trimmedASCII
-                    item.year = Int(t) ?? Int(Double(t) ?? 0)
+                    // "1995", "1995.0"; anything else (empty, "nan", "1e999") leaves the year unknown.
+                    item.year = Int(t) ?? Double(t).flatMap { abs($0) < 1e6 ? Int($0) : nil } ?? 0
                 }
                 if let genres {
                     let isSeq = table.types[genres] == .token_seq
