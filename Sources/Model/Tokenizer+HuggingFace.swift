@@ -15,24 +15,40 @@ extension Tokenizer {
         guard let vocab = model["vocab"] as? [String: Any] else {
             throw CheckpointError.invalidTokenizer("model.vocab is missing")
         }
-        var pairs: [(String, Int)] = []
-        for (token, value) in vocab {
-            guard let id = (value as? NSNumber)?.intValue, id >= 0 else {
-                throw CheckpointError.invalidTokenizer("vocab entry \(token) has no integer id")
+        // Ids are checked before they index anything: non-negative integers, below the entry count plus a margin
+        // for holes (a runaway id would allocate the whole range), and one content per id.
+        let limit = vocab.count + ((top["added_tokens"] as? [Any])?.count ?? 0) + 65_536
+        func tokenId(_ value: Any?, _ what: String) throws -> Int {
+            guard let n = value as? NSNumber, let id = Int(exactly: n.doubleValue), id >= 0, id < limit else {
+                throw CheckpointError.invalidTokenizer("\(what) has no integer id in 0..<\(limit)")
             }
-            pairs.append((token, id))
+            return id
         }
+        var pairs: [(String, Int)] = []
+        for (token, value) in vocab { pairs.append((token, try tokenId(value, "vocab entry \(token)"))) }
         var added: [AddedToken] = []
         for entry in top["added_tokens"] as? [[String: Any]] ?? [] {
-            guard let content = entry["content"] as? String, let id = (entry["id"] as? NSNumber)?.intValue else {
+            guard let content = entry["content"] as? String, entry["id"] != nil else {
                 throw CheckpointError.invalidTokenizer("an added_tokens entry lacks content or id")
             }
-            added.append(AddedToken(content: content, id: id, special: entry["special"] as? Bool ?? true))
+            added.append(AddedToken(content: content, id: try tokenId(entry["id"], "added token \(content)"),
+                                    special: entry["special"] as? Bool ?? true))
         }
         let size = max((pairs.map(\.1).max() ?? -1), (added.map(\.id).max() ?? -1)) + 1
-        var tokens = [String](repeating: "", count: size)
-        for (t, id) in pairs { tokens[id] = t }
-        for a in added { tokens[a.id] = a.content }
+        var tokens = [String?](repeating: nil, count: size)
+        for (t, id) in pairs {
+            if let other = tokens[id] { throw CheckpointError.invalidTokenizer("id \(id) is both \(other) and \(t) in model.vocab") }
+            tokens[id] = t
+        }
+        // An added token may repeat its vocab entry (same id, same content), never take another's id.
+        var addedContent: [Int: String] = [:]
+        for a in added {
+            if let other = addedContent[a.id] ?? tokens[a.id], other != a.content {
+                throw CheckpointError.invalidTokenizer("id \(a.id) is both \(other) and the added token \(a.content)")
+            }
+            addedContent[a.id] = a.content
+            tokens[a.id] = a.content
+        }
         var merges: [(String, String)] = []
         for m in model["merges"] as? [Any] ?? [] {
             if let s = m as? String {
@@ -45,7 +61,7 @@ extension Tokenizer {
                 throw CheckpointError.invalidTokenizer("a merge is neither \"a b\" nor [a, b]")
             }
         }
-        try self.init(tokens: tokens, merges: merges, addedTokens: added)
+        try self.init(tokens: tokens.map { $0 ?? "" }, merges: merges, addedTokens: added)
     }
 
     public convenience init(contentsOf path: String) throws {

@@ -1,0 +1,51 @@
+// Inputs the FuzzCheckpoint target (Tests/Fuzz) found breaking the checkpoint and tokenizer loaders, minimised;
+// each must now load correctly or throw CheckpointError.
+import Foundation
+import XCTest
+@testable import Model
+
+final class ModelFuzzRegressionTests: XCTestCase {
+    /// A byte-level vocabulary (all 256 byte tokens) plus `extra` JSON members in "vocab" and the given added tokens.
+    private func tokenizerJSON(extraVocab: String = "", added: String = "[]") -> Data {
+        var vocab: [String] = []
+        for b in 0..<256 {
+            let t = String(ByteLevel.unicodeOfByte[b])
+            let escaped = t == "\"" ? "\\\"" : t == "\\" ? "\\\\" : t
+            vocab.append("\"\(escaped)\":\(b + 3)")
+        }
+        let members = vocab.joined(separator: ",") + extraVocab
+        return Data(#"{"added_tokens":\#(added),"model":{"type":"BPE","merges":[],"vocab":{\#(members)}}}"#.utf8)
+    }
+
+    func testWellFormedFixtureLoads() throws {
+        let t = try Tokenizer(huggingFaceJSON: tokenizerJSON(added: #"[{"content":"<a>","id":0},{"content":"</a>","id":1}]"#))
+        XCTAssertEqual(t.decode(t.encode("x<a>y</a>")), "x<a>y</a>")
+    }
+
+    /// Two added tokens with one id ("<answer>" and "</answer>" both 1) loaded, and "<answer>" decoded as "</answer>".
+    func testAddedTokensSharingAnIdAreRefused() {
+        let json = tokenizerJSON(added: #"[{"content":"<answer>","id":1},{"content":"</answer>","id":1}]"#)
+        XCTAssertThrowsError(try Tokenizer(huggingFaceJSON: json)) { error in
+            guard case CheckpointError.invalidTokenizer(let m) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(m.contains("id 1"), m)
+        }
+    }
+
+    /// Two vocab entries with one id, or an added token taking a vocab token's id, are refused too; an added token
+    /// repeating its own vocab entry (same id, same content, as Hugging Face files do) is accepted.
+    func testVocabIdConflicts() throws {
+        XCTAssertThrowsError(try Tokenizer(huggingFaceJSON: tokenizerJSON(extraVocab: #","zz":3"#)))
+        XCTAssertThrowsError(try Tokenizer(huggingFaceJSON: tokenizerJSON(added: #"[{"content":"<x>","id":3}]"#)))
+        let same = try Tokenizer(huggingFaceJSON: tokenizerJSON(extraVocab: #","<s>":0"#, added: #"[{"content":"<s>","id":0}]"#))
+        XCTAssertEqual(same.encode("<s>"), [0])
+    }
+
+    /// Negative, fractional and runaway ids indexed or allocated before any check (a negative added id trapped,
+    /// 1e12 would allocate a trillion tokens).
+    func testIdsOutOfRangeAreRefused() {
+        for id in ["-1", "2.5", "1e12", "1e300", "\"7\""] {
+            XCTAssertThrowsError(try Tokenizer(huggingFaceJSON: tokenizerJSON(added: #"[{"content":"<x>","id":\#(id)}]"#)), id)
+            XCTAssertThrowsError(try Tokenizer(huggingFaceJSON: tokenizerJSON(extraVocab: #","zz":\#(id)"#)), id)
+        }
+    }
+}
