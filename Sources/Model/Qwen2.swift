@@ -71,10 +71,14 @@ public final class Qwen2Model: @unchecked Sendable {
     /// When set, forward passes add their per-phase times to it (single-threaded callers only).
     nonisolated(unsafe) public var profile: ForwardProfile?
 
-    /// Row counts from which the layers run as a row-parallel pipeline (each thread takes a contiguous block of
-    /// rows through o-proj, MLP and the next layer's QKV with single-threaded GEMMs, so intermediates stay in its
-    /// cache and the threads meet only around attention); smaller batches (decoding) split each GEMM instead.
+    /// Rows from which a batch of many sequences runs sequence-parallel (see `forward`); below, and for batches
+    /// of few sequences, each GEMM is split over the pool instead.
     nonisolated(unsafe) public static var pipelineMinimumRows = 128
+    /// Rows from which a batch of few sequences runs row-parallel (each thread takes a contiguous block of rows
+    /// through o-proj, MLP and the next layer's QKV, meeting the other only around attention), which bounds the
+    /// intermediates of very long inputs. Measured interleaved at 1-4 x 128 tokens, splitting each GEMM was 1-3
+    /// points of sgemm peak faster, hence the high default.
+    nonisolated(unsafe) public static var rowParallelMinimumRows = 4096
     /// Rows per single-threaded GEMM inside a pipeline block (OpenBLAS reaches its peak from about 128 rows).
     nonisolated(unsafe) public static var pipelineChunk = 512
 
@@ -164,7 +168,7 @@ public final class Qwen2Model: @unchecked Sendable {
                         }
                     }
                     profile?.lap("sequence-parallel layers")
-                } else if total >= Self.pipelineMinimumRows {
+                } else if total >= Self.rowParallelMinimumRows {
                     // Few long sequences: each thread owns a contiguous block of rows from one attention to the next.
                     let scratch = (0..<threads).map { _ in LayerScratch(configuration: c, rows: Self.pipelineChunk) }
                     func rowParallel(_ body: (Int, Int, LayerScratch) -> Void) {

@@ -54,10 +54,11 @@ struct BenchEngine: ParsableCommand {
                                                numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 8192,
                                                tieWordEmbeddings: true, maxPositionEmbeddings: 4096)
         let model = try Qwen2Model(randomWith: configuration, seed: 1)
-        if let pipelineFrom { Qwen2Model.pipelineMinimumRows = pipelineFrom }
+        if let pipelineFrom { Qwen2Model.pipelineMinimumRows = pipelineFrom; Qwen2Model.rowParallelMinimumRows = pipelineFrom }
         if let chunk { Qwen2Model.pipelineChunk = chunk }
         print("load average: \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")"
-              + "; schedules: parallel from \(Qwen2Model.pipelineMinimumRows) rows, blocks of \(Qwen2Model.pipelineChunk)")
+              + "; schedules: sequence-parallel from \(Qwen2Model.pipelineMinimumRows) rows, row-parallel from "
+              + "\(Qwen2Model.rowParallelMinimumRows), blocks of \(Qwen2Model.pipelineChunk)")
         print("model: d_model 256, 4 layers, 4 heads (2 KV heads), SwiGLU 704, vocab 8192, tied head; "
               + "\(model.parameterCount) parameters")
         print("BLAS: \(BLAS.description); pool threads: \(ThreadPool.shared.threadCount)")
@@ -79,6 +80,7 @@ struct BenchEngine: ParsableCommand {
                     transB: peak.transB, threading: peak.threading, seconds: seconds / 4).gflops)
                 for (si, schedule) in schedules.enumerated() {
                     Qwen2Model.pipelineMinimumRows = schedule.1; Qwen2Model.pipelineChunk = schedule.2
+                    Qwen2Model.rowParallelMinimumRows = schedule.1
                     Qwen2Model.queryBlock = schedule.3
                     for (i, sequences) in inputs.enumerated() {
                         best[si][i] = min(best[si][i], GEMMBenchmark.bestSecondsPerCall(seconds: seconds / 8, trials: 2) {

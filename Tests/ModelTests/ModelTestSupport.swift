@@ -12,10 +12,11 @@ enum Fixtures {
         ("kernel by kernel", 10_000, 256), ("row-parallel", 1, 4), ("sequence-parallel", 1, 4)]
 
     static func withSchedule<T>(_ schedule: (name: String, pipelineFrom: Int, chunk: Int), _ body: () throws -> T) rethrows -> T {
-        let saved = (Qwen2Model.pipelineMinimumRows, Qwen2Model.pipelineChunk)
+        let saved = (Qwen2Model.pipelineMinimumRows, Qwen2Model.rowParallelMinimumRows, Qwen2Model.pipelineChunk)
         Qwen2Model.pipelineMinimumRows = schedule.pipelineFrom
+        Qwen2Model.rowParallelMinimumRows = schedule.pipelineFrom
         Qwen2Model.pipelineChunk = schedule.chunk
-        defer { (Qwen2Model.pipelineMinimumRows, Qwen2Model.pipelineChunk) = saved }
+        defer { (Qwen2Model.pipelineMinimumRows, Qwen2Model.rowParallelMinimumRows, Qwen2Model.pipelineChunk) = saved }
         return try body()
     }
 
