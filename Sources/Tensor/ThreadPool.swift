@@ -26,16 +26,19 @@ public final class ThreadPool: @unchecked Sendable {
 
     // The current job: written by the caller before `ticket` publishes it, read by workers after they claim an
     // index of it. `ticket` packs (generation << 32 | next index), so a claim names its job: a worker that arrives
-    // after the job ended finds a different generation or no index left, and never touches a stale closure.
+    // after the job ended finds a different generation or no index left, and never touches a stale closure. When a
+    // job ends the caller sets its index field to `exhausted`, so that a late worker pairing the old generation
+    // with the next job's count (read while the caller sets up that job) cannot claim an index either.
     private var job: ((Int) -> Void)?
-    private var jobCount = 0
+    private let jobCount = Atomic<Int>(0)
+    private static let exhausted = 0xFFFF_FFFF
     private let ticket = Atomic<Int>(0)
     private let completed = Atomic<Int>(0)       // items of the current job finished by workers
 
     private let sleep = NSCondition()            // guards the two fields below; wakes sleeping threads
     private var sleepingWorkers = 0
     private var callerSleeping = false
-    private let busy = Mutex<Bool>(false)        // a job is running: other callers run inline
+    private let busy = Atomic<Bool>(false)       // a job is running: other callers run inline
 
     private static let insideKey: pthread_key_t = {
         var key = pthread_key_t()
@@ -70,7 +73,7 @@ public final class ThreadPool: @unchecked Sendable {
         ThreadPool.isInside = true
         withoutActuallyEscaping(body) { escapable in
             job = escapable
-            jobCount = n
+            jobCount.store(n, ordering: .relaxed)
             completed.store(0, ordering: .relaxed)
             let generation = ((ticket.load(ordering: .relaxed) >> 32) + 1) & 0x7FFF_FFFF  // wraps, never repeats the last
             sleep.lock()
@@ -81,10 +84,11 @@ public final class ThreadPool: @unchecked Sendable {
             var doneHere = 0
             while let i = claim(generation: generation, count: n) { escapable(i); doneHere += 1 }
             waitUntilCompleted(n - doneHere)
+            ticket.store(generation << 32 | ThreadPool.exhausted, ordering: .releasing)
             job = nil
         }
         ThreadPool.isInside = false
-        busy.withLock { $0 = false }
+        busy.store(false, ordering: .releasing)
     }
 
     /// Runs `body(range)` over `threadCount` contiguous, nearly equal slices of 0..<n (fewer when n is small
@@ -97,11 +101,7 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     private func tryAcquire() -> Bool {
-        busy.withLock { running in
-            if running { return false }
-            running = true
-            return true
-        }
+        busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
     }
 
     /// The next unclaimed index of job `generation`, or nil when that job has none left (or has ended).
@@ -151,7 +151,7 @@ public final class ThreadPool: @unchecked Sendable {
             let current = ticket.load(ordering: .acquiring)
             seenGeneration = current >> 32
             // jobCount belongs to this generation as long as the job has an unclaimed index (see `ticket`).
-            let n = jobCount
+            let n = jobCount.load(ordering: .relaxed)
             while let i = claim(generation: seenGeneration, count: n) {
                 runItem(i)
                 completed.wrappingAdd(1, ordering: .releasing)
