@@ -150,19 +150,26 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     // MARK: Reasoning
 
     /// Reasoning for each history (chains decoded together, one batched step per token), then the recommendation
-    /// head on each chain's last token. Chain i samples with `settings` and seed settings.seed + i.
+    /// head on each chain's last token. With `chainsPerHistory` G > 1, each history's prompt is prefilled once and
+    /// G chains continue it (RecPO's groups); results are grouped by history: index q * G + g. Chain i samples with
+    /// `settings` and seed settings.seed + i.
     public func reason(_ histories: [UserHistory], targetTimes: [Int64]? = nil,
-                       settings: SamplingSettings = .greedy, maxNewTokens: Int = 256) -> [ReasoningResult] {
+                       settings: SamplingSettings = .greedy, maxNewTokens: Int = 256,
+                       chainsPerHistory: Int = 1) -> [ReasoningResult] {
+        precondition(chainsPerHistory >= 1)
         if histories.isEmpty { return [] }
         let prompts = histories.indices.map { q in
             userTokens(DualHeadFormat.reasoningText(userPrompt: userPrompt(histories[q], targetTime: targetTimes?[q])))
         }
-        let perChain = histories.indices.map { i -> SamplingSettings in
-            var s = settings; s.seed = settings.seed &+ UInt64(i); return s
-        }
         let room = model.configuration.maxPositionEmbeddings - (prompts.map(\.count).max() ?? 0) - 8
-        let generation = Generation(model: model, tokenizer: tokenizer, prompts: prompts, settings: perChain,
+        let generation = Generation(model: model, tokenizer: tokenizer,
                                     maxNewTokens: max(1, min(maxNewTokens, room)), stopText: Prompts.answerTag)
+        for (q, prompt) in prompts.enumerated() {
+            let group = (0..<chainsPerHistory).map { g -> SamplingSettings in
+                var s = settings; s.seed = settings.seed &+ UInt64(q * chainsPerHistory + g); return s
+            }
+            generation.addGroup(prompt: prompt, settings: group)
+        }
         let chains = generation.run()
         let d = model.configuration.hiddenSize, items = catalog.count
         let unit = FloatBuffer(shape: [chains.count, d])

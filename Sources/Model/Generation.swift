@@ -36,6 +36,8 @@ public final class Generation {
     private var lastLogits: [[Float]?] = []
     /// Per chain: maxNewTokens, lowered when the prompt leaves less room before max_position_embeddings.
     private var limits: [Int] = []
+    /// Per chain: the chain whose prefill it shares (it copies that chain's cache and logits once they exist).
+    private var leader: [Int?] = []
 
     /// `settings[i]` drives chain i (give one per prompt; more chains can be added later).
     public init(model: Qwen2Model, tokenizer: Tokenizer, prompts: [[Int]] = [], settings: [SamplingSettings] = [],
@@ -64,12 +66,31 @@ public final class Generation {
         generatedBytes.append([])
         pending.append(prompt)
         lastLogits.append(nil)
+        leader.append(nil)
         return chains.count - 1
+    }
+
+    /// Starts one chain per element of `settings`, all continuing `prompt`, which is prefilled ONCE (the first
+    /// chain's pass) and then copied (KV cache and logits) into the others: G sampled chains per user, as RecPO
+    /// draws them, cost one prefill. Returns the chains' indices.
+    @discardableResult
+    public func addGroup(prompt: [Int], settings: [SamplingSettings]) -> [Int] {
+        guard let first = settings.first else { return [] }
+        let head = add(prompt: prompt, settings: first)
+        var indices = [head]
+        for s in settings.dropFirst() {
+            let i = add(prompt: prompt, settings: s)
+            caches[i] = KVCache(configuration: model.configuration, reservingCapacity: 1)  // replaced by the copy
+            leader[i] = head
+            indices.append(i)
+        }
+        return indices
     }
 
     /// Stops chain `index` at once and frees its cache.
     public func cancel(_ index: Int) {
         guard !chains[index].isDone else { return }
+        precondition(!leader.contains { $0 == index }, "cancel a group's followers before its first chain is prefilled")
         chains[index].cancelled = true
         caches[index] = KVCache(configuration: model.configuration, reservingCapacity: 1)
         lastLogits[index] = nil
@@ -96,7 +117,7 @@ public final class Generation {
                 pending[i] += stopTokens
             }
         }
-        let live = chains.indices.filter { !chains[$0].isDone }
+        let live = chains.indices.filter { !chains[$0].isDone && leader[$0] == nil }
         let output = model.forward(live.map { pending[$0] }, caches: live.map { caches[$0] }, rows: .last)
         let d = model.configuration.hiddenSize, vocab = model.configuration.vocabSize
         for (r, i) in live.enumerated() {
@@ -108,6 +129,16 @@ public final class Generation {
                 lastLogits[i] = Array(UnsafeBufferPointer(start: output.logits!.data + r * vocab, count: vocab))
             }
             pending[i] = []
+        }
+        // Followers whose leader has just been prefilled start from a copy of its state.
+        for i in chains.indices where leader[i] != nil && !chains[i].isDone {
+            let head = leader[i]!
+            guard lastLogits[head] != nil, chains[head].tokens.isEmpty else { continue }
+            caches[i] = caches[head].copy()
+            caches[i].reserve(caches[head].offset + limits[i] + stopTokens.count + 1)
+            lastLogits[i] = lastLogits[head]
+            pending[i] = []
+            leader[i] = nil
         }
         return !isFinished
     }

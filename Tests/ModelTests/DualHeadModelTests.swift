@@ -78,4 +78,20 @@ final class DualHeadModelTests: XCTestCase {
         let reread = try SafetensorsFile(path: path)
         XCTAssertEqual(reread.metadata["weights_hash"], second.itemTable.weightsHash)
     }
+
+    func testChainsPerHistoryEqualRepeatedHistories() throws {
+        let model = try Fixtures.randomModel(Fixtures.tinyHead16, seed: 14)
+        let tokenizer = try Fixtures.tokenizer()
+        let dual = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
+                                     progress: false)
+        let histories = [UserHistory(items: [1, 2]), UserHistory(items: [3])]
+        let sampling = SamplingSettings(temperature: 1.5, topK: 50, seed: 9)
+        let grouped = dual.reason(histories, settings: sampling, maxNewTokens: 8, chainsPerHistory: 3)
+        let repeated = dual.reason(histories.flatMap { Array(repeating: $0, count: 3) }, settings: sampling, maxNewTokens: 8)
+        XCTAssertEqual(grouped.map(\.tokens), repeated.map(\.tokens))
+        for (a, b) in zip(grouped, repeated) {
+            for i in 0..<catalog.count { XCTAssertEqual(a.scores[i], b.scores[i], accuracy: 2e-3) }
+        }
+    }
 }
+

@@ -110,4 +110,28 @@ final class KVCacheTests: XCTestCase {
             XCTAssertLessThan(maxDiff(chains[index].readout!, alone[i].readout!), 1e-4)
         }
     }
+
+    func testAGroupSharesOnePrefillAndEqualsSeparateChains() throws {
+        let model = try Fixtures.randomModel(Fixtures.tinyHead16, seed: 13)
+        let tokenizer = try Fixtures.tokenizer()
+        let prompt = Array(40..<75)
+        let settings = [SamplingSettings.greedy, SamplingSettings(temperature: 1.2, topK: 40, seed: 5),
+                        SamplingSettings(temperature: 0.8, topP: 0.9, seed: 6)]
+        let generation = Generation(model: model, tokenizer: tokenizer, maxNewTokens: 14)
+        let other = generation.add(prompt: [1, 2, 3], settings: .greedy)
+        let group = generation.addGroup(prompt: prompt, settings: settings)
+        generation.step()
+        // The first pass fed the group's prompt once: 3 + 35 rows, not 3 + 3 x 35.
+        XCTAssertEqual(generation.caches[group[0]].offset, prompt.count)
+        XCTAssertEqual(generation.caches[group[2]].offset, prompt.count)
+        let chains = generation.run()
+        for (g, index) in group.enumerated() {
+            let alone = Generation(model: model, tokenizer: tokenizer, prompts: [prompt], settings: [settings[g]],
+                                   maxNewTokens: 14).run()[0]
+            XCTAssertEqual(chains[index].tokens, alone.tokens)
+            XCTAssertLessThan(maxDiff(chains[index].readout!, alone.readout!), 1e-4)
+        }
+        XCTAssertNotNil(chains[other].readout)
+    }
 }
+
