@@ -43,18 +43,13 @@ public final class ReasoningScheduler: @unchecked Sendable {
         enum State { case prompt, generating, finishing }
         let request: Request
         let cache: KVCache
-        var sampler: any TokenSampler
+        var decoder: ChainDecoder
         var state = State.prompt
         var prompt: [Int]
         var promptFed = 0
         /// Tokens to feed in the next step (decoding: the last sampled token; finishing: it plus the stop text).
         var feed: [Int] = []
-        /// Tokens the model sampled (the stop text appended at the limit is not among them).
-        var generated: [Int] = []
-        var bytes: [UInt8] = []
         var streamedBytes = 0
-        /// Reasoning tokens this chain may write (the request's limit, capped by the model's context).
-        let maxTokens: Int
         /// KV-cache tokens held for this chain.
         let reserved: Int
         var readout: [Float]?
@@ -62,10 +57,10 @@ public final class ReasoningScheduler: @unchecked Sendable {
         init(_ r: Request, prompt: [Int], maxTokens: Int, configuration: Qwen2Configuration) {
             request = r
             self.prompt = prompt
-            self.maxTokens = maxTokens
             reserved = prompt.count + maxTokens + r.dual.answerTokens.count + 1
             cache = KVCache(configuration: configuration, reservingCapacity: reserved)
-            sampler = makeSampler(r.sampling)
+            decoder = ChainDecoder(tokenizer: r.dual.tokenizer, settings: r.sampling, maxNewTokens: maxTokens,
+                                   stopText: Prompts.answerTag)
         }
     }
 
@@ -219,10 +214,10 @@ public final class ReasoningScheduler: @unchecked Sendable {
             case .prompt where s.promptFed < s.prompt.count:
                 continue  // more prompt chunks to come
             case .prompt, .generating:
-                s.state = .generating
-                let next = s.sampler.sample(out.logits!.data + row * vocab, count: vocab)
+                s.feed = s.decoder.next(logits: out.logits!.data + row * vocab, vocab: vocab)
+                s.state = s.decoder.isFinishing ? .finishing : .generating
                 decoded += 1
-                append(next, to: s)
+                stream(s)
             }
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -231,39 +226,21 @@ public final class ReasoningScheduler: @unchecked Sendable {
         finishReadOut()
     }
 
-    /// Adds a sampled token, streams the text it completes, and moves the chain to finishing at `<answer>` or its limit.
-    private func append(_ token: Int, to s: Slot) {
-        let stop = s.request.dual.answerTokens
-        s.generated.append(token)
-        s.bytes += s.request.dual.tokenizer.decodeBytes([token])
-        let stopBytes = Array(Prompts.answerTag.utf8)
-        if s.bytes.count >= stopBytes.count && Array(s.bytes.suffix(stopBytes.count)) == stopBytes {
-            s.state = .finishing
-            s.feed = [token]
-        } else if s.generated.count >= s.maxTokens {
-            s.bytes += Array(Prompts.answerTag.utf8)
-            s.state = .finishing
-            s.feed = [token] + stop
-        } else {
-            s.feed = [token]
-        }
-        stream(s)
-    }
-
     /// Sends the longest valid UTF-8 text not streamed yet.
     private func stream(_ s: Slot) {
         guard let onDelta = s.request.onDelta else { return }
-        var end = s.bytes.count
+        let bytes = s.decoder.bytes
+        var end = bytes.count
         // Hold back an incomplete multi-byte sequence at the end.
         var back = 0
-        while back < min(3, end - s.streamedBytes), (s.bytes[end - 1 - back] & 0xC0) == 0x80 { back += 1 }
+        while back < min(3, end - s.streamedBytes), (bytes[end - 1 - back] & 0xC0) == 0x80 { back += 1 }
         if end - 1 - back >= s.streamedBytes {
-            let lead = s.bytes[end - 1 - back]
+            let lead = bytes[end - 1 - back]
             let need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
             if need > back + 1 { end = end - 1 - back }
         }
         guard end > s.streamedBytes else { return }
-        let text = String(decoding: s.bytes[s.streamedBytes..<end], as: UTF8.self)
+        let text = String(decoding: bytes[s.streamedBytes..<end], as: UTF8.self)
         s.streamedBytes = end
         onDelta(text)
     }
@@ -286,9 +263,9 @@ public final class ReasoningScheduler: @unchecked Sendable {
                     let r = s.request
                     let row = UnsafeBufferPointer(rebasing: all[(i * n)..<((i + 1) * n)])
                     let items = RecommendService.answer(r.prepared, scores: row, model: r.model, probabilities: r.probabilities)
-                    let text = String(decoding: s.bytes, as: UTF8.self)
+                    let text = String(decoding: s.decoder.bytes, as: UTF8.self)
                     r.done(.success(RecommendResult(items: items, reasoning: r.returnReasoning ? text : "",
-                                                    model: r.model.name, reasoningTokens: s.generated.count)))
+                                                    model: r.model.name, reasoningTokens: s.decoder.sampled)))
                 }
             }
         }
