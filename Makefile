@@ -11,17 +11,20 @@ SWIFT_BUILD_FLAGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 7878
 DATASET ?= data/ml-100k
-SERVE_MODELS ?= popularity wals
+MODEL_DIR ?= models/default
+# The first model is the default one: the dual-head network, with the classic baselines beside it.
+SERVE_MODELS ?= $(MODEL_DIR) wals popularity
 # The Python suite (clients/python/tests) also drives the shell client against the same real server.
 # Tests run the Swift reference tests with the venv's python3 (numpy) first on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help deps deps-system deps-python data build release serve test test-swift test-python \
+.PHONY: help deps deps-system deps-python data build release serve train test test-swift test-python \
         check-protos protos clean
 
 help:
 	@echo "make serve   install what is missing, fetch the dataset, build release, serve on $(HOST):$(PORT)"
 	@echo "make test    install what is missing, build, run the Swift, Python-client and shell-client tests"
+	@echo "make train   the full training recipe (configs/full.json) into models/full"
 	@echo "make data | build | release | protos | clean"
 
 deps: deps-system deps-python
@@ -52,7 +55,17 @@ build: deps-system
 release: deps-system
 	swift build -c release --product r2ec $(SWIFT_BUILD_FLAGS)
 
-serve: deps data release
+# The quick default recipe, trained once when no checkpoint is there (into a scratch folder, then moved, so an
+# interrupted run never leaves a half-written model behind).
+$(MODEL_DIR)/model.safetensors: | deps data release
+	rm -rf $(MODEL_DIR).partial
+	.build/release/r2ec train --config configs/default.json --dataset $(DATASET) --out $(MODEL_DIR).partial
+	rm -rf $(MODEL_DIR) && mv $(MODEL_DIR).partial $(MODEL_DIR)
+
+train: deps data release
+	.build/release/r2ec train --config configs/full.json --dataset $(DATASET) --out models/full
+
+serve: deps data release $(MODEL_DIR)/model.safetensors
 	.build/release/r2ec serve --host $(HOST) --port $(PORT) --dataset $(DATASET) $(addprefix --model ,$(SERVE_MODELS))
 
 test: deps data check-protos test-swift test-python
