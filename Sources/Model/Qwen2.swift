@@ -231,8 +231,8 @@ public final class Qwen2Model: @unchecked Sendable {
         var logits: FloatBuffer? = nil
         if wantLogits {
             let out = FloatBuffer(shape: [sourceRows.count, c.vocabSize])
-            GEMM.forward(m: sourceRows.count, n: c.vocabSize, k: d, a: hidden.data, b: weights.lmHead, transB: true,
-                         c: out.data)
+            project(false, rows: sourceRows.count, n: c.vocabSize, k: d, x: hidden.data, ldx: d, weight: weights.lmHead,
+                    out: out.data, ldo: c.vocabSize, beta: 0)
             logits = out
         }
         profile?.lap("final norm + lm head")
