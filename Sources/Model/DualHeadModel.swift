@@ -84,7 +84,12 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
             let tokens = texts.map { DualHeadFormat.keepingHead(tokenizer.encode($0), tail: tail, limit: limit) }
             let built = ItemTable.build(model: model, itemTokens: tokens, weightsHash: weightsHash,
                                         promptsHash: promptsHash, progress: progress)
-            if let cachePath { try built.save(to: cachePath) }
+            if let cachePath {
+                // A read-only checkpoint directory costs a rebuild next time, not the model.
+                do { try built.save(to: cachePath) } catch {
+                    FileHandle.standardError.write(Foundation.Data("warning: item table not cached at \(cachePath): \(error)\n".utf8))
+                }
+            }
             table = built
         }
         self.init(model: model, tokenizer: tokenizer, catalog: catalog, itemTable: table!, tau: tau)
