@@ -1,5 +1,6 @@
 // Choosing the next token from a row of logits: greedy (arg-max, ties to the smaller id) or seeded random
 // sampling with temperature, top-k and top-p (nucleus) filters, in that order.
+import Data
 import Foundation
 
 public struct SamplingSettings: Sendable, Equatable {
@@ -42,17 +43,19 @@ public struct RandomSampler: TokenSampler {
     }
 
     public mutating func sample(_ logits: UnsafePointer<Float>, count: Int) -> Int {
-        // Candidates by descending logit (ties: smaller id first), cut to top-k before any exp.
-        var order = Array(0..<count)
-        let k = settings.topK > 0 ? min(settings.topK, count) : count
-        if k < count {
-            order.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
-            order.removeSubrange(k...)
+        // Candidates by descending logit (ties: smaller id first). Top-k selects with a bounded heap (O(n log k)):
+        // sorting the whole vocabulary for every token of every chain cost as much as the decode step itself.
+        let candidates: [Int]
+        if settings.topK > 0 && settings.topK < count {
+            candidates = Ranking.topK(UnsafeBufferPointer(start: logits, count: count), k: settings.topK).map(\.index)
+        } else if settings.topP < 1 {
+            candidates = (0..<count).sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
         } else {
-            order.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+            candidates = Array(0..<count)   // the whole softmax: order does not change the distribution
         }
-        let maxLogit = logits[order[0]]
-        var probabilities = order.map { Double(Foundation.exp((logits[$0] - maxLogit) / settings.temperature)) }
+        var maxLogit = -Float.infinity
+        for i in candidates { maxLogit = max(maxLogit, logits[i]) }
+        var probabilities = candidates.map { Double(Foundation.exp((logits[$0] - maxLogit) / settings.temperature)) }
         var total = probabilities.reduce(0, +)
         if settings.topP < 1 {
             var kept = 0, mass = 0.0
@@ -67,9 +70,9 @@ public struct RandomSampler: TokenSampler {
         var u = Double(rng.nextUniform()) * total
         for (i, p) in probabilities.enumerated() {
             u -= p
-            if u < 0 { return order[i] }
+            if u < 0 { return candidates[i] }
         }
-        return order[probabilities.count - 1]
+        return candidates[probabilities.count - 1]
     }
 }
 

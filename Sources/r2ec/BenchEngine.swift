@@ -170,6 +170,13 @@ struct BenchEngine: ParsableCommand {
             }
         }
         let decodeBest = stepTimes.map { $0.sorted()[$0.count / 2] }
+        // RecPO-style sampling cost per token, to compare with a decode step.
+        var sampler = RandomSampler(settings: SamplingSettings(temperature: 1.5, topK: 100, seed: 1))
+        let logits = (0..<8192).map { _ in Float(rng.nextGaussian()) }
+        let sampleSeconds = logits.withUnsafeBufferPointer { p in
+            GEMMBenchmark.bestSecondsPerCall(seconds: 0.2, trials: 3) { _ = sampler.sample(p.baseAddress!, count: 8192) }
+        }
+        print(String(format: "sampling (temperature 1.5, top-k 100, vocab 8192): %.1f us per token", sampleSeconds * 1e6))
         print("batch   tokens/s   ms/step   GFLOP/s   vs batch 1")
         for (i, batch) in decodeBatches.enumerated() {
             let rate = Double(batch) / decodeBest[i]
