@@ -102,10 +102,22 @@ public final class Generation {
     @discardableResult
     public func step() -> Bool {
         if isFinished { return false }
-        // Sample the next token of every chain that has logits (i.e. has been prefilled).
-        for i in chains.indices where !chains[i].isDone {
-            guard let logits = lastLogits[i] else { continue }
-            let next = logits.withUnsafeBufferPointer { samplers[i].sample($0.baseAddress!, count: $0.count) }
+        // Sample the next token of every chain that has logits (i.e. has been prefilled), chains spread over the
+        // pool: each owns its sampler, and top-k sampling costs tens of microseconds per chain.
+        let sampling = chains.indices.filter { !chains[$0].isDone && lastLogits[$0] != nil }
+        var sampled = [Int](repeating: 0, count: sampling.count)
+        samplers.withUnsafeMutableBufferPointer { samplerBuffer in
+            sampled.withUnsafeMutableBufferPointer { out in
+                ThreadPool.shared.parallelFor(sampling.count) { j in
+                    let i = sampling[j]
+                    out[j] = lastLogits[i]!.withUnsafeBufferPointer {
+                        samplerBuffer[i].sample($0.baseAddress!, count: $0.count)
+                    }
+                }
+            }
+        }
+        for (j, i) in sampling.enumerated() {
+            let next = sampled[j]
             chains[i].tokens.append(next)
             generatedBytes[i] += tokenizer.decodeBytes([next])
             pending[i] = [next]
