@@ -19,12 +19,14 @@ SERVE_MODELS ?= $(MODEL_DIR) wals popularity
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help deps deps-system deps-python data build release serve train test test-swift test-python \
-        check-protos protos clean
+        check-protos protos clean fuzz-smoke test-sanitizers
 
 help:
 	@echo "make serve   install what is missing, fetch the dataset, build release, serve on $(HOST):$(PORT)"
 	@echo "make test    install what is missing, build, run the Swift, Python-client and shell-client tests"
 	@echo "make train   the full training recipe (configs/full.json) into models/full"
+	@echo "make fuzz-smoke        every libFuzzer target of Tests/Fuzz for FUZZ_SECONDS (default 20) each"
+	@echo "make test-sanitizers   the Swift tests under AddressSanitizer and ThreadSanitizer (.build-asan, .build-tsan)"
 	@echo "make data | build | release | protos | clean"
 
 deps: deps-system deps-python
@@ -80,6 +82,14 @@ test-swift: deps-system
 
 test-python: deps-python build
 	R2EC_BIN=$(CURDIR)/.build/debug/r2ec $(PY) -m pytest clients/python/tests -q
+
+# Reliability checks (docs/reliability.md); .ci/run runs both after `make test`.
+FUZZ_SECONDS ?= 20
+fuzz-smoke: deps-system
+	scripts/fuzz.sh all $(FUZZ_SECONDS)
+
+test-sanitizers: deps-system deps-python
+	scripts/sanitizers.sh address thread
 
 protos: deps-system
 	scripts/gen-protos.sh
