@@ -4,7 +4,8 @@
 # exits non-zero when any target crashes (the input is kept under Tests/Fuzz/.build/artifacts/TARGET/).
 #   scripts/fuzz.sh [TARGET|all] [SECONDS]      e.g. scripts/fuzz.sh FuzzFrames 600, scripts/fuzz.sh all 20
 # Environment: FUZZ_FLAGS (extra libFuzzer flags), FUZZ_NICE (default 19), FUZZ_KEEP_CORPUS=1 to keep the corpus
-# grown by earlier runs (Tests/Fuzz/.build/corpus/TARGET) instead of starting from the seeds.
+# grown by earlier runs (Tests/Fuzz/.build/corpus/TARGET) instead of starting from the seeds, FUZZ_SKIP_BUILD=1 to
+# run the binaries already built.
 # Every swift invocation takes the shared build lock (/tmp/r2ec-swift.lock) when flock exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,16 +23,19 @@ BUILD="$PKG/.build"
 lock=()
 command -v flock >/dev/null && lock=(flock /tmp/r2ec-swift.lock)
 
-echo "fuzz.sh: building ${selected[*]} (-sanitize=fuzzer,address)"
 start=$(date +%s)
-# One build for all selected products: SwiftPM builds a single --product per call, so loop but share the cache.
+[[ "${FUZZ_SKIP_BUILD:-0}" == 1 ]] || echo "fuzz.sh: building ${selected[*]} (-sanitize=fuzzer,address)"
+# SwiftPM builds one --product per call; the calls share the build cache.
 for t in "${selected[@]}"; do
+  [[ "${FUZZ_SKIP_BUILD:-0}" == 1 ]] && break
   "${lock[@]}" swift build --package-path "$PKG" -Xswiftc -sanitize=fuzzer,address -Xswiftc -use-ld=lld \
     -Xcc -fsanitize=fuzzer-no-link,address --product "$t" 2>&1 | grep -E "error|warning: unable|Compiling|Build of" \
     | grep -v "^\[.*Compiling" || true
-  [[ -x "$BUILD/debug/$t" ]] || { echo "fuzz.sh: build of $t failed" >&2; exit 1; }
 done
-echo "fuzz.sh: built in $(( $(date +%s) - start )) s"
+for t in "${selected[@]}"; do
+  [[ -x "$BUILD/debug/$t" ]] || { echo "fuzz.sh: no $BUILD/debug/$t (build failed?)" >&2; exit 1; }
+done
+[[ "${FUZZ_SKIP_BUILD:-0}" == 1 ]] || echo "fuzz.sh: built in $(( $(date +%s) - start )) s"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}"
 export SWIFT_BACKTRACE=enable=no  # the runtime backtracer trips ASan after a Swift trap
