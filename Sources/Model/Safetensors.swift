@@ -73,6 +73,15 @@ public struct SafetensorsFile: @unchecked Sendable {
             guard entry.begin >= 0, entry.begin <= entry.end, shape.allSatisfy({ $0 >= 0 }) else {
                 throw CheckpointError.malformedHeader(file: path, detail: "entry \(name) has invalid offsets or shape")
             }
+            // The element count (and its byte size) must be representable before anything multiplies or allocates it.
+            var count = 8
+            for d in shape {
+                let (product, overflow) = count.multipliedReportingOverflow(by: d)
+                guard !overflow else {
+                    throw CheckpointError.malformedHeader(file: path, detail: "entry \(name) has a shape \(shape) too large to address")
+                }
+                count = product
+            }
             guard entry.end <= dataLength else {
                 throw CheckpointError.truncated(file: path,
                     detail: "tensor \(name) ends at byte \(entry.end) of the data section, which has \(dataLength)")
@@ -124,6 +133,10 @@ public struct SafetensorsFile: @unchecked Sendable {
     /// Tensor `name` as a new Float array.
     public func array(_ name: String, expectedShape: [Int]? = nil) throws -> [Float] {
         guard let entry = entries[name] else { throw CheckpointError.missingTensor(name: name, file: path) }
+        // Only a known dtype's size is checked against the file: refuse the others before allocating.
+        guard SafetensorsDType(rawValue: entry.dtypeName) != nil else {
+            throw CheckpointError.unsupportedDType(name: name, dtype: entry.dtypeName)
+        }
         var out = [Float](repeating: 0, count: entry.elementCount)
         try out.withUnsafeMutableBufferPointer { try read(name, into: $0, expectedShape: expectedShape) }
         return out

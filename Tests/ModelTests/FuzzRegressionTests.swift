@@ -48,4 +48,28 @@ final class ModelFuzzRegressionTests: XCTestCase {
             XCTAssertThrowsError(try Tokenizer(huggingFaceJSON: tokenizerJSON(extraVocab: #","zz":\#(id)"#)), id)
         }
     }
+
+    /// A safetensors file whose header is `json`, with `data` after it.
+    private func safetensors(_ json: String, data: [UInt8] = []) -> Data {
+        var out = Data()
+        var length = UInt64(json.utf8.count).littleEndian
+        withUnsafeBytes(of: &length) { out.append(contentsOf: $0) }
+        return out + Data(json.utf8) + Data(data)
+    }
+
+    /// A shape whose element count overflows Int trapped in `elementCount`; an unknown dtype with a huge shape
+    /// allocated the whole tensor in `array` before `read` refused the dtype.
+    func testHugeShapesAreRefusedBeforeAnyAllocation() throws {
+        XCTAssertThrowsError(try SafetensorsFile(bytes: safetensors(
+            #"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}}"#)))
+        XCTAssertThrowsError(try SafetensorsFile(bytes: safetensors(
+            #"{"a":{"dtype":"I8","shape":[3037000500,3037000500],"data_offsets":[0,0]}}"#)))
+        XCTAssertThrowsError(try SafetensorsFile(bytes: safetensors(
+            #"{"a":{"dtype":"F16","shape":[1e300],"data_offsets":[0,2]}}"#, data: [0, 0])))
+        let f = try SafetensorsFile(bytes: safetensors(#"{"a":{"dtype":"I8","shape":[1099511627776],"data_offsets":[0,1]}}"#,
+                                                       data: [1]))
+        XCTAssertThrowsError(try f.array("a")) { error in
+            XCTAssertEqual(error as? CheckpointError, .unsupportedDType(name: "a", dtype: "I8"))
+        }
+    }
 }
