@@ -28,6 +28,9 @@ public struct Qwen2Configuration: Codable, Sendable, Equatable {
         case tieWordEmbeddings = "tie_word_embeddings"
         case maxPositionEmbeddings = "max_position_embeddings"
         case modelType = "model_type"
+        case architectures
+        case torchDType = "torch_dtype"
+        case hiddenAct = "hidden_act"
     }
 
     public init(hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
@@ -61,6 +64,25 @@ public struct Qwen2Configuration: Codable, Sendable, Equatable {
         modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? "qwen2"
     }
 
+    /// Writes the fields above plus the ones Hugging Face's loader expects of a Qwen2 checkpoint written in F32.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(intermediateSize, forKey: .intermediateSize)
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encode(numKeyValueHeads, forKey: .numKeyValueHeads)
+        try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(rmsNormEps, forKey: .rmsNormEps)
+        try c.encode(ropeTheta, forKey: .ropeTheta)
+        try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
+        try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
+        try c.encode(modelType, forKey: .modelType)
+        try c.encode(["Qwen2ForCausalLM"], forKey: .architectures)
+        try c.encode("float32", forKey: .torchDType)
+        try c.encode("silu", forKey: .hiddenAct)
+    }
+
     /// Width of one attention head.
     public var headDim: Int { hiddenSize / numAttentionHeads }
     /// Query heads per key/value head (grouped-query attention).
@@ -81,6 +103,12 @@ public struct Qwen2Configuration: Codable, Sendable, Equatable {
             throw fail("num_attention_heads \(numAttentionHeads) is not a multiple of num_key_value_heads \(numKeyValueHeads)")
         }
         guard headDim % 2 == 0 else { throw fail("head dimension \(headDim) must be even for rotary embeddings") }
+        // Bounds far above any real checkpoint that keep every tensor's size and the parameter total within Int.
+        let widest = 1 << 22
+        guard hiddenSize <= widest, intermediateSize <= widest, vocabSize <= widest, numHiddenLayers <= 1024,
+              maxPositionEmbeddings <= 1 << 24 else {
+            throw fail("hidden_size, intermediate_size and vocab_size must be at most \(widest), num_hidden_layers at most 1024, max_position_embeddings at most \(1 << 24)")
+        }
     }
 
     public func jsonData() throws -> Data {

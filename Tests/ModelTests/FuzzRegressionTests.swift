@@ -72,4 +72,19 @@ final class ModelFuzzRegressionTests: XCTestCase {
             XCTAssertEqual(error as? CheckpointError, .unsupportedDType(name: "a", dtype: "I8"))
         }
     }
+
+    /// config.json dimensions whose products overflow Int passed validate() and trapped in ParameterLayout.
+    func testConfigurationDimensionsAreBounded() throws {
+        let base = #""intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2,"vocab_size":300"#
+        let ok = try Qwen2Configuration.decode(json: Data(#"{"hidden_size":8,\#(base)}"#.utf8))
+        XCTAssertNoThrow(try ok.validate())
+        XCTAssertEqual(ParameterLayout(configuration: ok).entries.first?.shape, [300, 8])
+        for hidden in ["4294967296", "8388608"] {
+            let c = try Qwen2Configuration.decode(json: Data(#"{"hidden_size":\#(hidden),\#(base)}"#.utf8))
+            XCTAssertThrowsError(try c.validate(), hidden)
+        }
+        var layers = ok
+        layers.numHiddenLayers = 1 << 40
+        XCTAssertThrowsError(try layers.validate())
+    }
 }
