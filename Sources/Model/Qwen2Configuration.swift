@@ -31,6 +31,8 @@ public struct Qwen2Configuration: Codable, Sendable, Equatable {
         case architectures
         case torchDType = "torch_dtype"
         case hiddenAct = "hidden_act"
+        case ropeScaling = "rope_scaling"
+        case useSlidingWindow = "use_sliding_window"
     }
 
     public init(hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
@@ -62,6 +64,16 @@ public struct Qwen2Configuration: Codable, Sendable, Equatable {
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 32_768
         modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? "qwen2"
+        // Variants this engine does not compute are refused rather than run wrongly.
+        if let act = try c.decodeIfPresent(String.self, forKey: .hiddenAct), act != "silu" {
+            throw CheckpointError.invalidConfiguration("hidden_act \(act): only silu (SwiGLU) is implemented")
+        }
+        if (try? c.decodeNil(forKey: .ropeScaling)) == false {
+            throw CheckpointError.invalidConfiguration("rope_scaling is set: only plain RoPE is implemented")
+        }
+        if try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
+            throw CheckpointError.invalidConfiguration("use_sliding_window is true: only full causal attention is implemented")
+        }
     }
 
     /// Writes the fields above plus the ones Hugging Face's loader expects of a Qwen2 checkpoint written in F32.

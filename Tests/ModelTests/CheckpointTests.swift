@@ -111,6 +111,16 @@ final class CheckpointTests: XCTestCase {
         XCTAssertFalse(c.tieWordEmbeddings)
         let written = String(decoding: try c.jsonData(), as: UTF8.self)
         XCTAssertTrue(written.contains("\"num_key_value_heads\" : 4"))
+        XCTAssertTrue(written.contains("Qwen2ForCausalLM"))
+        XCTAssertEqual(try Qwen2Configuration.decode(json: c.jsonData()), c)
+        for unsupported in [#""hidden_act": "gelu""#, #""rope_scaling": {"type": "yarn", "factor": 4}"#,
+                            #""use_sliding_window": true"#] {
+            let variant = json.replacingOccurrences(of: #""vocab_size": 500"#, with: #""vocab_size": 500, "# + unsupported)
+            XCTAssertThrowsError(try Qwen2Configuration.decode(json: Foundation.Data(variant.utf8)), unsupported)
+        }
+        let plain = json.replacingOccurrences(of: #""vocab_size": 500"#,
+                                              with: #""vocab_size": 500, "rope_scaling": null, "use_sliding_window": false, "hidden_act": "silu""#)
+        XCTAssertNoThrow(try Qwen2Configuration.decode(json: Foundation.Data(plain.utf8)))
         XCTAssertThrowsError(try Qwen2Configuration(hiddenSize: 30, intermediateSize: 8, numHiddenLayers: 1,
                                                     numAttentionHeads: 4, vocabSize: 10).validate())
     }
