@@ -16,6 +16,8 @@ public struct TrainedModelInfo: Codable, Sendable {
     public var calibrator: TopNCalibrator?
     public var validation: [String: Double]
     public var test: [String: Double]
+    /// Test metrics of the reasoning path (greedy chains), when trained with RecPO.
+    public var testReasoning: [String: Double]?
     public var trainSeconds: Double
     public var config: String
 
@@ -23,13 +25,16 @@ public struct TrainedModelInfo: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case tau, split, calibrator, validation, test, config
+        case testReasoning = "test_reasoning"
         case datasetFingerprint = "dataset_fingerprint", trainSeconds = "train_seconds"
     }
 
     public init(tau: Float, split: String, datasetFingerprint: String, calibrator: TopNCalibrator?,
-                validation: [String: Double], test: [String: Double], trainSeconds: Double, config: String) {
+                validation: [String: Double], test: [String: Double], testReasoning: [String: Double]? = nil,
+                trainSeconds: Double, config: String) {
         self.tau = tau; self.split = split; self.datasetFingerprint = datasetFingerprint; self.calibrator = calibrator
-        self.validation = validation; self.test = test; self.trainSeconds = trainSeconds; self.config = config
+        self.validation = validation; self.test = test; self.testReasoning = testReasoning
+        self.trainSeconds = trainSeconds; self.config = config
     }
 
     public static func load(directory: String) -> TrainedModelInfo? {

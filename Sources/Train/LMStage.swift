@@ -32,7 +32,7 @@ extension Trainer {
             let norm = update(s, step: step)
             tokens += graph.rowCount
             let elapsed = Date().timeIntervalSince(t0)
-            log.write([("step", progress.optimizerStep), ("stage", "lm"), ("stage_step", step), ("loss", loss),
+            log.write([("step", progress.globalStep), ("stage", "lm"), ("stage_step", step), ("loss", loss),
                        ("tokens_per_s", Double(graph.rowCount) / elapsed), ("lr", Double(schedule(s).rate(step))),
                        ("grad_norm", norm), ("seconds", seconds)])
             log.progress(stage: "lm", step: step, total: s.steps, loss: loss,

@@ -7,7 +7,7 @@ import Tensor
 
 extension TrainingGraph {
     /// Rows per chunk of logits.
-    static let chunkRows = 512
+    static let chunkRows = 1024
 
     /// Σ_i weights[i] * -log softmax(hidden[rows[i]] W^T)[targets[i]]; returns the loss (Double).
     @discardableResult
@@ -28,13 +28,20 @@ extension TrainingGraph {
             GEMM.forward(m: m, n: vocab, k: d, a: gathered, b: head, transB: true, c: logits)
             Softmax.forward(out: logits, input: logits, rows: m, cols: vocab)
             for i in 0..<m {
-                let t = targets[start + i], w = lossWeights[start + i]
+                let t = targets[start + i]
                 precondition(t >= 0 && t < vocab, "target token \(t) outside the vocabulary")
-                let p = logits + i * vocab
-                total += Double(w) * -log(max(Double(p[t]), 1e-30))
-                // d loss / d logits = w * (p - onehot(t)).
-                for j in 0..<vocab { p[j] *= w }
-                p[t] -= w
+                total += Double(lossWeights[start + i]) * -log(max(Double(logits[i * vocab + t]), 1e-30))
+            }
+            // d loss / d logits = w * (p - onehot(t)), rows split over the pool.
+            let base = start
+            ThreadPool.shared.parallelSlices(m, minimumPerSlice: 16) { slice in
+                for i in slice {
+                    let w = lossWeights[base + i], p = logits + i * vocab
+                    var j = 0
+                    while j + 16 <= vocab { VectorMath.store(VectorMath.load(p + j) * w, p + j); j += 16 }
+                    while j < vocab { p[j] *= w; j += 1 }
+                    p[targets[base + i]] -= w
+                }
             }
             GEMM.forward(m: m, n: d, k: vocab, a: logits, b: head, c: dGathered)
             GEMM.forward(m: vocab, n: d, k: m, a: logits, transA: true, b: gathered, c: dHead, beta: 1)

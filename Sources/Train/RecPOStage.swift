@@ -16,6 +16,14 @@ extension Trainer {
         let stageStart = Date()
         var tokens = 0
         if table == nil { refreshTable() }
+        if progress.step == 0 {
+            // The stage keeps its own best (by the reasoning path's validation NDCG@10), starting from the parameters
+            // it received: if RecPO never beats them, they are what the checkpoint keeps.
+            progress.bestScore = -1
+            progress.evaluationsWithoutImprovement = 0
+            _ = try evaluateAndTrack(stage: s, step: 0, recommender: ReasoningRecommender(base: currentRecommender(),
+                                                                                           maxNewTokens: s.maxNewTokens))
+        }
         for step in progress.step..<s.steps {
             if outOfTime { stopAll = true; log.note("time limit reached at recpo step \(step)"); break }
             let t0 = Date()
@@ -25,7 +33,7 @@ extension Trainer {
             let norm = update(s, step: step)
             tokens += r.tokens
             let elapsed = Date().timeIntervalSince(t0)
-            log.write([("step", progress.optimizerStep), ("stage", "recpo"), ("stage_step", step), ("loss", r.loss),
+            log.write([("step", progress.globalStep), ("stage", "recpo"), ("stage_step", step), ("loss", r.loss),
                        ("reward", r.reward), ("reasoning_len", r.length), ("ndcg1000", r.ndcg),
                        ("tokens_per_s", Double(r.tokens) / elapsed), ("grad_norm", norm), ("seconds", seconds)])
             log.progress(stage: "recpo", step: step, total: s.steps, loss: r.loss,

@@ -15,19 +15,21 @@ extension Trainer {
         let stageStart = Date()
         var tokens = 0
         let firstStep = progress.step
-        if s.fullTable && table == nil { refreshTable() }
+        let needsTable = s.fullTable || config.atjt
+        if needsTable && table == nil { refreshTable() }
         for step in firstStep..<s.steps {
             if outOfTime { stopAll = true; log.note("time limit reached at rec step \(step)"); break }
             let t0 = Date()
-            if s.fullTable && s.refreshEvery > 0 && step > firstStep && step % s.refreshEvery == 0 { refreshTable() }
+            if needsTable && s.refreshEvery > 0 && step > firstStep && step % s.refreshEvery == 0 { refreshTable() }
             let (windows, epoch) = batches.windows(step: step)
             let (loss, batchTokens, readouts) = recStep(windows: windows, settings: s)
             let norm = update(s, step: step)
             tokens += batchTokens
             let elapsed = Date().timeIntervalSince(t0)
-            log.write([("step", progress.optimizerStep), ("stage", "rec"), ("stage_step", step), ("loss", loss),
+            log.write([("step", progress.globalStep), ("stage", "rec"), ("stage_step", step), ("loss", loss),
                        ("tokens_per_s", Double(batchTokens) / elapsed), ("lr", Double(schedule(s).rate(step))),
-                       ("grad_norm", norm), ("epoch", epoch), ("readouts", readouts), ("seconds", seconds)])
+                       ("grad_norm", norm), ("epoch", epoch), ("readouts", readouts), ("seconds", seconds)]
+                      + (trustModel.map { [("trust_bce", $0.lastLoss), ("trust_mean", $0.lastMeanWeight)] } ?? []))
             log.progress(stage: "rec", step: step, total: s.steps, loss: loss,
                          tokensPerSecond: Double(tokens) / Date().timeIntervalSince(stageStart),
                          stageSeconds: Date().timeIntervalSince(stageStart), extra: String(format: " epoch %.2f", epoch))
@@ -87,11 +89,26 @@ extension Trainer {
         let total = weights.reduce(0, +)
         let normalised = weights.map { $0 / max(total, 1e-12) }
         let itemRows = fresh.indices.map { graph.lastRow(sequence: examples.count + $0) }
-        let result = fixed.data.withMemoryRebound(to: Float.self, capacity: 1) { f in
-            graph.contrastiveLoss(ContrastiveBatch(userRows: userRows, itemRows: itemRows, targets: targets,
-                                                   weights: normalised, tau: config.tau,
-                                                   fixed: fixedItems.isEmpty ? nil : UnsafePointer(f),
-                                                   fixedCount: fixedItems.count, masked: masked))
+        var batch = ContrastiveBatch(userRows: userRows, itemRows: itemRows, targets: targets, weights: normalised,
+                                     tau: config.tau, fixed: fixedItems.isEmpty ? nil : UnsafePointer(fixed.data),
+                                     fixedCount: fixedItems.count, masked: masked)
+        // With the table, batch items take their table values in the logits (every column equally stale), their
+        // fresh read-outs take the gradient, and the table rows are then refreshed from them (a memory bank).
+        if s.logQ && !useTable {
+            // Column j is in the batch with probability ~ 1 - exp(-K q_j) for K target draws of training frequency q.
+            let draws = Double(userRows.count)
+            batch.columnOffsets = fresh.map { item in
+                Float(-Foundation.log(max(1e-6, -expm1(-draws * corpus.itemFrequency[item]))))
+            }
+        }
+        let bank = FloatBuffer(shape: [max(1, fresh.count), d])
+        if useTable && s.memoryBank {
+            for (i, item) in fresh.enumerated() { (bank.data + i * d).update(from: table!.data + item * d, count: d) }
+            batch.itemValues = UnsafePointer(bank.data)
+        }
+        let result = graph.contrastiveLoss(batch)
+        if useTable && s.memoryBank {
+            for (i, item) in fresh.enumerated() { (table!.data + item * d).update(from: result.itemVectors.data + i * d, count: d) }
         }
         graph.backward()
         if config.atjt, let recogniser = trustModel, let table { recogniser.train(examples: examples, table: table, seed: UInt64(progress.optimizerStep)) }

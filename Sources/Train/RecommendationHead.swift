@@ -19,6 +19,13 @@ public struct ContrastiveBatch {
     public var fixedCount: Int
     /// Per user, columns (batch items first, then fixed) that do not compete: history items, stale duplicates.
     public var masked: [[Int]]
+    /// Unit vectors [items, hidden] whose values the batch items' columns take in the logits (a memory bank's rows),
+    /// while the gradient still flows into the fresh read-outs (straight-through). With the full table as fixed
+    /// columns, this keeps every column equally stale, so the loss cannot be lowered by fresh-versus-stale drift.
+    public var itemValues: UnsafePointer<Float>?
+    /// Added to every user's logit of each column (e.g. -log of a sampled column's inclusion probability: the
+    /// logQ correction of in-batch softmax, so that training approximates the full-catalogue softmax).
+    public var columnOffsets: [Float]?
 
     public init(userRows: [Int], itemRows: [Int], targets: [Int], weights: [Float], tau: Float,
                 fixed: UnsafePointer<Float>? = nil, fixedCount: Int = 0, masked: [[Int]]? = nil) {
@@ -32,6 +39,8 @@ public struct ContrastiveResult {
     public var loss: Double
     /// Per user: the target's probability among the unmasked columns.
     public var targetProbability: [Float]
+    /// The batch items' fresh unit vectors [items, hidden] (to refresh a memory bank).
+    public var itemVectors: FloatBuffer
 }
 
 extension TrainingGraph {
@@ -47,8 +56,16 @@ extension TrainingGraph {
         L2Normalize.forward(out: u.data, input: u.data, rows: users, dim: d, norms: uNorms.data)
         L2Normalize.forward(out: all.data, input: all.data, rows: items, dim: d, norms: iNorms.data)
         if let fixed = b.fixed { (all.data + items * d).update(from: fixed, count: b.fixedCount * d) }
+        let freshItems = FloatBuffer(shape: [max(items, 1), d])
+        freshItems.data.update(from: all.data, count: items * d)
+        // Straight-through: the logits read the given values; the item gradient goes to the fresh vectors below.
+        if let values = b.itemValues { all.data.update(from: values, count: items * d) }
         let logits = FloatBuffer(shape: [users, columns])
         GEMM.forward(m: users, n: columns, k: d, a: u.data, b: all.data, transB: true, c: logits.data, alpha: 1 / b.tau)
+        if let offsets = b.columnOffsets {
+            precondition(offsets.count == columns, "one offset per column")
+            for i in 0..<users { for j in 0..<columns { logits.data[i * columns + j] += offsets[j] } }
+        }
         for (i, cols) in b.masked.enumerated() {
             for col in cols where col != b.targets[i] { logits.data[i * columns + col] = -1e30 }
         }
@@ -77,12 +94,12 @@ extension TrainingGraph {
             let target = dHidden + r * d, source = dRaw.data + i * d
             for j in 0..<d { target[j] += source[j] }
         }
-        L2Normalize.backward(dInput: dRaw.data, dOut: dI.data, output: all.data, norms: iNorms.data, rows: items, dim: d,
-                             accumulate: false)
+        L2Normalize.backward(dInput: dRaw.data, dOut: dI.data, output: freshItems.data, norms: iNorms.data, rows: items,
+                             dim: d, accumulate: false)
         for (i, r) in b.itemRows.enumerated() {
             let target = dHidden + r * d, source = dRaw.data + i * d
             for j in 0..<d { target[j] += source[j] }
         }
-        return ContrastiveResult(loss: loss, targetProbability: probability)
+        return ContrastiveResult(loss: loss, targetProbability: probability, itemVectors: freshItems)
     }
 }

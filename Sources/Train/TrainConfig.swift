@@ -72,6 +72,11 @@ public struct StageSettings: Codable, Sendable {
     public var lineTargets = true
     /// Weight of the line targets relative to the final target.
     public var lineWeight: Float = 1.0
+    /// With the full table: batch items score with their table rows (straight-through gradient to the fresh
+    /// read-outs), and the rows are refreshed from the fresh read-outs after each step.
+    public var memoryBank = true
+    /// In-batch softmax without the table: subtract log(inclusion probability) from each column's logit.
+    public var logQ = true
     /// Items re-encoded with gradient per step (final targets first, then line targets); others use the table.
     public var freshItems = 256
     // recpo
@@ -90,7 +95,7 @@ public struct StageSettings: Codable, Sendable {
         case minLRRatio = "min_lr_ratio", weightDecay = "weight_decay", evalEvery = "eval_every", evalUsers = "eval_users"
         case fullTable = "full_table", refreshEvery = "refresh_every", lineTargets = "line_targets"
         case lineWeight = "line_weight", freshItems = "fresh_items", topK = "top_k", maxNewTokens = "max_new_tokens"
-        case recWeight = "rec_weight", itemShare = "item_share"
+        case recWeight = "rec_weight", itemShare = "item_share", memoryBank = "memory_bank", logQ = "logq"
     }
     public init() {}
     public init(from decoder: Decoder) throws {
@@ -106,7 +111,7 @@ public struct StageSettings: Codable, Sendable {
         try get(.refreshEvery, \.refreshEvery); try get(.lineTargets, \.lineTargets); try get(.lineWeight, \.lineWeight)
         try get(.freshItems, \.freshItems); try get(.group, \.group); try get(.temperature, \.temperature)
         try get(.topK, \.topK); try get(.maxNewTokens, \.maxNewTokens); try get(.recWeight, \.recWeight)
-        try get(.itemShare, \.itemShare)
+        try get(.itemShare, \.itemShare); try get(.memoryBank, \.memoryBank); try get(.logQ, \.logQ)
         self = s
     }
 }
@@ -122,6 +127,9 @@ public struct TrainConfig: Codable, Sendable {
     /// Temperature of the cosine scores (training loss, RecPO reward, served scores).
     public var tau: Float = 0.05
     public var stages: [StageSettings] = [StageSettings()]
+    /// Train on the validation interactions too (the peers' "refit on train + validation" protocol for the served
+    /// model); validation metrics are then not held out, so evaluations only report them.
+    public var fitValidation = false
     /// ATJT-style denoising trust weights on the rec stage.
     public var atjt = false
     public var atjtLambda: Float = 0.1
@@ -135,7 +143,7 @@ public struct TrainConfig: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case dataset, split, seed, model, tau, stages, atjt, calibrate
         case vocabSize = "vocab_size", tokenizerUserPrompts = "tokenizer_user_prompts", atjtLambda = "atjt_lambda"
-        case timeLimit = "time_limit", saveEvery = "save_every"
+        case timeLimit = "time_limit", saveEvery = "save_every", fitValidation = "fit_validation"
     }
     public init() {}
     public init(from decoder: Decoder) throws {
@@ -148,6 +156,7 @@ public struct TrainConfig: Codable, Sendable {
         try get(.vocabSize, \.vocabSize); try get(.tokenizerUserPrompts, \.tokenizerUserPrompts); try get(.tau, \.tau)
         try get(.stages, \.stages); try get(.atjt, \.atjt); try get(.atjtLambda, \.atjtLambda)
         try get(.calibrate, \.calibrate); try get(.timeLimit, \.timeLimit); try get(.saveEvery, \.saveEvery)
+        try get(.fitValidation, \.fitValidation)
         self = s
     }
 

@@ -32,6 +32,9 @@ public final class Trainer: @unchecked Sendable {
         public var test: EvalResult
         public var calibratedTest: EvalResult?
         public var trainSeconds: Double
+        /// The reasoning path (greedy chains), when the recipe has a RecPO stage.
+        public var reasoningValidation: EvalResult?
+        public var reasoningTest: EvalResult?
     }
 
     public init(config: TrainConfig, out: String, logPath: String?) throws {
@@ -41,7 +44,7 @@ public final class Trainer: @unchecked Sendable {
         log = try TrainLog(path: logPath)
         guard let kind = Splits.Kind(rawValue: config.split) else { throw TrainError.config("split must be loo or temporal") }
         let dataset = try DatasetLoader.load(config.dataset)
-        corpus = TrainingCorpus(dataset: dataset, split: Splits.make(kind, dataset))
+        corpus = TrainingCorpus(dataset: dataset, split: Splits.make(kind, dataset), includeValidation: config.fitValidation)
     }
 
     var stateDirectory: String { out + "/" + TrainingState.directoryName }
@@ -73,7 +76,8 @@ public final class Trainer: @unchecked Sendable {
     func start() throws {
         let began = Date()
         log.note("r2ec train: \(corpus.dataset.name), \(corpus.catalogCount) items, \(corpus.split.numUsers) users, " +
-                 "split \(config.split): \(corpus.split.train.count) training interactions")
+                 "split \(config.split): \(corpus.trainingInteractions.count) training interactions" +
+                 (config.fitValidation ? " (train + validation)" : ""))
         tokenizer = try corpus.trainTokenizer(vocabularySize: config.vocabSize, userPrompts: config.tokenizerUserPrompts,
                                               seed: config.seed)
         log.note(String(format: "tokenizer: %d tokens, trained in %.1f s", tokenizer.vocabularySize,
@@ -112,6 +116,7 @@ public final class Trainer: @unchecked Sendable {
     func setUp() throws {
         corpus.use(tokenizer: tokenizer, maxPositions: model.configuration.maxPositionEmbeddings)
         graph = TrainingGraph(model: model)
+        if ProcessInfo.processInfo.environment["R2EC_TRAIN_PROFILE"] != nil { graph.profile = TrainingProfile() }
         if config.atjt { trustModel = TrustRecogniser(catalogSize: corpus.catalogCount) }
         log.note("model: \(model.parameterCount) parameters, d_model \(model.configuration.hiddenSize), " +
                  "\(model.configuration.numHiddenLayers) layers, vocab \(model.configuration.vocabSize)")
@@ -142,6 +147,7 @@ public final class Trainer: @unchecked Sendable {
         let o = stageOptimizer(s)
         let norm = o.update(parameters: model.parameters, gradients: graph.gradients, lr: schedule(s).rate(step))
         progress.optimizerStep = o.step
+        progress.globalStep += 1
         return norm
     }
 
@@ -204,7 +210,7 @@ public final class Trainer: @unchecked Sendable {
         let r = recommender ?? currentRecommender()
         let result = try Self.evaluate(r, on: validationSubset(s.evalUsers), options: evalOptions(bootstrap: 0))
         let ndcg = result.metrics["NDCG@10"] ?? 0
-        var fields: [(String, Any)] = [("eval", progress.optimizerStep), ("stage", s.stage), ("stage_step", step)]
+        var fields: [(String, Any)] = [("eval", progress.globalStep), ("stage", s.stage), ("stage_step", step)]
         for name in result.names { fields.append((name, result.metrics[name] ?? 0)) }
         fields.append(("users", result.samples))
         fields.append(("seconds", Date().timeIntervalSince(began)))
@@ -250,6 +256,10 @@ public final class Trainer: @unchecked Sendable {
                             progress.bestStage, progress.bestStep))
         }
         let trainSeconds = seconds
+        if let profile = graph.profile {
+            log.note("training passes, seconds per phase: " + profile.order.map {
+                String(format: "%@ %.1f", $0, profile.seconds[$0]!) }.joined(separator: ", "))
+        }
         try Checkpoint.save(model, tokenizer: tokenizer, directory: out)
         let began = Date()
         let recommender = try DualHeadLoader.load(directory: out, dataset: corpus.dataset)
@@ -258,11 +268,22 @@ public final class Trainer: @unchecked Sendable {
         let calibrator = config.calibrate ? TopNCalibrator.fit(validation.topN, n: options.calibrationN) : nil
         let test = try Self.evaluate(recommender, on: corpus.split.test, options: options, calibrator: calibrator)
         let calibrated = calibrator == nil ? nil : test
+        // With a RecPO stage, the reasoning path (greedy chains) is measured on the same parameters too.
+        var reasoningValidation: EvalResult?, reasoningTest: EvalResult?
+        if let recpo = config.stages.last(where: { $0.stage == "recpo" }) {
+            let reasoning = ReasoningRecommender(base: recommender, maxNewTokens: recpo.maxNewTokens)
+            reasoningValidation = try Self.evaluate(reasoning, on: corpus.split.validation, options: options)
+            reasoningTest = try Self.evaluate(reasoning, on: corpus.split.test, options: options)
+            log.note(String(format: "reasoning path (greedy, <= %d tokens, mean chain %.1f tokens): validation NDCG@10 %.4f, test NDCG@10 %.4f",
+                            recpo.maxNewTokens, reasoning.meanChainLength, reasoningValidation!.metrics["NDCG@10"] ?? 0,
+                            reasoningTest!.metrics["NDCG@10"] ?? 0))
+        }
         let info = TrainedModelInfo(tau: config.tau, split: config.split, datasetFingerprint: corpus.dataset.fingerprint,
                                     calibrator: calibrator, validation: validation.metrics, test: test.metrics,
+                                    testReasoning: reasoningTest?.metrics,
                                     trainSeconds: trainSeconds, config: config.jsonString())
         try info.save(directory: out)
-        var fields: [(String, Any)] = [("eval", progress.optimizerStep), ("stage", "final"), ("split", "test")]
+        var fields: [(String, Any)] = [("eval", progress.globalStep), ("stage", "final"), ("split", "test")]
         for name in test.names { fields.append((name, test.metrics[name] ?? 0)) }
         fields.append(("validation NDCG@10", validation.metrics["NDCG@10"] ?? 0))
         log.write(fields)
@@ -270,6 +291,7 @@ public final class Trainer: @unchecked Sendable {
                         validation.metrics["NDCG@10"] ?? 0, test.metrics["NDCG@10"] ?? 0, test.metrics["HR@10"] ?? 0,
                         Date().timeIntervalSince(began), trainSeconds))
         try? FileManager.default.removeItem(atPath: stateDirectory)
-        return Summary(validation: validation, test: test, calibratedTest: calibrated, trainSeconds: trainSeconds)
+        return Summary(validation: validation, test: test, calibratedTest: calibrated, trainSeconds: trainSeconds,
+                       reasoningValidation: reasoningValidation, reasoningTest: reasoningTest)
     }
 }

@@ -13,17 +13,38 @@ public final class TrainingCorpus: @unchecked Sendable {
     public let itemPrompts: [String]
     /// Per user, the training sequence, oldest first.
     public let sequences: [UserHistory]
+    /// Share of the training interactions held by each item.
+    public let itemFrequency: [Double]
     public private(set) var tokenizer: Tokenizer?
     public private(set) var itemTokens: [[Int]] = []
     private var newline = -1
     private var maxTokens = 2048
 
-    public init(dataset: Dataset, split: Split) {
+    /// The interactions training sequences are built from: split.train, plus each validation target when
+    /// `includeValidation` (the "refit on train + validation" protocol: the test item stays unseen). Item prompts
+    /// always use split.train's stats, as `r2ec eval --model` builds them.
+    public let trainingInteractions: [Interaction]
+
+    public init(dataset: Dataset, split: Split, includeValidation: Bool = false) {
         self.dataset = dataset
         self.split = split
         let stats = dataset.itemStats(from: split.train)
         itemPrompts = (0..<dataset.catalog.count).map { Prompts.item(dataset.catalog[$0], stats: stats[$0]) }
-        sequences = Dataset.sequences(of: split.train, numUsers: split.numUsers)
+        var interactions = split.train
+        if includeValidation {
+            // The validation interaction itself (its rating included): one matching row of the dataset per sample.
+            var wanted: [String: Int] = [:]
+            for v in split.validation { wanted["\(v.user) \(v.target) \(v.targetTime)", default: 0] += 1 }
+            for x in dataset.interactions {
+                let key = "\(x.user) \(x.item) \(x.timestamp)"
+                if let n = wanted[key], n > 0 { interactions.append(x); wanted[key] = n - 1 }
+            }
+        }
+        trainingInteractions = interactions
+        sequences = Dataset.sequences(of: interactions, numUsers: split.numUsers)
+        var counts = [Double](repeating: 0, count: dataset.catalog.count)
+        for x in interactions { counts[x.item] += 1 }
+        itemFrequency = counts.map { $0 / Double(max(1, interactions.count)) }
     }
 
     public var catalogCount: Int { dataset.catalog.count }

@@ -28,7 +28,24 @@ final class Slab {
     }
 }
 
+/// Seconds per phase of the training passes, accumulated while installed on a graph (`r2ec bench train`).
+public final class TrainingProfile: @unchecked Sendable {
+    public private(set) var seconds: [String: Double] = [:]
+    public private(set) var order: [String] = []
+    private var last = 0.0
+    public init() {}
+    func start() { last = GEMMBenchmark.now() }
+    func lap(_ phase: String) {
+        let now = GEMMBenchmark.now()
+        if seconds[phase] == nil { order.append(phase) }
+        seconds[phase, default: 0] += now - last
+        last = now
+    }
+}
+
 public final class TrainingGraph: @unchecked Sendable {
+    /// When set, forward and backward add their per-phase times to it.
+    public var profile: TrainingProfile?
     public let model: Qwen2Model
     public let configuration: Qwen2Configuration
     /// Gradients, carved like `model.parameters`; `backward` adds to them, `zeroGradients` clears them.
@@ -88,6 +105,8 @@ public final class TrainingGraph: @unchecked Sendable {
         tokens = batch.flatMap { $0.map(Int32.init) }
         positions = batch.flatMap { (0..<$0.count).map(Int32.init) }
 
+        let profile = self.profile
+        profile?.start()
         var x = layers.first?.x.ensure(n * d) ?? finalInput.ensure(n * d)
         tokens.withUnsafeBufferPointer {
             Embedding.forward(out: x, table: weights.embedding, ids: $0.baseAddress!, rows: n, dim: d, vocab: c.vocabSize)
@@ -100,28 +119,38 @@ public final class TrainingGraph: @unchecked Sendable {
             let normed2 = a.normed2.ensure(n * d), rstd2 = a.rstd2.ensure(n)
             let gateUp = a.gateUp.ensure(n * 2 * ffn), activated = a.activated.ensure(n * ffn)
             RMSNorm.forward(out: normed1, input: x, weight: w.inputNorm, rows: n, dim: d, eps: c.rmsNormEps, rstd: rstd1)
+            profile?.lap("fwd norms")
             Linear.forward(out: qkv, input: normed1, weight: w.qkvWeight, bias: w.qkvBias, rows: n, inDim: d, outDim: qkvDim)
+            profile?.lap("fwd GEMMs")
             positions.withUnsafeBufferPointer {
                 RoPE.forward(x: qkv, positions: $0.baseAddress!, rows: n, heads: heads + kvHeads, headDim: hd,
                              rowStride: qkvDim, table: rope)
             }
+            profile?.lap("fwd rope")
             CausalAttention.forward(qkv: qkv, out: attention, seqStart: seqStart, heads: heads, kvHeads: kvHeads,
                                     headDim: hd, scale: scale)
+            profile?.lap("fwd attention")
             middle.update(from: x, count: n * d)
             GEMM.forward(m: n, n: d, k: qDim, a: attention, b: w.outputWeight, transB: true, c: middle, beta: 1)
+            profile?.lap("fwd GEMMs")
             RMSNorm.forward(out: normed2, input: middle, weight: w.postAttentionNorm, rows: n, dim: d,
                             eps: c.rmsNormEps, rstd: rstd2)
+            profile?.lap("fwd norms")
             GEMM.forward(m: n, n: 2 * ffn, k: d, a: normed2, b: w.gateUpWeight, transB: true, c: gateUp)
+            profile?.lap("fwd GEMMs")
             SwiGLU.forwardFused(out: activated, gateUp: gateUp, rows: n, ffn: ffn)
+            profile?.lap("fwd swiglu")
             let next = l + 1 < layers.count ? layers[l + 1].x.ensure(n * d) : finalInput.ensure(n * d)
             next.update(from: middle, count: n * d)
             GEMM.forward(m: n, n: d, k: ffn, a: activated, b: w.downWeight, transB: true, c: next, beta: 1)
+            profile?.lap("fwd GEMMs")
             x = next
         }
         let hidden = hiddenSlab.ensure(n * d)
         RMSNorm.forward(out: hidden, input: x, weight: weights.finalNorm, rows: n, dim: d, eps: c.rmsNormEps,
                         rstd: finalRstd.ensure(n))
         dHiddenSlab.ensure(n * d).update(repeating: 0, count: n * d)
+        profile?.lap("fwd norms")
         return hidden
     }
 
@@ -134,36 +163,49 @@ public final class TrainingGraph: @unchecked Sendable {
         let dx = self.dx.ensure(n * d), dNormed = self.dNormed.ensure(n * d), dQKV = self.dQKV.ensure(n * qkvDim)
         let dAttention = self.dAttention.ensure(n * qDim), dGateUp = self.dGateUp.ensure(n * 2 * ffn)
         let dActivated = self.dActivated.ensure(n * ffn)
+        let profile = self.profile
+        profile?.start()
         RMSNorm.backward(dInput: dx, dWeight: gradientWeights.finalNorm, dOut: dHidden, input: finalInput.data,
                          weight: weights.finalNorm, rstd: finalRstd.data, rows: n, dim: d, accumulate: false)
+        profile?.lap("bwd norms")
         let scale = 1 / Float(hd).squareRoot()
         for l in stride(from: layers.count - 1, through: 0, by: -1) {
             let a = layers[l], w = weights.layers[l], g = gradientWeights.layers[l]
             // MLP: x_next = middle + swiglu(norm2(middle) Wgu^T) Wd^T.
             Linear.backward(dInput: dActivated, dWeight: g.downWeight, dBias: nil, dOut: dx, input: a.activated.data,
                             weight: w.downWeight, rows: n, inDim: ffn, outDim: d)
+            profile?.lap("bwd GEMMs")
             SwiGLU.backwardFused(dGateUp: dGateUp, dOut: dActivated, gateUp: a.gateUp.data, rows: n, ffn: ffn)
+            profile?.lap("bwd swiglu")
             Linear.backward(dInput: dNormed, dWeight: g.gateUpWeight, dBias: nil, dOut: dGateUp, input: a.normed2.data,
                             weight: w.gateUpWeight, rows: n, inDim: d, outDim: 2 * ffn)
+            profile?.lap("bwd GEMMs")
             RMSNorm.backward(dInput: dx, dWeight: g.postAttentionNorm, dOut: dNormed, input: a.middle.data,
                              weight: w.postAttentionNorm, rstd: a.rstd2.data, rows: n, dim: d, accumulate: true)
+            profile?.lap("bwd norms")
             // Attention: middle = x + attention Wo^T.
             Linear.backward(dInput: dAttention, dWeight: g.outputWeight, dBias: nil, dOut: dx, input: a.attention.data,
                             weight: w.outputWeight, rows: n, inDim: qDim, outDim: d)
+            profile?.lap("bwd GEMMs")
             CausalAttention.backward(dQKV: dQKV, dOut: dAttention, qkv: a.qkv.data, seqStart: seqStart, heads: heads,
                                      kvHeads: kvHeads, headDim: hd, scale: scale)
+            profile?.lap("bwd attention")
             positions.withUnsafeBufferPointer {
                 RoPE.backward(dx: dQKV, positions: $0.baseAddress!, rows: n, heads: heads + kvHeads, headDim: hd,
                               rowStride: qkvDim, table: rope)
             }
+            profile?.lap("bwd rope")
             Linear.backward(dInput: dNormed, dWeight: g.qkvWeight, dBias: g.qkvBias, dOut: dQKV, input: a.normed1.data,
                             weight: w.qkvWeight, rows: n, inDim: d, outDim: qkvDim)
+            profile?.lap("bwd GEMMs")
             RMSNorm.backward(dInput: dx, dWeight: g.inputNorm, dOut: dNormed, input: a.x.data, weight: w.inputNorm,
                              rstd: a.rstd1.data, rows: n, dim: d, accumulate: true)
+            profile?.lap("bwd norms")
         }
         tokens.withUnsafeBufferPointer {
             Embedding.backward(dTable: gradientWeights.embedding, dOut: dx, ids: $0.baseAddress!, rows: n, dim: d)
         }
+        profile?.lap("bwd embedding")
     }
 
     /// Multiply-adds of one forward pass of the current batch in its GEMMs (attention counted with its causal

@@ -14,6 +14,8 @@ public struct TrainingProgress: Codable, Sendable, Equatable {
     public var stage = 0
     public var step = 0
     public var optimizerStep = 0
+    /// Updates over every stage so far (the x axis of the log).
+    public var globalStep = 0
     public var bestScore = -1.0
     public var bestStage = -1
     public var bestStep = -1

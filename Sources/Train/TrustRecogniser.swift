@@ -15,6 +15,8 @@ public final class TrustRecogniser: @unchecked Sendable {
     let catalogSize: Int
     /// Running binary cross-entropy of the recogniser on its noised/clean copies.
     public private(set) var lastLoss: Double = .nan
+    /// Mean trust weight given to the last batch's real sequences.
+    public private(set) var lastMeanWeight: Double = .nan
 
     public init(catalogSize: Int, learningRate: Float = 0.5) {
         self.catalogSize = catalogSize
@@ -56,7 +58,9 @@ public final class TrustRecogniser: @unchecked Sendable {
 
     /// Trust weights in (0, 1) of the real sequences.
     public func weights(examples: [TrainingCorpus.UserExample], table: FloatBuffer) -> [Float] {
-        examples.map { score(features(history: $0.before, target: $0.target, table: table)) }
+        let w = examples.map { score(features(history: $0.before, target: $0.target, table: table)) }
+        lastMeanWeight = Double(w.reduce(0, +)) / Double(max(1, w.count))
+        return w
     }
 
     /// One gradient step of the logistic recogniser on weak labels: half the examples noised (label 0).

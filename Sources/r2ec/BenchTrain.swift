@@ -50,6 +50,8 @@ struct BenchTrain: ParsableCommand {
         }
         _ = step()
         phase = [:]
+        let profile = TrainingProfile()
+        graph.profile = profile
         var times: [Double] = []
         var loss = 0.0
         for _ in 0..<steps {
@@ -72,6 +74,11 @@ struct BenchTrain: ParsableCommand {
         let total = phase.values.reduce(0, +)
         for name in ["forward", "lm head fwd+bwd", "backward", "adamw"] {
             print(String(format: "  %-16@ %5.1f%%", name, 100 * (phase[name] ?? 0) / total))
+        }
+        print("inside forward and backward:")
+        for name in profile.order {
+            print(String(format: "  %-16@ %5.1f%% (%.3f s per step)", name, 100 * profile.seconds[name]! / total,
+                         profile.seconds[name]! / Double(steps)))
         }
         print("load average after: \(loadAverage()) (above the core count: other work shared the cores)")
     }

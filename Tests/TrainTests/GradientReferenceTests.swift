@@ -17,6 +17,7 @@ final class GradientReferenceTests: XCTestCase {
         var tau: Float
         var fixed: [[Float]]
         var masked: [[Int]]
+        var offsets: [Float]
     }
 
     static func makeCase(vocab: Int, hidden: Int) -> Case {
@@ -38,7 +39,8 @@ final class GradientReferenceTests: XCTestCase {
             fixed.append(v)
         }
         return Case(sequences: sequences, lm: lm, users: [0, 1, 4], items: [2, 3], targets: [0, 1, 0],
-                    userWeights: [0.5, 0.3, 0.2], tau: 0.2, fixed: fixed, masked: [[1, 2], [0, 4], [3]])
+                    userWeights: [0.5, 0.3, 0.2], tau: 0.2, fixed: fixed, masked: [[1, 2], [0, 4], [3]],
+                    offsets: [0.3, -0.2, 0, 0.5, -1])
     }
 
     /// One loss + gradient evaluation on the graph (gradients zeroed first).
@@ -49,10 +51,12 @@ final class GradientReferenceTests: XCTestCase {
         var loss = graph.tokenLoss(rows: rows, targets: k.lm.target, weights: k.lm.weight)
         let fixed = k.fixed.flatMap { $0 }
         loss += fixed.withUnsafeBufferPointer { f in
-            graph.contrastiveLoss(ContrastiveBatch(
+            var batch = ContrastiveBatch(
                 userRows: k.users.map { graph.lastRow(sequence: $0) }, itemRows: k.items.map { graph.lastRow(sequence: $0) },
                 targets: k.targets, weights: k.userWeights, tau: k.tau, fixed: f.baseAddress, fixedCount: k.fixed.count,
-                masked: k.masked)).loss
+                masked: k.masked)
+            batch.columnOffsets = k.offsets
+            return graph.contrastiveLoss(batch).loss
         }
         graph.backward()
         return loss
@@ -65,7 +69,7 @@ final class GradientReferenceTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try Checkpoint.save(model, tokenizer: nil, directory: dir)
         let k = Self.makeCase(vocab: c.vocabSize, hidden: c.hiddenSize)
-        let steps = 3
+        let steps = tied ? 3 : 1   // the untied case checks its gradients and one step (finite differences cost)
         var settings = AdamWSettings()
         settings.weightDecay = 0.1
         settings.clipNorm = 1.0
@@ -75,7 +79,8 @@ final class GradientReferenceTests: XCTestCase {
             "lm": ["sequence": k.lm.sequence, "position": k.lm.position, "target": k.lm.target,
                    "weight": k.lm.weight.map(Double.init)],
             "rec": ["users": k.users, "items": k.items, "targets": k.targets, "weights": k.userWeights.map(Double.init),
-                    "tau": Double(k.tau), "fixed": k.fixed.map { $0.map(Double.init) }, "masked": k.masked],
+                    "tau": Double(k.tau), "fixed": k.fixed.map { $0.map(Double.init) }, "masked": k.masked,
+                    "offsets": k.offsets.map(Double.init)],
             "steps": steps,
             "adamw": ["lr": Double(schedule.peak), "warmup": schedule.warmup, "beta1": Double(settings.beta1),
                       "beta2": Double(settings.beta2), "eps": Double(settings.epsilon),

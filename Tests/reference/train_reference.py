@@ -9,7 +9,8 @@ Loss = token loss + recommendation loss, over a batch of sequences each run on i
   token loss  = sum_i w_i * CE(hidden[seq_i][pos_i] @ W_lm^T, target_i)
   rec loss    = sum_u w_u * CE(cos(user_u, columns) / tau, target_u), columns = the batch items' read-outs (final-norm
                 hidden state at each item sequence's last token, L2-normalised) followed by fixed unit vectors;
-                masked columns (other than the target) are excluded from the softmax.
+                masked columns (other than the target) are excluded from the softmax; optional per-column offsets
+                (the logQ correction) are added to every user's logits.
 AdamW: bias-corrected, decoupled weight decay on 2-D tensors only, global grad-norm clip, linear warm-up.
 
 usage: train_reference.py CHECKPOINT_DIR REQUEST.json OUTPUT.json
@@ -113,7 +114,7 @@ def loss(params, cfg, request):
         columns = [unit(hidden[s][-1]) for s in rec["items"]] + [np.array(f) for f in rec.get("fixed", [])]
         columns = np.array(columns)
         for u, (s, target, w) in enumerate(zip(rec["users"], rec["targets"], rec["weights"])):
-            logits = columns @ unit(hidden[s][-1]) / rec["tau"]
+            logits = columns @ unit(hidden[s][-1]) / rec["tau"] + np.array(rec.get("offsets", [0.0] * len(columns)))
             keep = np.ones(len(columns), dtype=bool)
             for c in rec.get("masked", [[]] * len(rec["users"]))[u]:
                 if c != target:

@@ -7,16 +7,23 @@ enum VectorMath {
     @inline(__always) static func load(_ p: UnsafePointer<Float>) -> Vec {
         UnsafeRawPointer(p).loadUnaligned(as: Vec.self)
     }
+    @inline(__always) static func load(_ p: UnsafeMutablePointer<Float>) -> Vec {
+        UnsafeRawPointer(p).loadUnaligned(as: Vec.self)
+    }
     @inline(__always) static func store(_ v: Vec, _ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec.self)
     }
 
-    /// e^x lane by lane: x = k ln2 + r, a degree-6 polynomial for e^r, 2^k through the exponent bits.
+    /// e^x lane by lane: x = k ln2 + r, a degree-6 polynomial for e^r, 2^k through the exponent bits. Rounding to
+    /// k adds and subtracts 1.5 * 2^23 (k then sits in the low mantissa bits), so no lane-by-lane conversions run.
     @inline(__always) static func exp(_ input: Vec) -> Vec {
         let low = input .< -87.3
         var x = input.replacing(with: 88.7, where: input .> 88.7)
         x = x.replacing(with: -87.3, where: low)
-        let k = (x * 1.442_695_04).rounded(.toNearestOrEven)
+        let magic: Float = 12_582_912
+        let shifted = x * 1.442_695_04 + magic
+        let k = shifted - magic
+        let kBits = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- Int32(bitPattern: magic.bitPattern)
         let r = x - k * 0.693_359_375 + k * 2.121_944_4e-4
         var p = Vec(repeating: 1.987_569_15e-4)
         p = p * r + 1.398_199_95e-3
@@ -25,8 +32,7 @@ enum VectorMath {
         p = p * r + 1.666_666_55e-1
         p = p * r + 5.000_000_1e-1
         p = p * (r * r) + r + 1
-        let bits = (SIMD16<Int32>(k) &+ 127) &<< 23
-        return (p * unsafeBitCast(bits, to: Vec.self)).replacing(with: 0, where: low)
+        return (p * unsafeBitCast((kBits &+ 127) &<< 23, to: Vec.self)).replacing(with: 0, where: low)
     }
 
     @inline(__always) static func sigmoid(_ x: Vec) -> Vec { 1 / (1 + exp(-x)) }
