@@ -50,7 +50,11 @@ struct TrainCommand: ParsableCommand {
                      summary.trainSeconds, Date().timeIntervalSince(wall), logPath))
         print("| split | " + summary.test.names.joined(separator: " | ") + " |")
         print("|---|" + String(repeating: "---|", count: summary.test.names.count))
-        for (name, r) in [("validation", summary.validation), ("test", summary.test)] {
+        var rows = [("validation, direct path", summary.validation), ("test, direct path", summary.test)]
+        if let v = summary.reasoningValidation, let t = summary.reasoningTest {
+            rows += [("validation, reasoning (greedy)", v), ("test, reasoning (greedy)", t)]
+        }
+        for (name, r) in rows {
             print("| \(name) | " + r.names.map { String(format: "%.4f", r.metrics[$0] ?? 0) }.joined(separator: " | ") + " |")
         }
         if let calibrated = summary.calibratedTest, let ece = calibrated.ece {
