@@ -3,7 +3,8 @@
 // join (`add`) or leave (`cancel`) between steps, so a server can batch continuously. A chain stops when its
 // generated text ends with the stop text (`<answer>`); at the token limit the stop text is appended. The pass that
 // feeds a chain's last token also yields its readout: the final-norm hidden state at that token (the recommendation
-// head's input), so reasoning and recommendation cost no extra pass.
+// head's input), so reasoning and recommendation cost no extra pass. Each chain's sampling, stop text and limit live
+// in a ChainDecoder, shared with the serving core's scheduler.
 import Tensor
 
 public final class Generation {
@@ -26,16 +27,14 @@ public final class Generation {
     public let maxNewTokens: Int
     public private(set) var chains: [Chain] = []
     public private(set) var caches: [KVCache] = []
-    private var samplers: [any TokenSampler] = []
-    private let stopBytes: [UInt8]
+    /// Per chain: sampling, stop text and token limit (shared with the serving core's scheduler).
+    private var decoders: [ChainDecoder] = []
+    private let stopText: String
     private let stopTokens: [Int]
-    private var generatedBytes: [[UInt8]] = []
     /// Tokens each live chain feeds in the next forward pass (its prompt until it has been prefilled).
     private var pending: [[Int]] = []
     /// Logits [vocab] of each chain's last fed token; nil until its prompt has been fed.
     private var lastLogits: [[Float]?] = []
-    /// Per chain: maxNewTokens, lowered when the prompt leaves less room before max_position_embeddings.
-    private var limits: [Int] = []
     /// Per chain: the chain whose prefill it shares (it copies that chain's cache and logits once they exist).
     private var leader: [Int?] = []
 
@@ -47,7 +46,7 @@ public final class Generation {
         self.model = model
         self.tokenizer = tokenizer
         self.maxNewTokens = maxNewTokens
-        stopBytes = Array(stopText.utf8)
+        self.stopText = stopText
         stopTokens = tokenizer.encode(stopText)
         for (prompt, s) in zip(prompts, settings) { add(prompt: prompt, settings: s) }
     }
@@ -59,11 +58,11 @@ public final class Generation {
         precondition(!prompt.isEmpty, "a prompt needs at least one token")
         let room = model.configuration.maxPositionEmbeddings - prompt.count - stopTokens.count
         precondition(room >= 1, "a prompt of \(prompt.count) tokens leaves no room to generate within max_position_embeddings")
-        limits.append(min(maxNewTokens, room))
+        // The limit is lowered when the prompt leaves less room before max_position_embeddings.
+        decoders.append(ChainDecoder(tokenizer: tokenizer, settings: settings, maxNewTokens: min(maxNewTokens, room),
+                                     stopText: stopText))
         chains.append(Chain())
         caches.append(KVCache(configuration: model.configuration, reservingCapacity: prompt.count + maxNewTokens + 8))
-        samplers.append(makeSampler(settings))
-        generatedBytes.append([])
         pending.append(prompt)
         lastLogits.append(nil)
         leader.append(nil)
@@ -103,31 +102,24 @@ public final class Generation {
     public func step() -> Bool {
         if isFinished { return false }
         // Sample the next token of every chain that has logits (i.e. has been prefilled), chains spread over the
-        // pool: each owns its sampler, and top-k sampling costs tens of microseconds per chain.
+        // pool: each owns its decoder, and top-k sampling costs tens of microseconds per chain.
         let sampling = chains.indices.filter { !chains[$0].isDone && lastLogits[$0] != nil }
-        var sampled = [Int](repeating: 0, count: sampling.count)
-        samplers.withUnsafeMutableBufferPointer { samplerBuffer in
-            sampled.withUnsafeMutableBufferPointer { out in
+        var fed = [[Int]](repeating: [], count: sampling.count)
+        decoders.withUnsafeMutableBufferPointer { decoderBuffer in
+            fed.withUnsafeMutableBufferPointer { out in
                 ThreadPool.shared.parallelFor(sampling.count) { j in
                     let i = sampling[j]
                     out[j] = lastLogits[i]!.withUnsafeBufferPointer {
-                        samplerBuffer[i].sample($0.baseAddress!, count: $0.count)
+                        decoderBuffer[i].next(logits: $0.baseAddress!, vocab: $0.count)
                     }
                 }
             }
         }
         for (j, i) in sampling.enumerated() {
-            let next = sampled[j]
-            chains[i].tokens.append(next)
-            generatedBytes[i] += tokenizer.decodeBytes([next])
-            pending[i] = [next]
-            if generatedBytes[i].count >= stopBytes.count && Array(generatedBytes[i].suffix(stopBytes.count)) == stopBytes {
-                chains[i].stoppedByModel = true
-            } else if chains[i].tokens.count >= limits[i] {
-                chains[i].tokens += stopTokens
-                chains[i].hitLimit = true
-                pending[i] += stopTokens
-            }
+            pending[i] = fed[j]
+            chains[i].tokens = decoders[i].tokens
+            chains[i].stoppedByModel = decoders[i].stoppedByModel
+            chains[i].hitLimit = decoders[i].hitLimit
         }
         let live = chains.indices.filter { !chains[$0].isDone && leader[$0] == nil }
         let output = model.forward(live.map { pending[$0] }, caches: live.map { caches[$0] }, rows: .last)
@@ -147,7 +139,7 @@ public final class Generation {
             let head = leader[i]!
             guard lastLogits[head] != nil, chains[head].tokens.isEmpty else { continue }
             caches[i] = caches[head].copy()
-            caches[i].reserve(caches[head].offset + limits[i] + stopTokens.count + 1)
+            caches[i].reserve(caches[head].offset + decoders[i].maxNewTokens + stopTokens.count + 1)
             lastLogits[i] = lastLogits[head]
             pending[i] = []
             leader[i] = nil
