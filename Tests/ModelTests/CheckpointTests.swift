@@ -145,4 +145,40 @@ final class CheckpointTests: XCTestCase {
         // 300*32 embedding + 2 layers * (2*32 + 32*(32+16+16) + 64 + 32*32 + 3*32*64) + 32.
         XCTAssertEqual(layout.parameterCount, 300 * 32 + 2 * (64 + 2048 + 64 + 1024 + 6144) + 32)
     }
+
+    /// A Hugging Face-style BF16 checkpoint (as Qwen2 releases ship) loads through the same path: every weight equals
+    /// its F32 value rounded to BF16 (nearest, ties to even).
+    func testBF16CheckpointLoads() throws {
+        let c = Fixtures.tinyTied
+        let model = try Fixtures.randomModel(c, seed: 31)
+        let dir = Fixtures.temporaryDirectory("bf16")
+        try c.jsonData().write(to: URL(fileURLWithPath: dir + "/config.json"))
+        func bf16(_ x: Float) -> UInt16 {
+            let bits = x.bitPattern
+            return UInt16((bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
+        }
+        var header: [String] = [], data: [UInt8] = []
+        for e in model.parameters.layout.entries {
+            let values = model.parameters.tensor(e.name)
+            let begin = data.count
+            for v in values { let b = bf16(v); data.append(UInt8(b & 0xFF)); data.append(UInt8(b >> 8)) }
+            header.append("\"\(e.name)\":{\"dtype\":\"BF16\",\"shape\":\(e.shape),\"data_offsets\":[\(begin),\(data.count)]}")
+        }
+        var json = "{" + header.joined(separator: ",") + "}"
+        while json.utf8.count % 8 != 0 { json += " " }
+        var file = Foundation.Data()
+        var n = UInt64(json.utf8.count).littleEndian
+        withUnsafeBytes(of: &n) { file.append(contentsOf: $0) }
+        file.append(contentsOf: Array(json.utf8))
+        file.append(contentsOf: data)
+        try file.write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+        let loaded = try Checkpoint.loadModel(directory: dir)
+        for e in model.parameters.layout.entries {
+            let original = model.parameters.tensor(e.name), read = loaded.parameters.tensor(e.name)
+            for i in 0..<e.count {
+                XCTAssertEqual(read[i].bitPattern, UInt32(bf16(original[i])) << 16, e.name)
+            }
+        }
+    }
 }
+
