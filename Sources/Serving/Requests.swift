@@ -7,7 +7,7 @@ public struct RequestLimits: Sendable, Equatable {
     /// History events per request.
     public var maxHistoryEvents = 1000
     /// Items per answer (top_k).
-    public var maxTopK = 1000
+    public var maxTopK = 10_000
     /// Item ids per list (exclude, candidates, ScoreItems, GetItems).
     public var maxItemIds = 10_000
     /// Requests per RecommendBatch call.

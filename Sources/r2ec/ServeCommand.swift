@@ -31,7 +31,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds a connection may sit idle (no call, no bytes) before it is closed.") var idleTimeout = 300.0
     @Option(help: "Seconds a begun frame may take to arrive whole (slowloris guard).") var frameReadTimeout = 10.0
     @Option(help: "Most history events per request.") var maxHistoryEvents = 1000
-    @Option(help: "Most items per answer (top_k).") var maxTopK = 1000
+    @Option(help: "Most items per answer (top_k).") var maxTopK = 10_000
     @Option(help: "Most item ids per list in a request (exclude, candidates, ScoreItems, GetItems).") var maxItemIds = 10_000
     @Option(help: "Most requests per RecommendBatch call.") var maxBatchRequests = 1024
     @Option(help: "Threads for calls other than Recommend (ScoreItems, SimilarItems).") var workers = 1
