@@ -283,9 +283,11 @@ public final class Trainer: @unchecked Sendable {
                                     testReasoning: reasoningTest?.metrics,
                                     trainSeconds: trainSeconds, config: config.jsonString())
         try info.save(directory: out)
-        var fields: [(String, Any)] = [("eval", progress.globalStep), ("stage", "final"), ("split", "test")]
-        for name in test.names { fields.append((name, test.metrics[name] ?? 0)) }
-        fields.append(("validation NDCG@10", validation.metrics["NDCG@10"] ?? 0))
+        // The final report line has neither "step" nor "eval", so curve plotters keep it apart from validation.
+        var fields: [(String, Any)] = [("final", "best checkpoint"), ("after_step", progress.globalStep)]
+        for name in test.names { fields.append(("test " + name, test.metrics[name] ?? 0)) }
+        for name in validation.names { fields.append(("validation " + name, validation.metrics[name] ?? 0)) }
+        if let t = reasoningTest { for name in t.names { fields.append(("test reasoning " + name, t.metrics[name] ?? 0)) } }
         log.write(fields)
         log.note(String(format: "final: validation NDCG@10 %.4f, test NDCG@10 %.4f HR@10 %.4f (evaluation %.1f s, training %.1f s)",
                         validation.metrics["NDCG@10"] ?? 0, test.metrics["NDCG@10"] ?? 0, test.metrics["HR@10"] ?? 0,
