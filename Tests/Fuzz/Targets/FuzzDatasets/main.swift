@@ -48,4 +48,5 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     return 0
 }
 
+atexit { try? FileManager.default.removeItem(atPath: root) }  // libFuzzer ends with exit()
 fuzzMain(fuzzOne)
