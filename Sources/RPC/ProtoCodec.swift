@@ -63,6 +63,7 @@ enum ProtoCodec {
     }
 
     static func encodeStatus(_ code: StatusCode, _ message: String, field: String = "") -> [UInt8] {
+        if code == .ok && message.isEmpty && field.isEmpty { return [] }  // Status{} encodes to no bytes
         let arena = CArena()
         let m = arena.message(R2ec__V1__Status.self, r2ec__v1__status__init)
         m.pointee.code = code.rawValue
@@ -87,7 +88,11 @@ enum ProtoCodec {
                    free: r2ec__v1__health_check_request__free_unpacked) { swiftString($0.pointee.service) }
     }
 
-    static func encodeHealthResponse(serving: Bool) -> [UInt8] {
+    static func encodeHealthResponse(serving: Bool) -> [UInt8] { serving ? servingResponse : notServingResponse }
+    private static let servingResponse = packHealthResponse(serving: true)
+    private static let notServingResponse = packHealthResponse(serving: false)
+
+    private static func packHealthResponse(serving: Bool) -> [UInt8] {
         var m = R2ec__V1__HealthCheckResponse()
         r2ec__v1__health_check_response__init(&m)
         m.status = serving ? R2EC__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING

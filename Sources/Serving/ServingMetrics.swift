@@ -3,6 +3,7 @@
 // Exposed as Prometheus text by the RPC layer's /metrics endpoint. Never holds tokens or request contents.
 import Foundation
 import Prometheus
+import Synchronization
 
 public final class ServingMetrics: @unchecked Sendable {
     public let registry = PrometheusCollectorRegistry()
@@ -16,12 +17,25 @@ public final class ServingMetrics: @unchecked Sendable {
 
     public init() {}
 
+    /// The per-call collectors by method and code, looked up once: the registry's own lookup (labels, lock)
+    /// costs more than a whole Health call.
+    private let callCollectors = Mutex<[CallKey: (Counter, ValueHistogram)]>([:])
+    private struct CallKey: Hashable { let method: String; let code: StatusCode }
+
     /// A finished call: its method, status and time from CALL to trailer.
     public func call(method: String, code: StatusCode, seconds: Double) {
-        registry.makeCounter(descriptor: d("requests", "total", "Finished calls by method and status code."),
-                             labels: [("method", method), ("code", code.name)]).increment()
-        registry.makeValueHistogram(descriptor: d("request_duration", "seconds", "Time from CALL to TRAILER."),
-                                    labels: [("method", method)], buckets: latencyBuckets).record(seconds)
+        let key = CallKey(method: method, code: code)
+        let (count, duration) = callCollectors.withLock { cache in
+            if let c = cache[key] { return c }
+            let c = (registry.makeCounter(descriptor: d("requests", "total", "Finished calls by method and status code."),
+                                          labels: [("method", method), ("code", code.name)]),
+                     registry.makeValueHistogram(descriptor: d("request_duration", "seconds", "Time from CALL to TRAILER."),
+                                                 labels: [("method", method)], buckets: latencyBuckets))
+            cache[key] = c
+            return c
+        }
+        count.increment()
+        duration.record(seconds)
     }
 
     /// A batch computed by a scheduler: how long its requests waited and how long it took.
