@@ -1,6 +1,7 @@
 // Every limit: the status it answers with, the field it names, the metric it counts, and that the server keeps
 // serving others.
 import Foundation
+import R2ecProtoC
 @testable import RPC
 import Serving
 import XCTest
@@ -31,6 +32,32 @@ final class LimitTests: ServerFixture {
         XCTAssertEqual(limitHits("top_k"), 1)
         XCTAssertEqual(limitHits("item_ids"), 1)
         XCTAssertEqual(recommendedIds(try c.call(recommend, recommendRequest(["1", "2", "3"], topK: 2))).count, 2)
+    }
+
+    func testRequestsPerBatch() throws {
+        var limits = RequestLimits()
+        limits.maxBatchRequests = 2
+        try startServer(limits: limits)
+        func batch(_ n: Int) -> [UInt8] {
+            let arena = CArena()
+            let m = arena.message(R2ec__V1__RecommendBatchRequest.self, r2ec__v1__recommend_batch_request__init)
+            let list = arena.array(UnsafeMutablePointer<R2ec__V1__RecommendRequest>?.self, count: n)
+            for i in 0..<n {
+                let bytes = recommendRequest([String(i + 1)], topK: 2)
+                list[i] = bytes.withUnsafeBufferPointer { r2ec__v1__recommend_request__unpack(nil, $0.count, $0.baseAddress) }
+            }
+            m.pointee.n_requests = n
+            m.pointee.requests = list
+            defer { for i in 0..<n { r2ec__v1__recommend_request__free_unpacked(list[i], nil) } }
+            return packMessage(m)
+        }
+        let c = try Client(port: port)
+        let method = "/r2ec.v1.Recommender/RecommendBatch"
+        XCTAssertFalse(try c.call(method, batch(2)).isEmpty)
+        let refused = status(c, method, batch(3))
+        XCTAssertEqual(refused?.code, .invalidArgument)
+        XCTAssertEqual(refused?.field, "requests")
+        XCTAssertEqual(limitHits("batch_requests"), 1)
     }
 
     func testCallsInFlightPerConnection() throws {
