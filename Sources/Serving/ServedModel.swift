@@ -3,7 +3,7 @@
 import Data
 import Model
 
-/// Maps a score at a rank (0-based, within the returned list) to a calibrated probability.
+/// Maps a score at a rank (1-based, within the returned list) to a calibrated probability.
 public protocol ProbabilityCalibrator: Sendable {
     func probability(score: Float, rank: Int) -> Float
 }

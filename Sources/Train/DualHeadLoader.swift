@@ -50,8 +50,9 @@ public struct TrainedModelInfo: Codable, Sendable {
 }
 
 public enum DualHeadLoader {
-    /// The dual-head model of checkpoint `directory` over `dataset` (the one it was trained on).
-    public static func load(directory: String, dataset: Dataset, progress: Bool = false) throws -> DualHeadModel {
+    /// The dual-head model of checkpoint `directory` over `dataset` (the one it was trained on). `tau` overrides the
+    /// checkpoint's (training passes its own while r2ec_train.json is not written yet).
+    public static func load(directory: String, dataset: Dataset, tau: Float? = nil, progress: Bool = false) throws -> DualHeadModel {
         let model = try Checkpoint.loadModel(directory: directory)
         let tokenizer = try Checkpoint.loadTokenizer(directory: directory)
         let info = TrainedModelInfo.load(directory: directory)
@@ -60,7 +61,7 @@ public enum DualHeadLoader {
         let stats = dataset.itemStats(from: split.train)
         let prompts = (0..<dataset.catalog.count).map { Prompts.item(dataset.catalog[$0], stats: stats[$0]) }
         return try DualHeadModel(model: model, tokenizer: tokenizer, catalog: dataset.catalog, itemPrompts: prompts,
-                                 tau: info?.tau ?? 0.02, cachePath: directory + "/" + ItemTable.fileName,
+                                 tau: tau ?? info?.tau ?? 0.02, cachePath: directory + "/" + ItemTable.fileName,
                                  progress: progress)
     }
 

@@ -262,7 +262,8 @@ public final class Trainer: @unchecked Sendable {
         }
         try Checkpoint.save(model, tokenizer: tokenizer, directory: out)
         let began = Date()
-        let recommender = try DualHeadLoader.load(directory: out, dataset: corpus.dataset)
+        // The tau the checkpoint will be served with, so the calibrator is fitted on the scores the server computes.
+        let recommender = try DualHeadLoader.load(directory: out, dataset: corpus.dataset, tau: config.tau)
         let options = evalOptions(bootstrap: 1000)
         let validation = try Self.evaluate(recommender, on: corpus.split.validation, options: options)
         let calibrator = config.calibrate ? TopNCalibrator.fit(validation.topN, n: options.calibrationN) : nil
