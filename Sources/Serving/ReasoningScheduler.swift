@@ -71,8 +71,6 @@ public final class ReasoningScheduler: @unchecked Sendable {
     private var stopping = false
     private var finished = false
     private var thread: Thread?
-    /// Tokens fed in each step (tests and benchmarks read the batching that happened).
-    public private(set) var stepsRun = 0
 
     public init(config: ReasoningConfig, metrics: ServingMetrics? = nil) {
         precondition(config.maxSlots >= 1 && config.stepTokenBudget >= config.maxSlots)
@@ -222,7 +220,6 @@ public final class ReasoningScheduler: @unchecked Sendable {
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         metrics?.decodeStep(tokens: decoded, seconds: seconds)
-        stepsRun += 1
         finishReadOut()
     }
 

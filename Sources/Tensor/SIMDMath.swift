@@ -56,7 +56,7 @@ public typealias FloatVector = SIMD16<Float>
 /// e^x lane by lane: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n through the exponent bits.
 /// Inputs above 88.7 are clamped (e^88.7 is near Float.greatestFiniteMagnitude); below -87.3 the result is 0
 /// (true value < 1.2e-38, the smallest normal float), so e^-inf = 0 as masked attention scores need.
-@inline(__always) func vectorExp(_ input: FloatVector) -> FloatVector {
+@inlinable @inline(__always) public func vectorExp(_ input: FloatVector) -> FloatVector {
     let underflow = input .< -87.3
     var x = input.replacing(with: 88.7, where: input .> 88.7)
     x = x.replacing(with: -87.3, where: underflow)

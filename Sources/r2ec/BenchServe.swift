@@ -120,41 +120,35 @@ struct BenchServe: ParsableCommand {
 
     private func runSuite(data: Dataset, histories: [[String]]) throws -> [String: Any] {
         guard target == nil else { throw ValidationError("--suite starts its own servers; drop --target") }
-        var out: [String: Any] = [:]
         header()
+        /// One measured level against a fresh in-process server of the given configuration: the row's `metric`.
+        func level(batch: Int, slots: Int, reasoning: Bool, concurrency: Int, rate: Double? = nil, label: String,
+                   metric: String) throws -> Double {
+            let (h, p, s) = try server(data: data, batch: batch, slots: slots)
+            defer { s?.stop() }
+            var load = plan(host: h, port: p, histories: histories, reasoning: reasoning, concurrency: concurrency)
+            load.rate = rate
+            return (try measure(load, label: label)[metric] as? Double) ?? .nan
+        }
         // 1. Direct path at 64 concurrent calls: dynamic batching against max_batch_size 1.
-        var direct: [String: Double] = [:]
-        for batch in [maxBatchSize, 1] {
-            let (h, p, s) = try server(data: data, batch: batch, slots: reasoningSlots)
-            let row = try measure(plan(host: h, port: p, histories: histories, reasoning: false, concurrency: 64),
-                                  label: "direct x64, max_batch_size \(batch)")
-            direct["batch\(batch)"] = row["throughput"] as? Double
-            s?.stop()
-        }
-        let speedup = (direct["batch\(maxBatchSize)"] ?? 0) / max(direct["batch1"] ?? 1, 1e-9)
-        out["direct_batching_speedup"] = speedup
+        let saturated = try level(batch: maxBatchSize, slots: reasoningSlots, reasoning: false, concurrency: 64,
+                                  label: "direct x64, max_batch_size \(maxBatchSize)", metric: "throughput")
+        let unbatched = try level(batch: 1, slots: reasoningSlots, reasoning: false, concurrency: 64,
+                                  label: "direct x64, max_batch_size 1", metric: "throughput")
+        let speedup = saturated / max(unbatched, 1e-9)
         // 2. p99 at half the saturated direct throughput (open loop).
-        let (h, p, s) = try server(data: data, batch: maxBatchSize, slots: reasoningSlots)
-        var half = plan(host: h, port: p, histories: histories, reasoning: false, concurrency: 64)
-        let saturated = direct["batch\(maxBatchSize)"] ?? 0
-        half.rate = saturated / 2
-        let halfRow = try measure(half, label: "direct at half saturation")
-        out["p99_ms_at_half_saturation"] = halfRow["p99_ms"]
-        s?.stop()
+        let p99 = try level(batch: maxBatchSize, slots: reasoningSlots, reasoning: false, concurrency: 64,
+                            rate: saturated / 2, label: "direct at half saturation", metric: "p99_ms")
         // 3. Reasoning at 32 concurrent streams: iteration-level batching against one request at a time.
-        var tokens: [String: Double] = [:]
-        for slots in [reasoningSlots, 1] {
-            let (h, p, s) = try server(data: data, batch: maxBatchSize, slots: slots)
-            let row = try measure(plan(host: h, port: p, histories: histories, reasoning: true, concurrency: 32),
-                                  label: "reasoning x32, \(slots) slot(s)")
-            tokens["slots\(slots)"] = row["tokens_per_s"] as? Double
-            s?.stop()
-        }
-        let reasoningSpeedup = (tokens["slots\(reasoningSlots)"] ?? 0) / max(tokens["slots1"] ?? 1, 1e-9)
-        out["reasoning_batching_speedup"] = reasoningSpeedup
+        let batchedTokens = try level(batch: maxBatchSize, slots: reasoningSlots, reasoning: true, concurrency: 32,
+                                      label: "reasoning x32, \(reasoningSlots) slot(s)", metric: "tokens_per_s")
+        let singleTokens = try level(batch: maxBatchSize, slots: 1, reasoning: true, concurrency: 32,
+                                     label: "reasoning x32, 1 slot(s)", metric: "tokens_per_s")
+        let reasoningSpeedup = batchedTokens / max(singleTokens, 1e-9)
+        let out: [String: Any] = ["direct_batching_speedup": speedup, "p99_ms_at_half_saturation": p99,
+                                  "reasoning_batching_speedup": reasoningSpeedup]
         print(String(format: "\ndirect batching: %.1fx throughput of max_batch_size 1 at 64 concurrent calls", speedup))
-        print(String(format: "direct p99 at half the saturated rate (%.0f/s): %.2f ms", saturated / 2,
-                     (halfRow["p99_ms"] as? Double) ?? .nan))
+        print(String(format: "direct p99 at half the saturated rate (%.0f/s): %.2f ms", saturated / 2, p99))
         print(String(format: "reasoning: %.1fx the tokens/s of one request at a time at 32 streams", reasoningSpeedup))
         return out
     }
