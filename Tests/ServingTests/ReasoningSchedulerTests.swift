@@ -120,6 +120,29 @@ final class ReasoningSchedulerTests: XCTestCase {
         XCTAssertEqual(e.code, .failedPrecondition)
     }
 
+    func testAFullReasoningQueueRefusesAtOnce() throws {
+        let registry = ModelRegistry()
+        registry.install(Self.served)
+        var cfg = ReasoningConfig()
+        cfg.maxSlots = 1
+        cfg.maxQueueSize = 1
+        cfg.maxTokensLimit = 400
+        let c = ServingCore(registry: registry, reasoning: cfg)
+        defer { c.shutdown() }
+        let long = CallContext()
+        let group = DispatchGroup()
+        group.enter()
+        c.recommendStream(query(["1"], tokens: 400), ctx: long, onDelta: nil) { _ in group.leave() }
+        Thread.sleep(forTimeInterval: 0.02)  // the long chain takes the only slot (it needs far longer to finish)
+        group.enter()
+        c.recommendStream(query(["2"], tokens: 3), ctx: CallContext(), onDelta: nil) { _ in group.leave() }  // queued
+        let refused = run(c, [query(["3"], tokens: 3)])
+        guard case .failure(let e) = refused[0] else { return XCTFail("expected RESOURCE_EXHAUSTED") }
+        XCTAssertEqual(e.code, .resourceExhausted)
+        long.cancel()
+        XCTAssertEqual(group.wait(timeout: .now() + 30), .success, "the accepted requests are answered")
+    }
+
     func testTooManyReasoningTokensIsRefused() {
         let c = core(slots: 1)
         defer { c.shutdown() }
