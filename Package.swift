@@ -26,7 +26,10 @@ let package = Package(
         // protobuf-c code generated from Protos/ by scripts/gen-protos.sh (committed).
         .target(name: "R2ecProtoC", dependencies: ["CProtobufC"], cSettings: [.unsafeFlags(["-Wno-everything"])]),
 
-        .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: fastMath),
+        // C kernels with run-time CPU dispatch (the packed-weight GEMM).
+        .target(name: "CKernels"),
+
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: fastMath),
         .target(name: "Data", swiftSettings: fastMath),
         .target(name: "Model", dependencies: ["Tensor", "Data"], swiftSettings: fastMath),
         .target(name: "Eval", dependencies: ["Data", "Tensor", "COpenBLAS"], swiftSettings: fastMath),

@@ -57,14 +57,14 @@ struct LayerRows {
 
     /// qkv[rows] = rope(norm1(x[rows]) · Wqkv^T + b), and the new keys/values copied into the caches.
     func preAttention(layer l: Int, first r0: Int, count n: Int, scratch: LayerScratch, serial: Bool) {
-        let c = model.configuration, w = model.weights.layers[l]
+        let c = model.configuration, w = model.weights.layers[l], packed = model.packed?.layers[l]
         let d = c.hiddenSize, hd = c.headDim, qkvDim = c.qkvRows
         let qDim = c.numAttentionHeads * hd, kvDim = c.numKeyValueHeads * hd
         RMSNorm.forward(out: scratch.normed.data, input: x + r0 * d, weight: w.inputNorm, rows: n, dim: d, eps: c.rmsNormEps)
         let out = qkv + r0 * qkvDim
         for r in 0..<n { (out + r * qkvDim).update(from: w.qkvBias, count: qkvDim) }
-        project(serial, rows: n, n: qkvDim, k: d, x: scratch.normed.data, ldx: d, weight: w.qkvWeight, out: out,
-                ldo: qkvDim, beta: 1)
+        project(serial, rows: n, n: qkvDim, k: d, x: scratch.normed.data, ldx: d, weight: w.qkvWeight,
+                packed: packed?.qkv, out: out, ldo: qkvDim, beta: 1)
         // q and k rotate in place inside the fused rows (k's heads follow q's).
         RoPE.forward(x: out, positions: positions + r0, rows: n, heads: c.numAttentionHeads + c.numKeyValueHeads,
                      headDim: hd, rowStride: qkvDim, table: model.rope)
@@ -81,25 +81,31 @@ struct LayerRows {
 
     /// x[rows] += attention[rows] · Wo^T; x[rows] += swiglu(norm2(x[rows]) · Wgu^T) · Wd^T.
     func postAttention(layer l: Int, first r0: Int, count n: Int, scratch: LayerScratch, serial: Bool) {
-        let c = model.configuration, w = model.weights.layers[l]
+        let c = model.configuration, w = model.weights.layers[l], packed = model.packed?.layers[l]
         let d = c.hiddenSize, ffn = c.intermediateSize, qDim = c.numAttentionHeads * c.headDim
         let xs = x + r0 * d
-        project(serial, rows: n, n: d, k: qDim, x: attention + r0 * qDim, ldx: qDim, weight: w.outputWeight, out: xs,
-                ldo: d, beta: 1)
+        project(serial, rows: n, n: d, k: qDim, x: attention + r0 * qDim, ldx: qDim, weight: w.outputWeight,
+                packed: packed?.output, out: xs, ldo: d, beta: 1)
         RMSNorm.forward(out: scratch.normed.data, input: xs, weight: w.postAttentionNorm, rows: n, dim: d, eps: c.rmsNormEps)
         project(serial, rows: n, n: 2 * ffn, k: d, x: scratch.normed.data, ldx: d, weight: w.gateUpWeight,
-                out: scratch.gateUp.data, ldo: 2 * ffn, beta: 0)
+                packed: packed?.gateUp, out: scratch.gateUp.data, ldo: 2 * ffn, beta: 0)
         SwiGLU.forwardFused(out: scratch.activated.data, gateUp: scratch.gateUp.data, rows: n, ffn: ffn)
-        project(serial, rows: n, n: d, k: ffn, x: scratch.activated.data, ldx: ffn, weight: w.downWeight, out: xs,
-                ldo: d, beta: 1)
+        project(serial, rows: n, n: d, k: ffn, x: scratch.activated.data, ldx: ffn, weight: w.downWeight,
+                packed: packed?.down, out: xs, ldo: d, beta: 1)
     }
 }
 
-/// out[rows, n] = x[rows, k] · W[n, k]^T + beta · out, a projection by Hugging Face-layout weights. One row (a
-/// batch-1 decode step, the LM head of one sequence) goes through sgemv: OpenBLAS's sgemm packs the whole weight
-/// matrix even for one row, which made the 8192 x 256 LM head 5x slower than sgemv here (1.1 ms vs 0.2 ms).
+/// out[rows, n] = x[rows, k] · W[n, k]^T + beta · out, a projection by Hugging Face-layout weights: through the
+/// packed copy when the model has one, else OpenBLAS. There, one row (a batch-1 decode step, the LM head of one
+/// sequence) goes through sgemv: sgemm packs the whole weight matrix even for one row, which made the 8192 x 256
+/// LM head 5x slower than sgemv here (1.1 ms vs 0.2 ms).
 func project(_ serial: Bool, rows m: Int, n: Int, k: Int, x: UnsafePointer<Float>, ldx: Int,
-             weight: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, ldo: Int, beta: Float) {
+             weight: UnsafePointer<Float>, packed: PackedMatrix?, out: UnsafeMutablePointer<Float>, ldo: Int,
+             beta: Float) {
+    if let packed {
+        packed.multiply(rows: m, x: x, ldx: ldx, out: out, ldo: ldo, beta: beta, serial: serial)
+        return
+    }
     guard m == 1 else {
         gemm(serial, m: m, n: n, k: k, a: x, lda: ldx, b: weight, ldb: k, transB: true, c: out, ldc: ldo, beta: beta)
         return

@@ -43,18 +43,25 @@ public final class Qwen2Model: @unchecked Sendable {
     /// Every weight, in one allocation carved by `parameters.layout` (Hugging Face names).
     public let parameters: ParameterBuffer
     let weights: ModelWeights
+    /// The projections packed for inference (`packedForInference`), or nil: OpenBLAS on `weights`.
+    let packed: PackedWeights?
     let rope: RoPETable
 
     /// Attention computes query rows in blocks of this many, so that causal prefill skips most masked scores.
     nonisolated(unsafe) public static var queryBlock = 32
 
-    public init(configuration: Qwen2Configuration, parameters: ParameterBuffer) throws {
+    public convenience init(configuration: Qwen2Configuration, parameters: ParameterBuffer) throws {
+        try self.init(configuration: configuration, parameters: parameters, packed: false)
+    }
+
+    init(configuration: Qwen2Configuration, parameters: ParameterBuffer, packed: Bool) throws {
         try configuration.validate()
         precondition(parameters.layout == ParameterLayout(configuration: configuration),
                      "parameters carved for another configuration")
         self.configuration = configuration
         self.parameters = parameters
         self.weights = ModelWeights(parameters, configuration: configuration)
+        self.packed = packed && PackedMatrix.isSupported ? PackedWeights(weights, configuration: configuration) : nil
         self.rope = RoPETable(headDim: configuration.headDim, maxPositions: configuration.maxPositionEmbeddings,
                               theta: Double(configuration.ropeTheta))
     }
@@ -67,6 +74,19 @@ public final class Qwen2Model: @unchecked Sendable {
     }
 
     public var parameterCount: Int { parameters.layout.parameterCount }
+
+    /// This model over the same parameters with its projections packed for the packed-weight GEMM (itself when the
+    /// CPU lacks the kernel). The packed copies are taken now: the parameters must not change afterwards, so this
+    /// is for checkpoints loaded to serve or evaluate, never for a model in training.
+    public func packedForInference() -> Qwen2Model {
+        guard packed == nil, PackedMatrix.isSupported else { return self }
+        return try! Qwen2Model(configuration: configuration, parameters: parameters, packed: true)
+    }
+
+    /// Whether the projections run through packed copies of the weights.
+    public var isPacked: Bool { packed != nil }
+    /// Bytes of the packed copies (0 when unpacked).
+    public var packedByteCount: Int { packed?.byteCount ?? 0 }
 
     /// When set, forward passes add their per-phase times to it (single-threaded callers only).
     nonisolated(unsafe) public var profile: ForwardProfile?
@@ -232,6 +252,7 @@ public final class Qwen2Model: @unchecked Sendable {
         if wantLogits {
             let out = FloatBuffer(shape: [sourceRows.count, c.vocabSize])
             project(false, rows: sourceRows.count, n: c.vocabSize, k: d, x: hidden.data, ldx: d, weight: weights.lmHead,
+                    packed: packed?.lmHead,
                     out: out.data, ldo: c.vocabSize, beta: 0)
             logits = out
         }

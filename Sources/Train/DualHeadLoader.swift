@@ -53,7 +53,8 @@ public enum DualHeadLoader {
     /// The dual-head model of checkpoint `directory` over `dataset` (the one it was trained on). `tau` overrides the
     /// checkpoint's (training passes its own while r2ec_train.json is not written yet).
     public static func load(directory: String, dataset: Dataset, tau: Float? = nil, progress: Bool = false) throws -> DualHeadModel {
-        let model = try Checkpoint.loadModel(directory: directory)
+        // A checkpoint on disk never changes under the model: its projections are packed for inference.
+        let model = try Checkpoint.loadModel(directory: directory).packedForInference()
         let tokenizer = try Checkpoint.loadTokenizer(directory: directory)
         let info = TrainedModelInfo.load(directory: directory)
         let kind = Splits.Kind(rawValue: info?.split ?? "loo") ?? .loo

@@ -46,6 +46,9 @@ struct BenchEngine: ParsableCommand {
     @Option(help: "Parts to run: prefill, decode, direct.")
     var parts: [String] = ["prefill", "decode", "direct"]
 
+    @Flag(help: "Run the projections through OpenBLAS on the unpacked weights (as a model in training does) instead of packed copies.")
+    var unpacked = false
+
     @Flag(help: "Only compare the forward schedules on prefill, interleaved round by round, and stop.")
     var compareSchedules = false
 
@@ -53,7 +56,8 @@ struct BenchEngine: ParsableCommand {
         let configuration = Qwen2Configuration(hiddenSize: 256, intermediateSize: 704, numHiddenLayers: 4,
                                                numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 8192,
                                                tieWordEmbeddings: true, maxPositionEmbeddings: 4096)
-        let model = try Qwen2Model(randomWith: configuration, seed: 1)
+        let random = try Qwen2Model(randomWith: configuration, seed: 1)
+        let model = unpacked ? random : random.packedForInference()
         if let pipelineFrom { Qwen2Model.pipelineMinimumRows = pipelineFrom; Qwen2Model.rowParallelMinimumRows = pipelineFrom }
         if let chunk { Qwen2Model.pipelineChunk = chunk }
         print("load average: \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")"
@@ -62,6 +66,9 @@ struct BenchEngine: ParsableCommand {
         print("model: d_model 256, 4 layers, 4 heads (2 KV heads), SwiGLU 704, vocab 8192, tied head; "
               + "\(model.parameterCount) parameters")
         print("BLAS: \(BLAS.description); pool threads: \(ThreadPool.shared.threadCount)")
+        print("projections: " + (model.isPacked
+            ? String(format: "packed-weight kernel (AVX-512F), %.1f MiB of packed copies", Double(model.packedByteCount) / 1048576)
+            : PackedMatrix.isSupported ? "OpenBLAS on unpacked weights (--unpacked)" : "OpenBLAS (this CPU lacks AVX-512F)"))
         let peak = GEMMBenchmark.sgemmPeak(seconds: seconds)
         print(String(format: "sgemm peak: %.1f GFLOP/s (%@, %@)", peak.gflops, peak.label, peak.threading.rawValue))
 

@@ -21,7 +21,13 @@ final class KVCacheTests: XCTestCase {
     }
 
     func incrementalDecoding(_ c: Qwen2Configuration) throws {
-        let model = try Fixtures.randomModel(c, seed: 5)
+        let unpacked = try Fixtures.randomModel(c, seed: 5)
+        // Also through the packed-weight kernel, when this CPU has it.
+        let packed = unpacked.packedForInference()
+        for model in packed.isPacked ? [unpacked, packed] : [unpacked] { try incrementalDecoding(c, model) }
+    }
+
+    func incrementalDecoding(_ c: Qwen2Configuration, _ model: Qwen2Model) throws {
         let full: [[Int]] = [Array((0..<45).map { ($0 * 7 + 2) % 300 }), Array((0..<12).map { ($0 * 29 + 1) % 300 }),
                              Array((0..<33).map { ($0 * 3 + 100) % 300 }), [9, 8, 7, 6, 5, 4, 3]]
         let reference = model.forward(full, rows: .all)

@@ -18,11 +18,20 @@ final class ReferenceTests: XCTestCase {
         return (try Checkpoint.loadModel(directory: dir), tokenizer, dir)
     }
 
+    /// The model as trained (OpenBLAS on its parameters) and, on CPUs with the kernel, packed for inference: both
+    /// must match the reference.
+    func variants(_ model: Qwen2Model) -> [(name: String, model: Qwen2Model)] {
+        let packed = model.packedForInference()
+        return [("unpacked", model)] + (packed.isPacked ? [("packed", packed)] : [])
+    }
+
     func testForwardLogitsOfRaggedBatchMatchReference() throws {
         for (c, name) in [(Fixtures.tinyTied, "tied"), (Fixtures.tinyUntied, "untied")] {
-            let (model, _, dir) = try checkpoint(c, seed: 7, name: "forward-\(name)")
+            let (loaded, _, dir) = try checkpoint(c, seed: 7, name: "forward-\(c.tieWordEmbeddings ? "tied" : "untied")")
             let reference = try Fixtures.reference(checkpoint: dir, request: ["forward": ragged])
             let expected = (reference["forward"] as! [Any]).flatDoubles()
+            for (variant, model) in variants(loaded) {
+            let name = "\(name) \(variant)"
             for schedule in Fixtures.schedules {
                 // The ragged batch has 4 sequences: sequence-parallel units need a batch of at least 4 of them,
                 // row-parallel gets one sequence more than a unit holds.
@@ -45,11 +54,13 @@ final class ReferenceTests: XCTestCase {
                 print("forward logits (\(name), \(schedule.name)): max |diff| \(diff) over max |logit| \(scale)")
                 XCTAssertLessThan(diff, 2e-4 * max(1, scale), name)
             }
+            }
         }
     }
 
     func testRecommendationScoresMatchReference() throws {
-        let (model, _, dir) = try checkpoint(Fixtures.tinyTied, seed: 11, name: "scores")
+        let (loaded, _, dir) = try checkpoint(Fixtures.tinyTied, seed: 11, name: "scores")
+        for (variant, model) in variants(loaded) {
         let users = Array(ragged.prefix(3)), items = [[1, 2, 3], [200, 100], Array(0..<25), [299]]
         let reference = try Fixtures.reference(checkpoint: dir, request: [
             "scores": ["users": users, "items": items, "tau": 0.02], "readout": users])
@@ -62,12 +73,15 @@ final class ReferenceTests: XCTestCase {
         print("scores: max |diff| \(diff) over max |score| \(scale)")
         XCTAssertLessThan(diff, 1e-3)
         let (readoutDiff, _) = Fixtures.maxDifference(user.toArray(), (reference["readout"] as! [Any]).flatDoubles())
-        XCTAssertLessThan(readoutDiff, 1e-5)
+        XCTAssertLessThan(readoutDiff, 1e-5, variant)
+        }
     }
 
     func testGreedyGenerationsMatchReference() throws {
         for (c, name) in [(Fixtures.tinyTied, "tied"), (Fixtures.tinyUntied, "untied"), (Fixtures.tinyHead16, "head16")] {
-            let (model, tokenizer, dir) = try checkpoint(c, seed: 3, name: "generate-\(name)")
+            let (loaded, tokenizer, dir) = try checkpoint(c, seed: 3, name: "generate-\(name)")
+            for (variant, model) in variants(loaded) {
+            let name = "\(name) \(variant)"
             let prompts = ragged
             let limit = 24
             let reference = try Fixtures.reference(checkpoint: dir, request: [
@@ -80,6 +94,7 @@ final class ReferenceTests: XCTestCase {
             for chain in chains {
                 XCTAssertTrue(tokenizer.decode(chain.tokens).hasSuffix("<answer>"))
                 XCTAssertNotNil(chain.readout)
+            }
             }
         }
     }
