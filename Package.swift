@@ -26,12 +26,12 @@ let package = Package(
         // protobuf-c code generated from Protos/ by scripts/gen-protos.sh (committed).
         .target(name: "R2ecProtoC", dependencies: ["CProtobufC"], cSettings: [.unsafeFlags(["-Wno-everything"])]),
 
-        // C kernels with run-time CPU dispatch (the packed-weight GEMM).
+        // C kernels chosen at run time by CPU features (packed-weight GEMM, decode attention).
         .target(name: "CKernels"),
 
         .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: fastMath),
         .target(name: "Data", swiftSettings: fastMath),
-        .target(name: "Model", dependencies: ["Tensor", "Data"], swiftSettings: fastMath),
+        .target(name: "Model", dependencies: ["Tensor", "Data", "CKernels"], swiftSettings: fastMath),
         .target(name: "Eval", dependencies: ["Data", "Tensor", "COpenBLAS"], swiftSettings: fastMath),
         .target(name: "Train", dependencies: ["Model", "Data", "Eval", "Tensor"], swiftSettings: fastMath),
         .target(name: "Serving", dependencies: ["Model", "Data", "Eval", .product(name: "Logging", package: "swift-log"),

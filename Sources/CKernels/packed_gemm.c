@@ -7,15 +7,6 @@
 
 enum { MR = 12, MC = 96 };
 
-int r2ec_packed_gemm_supported(void) {
-#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? 1 : 0;
-#else
-    return 0;
-#endif
-}
-
 size_t r2ec_packed_count(int n, int k) {
     return (size_t)((n + R2EC_PANEL - 1) / R2EC_PANEL) * R2EC_PANEL * (size_t)k;
 }

@@ -1,7 +1,8 @@
-// Attention of one query row per head against a sequence's cached keys/values (a decode step), as SIMD loops:
-// at this size (a few hundred keys of 64 floats) BLAS call and packing overheads would cost more than the math.
-// The query heads of a grouped-query group share one pass over their keys and values. (`a += b * c` and a halving
-// sum, not SIMD's addingProduct/sum(): without an FMA target flag those lower to scalar calls, 17x slower here.)
+// Attention of one query row per head against a sequence's cached keys/values (a decode step): CKernels' AVX-512
+// kernel when the CPU has it, else these portable SIMD loops. At this size (a few hundred keys of 64 floats) BLAS
+// call and packing overheads would cost more than the math. (`a += b * c` and a halving sum, not SIMD's
+// addingProduct/sum(): without an FMA target flag those lower to scalar calls, 17x slower here.)
+import CKernels
 import Foundation
 import Tensor
 
@@ -18,6 +19,19 @@ enum DecodeAttention {
                         values: UnsafePointer<Float>, stride: Int, context: Int, headDim hd: Int, scale: Float,
                         scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
         precondition(hd % 16 == 0)
+        if CPU.hasAVX512F {
+            r2ec_decode_attention(q, Int32(heads), keys, values, Int32(stride), Int32(context), Int32(hd), scale,
+                                  scores, out)
+        } else {
+            forwardPortable(queries: q, heads: heads, keys: keys, values: values, stride: stride, context: context,
+                            headDim: hd, scale: scale, scores: scores, out: out)
+        }
+    }
+
+    /// The portable path (Swift SIMD without target flags).
+    static func forwardPortable(queries q: UnsafePointer<Float>, heads: Int, keys: UnsafePointer<Float>,
+                                values: UnsafePointer<Float>, stride: Int, context: Int, headDim hd: Int, scale: Float,
+                                scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
         let vectors = hd / 16
         @inline(__always) func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
             UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)

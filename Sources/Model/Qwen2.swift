@@ -305,8 +305,19 @@ public final class Qwen2Model: @unchecked Sendable {
         var longest = 0
         for s in sequences { longest = max(longest, offsets[s] + seqStart[s + 1] - seqStart[s]) }
         let scratchSize = max(queryBlock, group) * longest
+        // Multiply-adds (causal blocks counted whole): a batch-1 decode step's attention is a few microseconds,
+        // less than waking a pool thread costs.
+        var multiplyAdds = 0
+        for s in sequences {
+            let length = seqStart[s + 1] - seqStart[s]
+            multiplyAdds += 2 * heads * hd * length * (offsets[s] + length)
+        }
+        let serial = multiplyAdds < GEMM.parallelThreshold
         items.withUnsafeBufferPointer { work in
-            ThreadPool.shared.parallelFor(work.count) { index in
+            func each(_ body: (Int) -> Void) {
+                if serial { for i in 0..<work.count { body(i) } } else { ThreadPool.shared.parallelFor(work.count, body) }
+            }
+            each { index in
                 let item = work[index]
                 let s = item.sequence, kvHead = item.firstHead / group
                 let context = offsets[s] + item.firstRow + item.rowCount   // keys this block may see

@@ -7,7 +7,7 @@ import Foundation
 
 public final class PackedMatrix: @unchecked Sendable {
     /// Whether this CPU runs the packed kernel (AVX-512F); without it, callers keep using the unpacked weights.
-    public static let isSupported = r2ec_packed_gemm_supported() != 0
+    public static var isSupported: Bool { CPU.hasAVX512F }
 
     /// Output features (rows of the unpacked [n, k] weight) and input features.
     public let n: Int

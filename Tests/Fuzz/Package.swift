@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "CKernels", path: "Mirror/CKernels"),
         .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"], path: "Mirror/Tensor"),
         .target(name: "Data", path: "Mirror/Data"),
-        .target(name: "Model", dependencies: ["Tensor", "Data"], path: "Mirror/Model"),
+        .target(name: "Model", dependencies: ["Tensor", "Data", "CKernels"], path: "Mirror/Model"),
         .target(name: "Eval", dependencies: ["Data", "Tensor", "COpenBLAS"], path: "Mirror/Eval"),
         .target(name: "Serving", dependencies: ["Model", "Data", "Eval", .product(name: "Logging", package: "swift-log"),
                                                 .product(name: "Prometheus", package: "swift-prometheus")],

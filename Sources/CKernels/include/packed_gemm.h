@@ -13,9 +13,6 @@
 extern "C" {
 #endif
 
-/// 1 when this CPU runs the optimised kernel (AVX-512F), else 0 (callers then use the unpacked weights).
-int r2ec_packed_gemm_supported(void);
-
 /// Floats of the packed form of an [n, k] matrix.
 size_t r2ec_packed_count(int n, int k);
 
@@ -23,7 +20,7 @@ size_t r2ec_packed_count(int n, int k);
 void r2ec_pack(int n, int k, const float *w, float *packed);
 
 /// C[:, panels first..<last] = A · W^T + beta · C over output columns [32 first, min(n, 32 last)).
-/// The optimised kernel; requires r2ec_packed_gemm_supported().
+/// The optimised kernel; requires r2ec_has_avx512f() (cpu.h).
 void r2ec_packed_gemm(int m, int n, int k, const float *a, int lda, const float *packed, int first_panel,
                       int last_panel, float *c, int ldc, float beta);
 
