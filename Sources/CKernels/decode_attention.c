@@ -1,6 +1,7 @@
 // The decode attention kernel (include/decode_attention.h), AVX-512F through a target attribute. Scores take one
 // pass over the keys with every head of the group per key row; the softmax exponential is a degree-6 polynomial
-// scaled by 2^n (scalef); the weighted sum of values takes four 16-float accumulators per pass over the rows.
+// scaled by 2^n (scalef); keys are scored 16 at a time with one transposing reduction (sum16); the weighted sum of values takes four 16-float accumulators per pass over the rows.
+// One body, two instances: keys/values in float32, or in float16 widened as they are loaded (vcvtph2ps).
 #include "decode_attention.h"
 #include <immintrin.h>
 
@@ -45,56 +46,117 @@ R2EC_AVX512 static float softmax_numerators(float *row, int n) {
     return _mm512_reduce_add_ps(sum);
 }
 
-R2EC_AVX512 void r2ec_decode_attention(const float *q, int heads, const float *keys, const float *values,
-                                       int stride, int context, int head_dim, float scale, float *scores, float *out) {
-    int vectors = head_dim / 16;
-    for (int j = 0; j < context; j++) {
-        const float *k = keys + (size_t)j * stride;
-        for (int h = 0; h < heads; h++) {
-            const float *qh = q + (size_t)h * head_dim;
-            __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qh), _mm512_loadu_ps(k));
-            for (int v = 1; v < vectors; v++)
-                acc = _mm512_fmadd_ps(_mm512_loadu_ps(qh + 16 * v), _mm512_loadu_ps(k + 16 * v), acc);
-            scores[(size_t)h * context + j] = _mm512_reduce_add_ps(acc) * scale;
-        }
-    }
-    for (int h = 0; h < heads; h++) {
-        float *row = scores + (size_t)h * context;
-        __m512 inverse = _mm512_set1_ps(1.0f / softmax_numerators(row, context));
-        float *target = out + (size_t)h * head_dim;
-        for (int v = 0; v < vectors; v += 4) {
-            int n = vectors - v < 4 ? vectors - v : 4;
-            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
-                   a3 = _mm512_setzero_ps();
-            const float *base = values + 16 * v;
-            if (n == 4) {
-                for (int j = 0; j < context; j++, base += stride) {
-                    __m512 p = _mm512_set1_ps(row[j]);
-                    a0 = _mm512_fmadd_ps(p, _mm512_loadu_ps(base), a0);
-                    a1 = _mm512_fmadd_ps(p, _mm512_loadu_ps(base + 16), a1);
-                    a2 = _mm512_fmadd_ps(p, _mm512_loadu_ps(base + 32), a2);
-                    a3 = _mm512_fmadd_ps(p, _mm512_loadu_ps(base + 48), a3);
-                }
-            } else {
-                for (int j = 0; j < context; j++, base += stride) {
-                    __m512 p = _mm512_set1_ps(row[j]);
-                    a0 = _mm512_fmadd_ps(p, _mm512_loadu_ps(base), a0);
-                    if (n > 1) a1 = _mm512_fmadd_ps(p, _mm512_loadu_ps(base + 16), a1);
-                    if (n > 2) a2 = _mm512_fmadd_ps(p, _mm512_loadu_ps(base + 32), a2);
-                }
-            }
-            _mm512_storeu_ps(target + 16 * v, _mm512_mul_ps(a0, inverse));
-            if (n > 1) _mm512_storeu_ps(target + 16 * v + 16, _mm512_mul_ps(a1, inverse));
-            if (n > 2) _mm512_storeu_ps(target + 16 * v + 32, _mm512_mul_ps(a2, inverse));
-            if (n > 3) _mm512_storeu_ps(target + 16 * v + 48, _mm512_mul_ps(a3, inverse));
-        }
-    }
+/// The 16 horizontal sums of v[0..15] as one vector (lane t = sum of v[t]): pairwise unpack/shuffle and add,
+/// 15 vector adds in place of 16 separate reductions.
+R2EC_AVX512 static inline __m512 sum16(const __m512 v[16]) {
+    __m512 a[8], b[4];
+    for (int i = 0; i < 8; i++)   // per 128-bit lane: [v2i 0+2, v2i+1 0+2, v2i 1+3, v2i+1 1+3]
+        a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 4; i++)   // per 128-bit lane: the lane's sums of v4i .. v4i+3
+        b[i] = _mm512_add_ps(_mm512_shuffle_ps(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    // Sum the four 128-bit lanes of each b[i] into lane i of the result.
+    __m512 c01 = _mm512_add_ps(_mm512_shuffle_f32x4(b[0], b[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm512_shuffle_f32x4(b[0], b[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 c23 = _mm512_add_ps(_mm512_shuffle_f32x4(b[2], b[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm512_shuffle_f32x4(b[2], b[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(c01, c23, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(c01, c23, _MM_SHUFFLE(3, 1, 3, 1)));
 }
+
+#define R2EC_LOAD_F32(p) _mm512_loadu_ps(p)
+#define R2EC_LOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+
+/// scores[h, j] = scale · q[h] · k[j] for every head h < heads and key j < context (16 keys per reduction).
+#define R2EC_SCORES(NAME, T, LOAD)                                                                                    \
+    R2EC_AVX512 static void NAME(const float *q, int heads, const T *keys, int stride, int context, int vectors,       \
+                                 int head_dim, float scale, float *scores) {                                          \
+        int j0 = 0;                                                                                                   \
+        for (; j0 + 16 <= context; j0 += 16)                                                                          \
+            for (int h = 0; h < heads; h++) {                                                                         \
+                const float *qh = q + (size_t)h * head_dim;                                                           \
+                const T *k = keys + (size_t)j0 * stride;                                                              \
+                __m512 acc[16];                                                                                       \
+                _Pragma("clang loop unroll(full)") for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();         \
+                for (int v = 0; v < vectors; v++) {     /* 16 accumulators stay in registers across the head */      \
+                    __m512 qv = _mm512_loadu_ps(qh + 16 * v);                                                         \
+                    _Pragma("clang loop unroll(full)") for (int t = 0; t < 16; t++)                                   \
+                        acc[t] = _mm512_fmadd_ps(qv, LOAD(k + (size_t)t * stride + 16 * v), acc[t]);                 \
+                }                                                                                                     \
+                _mm512_storeu_ps(scores + (size_t)h * context + j0, _mm512_mul_ps(sum16(acc), _mm512_set1_ps(scale))); \
+            }                                                                                                         \
+        for (int j = j0; j < context; j++) {                                                                          \
+            const T *k = keys + (size_t)j * stride;                                                                   \
+            for (int h = 0; h < heads; h++) {                                                                         \
+                const float *qh = q + (size_t)h * head_dim;                                                           \
+                __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qh), LOAD(k));                                             \
+                for (int v = 1; v < vectors; v++)                                                                     \
+                    acc = _mm512_fmadd_ps(_mm512_loadu_ps(qh + 16 * v), LOAD(k + 16 * v), acc);                       \
+                scores[(size_t)h * context + j] = _mm512_reduce_add_ps(acc) * scale;                                  \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+
+/// out[h] = inverse[h] · sum_j p[h, j] · v[j] for H (1 or 2) heads sharing each pass over the value rows, 64 floats
+/// of the head at a time (p rows `context` apart, outputs `head_dim` apart).
+#define R2EC_WEIGHTED_SUM(NAME, T, LOAD, H)                                                                           \
+    R2EC_AVX512 static void NAME(const float *p, const T *values, int stride, int context, int vectors, int head_dim, \
+                                 const float *inverse, float *out) {                                                  \
+        for (int v = 0; v < vectors; v += 4) {                                                                        \
+            int n = vectors - v < 4 ? vectors - v : 4;                                                                \
+            __m512 acc[H][4];                                                                                         \
+            _Pragma("clang loop unroll(full)") for (int h = 0; h < H; h++)                                            \
+                acc[h][0] = acc[h][1] = acc[h][2] = acc[h][3] = _mm512_setzero_ps();                                  \
+            const T *base = values + 16 * v;                                                                          \
+            for (int j = 0; j < context; j++, base += stride) {                                                       \
+                __m512 x0 = LOAD(base), zero = _mm512_setzero_ps();                                                   \
+                __m512 x1 = n > 1 ? LOAD(base + 16) : zero, x2 = n > 2 ? LOAD(base + 32) : zero;                      \
+                __m512 x3 = n > 3 ? LOAD(base + 48) : zero;                                                           \
+                _Pragma("clang loop unroll(full)") for (int h = 0; h < H; h++) {                                      \
+                    __m512 w = _mm512_set1_ps(p[(size_t)h * context + j]);                                            \
+                    acc[h][0] = _mm512_fmadd_ps(w, x0, acc[h][0]);                                                    \
+                    acc[h][1] = _mm512_fmadd_ps(w, x1, acc[h][1]);                                                    \
+                    acc[h][2] = _mm512_fmadd_ps(w, x2, acc[h][2]);                                                    \
+                    acc[h][3] = _mm512_fmadd_ps(w, x3, acc[h][3]);                                                    \
+                }                                                                                                     \
+            }                                                                                                         \
+            _Pragma("clang loop unroll(full)") for (int h = 0; h < H; h++) {                                          \
+                __m512 scale = _mm512_set1_ps(inverse[h]);                                                            \
+                float *target = out + (size_t)h * head_dim + 16 * v;                                                  \
+                for (int i = 0; i < n; i++) _mm512_storeu_ps(target + 16 * i, _mm512_mul_ps(acc[h][i], scale));       \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+
+#define R2EC_DECODE_ATTENTION(NAME, T, LOAD)                                                                          \
+    R2EC_SCORES(NAME##_scores, T, LOAD)                                                                               \
+    R2EC_WEIGHTED_SUM(NAME##_sum1, T, LOAD, 1)                                                                        \
+    R2EC_WEIGHTED_SUM(NAME##_sum2, T, LOAD, 2)                                                                        \
+    R2EC_AVX512 void NAME(const float *q, int heads, const T *keys, const T *values, int stride, int context,         \
+                          int head_dim, float scale, float *scores, float *out) {                                     \
+        int vectors = head_dim / 16;                                                                                  \
+        NAME##_scores(q, heads, keys, stride, context, vectors, head_dim, scale, scores);                             \
+        float inverse[heads];                                                                                         \
+        for (int h = 0; h < heads; h++) inverse[h] = 1.0f / softmax_numerators(scores + (size_t)h * context, context); \
+        int h = 0;                                                                                                    \
+        for (; h + 2 <= heads; h += 2)                                                                                \
+            NAME##_sum2(scores + (size_t)h * context, values, stride, context, vectors, head_dim, inverse + h,        \
+                        out + (size_t)h * head_dim);                                                                  \
+        if (h < heads)                                                                                                \
+            NAME##_sum1(scores + (size_t)h * context, values, stride, context, vectors, head_dim, inverse + h,        \
+                        out + (size_t)h * head_dim);                                                                  \
+    }
+
+R2EC_DECODE_ATTENTION(r2ec_decode_attention, float, R2EC_LOAD_F32)
+R2EC_DECODE_ATTENTION(r2ec_decode_attention_f16, uint16_t, R2EC_LOAD_F16)
 #else
+// Callers check r2ec_has_avx512f() first.
 void r2ec_decode_attention(const float *q, int heads, const float *keys, const float *values, int stride,
                            int context, int head_dim, float scale, float *scores, float *out) {
-    (void)q; (void)heads; (void)keys; (void)values; (void)stride; (void)context; (void)head_dim; (void)scale;
-    (void)scores; (void)out;
-    __builtin_trap();   // callers check r2ec_has_avx512f() first
+    __builtin_trap();
+}
+void r2ec_decode_attention_f16(const float *q, int heads, const uint16_t *keys, const uint16_t *values, int stride,
+                               int context, int head_dim, float scale, float *scores, float *out) {
+    __builtin_trap();
 }
 #endif

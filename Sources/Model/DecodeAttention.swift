@@ -13,19 +13,39 @@ enum DecodeAttention {
     }
 
     /// out[h] = softmax(scale * q[h] · K^T) · V for the `heads` consecutive query heads at q (headDim apart),
-    /// keys/values rows 0..<context with row stride `stride`; headDim a multiple of 16. `scores` holds
-    /// heads * context floats.
-    static func forward(queries q: UnsafePointer<Float>, heads: Int, keys: UnsafePointer<Float>,
-                        values: UnsafePointer<Float>, stride: Int, context: Int, headDim hd: Int, scale: Float,
+    /// keys/values rows 0..<context (elements of `precision`) with row stride `stride`; headDim a multiple of 16.
+    /// `scores` holds heads * context floats.
+    static func forward(queries q: UnsafePointer<Float>, heads: Int, keys: UnsafeRawPointer, values: UnsafeRawPointer,
+                        precision: KVPrecision, stride: Int, context: Int, headDim hd: Int, scale: Float,
                         scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
         precondition(hd % 16 == 0)
-        if CPU.hasAVX512F {
-            r2ec_decode_attention(q, Int32(heads), keys, values, Int32(stride), Int32(context), Int32(hd), scale,
-                                  scores, out)
-        } else {
-            forwardPortable(queries: q, heads: heads, keys: keys, values: values, stride: stride, context: context,
+        switch (precision, CPU.hasAVX512F) {
+        case (.float32, true):
+            r2ec_decode_attention(q, Int32(heads), keys.assumingMemoryBound(to: Float.self),
+                                  values.assumingMemoryBound(to: Float.self), Int32(stride), Int32(context), Int32(hd),
+                                  scale, scores, out)
+        case (.float16, true):
+            r2ec_decode_attention_f16(q, Int32(heads), keys.assumingMemoryBound(to: UInt16.self),
+                                      values.assumingMemoryBound(to: UInt16.self), Int32(stride), Int32(context),
+                                      Int32(hd), scale, scores, out)
+        case (.float32, false):
+            forwardPortable(queries: q, heads: heads, keys: keys.assumingMemoryBound(to: Float.self),
+                            values: values.assumingMemoryBound(to: Float.self), stride: stride, context: context,
                             headDim: hd, scale: scale, scores: scores, out: out)
+        case (.float16, false):
+            let widened = UnsafeMutablePointer<Float>.allocate(capacity: 2 * context * hd)
+            defer { widened.deallocate() }
+            widen(keys, stride: stride, rows: context, width: hd, into: widened)
+            widen(values, stride: stride, rows: context, width: hd, into: widened + context * hd)
+            forwardPortable(queries: q, heads: heads, keys: widened, values: widened + context * hd, stride: hd,
+                            context: context, headDim: hd, scale: scale, scores: scores, out: out)
         }
+    }
+
+    /// into[rows, width] = the float16 rows at `halves` (row stride `stride` elements) as floats.
+    static func widen(_ halves: UnsafeRawPointer, stride: Int, rows: Int, width: Int, into: UnsafeMutablePointer<Float>) {
+        let h = halves.assumingMemoryBound(to: UInt16.self)
+        for r in 0..<rows { r2ec_f16_to_f32(h + r * stride, into + r * width, Int32(width)) }
     }
 
     /// The portable path (Swift SIMD without target flags).

@@ -69,12 +69,9 @@ struct LayerRows {
         RoPE.forward(x: out, positions: positions + r0, rows: n, heads: c.numAttentionHeads + c.numKeyValueHeads,
                      headDim: hd, rowStride: qkvDim, table: model.rope)
         if let caches {
-            let keys = caches.map { $0.keys(l) }, values = caches.map { $0.values(l) }
             for r in r0..<(r0 + n) {
-                let s = rowSequence[r], position = offsets[s] + r - seqStart[s]
-                let row = qkv + r * qkvDim
-                (keys[s] + position * kvDim).update(from: row + qDim, count: kvDim)
-                (values[s] + position * kvDim).update(from: row + qDim + kvDim, count: kvDim)
+                let s = rowSequence[r], row = qkv + r * qkvDim
+                caches[s].store(layer: l, position: offsets[s] + r - seqStart[s], key: row + qDim, value: row + qDim + kvDim)
             }
         }
     }

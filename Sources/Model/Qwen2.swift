@@ -143,12 +143,14 @@ public final class Qwen2Model: @unchecked Sendable {
         }
         // Where each sequence's keys and values live: the fused buffer itself, or its cache (rows appended by the
         // QKV step of each layer).
-        func keyValues(_ l: Int) -> (keys: [UnsafePointer<Float>], values: [UnsafePointer<Float>], stride: Int) {
+        let precision = caches?.first?.precision ?? .float32
+        precondition(caches?.allSatisfy { $0.precision == precision } ?? true, "caches of one batch share a precision")
+        func keyValues(_ l: Int) -> (keys: [UnsafeRawPointer], values: [UnsafeRawPointer], stride: Int) {
             if let caches {
-                return (caches.map { UnsafePointer($0.keys(l)) }, caches.map { UnsafePointer($0.values(l)) }, kvDim)
+                return (caches.map { UnsafeRawPointer($0.keys(l)) }, caches.map { UnsafeRawPointer($0.values(l)) }, kvDim)
             }
-            return ((0..<tokens.count).map { UnsafePointer(qkv.data + seqStart[$0] * qkvDim + qDim) },
-                    (0..<tokens.count).map { UnsafePointer(qkv.data + seqStart[$0] * qkvDim + qDim + kvDim) }, qkvDim)
+            return ((0..<tokens.count).map { UnsafeRawPointer(qkv.data + seqStart[$0] * qkvDim + qDim) },
+                    (0..<tokens.count).map { UnsafeRawPointer(qkv.data + seqStart[$0] * qkvDim + qDim + kvDim) }, qkvDim)
         }
         let scale = 1 / Float(hd).squareRoot()
         positions.withUnsafeBufferPointer { positionsBuffer in
@@ -160,7 +162,7 @@ public final class Qwen2Model: @unchecked Sendable {
                     let kv = keyValues(l)
                     Self.attend(qkv: qkv.data, qkvDim: qkvDim, out: attention.data, qDim: qDim, seqStart: seqStart,
                                 sequences: sequences, offsets: offsets, keys: kv.keys, values: kv.values,
-                                kvStride: kv.stride, heads: heads, kvHeads: kvHeads, headDim: hd, scale: scale)
+                                kvStride: kv.stride, precision: precision, heads: heads, kvHeads: kvHeads, headDim: hd, scale: scale)
                 }
                 let threads = ThreadPool.shared.threadCount
                 let units = Self.sequenceUnits(seqStart: seqStart, rowsPerUnit: Self.pipelineChunk)
@@ -275,13 +277,15 @@ public final class Qwen2Model: @unchecked Sendable {
 
     /// Causal grouped-query attention for every (sequence, head, query block), spread over the thread pool.
     /// Queries are read from the fused QKV rows; sequence s's keys/values are rows 0..<offsets[s]+len of
-    /// keys[s]/values[s] with row stride kvStride; the output goes to out[row, head * headDim ...].
+    /// keys[s]/values[s] (elements of `precision`) with row stride kvStride elements; the output goes to
+    /// out[row, head * headDim ...]. A float16 cache is read as halves by the decode kernel; the GEMM paths widen
+    /// the rows a block may see into float32 scratch first.
     /// A one-token block (decoding) takes the query heads sharing a key/value head together: in a single row they
     /// are adjacent, so the group is one [group, headDim] matrix against the shared keys.
     static func attend(qkv: UnsafeMutablePointer<Float>, qkvDim: Int, out: UnsafeMutablePointer<Float>, qDim: Int,
-                       seqStart: [Int], sequences: Range<Int>, offsets: [Int], keys: [UnsafePointer<Float>],
-                       values: [UnsafePointer<Float>], kvStride: Int, heads: Int, kvHeads: Int, headDim hd: Int,
-                       scale: Float) {
+                       seqStart: [Int], sequences: Range<Int>, offsets: [Int], keys: [UnsafeRawPointer],
+                       values: [UnsafeRawPointer], kvStride: Int, precision: KVPrecision, heads: Int, kvHeads: Int,
+                       headDim hd: Int, scale: Float) {
         struct WorkItem { var sequence: Int; var firstHead: Int; var headCount: Int; var firstRow: Int; var rowCount: Int }
         let group = heads / kvHeads
         var items: [WorkItem] = []
@@ -302,9 +306,6 @@ public final class Qwen2Model: @unchecked Sendable {
                 }
             }
         }
-        var longest = 0
-        for s in sequences { longest = max(longest, offsets[s] + seqStart[s + 1] - seqStart[s]) }
-        let scratchSize = max(queryBlock, group) * longest
         // Multiply-adds (causal blocks counted whole): a batch-1 decode step's attention is a few microseconds,
         // less than waking a pool thread costs.
         var multiplyAdds = 0
@@ -321,16 +322,29 @@ public final class Qwen2Model: @unchecked Sendable {
                 let item = work[index]
                 let s = item.sequence, kvHead = item.firstHead / group
                 let context = offsets[s] + item.firstRow + item.rowCount   // keys this block may see
-                let k = keys[s] + kvHead * hd, v = values[s] + kvHead * hd
+                let elementBytes = precision.bytesPerElement
+                let kRaw = keys[s] + kvHead * hd * elementBytes, vRaw = values[s] + kvHead * hd * elementBytes
                 let queries = qkv + (seqStart[s] + item.firstRow) * qkvDim + item.firstHead * hd
                 let target = out + (seqStart[s] + item.firstRow) * qDim + item.firstHead * hd
-                let scores = UnsafeMutablePointer<Float>.allocate(capacity: scratchSize)
+                let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(item.rowCount, item.headCount) * context)
                 defer { scores.deallocate() }
                 if item.rowCount == 1 && hd % 16 == 0 {
-                    DecodeAttention.forward(queries: queries, heads: item.headCount, keys: k, values: v,
-                                            stride: kvStride, context: context, headDim: hd, scale: scale,
-                                            scores: scores, out: target)
-                } else if item.headCount > 1 {
+                    DecodeAttention.forward(queries: queries, heads: item.headCount, keys: kRaw, values: vRaw,
+                                            precision: precision, stride: kvStride, context: context, headDim: hd,
+                                            scale: scale, scores: scores, out: target)
+                    return
+                }
+                // The GEMM paths read float32 rows: a float16 cache's rows are widened first.
+                let widened = precision == .float16 ? UnsafeMutablePointer<Float>.allocate(capacity: 2 * context * hd) : nil
+                defer { widened?.deallocate() }
+                var k = kRaw.assumingMemoryBound(to: Float.self), v = vRaw.assumingMemoryBound(to: Float.self)
+                var kvStride = kvStride
+                if let widened {
+                    DecodeAttention.widen(kRaw, stride: kvStride, rows: context, width: hd, into: widened)
+                    DecodeAttention.widen(vRaw, stride: kvStride, rows: context, width: hd, into: widened + context * hd)
+                    (k, v, kvStride) = (UnsafePointer(widened), UnsafePointer(widened + context * hd), hd)
+                }
+                if item.headCount > 1 {
                     // One row, `group` heads stacked: every head sees the whole context.
                     gemm(true, m: item.headCount, n: context, k: hd, a: queries, lda: hd, b: k, ldb: kvStride,
                          transB: true, c: scores, ldc: context, alpha: scale, beta: 0)

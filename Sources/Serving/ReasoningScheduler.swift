@@ -14,6 +14,8 @@ public struct ReasoningConfig: Sendable, Equatable {
     public var stepTokenBudget = 1024
     /// KV-cache tokens reserved across all chains in flight (prompt + reasoning limit each).
     public var kvTokenBudget = 64 * 1024
+    /// How the chains' KV caches store keys and values (float16: half the memory each decode step streams).
+    public var kvPrecision = KVPrecision.float16
     /// Reasoning tokens when the request leaves it 0, and the most a request may ask for.
     public var defaultMaxTokens = 64
     public var maxTokensLimit = 512
@@ -54,11 +56,11 @@ public final class ReasoningScheduler: @unchecked Sendable {
         let reserved: Int
         var readout: [Float]?
 
-        init(_ r: Request, prompt: [Int], maxTokens: Int, configuration: Qwen2Configuration) {
+        init(_ r: Request, prompt: [Int], maxTokens: Int, configuration: Qwen2Configuration, precision: KVPrecision) {
             request = r
             self.prompt = prompt
             reserved = prompt.count + maxTokens + r.dual.answerTokens.count + 1
-            cache = KVCache(configuration: configuration, reservingCapacity: reserved)
+            cache = KVCache(configuration: configuration, reservingCapacity: reserved, precision: precision)
             decoder = ChainDecoder(tokenizer: r.dual.tokenizer, settings: r.sampling, maxNewTokens: maxTokens,
                                    stopText: Prompts.answerTag)
         }
@@ -165,7 +167,8 @@ public final class ReasoningScheduler: @unchecked Sendable {
                 r.done(.failure(ServingError.invalid("history", "the prompt fills the model's context; send fewer events")))
                 continue
             }
-            let slot = Slot(r, prompt: prompt, maxTokens: min(r.maxTokens, room), configuration: c)
+            let slot = Slot(r, prompt: prompt, maxTokens: min(r.maxTokens, room), configuration: c,
+                            precision: config.kvPrecision)
             if !slots.isEmpty && kvInUse + slot.reserved > config.kvTokenBudget { return }
             pop()
             kvInUse += slot.reserved

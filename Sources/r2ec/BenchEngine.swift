@@ -49,6 +49,9 @@ struct BenchEngine: ParsableCommand {
     @Flag(help: "Run the projections through OpenBLAS on the unpacked weights (as a model in training does) instead of packed copies.")
     var unpacked = false
 
+    @Option(help: "How decode KV caches store keys and values: float16 (as the server does) or float32.")
+    var kvPrecision = KVPrecision.float16
+
     @Flag(help: "Only compare the forward schedules on prefill, interleaved round by round, and stop.")
     var compareSchedules = false
 
@@ -156,10 +159,12 @@ struct BenchEngine: ParsableCommand {
 
     func runDecode(_ model: Qwen2Model, _ configuration: Qwen2Configuration, _ rng: inout SplitMix64) {
         func randomTokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % 8192) } }
-        print("\ndecode (one token per sequence per step after a \(length)-token prefill; greedy; \(rounds) interleaved rounds;")
+        print("\ndecode (one token per sequence per step after a \(length)-token prefill; greedy; \(kvPrecision.rawValue) KV cache;")
+        print("\(rounds) interleaved rounds;", terminator: " ")
         print("tokens/s from the median step, which a descheduled step on a shared core does not move)")
         let decodeCaches = decodeBatches.map { batch in
-            (0..<batch).map { _ in KVCache(configuration: configuration, reservingCapacity: length + decodeSteps + 4) }
+            (0..<batch).map { _ in KVCache(configuration: configuration, reservingCapacity: length + decodeSteps + 4,
+                                 precision: kvPrecision) }
         }
         let decodePrompts = decodeBatches.map { batch in (0..<batch).map { _ in randomTokens(length) } }
         var stepTimes = [[Double]](repeating: [], count: decodeBatches.count)

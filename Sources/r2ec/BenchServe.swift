@@ -6,6 +6,7 @@
 import ArgumentParser
 import Data
 import Foundation
+import Model
 import RPC
 import Serving
 
@@ -25,6 +26,8 @@ struct BenchServe: ParsableCommand {
     @Option(help: "Reasoning tokens per request (reasoning mode).") var reasoningTokens = 32
     @Option(help: "In-process server: most requests per direct batch.") var maxBatchSize = 32
     @Option(help: "In-process server: reasoning chains decoded together.") var reasoningSlots = 32
+    @Option(help: "In-process server: how reasoning KV caches store keys and values (float16 or float32).")
+    var kvPrecision = KVPrecision.float16
     @Flag(help: "Run issue 6's three comparisons (in-process servers) instead of one sweep.") var suite = false
     @Option(help: "Write the results as JSON here (the Python package plots it: python -m r2ec_client.plots latency).")
     var json: String?
@@ -69,6 +72,7 @@ struct BenchServe: ParsableCommand {
         reasoning.maxSlots = slots
         reasoning.stepTokenBudget = max(reasoning.stepTokenBudget, slots)
         reasoning.maxTokensLimit = max(reasoning.maxTokensLimit, reasoningTokens)
+        reasoning.kvPrecision = kvPrecision
         let s = try InProcessServer(registry: registry, batching: batching, reasoning: reasoning)
         return ("127.0.0.1", s.port, s)
     }

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Data
 import Foundation
+import Model
 import RPC
 import Serving
 import Train
@@ -39,6 +40,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Tokens fed per reasoning step across chains (decode tokens, then prompt chunks).")
     var stepTokenBudget = 1024
     @Option(help: "KV-cache tokens reserved across reasoning chains in flight.") var kvTokenBudget = 65536
+    @Option(help: "How reasoning chains' KV caches store keys and values: float16 or float32.")
+    var kvPrecision = KVPrecision.float16
     @Option(help: "Reasoning tokens when a request asks for 0.") var defaultReasoningTokens = 64
     @Option(help: "Most reasoning tokens one request may ask for.") var maxReasoningTokens = 512
     @Option(help: "Seconds accepted calls may take to finish after SIGTERM/SIGINT.") var drainTimeout = 30.0
@@ -84,6 +87,7 @@ struct Serve: ParsableCommand {
         reasoning.maxSlots = reasoningSlots
         reasoning.stepTokenBudget = max(stepTokenBudget, reasoningSlots)
         reasoning.kvTokenBudget = kvTokenBudget
+        reasoning.kvPrecision = kvPrecision
         reasoning.defaultMaxTokens = defaultReasoningTokens
         reasoning.maxTokensLimit = maxReasoningTokens
         var limits = RequestLimits()
@@ -137,3 +141,5 @@ extension Serve {
         return (model, DualHeadLoader.calibrator(directory: directory))
     }
 }
+
+extension KVPrecision: ExpressibleByArgument {}

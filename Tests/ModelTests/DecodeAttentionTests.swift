@@ -1,5 +1,7 @@
-// The decode attention kernels (AVX-512 in CKernels, the portable Swift SIMD path) against a float64 loop over the
-// definition: softmax(scale · q · K^T) · V per head, keys/values with a row stride wider than a head.
+// The decode attention kernels (AVX-512 in CKernels, the portable Swift SIMD path; float32 and float16 keys/values)
+// against a float64 loop over the definition: softmax(scale · q · K^T) · V per head, keys/values with a row stride
+// wider than a head. Float16 inputs are compared with the definition over the same values rounded to halves.
+import CKernels
 import XCTest
 @testable import Model
 import Tensor
@@ -30,8 +32,9 @@ final class DecodeAttentionTests: XCTestCase {
             for path in ["dispatched", "portable"] {
                 var out = [Float](repeating: .nan, count: heads * hd)
                 if path == "dispatched" {
-                    DecodeAttention.forward(queries: q, heads: heads, keys: keys, values: values, stride: stride,
-                                            context: context, headDim: hd, scale: scale, scores: &scores, out: &out)
+                    DecodeAttention.forward(queries: q, heads: heads, keys: keys, values: values, precision: .float32,
+                                            stride: stride, context: context, headDim: hd, scale: scale,
+                                            scores: &scores, out: &out)
                 } else {
                     DecodeAttention.forwardPortable(queries: q, heads: heads, keys: keys, values: values, stride: stride,
                                                     context: context, headDim: hd, scale: scale, scores: &scores, out: &out)
@@ -39,6 +42,16 @@ final class DecodeAttentionTests: XCTestCase {
                 let worst = zip(out, expected).map { abs(Double($0) - $1) }.max()!
                 XCTAssertLessThan(worst, 2e-5, "\(path) heads \(heads) context \(context) head_dim \(hd)")
             }
+            // Float16 keys and values.
+            let keyHalves = keys.map { Float16($0).bitPattern }, valueHalves = values.map { Float16($0).bitPattern }
+            let expectedHalf = reference(q: q, heads: heads, keys: keys.map { Float(Float16($0)) },
+                                         values: values.map { Float(Float16($0)) }, stride: stride, context: context,
+                                         hd: hd, scale: scale)
+            var out = [Float](repeating: .nan, count: heads * hd)
+            DecodeAttention.forward(queries: q, heads: heads, keys: keyHalves, values: valueHalves, precision: .float16,
+                                    stride: stride, context: context, headDim: hd, scale: scale, scores: &scores, out: &out)
+            let worst = zip(out, expectedHalf).map { abs(Double($0) - $1) }.max()!
+            XCTAssertLessThan(worst, 2e-5, "float16 heads \(heads) context \(context) head_dim \(hd)")
         }
     }
 }

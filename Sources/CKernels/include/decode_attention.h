@@ -3,6 +3,7 @@
 // overheads would cost more than the math.
 #ifndef R2EC_DECODE_ATTENTION_H
 #define R2EC_DECODE_ATTENTION_H
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -13,6 +14,10 @@ extern "C" {
 /// 16; `scores` holds heads * context floats. Requires r2ec_has_avx512f() (cpu.h).
 void r2ec_decode_attention(const float *q, int heads, const float *keys, const float *values, int stride,
                            int context, int head_dim, float scale, float *scores, float *out);
+
+/// The same with keys and values stored as IEEE binary16 (a float16 KV cache).
+void r2ec_decode_attention_f16(const float *q, int heads, const uint16_t *keys, const uint16_t *values, int stride,
+                               int context, int head_dim, float scale, float *scores, float *out);
 
 #ifdef __cplusplus
 }
