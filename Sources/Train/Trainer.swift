@@ -68,6 +68,13 @@ public final class Trainer: @unchecked Sendable {
             progress.stage += 1
             progress.step = 0
             optimizer = nil
+            if let bestParameters, progress.stage < config.stages.count {
+                // Early stopping keeps the best parameters, not the last: the next stage starts from them.
+                model.parameters.base.update(from: bestParameters.base, count: bestParameters.count)
+                table = nil
+                log.note(String(format: "stage %d starts from the best parameters so far (stage %d step %d, validation NDCG@10 %.4f)",
+                                progress.stage, progress.bestStage, progress.bestStep, progress.bestScore))
+            }
             try saveState()
         }
         return try finish()
