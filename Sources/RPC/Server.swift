@@ -5,7 +5,6 @@ import CLibUV
 import Foundation
 import Logging
 import Serving
-import Synchronization
 
 public final class Server: @unchecked Sendable {
     public let config: ServerConfig
@@ -22,7 +21,10 @@ public final class Server: @unchecked Sendable {
 
     private var connections: [ObjectIdentifier: Connection] = [:]
     private var dirty: [Connection] = []
-    private let completions = Mutex<[() -> Void]>([])
+    /// Work handed back to the loop thread. An NSLock (pthread mutex), not Synchronization's Mutex: ThreadSanitizer
+    /// sees pthread locks but not the futex the stdlib's Mutex uses on Linux, and reported the hand-over as a race.
+    private let completionsLock = NSLock()
+    private var completions: [() -> Void] = []
     private var deadlineCalls: [(Connection.Call, Connection)] = []
     private var watchers: [(Connection.Call, Connection, String)] = []
     private var draining = false
@@ -99,16 +101,17 @@ public final class Server: @unchecked Sendable {
 
     /// Runs `work` on the loop thread, from any thread.
     public func post(_ work: @escaping () -> Void) {
-        completions.withLock { $0.append(work) }
+        completionsLock.lock()
+        completions.append(work)
+        completionsLock.unlock()
         uv_async_send(wakeup)
     }
 
     private func drainCompletions() {
-        let batch = completions.withLock { q -> [() -> Void] in
-            let b = q
-            q.removeAll(keepingCapacity: true)
-            return b
-        }
+        completionsLock.lock()
+        let batch = completions
+        completions.removeAll(keepingCapacity: true)
+        completionsLock.unlock()
         for work in batch { work() }
         flushDirty()
     }
