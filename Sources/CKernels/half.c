@@ -4,7 +4,6 @@
 #include "half.h"
 #include "cpu.h"
 #include <immintrin.h>
-#include <stdatomic.h>
 #include <string.h>
 
 static uint16_t half_from_float(float f) {
@@ -69,20 +68,16 @@ __attribute__((target("avx512f"))) static void from_half_avx512(const uint16_t *
 }
 #endif
 
-static _Atomic int avx512 = -1;   // -1 until the first call checks the CPU
-
 void r2ec_f32_to_f16(const float *src, uint16_t *dst, int n) {
-    if (avx512 < 0) avx512 = r2ec_has_avx512f();
 #if defined(__x86_64__)
-    if (avx512) { to_half_avx512(src, dst, n); return; }
+    if (r2ec_has_avx512f()) { to_half_avx512(src, dst, n); return; }
 #endif
     for (int i = 0; i < n; i++) dst[i] = half_from_float(src[i]);
 }
 
 void r2ec_f16_to_f32(const uint16_t *src, float *dst, int n) {
-    if (avx512 < 0) avx512 = r2ec_has_avx512f();
 #if defined(__x86_64__)
-    if (avx512) { from_half_avx512(src, dst, n); return; }
+    if (r2ec_has_avx512f()) { from_half_avx512(src, dst, n); return; }
 #endif
     for (int i = 0; i < n; i++) dst[i] = float_from_half(src[i]);
 }

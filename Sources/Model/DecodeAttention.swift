@@ -33,19 +33,23 @@ enum DecodeAttention {
                             values: values.assumingMemoryBound(to: Float.self), stride: stride, context: context,
                             headDim: hd, scale: scale, scores: scores, out: out)
         case (.float16, false):
-            let widened = UnsafeMutablePointer<Float>.allocate(capacity: 2 * context * hd)
+            let widened = widen(keys: keys, values: values, stride: stride, rows: context, width: hd)
             defer { widened.deallocate() }
-            widen(keys, stride: stride, rows: context, width: hd, into: widened)
-            widen(values, stride: stride, rows: context, width: hd, into: widened + context * hd)
             forwardPortable(queries: q, heads: heads, keys: widened, values: widened + context * hd, stride: hd,
                             context: context, headDim: hd, scale: scale, scores: scores, out: out)
         }
     }
 
-    /// into[rows, width] = the float16 rows at `halves` (row stride `stride` elements) as floats.
-    static func widen(_ halves: UnsafeRawPointer, stride: Int, rows: Int, width: Int, into: UnsafeMutablePointer<Float>) {
-        let h = halves.assumingMemoryBound(to: UInt16.self)
-        for r in 0..<rows { r2ec_f16_to_f32(h + r * stride, into + r * width, Int32(width)) }
+    /// Float32 copies of `rows` float16 key rows and value rows (row stride `stride` elements, `width` used): keys
+    /// at [0, rows * width), values after them, rows `width` apart. The caller deallocates.
+    static func widen(keys: UnsafeRawPointer, values: UnsafeRawPointer, stride: Int, rows: Int,
+                      width: Int) -> UnsafeMutablePointer<Float> {
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: 2 * rows * width)
+        for (halves, base) in [(keys, out), (values, out + rows * width)] {
+            let h = halves.assumingMemoryBound(to: UInt16.self)
+            for r in 0..<rows { r2ec_f16_to_f32(h + r * stride, base + r * width, Int32(width)) }
+        }
+        return out
     }
 
     /// The portable path (Swift SIMD without target flags).

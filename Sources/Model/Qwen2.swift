@@ -22,22 +22,6 @@ public struct ForwardOutput {
     public var rowCount: Int { hidden.rowCount }
 }
 
-/// Seconds spent per phase of the forward pass, accumulated across calls while installed on a model
-/// (`r2ec bench engine --profile`); the pass reads the clock only when one is installed.
-public final class ForwardProfile: @unchecked Sendable {
-    public private(set) var seconds: [String: Double] = [:]
-    public private(set) var order: [String] = []
-    private var last = 0.0
-    public init() {}
-    func start() { last = GEMMBenchmark.now() }
-    func lap(_ phase: String) {
-        let now = GEMMBenchmark.now()
-        if seconds[phase] == nil { order.append(phase) }
-        seconds[phase, default: 0] += now - last
-        last = now
-    }
-}
-
 public final class Qwen2Model: @unchecked Sendable {
     public let configuration: Qwen2Configuration
     /// Every weight, in one allocation carved by `parameters.layout` (Hugging Face names).
@@ -89,7 +73,7 @@ public final class Qwen2Model: @unchecked Sendable {
     public var packedByteCount: Int { packed?.byteCount ?? 0 }
 
     /// When set, forward passes add their per-phase times to it (single-threaded callers only).
-    nonisolated(unsafe) public var profile: ForwardProfile?
+    nonisolated(unsafe) public var profile: PhaseProfile?
 
     /// Rows from which a batch of many sequences runs sequence-parallel (see `forward`); below, and for batches
     /// of few sequences, each GEMM is split over the pool instead.
@@ -335,15 +319,12 @@ public final class Qwen2Model: @unchecked Sendable {
                     return
                 }
                 // The GEMM paths read float32 rows: a float16 cache's rows are widened first.
-                let widened = precision == .float16 ? UnsafeMutablePointer<Float>.allocate(capacity: 2 * context * hd) : nil
+                let widened = precision == .float16
+                    ? DecodeAttention.widen(keys: kRaw, values: vRaw, stride: kvStride, rows: context, width: hd) : nil
                 defer { widened?.deallocate() }
                 var k = kRaw.assumingMemoryBound(to: Float.self), v = vRaw.assumingMemoryBound(to: Float.self)
                 var kvStride = kvStride
-                if let widened {
-                    DecodeAttention.widen(kRaw, stride: kvStride, rows: context, width: hd, into: widened)
-                    DecodeAttention.widen(vRaw, stride: kvStride, rows: context, width: hd, into: widened + context * hd)
-                    (k, v, kvStride) = (UnsafePointer(widened), UnsafePointer(widened + context * hd), hd)
-                }
+                if let widened { (k, v, kvStride) = (UnsafePointer(widened), UnsafePointer(widened + context * hd), hd) }
                 if item.headCount > 1 {
                     // One row, `group` heads stacked: every head sees the whole context.
                     gemm(true, m: item.headCount, n: context, k: hd, a: queries, lda: hd, b: k, ldb: kvStride,

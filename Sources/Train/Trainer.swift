@@ -123,7 +123,7 @@ public final class Trainer: @unchecked Sendable {
     func setUp() throws {
         corpus.use(tokenizer: tokenizer, maxPositions: model.configuration.maxPositionEmbeddings)
         graph = TrainingGraph(model: model)
-        if ProcessInfo.processInfo.environment["R2EC_TRAIN_PROFILE"] != nil { graph.profile = TrainingProfile() }
+        if ProcessInfo.processInfo.environment["R2EC_TRAIN_PROFILE"] != nil { graph.profile = PhaseProfile() }
         if config.atjt { trustModel = TrustRecogniser(catalogSize: corpus.catalogCount) }
         log.note("model: \(model.parameterCount) parameters, d_model \(model.configuration.hiddenSize), " +
                  "\(model.configuration.numHiddenLayers) layers, vocab \(model.configuration.vocabSize)")

@@ -28,24 +28,9 @@ final class Slab {
     }
 }
 
-/// Seconds per phase of the training passes, accumulated while installed on a graph (`r2ec bench train`).
-public final class TrainingProfile: @unchecked Sendable {
-    public private(set) var seconds: [String: Double] = [:]
-    public private(set) var order: [String] = []
-    private var last = 0.0
-    public init() {}
-    func start() { last = GEMMBenchmark.now() }
-    func lap(_ phase: String) {
-        let now = GEMMBenchmark.now()
-        if seconds[phase] == nil { order.append(phase) }
-        seconds[phase, default: 0] += now - last
-        last = now
-    }
-}
-
 public final class TrainingGraph: @unchecked Sendable {
     /// When set, forward and backward add their per-phase times to it.
-    public var profile: TrainingProfile?
+    public var profile: PhaseProfile?
     public let model: Qwen2Model
     public let configuration: Qwen2Configuration
     /// Gradients, carved like `model.parameters`; `backward` adds to them, `zeroGradients` clears them.

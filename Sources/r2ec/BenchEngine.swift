@@ -254,7 +254,7 @@ struct BenchEngine: ParsableCommand {
 
     /// Runs `body` 10 times with a profile installed and prints the share of each phase.
     func printProfile(_ model: Qwen2Model, _ body: () -> Void) {
-        let p = ForwardProfile()
+        let p = PhaseProfile()
         model.profile = p
         for _ in 0..<10 { body() }
         model.profile = nil

@@ -50,7 +50,7 @@ struct BenchTrain: ParsableCommand {
         }
         _ = step()
         phase = [:]
-        let profile = TrainingProfile()
+        let profile = PhaseProfile()
         graph.profile = profile
         var times: [Double] = []
         var loss = 0.0

@@ -36,7 +36,7 @@ final class ReferenceTests: XCTestCase {
                 // The ragged batch has 4 sequences: sequence-parallel units need a batch of at least 4 of them,
                 // row-parallel gets one sequence more than a unit holds.
                 let batch = schedule.name == "row-parallel" ? [ragged[2]] : ragged
-                let profile = ForwardProfile()
+                let profile = PhaseProfile()
                 model.profile = profile
                 let output = Fixtures.withSchedule(schedule) { model.forward(batch, rows: .all, logits: true) }
                 model.profile = nil

@@ -3,6 +3,7 @@
 // started from; the first stage's evaluations (every step, at a learning rate high enough to make them move) must
 // have their best somewhere other than the last, or the test says its fixture no longer discriminates.
 import Foundation
+import Model
 import XCTest
 @testable import Train
 
@@ -11,7 +12,7 @@ final class StageHandOverTests: XCTestCase {
         let dir = NSTemporaryDirectory() + "r2ec-handover-\(getpid())-\(UInt64(Date().timeIntervalSince1970 * 1e6))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var inter = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-        var rng = SplitMix(seed: 3)
+        var rng = SplitMix64(seed: 3)
         for u in 1...40 {
             var item = Int(rng.next() % 25) + 1
             for t in 0..<10 {   // each user walks the catalogue with small steps: a learnable sequence
@@ -24,18 +25,6 @@ final class StageHandOverTests: XCTestCase {
         try inter.write(toFile: dir + "/toy.inter", atomically: true, encoding: .utf8)
         try items.write(toFile: dir + "/toy.item", atomically: true, encoding: .utf8)
         return dir
-    }
-
-    struct SplitMix {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
     }
 
     func testNextStageStartsFromTheBestParameters() throws {
