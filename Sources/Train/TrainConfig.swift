@@ -56,6 +56,11 @@ public struct StageSettings: Codable, Sendable {
     public var minLRRatio: Float = 0.1
     public var weightDecay: Float = 0.0
     public var clip: Float = 1.0
+    /// Dropout on the embedding output and every attention / MLP branch while this stage trains (0: none).
+    public var dropout: Float = 0
+    /// Decay of an exponential moving average of the parameters that evaluations (and so the kept checkpoint) use
+    /// instead of the last iterate (0: none; e.g. 0.995 averages over ~200 steps).
+    public var ema: Float = 0
     /// Evaluate on validation every this many steps (0: only at the end of the stage).
     public var evalEvery = 0
     /// Validation users per evaluation during training (0: all); the final evaluation uses all.
@@ -91,7 +96,7 @@ public struct StageSettings: Codable, Sendable {
     public var itemShare: Float = 0.5
 
     enum CodingKeys: String, CodingKey {
-        case stage, steps, batch, lr, warmup, schedule, clip, patience, group, temperature
+        case stage, steps, batch, lr, warmup, schedule, clip, patience, group, temperature, dropout, ema
         case minLRRatio = "min_lr_ratio", weightDecay = "weight_decay", evalEvery = "eval_every", evalUsers = "eval_users"
         case fullTable = "full_table", refreshEvery = "refresh_every", lineTargets = "line_targets"
         case lineWeight = "line_weight", freshItems = "fresh_items", topK = "top_k", maxNewTokens = "max_new_tokens"
@@ -106,12 +111,25 @@ public struct StageSettings: Codable, Sendable {
         }
         try get(.stage, \.stage); try get(.steps, \.steps); try get(.batch, \.batch); try get(.lr, \.lr)
         try get(.warmup, \.warmup); try get(.schedule, \.schedule); try get(.minLRRatio, \.minLRRatio)
-        try get(.weightDecay, \.weightDecay); try get(.clip, \.clip); try get(.evalEvery, \.evalEvery)
+        try get(.weightDecay, \.weightDecay); try get(.clip, \.clip); try get(.dropout, \.dropout); try get(.ema, \.ema); try get(.evalEvery, \.evalEvery)
         try get(.evalUsers, \.evalUsers); try get(.patience, \.patience); try get(.fullTable, \.fullTable)
         try get(.refreshEvery, \.refreshEvery); try get(.lineTargets, \.lineTargets); try get(.lineWeight, \.lineWeight)
         try get(.freshItems, \.freshItems); try get(.group, \.group); try get(.temperature, \.temperature)
         try get(.topK, \.topK); try get(.maxNewTokens, \.maxNewTokens); try get(.recWeight, \.recWeight)
         try get(.itemShare, \.itemShare); try get(.memoryBank, \.memoryBank); try get(.logQ, \.logQ)
+        guard s.dropout >= 0 && s.dropout < 1 else {
+            throw DecodingError.dataCorruptedError(forKey: .dropout, in: c,
+                                                   debugDescription: "dropout must be in [0, 1), got \(s.dropout)")
+        }
+        guard s.ema == 0 || s.stage == "rec" else {
+            throw DecodingError.dataCorruptedError(forKey: .ema, in: c, debugDescription: "ema applies to rec stages only (its evaluations use the average), not \(s.stage)")
+        }
+        guard s.dropout == 0 || s.stage != "recpo" else {
+            throw DecodingError.dataCorruptedError(forKey: .dropout, in: c, debugDescription: "dropout applies to lm and rec stages, not recpo (its chains are sampled without it)")
+        }
+        guard s.ema >= 0 && s.ema < 1 else {
+            throw DecodingError.dataCorruptedError(forKey: .ema, in: c, debugDescription: "ema must be in [0, 1), got \(s.ema)")
+        }
         self = s
     }
 }

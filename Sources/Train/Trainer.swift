@@ -21,6 +21,8 @@ public final class Trainer: @unchecked Sendable {
     var progress = TrainingProgress()
     var optimizer: AdamW?
     var bestParameters: ParameterBuffer?
+    /// The current stage's moving average of the parameters (stages with `ema` > 0).
+    var average: ParameterAverage?
     /// Seconds spent before this process (a resumed run continues the clock).
     var priorSeconds = 0.0
     let validationSubsetSeed: UInt64 = 99
@@ -35,7 +37,14 @@ public final class Trainer: @unchecked Sendable {
         /// The reasoning path (greedy chains), when the recipe has a RecPO stage.
         public var reasoningValidation: EvalResult?
         public var reasoningTest: EvalResult?
+        /// The paper's "w/o reasoning" model: the best parameters before the RecPO stage (trained with the
+        /// recommendation loss only), saved in OUT/without-reasoning and measured on its direct path.
+        public var withoutReasoningValidation: EvalResult?
+        public var withoutReasoningTest: EvalResult?
     }
+
+    /// Where a recipe with a RecPO stage keeps the checkpoint it had before RecPO ("w/o reasoning").
+    public var withoutReasoningDirectory: String { out + "/without-reasoning" }
 
     public init(config: TrainConfig, out: String, logPath: String?) throws {
         self.config = config
@@ -59,6 +68,8 @@ public final class Trainer: @unchecked Sendable {
         }
         while progress.stage < config.stages.count && !stopAll {
             let s = config.stages[progress.stage]
+            graph.dropout = s.dropout
+            graph.dropoutSeed = dropoutSeed
             switch s.stage {
             case "lm": try runLM(s)
             case "rec": try runRec(s)
@@ -68,12 +79,18 @@ public final class Trainer: @unchecked Sendable {
             progress.stage += 1
             progress.step = 0
             optimizer = nil
+            average = nil
+            progress.averageUpdates = -1
             if let bestParameters, progress.stage < config.stages.count {
                 // Early stopping keeps the best parameters, not the last: the next stage starts from them.
                 model.parameters.base.update(from: bestParameters.base, count: bestParameters.count)
                 table = nil
                 log.note(String(format: "stage %d starts from the best parameters so far (stage %d step %d, validation NDCG@10 %.4f)",
                                 progress.stage, progress.bestStage, progress.bestStep, progress.bestScore))
+                if config.stages[progress.stage].stage == "recpo" {
+                    try Checkpoint.save(model, tokenizer: tokenizer, directory: withoutReasoningDirectory)
+                    log.note("the model without reasoning (before RecPO) is saved in \(withoutReasoningDirectory)")
+                }
             }
             try saveState()
         }
@@ -116,7 +133,11 @@ public final class Trainer: @unchecked Sendable {
             optimizer = AdamW(layout: model.parameters.layout, settings: adamSettings(config.stages[p.stage]))
             optimizer!.step = p.optimizerStep
         }
-        table = try TrainingState.load(directory: stateDirectory, parameters: model.parameters, optimizer: optimizer)
+        if p.averageUpdates >= 0 {
+            average = ParameterAverage(of: model.parameters, decay: config.stages[p.stage].ema, updates: p.averageUpdates)
+        }
+        table = try TrainingState.load(directory: stateDirectory, parameters: model.parameters, optimizer: optimizer,
+                                       average: average?.average)
         log.note("resumed stage \(p.stage) (\(config.stages[min(p.stage, config.stages.count - 1)].stage)) at step \(p.step)")
     }
 
@@ -155,13 +176,26 @@ public final class Trainer: @unchecked Sendable {
         let norm = o.update(parameters: model.parameters, gradients: graph.gradients, lr: schedule(s).rate(step))
         progress.optimizerStep = o.step
         progress.globalStep += 1
+        if s.ema > 0 {
+            if average == nil { average = ParameterAverage(of: model.parameters, decay: s.ema) }
+            average!.update(from: model.parameters)
+            progress.averageUpdates = average!.updates
+        }
+        graph.dropoutSeed = dropoutSeed
         return norm
+    }
+
+    /// The seed of the next forward's dropout masks: a function of the global step, so a resumed run draws the
+    /// masks an uninterrupted one would.
+    var dropoutSeed: UInt64 {
+        var rng = Model.SplitMix64(seed: config.seed &* 0x2545_F491_4F6C_DD1D &+ UInt64(progress.globalStep))
+        return rng.next()
     }
 
     func saveState() throws {
         progress.elapsed = seconds
         try TrainingState.save(directory: stateDirectory, parameters: model.parameters, optimizer: optimizer,
-                               table: table, progress: progress)
+                               table: table, average: average?.average, progress: progress)
     }
 
     /// Whether the run's time limit has passed (every stage then stops; the best parameters are kept).
@@ -210,9 +244,17 @@ public final class Trainer: @unchecked Sendable {
         return o
     }
 
-    /// Validation NDCG@10 (and friends) of the current parameters; logs an eval line, keeps the best parameters
-    /// (saving them as the checkpoint) and returns whether the stage should stop early.
+    /// Validation NDCG@10 (and friends) of the current parameters, or of their moving average when the stage keeps
+    /// one; logs an eval line, keeps the best parameters (saving them as the checkpoint) and returns whether the
+    /// stage should stop early.
     func evaluateAndTrack(stage s: StageSettings, step: Int, recommender: Recommender? = nil) throws -> Bool {
+        if let average, recommender == nil {
+            return try average.withAverage(in: model.parameters) { try track(stage: s, step: step, recommender: nil) }
+        }
+        return try track(stage: s, step: step, recommender: recommender)
+    }
+
+    private func track(stage s: StageSettings, step: Int, recommender: Recommender?) throws -> Bool {
         let began = Date()
         let r = recommender ?? currentRecommender()
         let result = try Self.evaluate(r, on: validationSubset(s.evalUsers), options: evalOptions(bootstrap: 0))
@@ -286,6 +328,16 @@ public final class Trainer: @unchecked Sendable {
                             recpo.maxNewTokens, reasoning.meanChainLength, reasoningValidation!.metrics["NDCG@10"] ?? 0,
                             reasoningTest!.metrics["NDCG@10"] ?? 0))
         }
+        // The model before RecPO, on its direct path: the "w/o reasoning" row RecPO is judged against.
+        var withoutValidation: EvalResult?, withoutTest: EvalResult?
+        if config.stages.contains(where: { $0.stage == "recpo" }),
+           FileManager.default.fileExists(atPath: withoutReasoningDirectory + "/model.safetensors") {
+            let without = try DualHeadLoader.load(directory: withoutReasoningDirectory, dataset: corpus.dataset, tau: config.tau)
+            withoutValidation = try Self.evaluate(without, on: corpus.split.validation, options: options)
+            withoutTest = try Self.evaluate(without, on: corpus.split.test, options: options)
+            log.note(String(format: "without reasoning (before RecPO), direct path: validation NDCG@10 %.4f, test NDCG@10 %.4f",
+                            withoutValidation!.metrics["NDCG@10"] ?? 0, withoutTest!.metrics["NDCG@10"] ?? 0))
+        }
         let info = TrainedModelInfo(tau: config.tau, split: config.split, datasetFingerprint: corpus.dataset.fingerprint,
                                     calibrator: calibrator, validation: validation.metrics, test: test.metrics,
                                     testReasoning: reasoningTest?.metrics,
@@ -296,12 +348,14 @@ public final class Trainer: @unchecked Sendable {
         for name in test.names { fields.append(("test " + name, test.metrics[name] ?? 0)) }
         for name in validation.names { fields.append(("validation " + name, validation.metrics[name] ?? 0)) }
         if let t = reasoningTest { for name in t.names { fields.append(("test reasoning " + name, t.metrics[name] ?? 0)) } }
+        if let t = withoutTest { for name in t.names { fields.append(("test without reasoning " + name, t.metrics[name] ?? 0)) } }
         log.write(fields)
         log.note(String(format: "final: validation NDCG@10 %.4f, test NDCG@10 %.4f HR@10 %.4f (evaluation %.1f s, training %.1f s)",
                         validation.metrics["NDCG@10"] ?? 0, test.metrics["NDCG@10"] ?? 0, test.metrics["HR@10"] ?? 0,
                         Date().timeIntervalSince(began), trainSeconds))
         try? FileManager.default.removeItem(atPath: stateDirectory)
         return Summary(validation: validation, test: test, calibratedTest: calibrated, trainSeconds: trainSeconds,
-                       reasoningValidation: reasoningValidation, reasoningTest: reasoningTest)
+                       reasoningValidation: reasoningValidation, reasoningTest: reasoningTest,
+                       withoutReasoningValidation: withoutValidation, withoutReasoningTest: withoutTest)
     }
 }

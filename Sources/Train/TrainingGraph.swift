@@ -38,13 +38,21 @@ public final class TrainingGraph: @unchecked Sendable {
     let weights: ModelWeights
     let gradientWeights: ModelWeights
     let rope: RoPETable
+    /// Dropout probability of the next forward passes (0: none): on the embedding output and on each layer's
+    /// attention and MLP branch before its residual add. Masks come from `dropoutSeed` (set it per step).
+    public var dropout: Float = 0
+    public var dropoutSeed: UInt64 = 0
+    /// The dropout of the last forward, which its backward must use.
+    private(set) var forwardDropout: Float = 0
 
     final class LayerActivations {
         let x = Slab(), normed1 = Slab(), rstd1 = Slab(), qkv = Slab(), attention = Slab()
         let middle = Slab(), normed2 = Slab(), rstd2 = Slab(), gateUp = Slab(), activated = Slab()
+        let attentionMask = Slab(), mlpMask = Slab()
     }
     let layers: [LayerActivations]
     let finalInput = Slab(), finalRstd = Slab(), hiddenSlab = Slab(), dHiddenSlab = Slab()
+    let embeddingMask = Slab(), branch = Slab()
     // Backward scratch, shared by the layers.
     let dx = Slab(), dNormed = Slab(), dQKV = Slab(), dAttention = Slab(), dGateUp = Slab(), dActivated = Slab()
 
@@ -96,6 +104,16 @@ public final class TrainingGraph: @unchecked Sendable {
         tokens.withUnsafeBufferPointer {
             Embedding.forward(out: x, table: weights.embedding, ids: $0.baseAddress!, rows: n, dim: d, vocab: c.vocabSize)
         }
+        let p = dropout
+        forwardDropout = p
+        /// The mask of dropout site `site` (0: embedding, 1 + 2l: layer l's attention, 2 + 2l: its MLP).
+        func mask(_ slab: Slab, site: UInt64) -> UnsafeMutablePointer<Float> {
+            let m = slab.ensure(n * d)
+            Dropout.fillMask(m, count: n * d, p: p, seed: dropoutSeed, site: site)
+            return m
+        }
+        if p > 0 { Dropout.apply(x, mask: mask(embeddingMask, site: 0), count: n * d) }
+        let branch = p > 0 ? self.branch.ensure(n * d) : x
         let scale = 1 / Float(hd).squareRoot()
         for (l, a) in layers.enumerated() {
             let w = weights.layers[l]
@@ -115,8 +133,14 @@ public final class TrainingGraph: @unchecked Sendable {
             CausalAttention.forward(qkv: qkv, out: attention, seqStart: seqStart, heads: heads, kvHeads: kvHeads,
                                     headDim: hd, scale: scale)
             profile?.lap("fwd attention")
-            middle.update(from: x, count: n * d)
-            GEMM.forward(m: n, n: d, k: qDim, a: attention, b: w.outputWeight, transB: true, c: middle, beta: 1)
+            if p > 0 {
+                GEMM.forward(m: n, n: d, k: qDim, a: attention, b: w.outputWeight, transB: true, c: branch)
+                Dropout.addMasked(out: middle, residual: x, branch: branch, mask: mask(a.attentionMask, site: UInt64(1 + 2 * l)),
+                                  count: n * d)
+            } else {
+                middle.update(from: x, count: n * d)
+                GEMM.forward(m: n, n: d, k: qDim, a: attention, b: w.outputWeight, transB: true, c: middle, beta: 1)
+            }
             profile?.lap("fwd GEMMs")
             RMSNorm.forward(out: normed2, input: middle, weight: w.postAttentionNorm, rows: n, dim: d,
                             eps: c.rmsNormEps, rstd: rstd2)
@@ -126,8 +150,14 @@ public final class TrainingGraph: @unchecked Sendable {
             SwiGLU.forwardFused(out: activated, gateUp: gateUp, rows: n, ffn: ffn)
             profile?.lap("fwd swiglu")
             let next = l + 1 < layers.count ? layers[l + 1].x.ensure(n * d) : finalInput.ensure(n * d)
-            next.update(from: middle, count: n * d)
-            GEMM.forward(m: n, n: d, k: ffn, a: activated, b: w.downWeight, transB: true, c: next, beta: 1)
+            if p > 0 {
+                GEMM.forward(m: n, n: d, k: ffn, a: activated, b: w.downWeight, transB: true, c: branch)
+                Dropout.addMasked(out: next, residual: middle, branch: branch, mask: mask(a.mlpMask, site: UInt64(2 + 2 * l)),
+                                  count: n * d)
+            } else {
+                next.update(from: middle, count: n * d)
+                GEMM.forward(m: n, n: d, k: ffn, a: activated, b: w.downWeight, transB: true, c: next, beta: 1)
+            }
             profile?.lap("fwd GEMMs")
             x = next
         }
@@ -148,6 +178,9 @@ public final class TrainingGraph: @unchecked Sendable {
         let dx = self.dx.ensure(n * d), dNormed = self.dNormed.ensure(n * d), dQKV = self.dQKV.ensure(n * qkvDim)
         let dAttention = self.dAttention.ensure(n * qDim), dGateUp = self.dGateUp.ensure(n * 2 * ffn)
         let dActivated = self.dActivated.ensure(n * ffn)
+        // With dropout, a branch's output gradient is the residual gradient through the branch's mask.
+        let dropped = forwardDropout > 0
+        let dBranch = dropped ? branch.ensure(n * d) : dx
         let profile = self.profile
         profile?.start()
         RMSNorm.backward(dInput: dx, dWeight: gradientWeights.finalNorm, dOut: dHidden, input: finalInput.data,
@@ -156,8 +189,9 @@ public final class TrainingGraph: @unchecked Sendable {
         let scale = 1 / Float(hd).squareRoot()
         for l in stride(from: layers.count - 1, through: 0, by: -1) {
             let a = layers[l], w = weights.layers[l], g = gradientWeights.layers[l]
-            // MLP: x_next = middle + swiglu(norm2(middle) Wgu^T) Wd^T.
-            Linear.backward(dInput: dActivated, dWeight: g.downWeight, dBias: nil, dOut: dx, input: a.activated.data,
+            // MLP: x_next = middle + mask * (swiglu(norm2(middle) Wgu^T) Wd^T).
+            if dropped { Dropout.masked(out: dBranch, dx, mask: a.mlpMask.data, count: n * d) }
+            Linear.backward(dInput: dActivated, dWeight: g.downWeight, dBias: nil, dOut: dBranch, input: a.activated.data,
                             weight: w.downWeight, rows: n, inDim: ffn, outDim: d)
             profile?.lap("bwd GEMMs")
             SwiGLU.backwardFused(dGateUp: dGateUp, dOut: dActivated, gateUp: a.gateUp.data, rows: n, ffn: ffn)
@@ -168,8 +202,9 @@ public final class TrainingGraph: @unchecked Sendable {
             RMSNorm.backward(dInput: dx, dWeight: g.postAttentionNorm, dOut: dNormed, input: a.middle.data,
                              weight: w.postAttentionNorm, rstd: a.rstd2.data, rows: n, dim: d, accumulate: true)
             profile?.lap("bwd norms")
-            // Attention: middle = x + attention Wo^T.
-            Linear.backward(dInput: dAttention, dWeight: g.outputWeight, dBias: nil, dOut: dx, input: a.attention.data,
+            // Attention: middle = x + mask * (attention Wo^T).
+            if dropped { Dropout.masked(out: dBranch, dx, mask: a.attentionMask.data, count: n * d) }
+            Linear.backward(dInput: dAttention, dWeight: g.outputWeight, dBias: nil, dOut: dBranch, input: a.attention.data,
                             weight: w.outputWeight, rows: n, inDim: qDim, outDim: d)
             profile?.lap("bwd GEMMs")
             CausalAttention.backward(dQKV: dQKV, dOut: dAttention, qkv: a.qkv.data, seqStart: seqStart, heads: heads,
@@ -187,6 +222,7 @@ public final class TrainingGraph: @unchecked Sendable {
                              rstd: a.rstd1.data, rows: n, dim: d, accumulate: true)
             profile?.lap("bwd norms")
         }
+        if dropped { Dropout.apply(dx, mask: embeddingMask.data, count: n * d) }
         tokens.withUnsafeBufferPointer {
             Embedding.backward(dTable: gradientWeights.embedding, dOut: dx, ids: $0.baseAddress!, rows: n, dim: d)
         }

@@ -20,6 +20,8 @@ public struct TrainingProgress: Codable, Sendable, Equatable {
     public var bestStage = -1
     public var bestStep = -1
     public var evaluationsWithoutImprovement = 0
+    /// Updates folded into the stage's parameter average (-1: the stage keeps none).
+    public var averageUpdates = -1
     public var elapsed = 0.0
     /// The parameter count and the configuration JSON the state belongs to (a mismatch refuses to resume).
     public var parameterCount = 0
@@ -31,7 +33,7 @@ public enum TrainingState {
     public static let directoryName = "state"
 
     public static func save(directory: String, parameters: ParameterBuffer, optimizer: AdamW?, table: FloatBuffer?,
-                            progress: TrainingProgress) throws {
+                            average: ParameterBuffer? = nil, progress: TrainingProgress) throws {
         let fm = FileManager.default
         let temporary = directory + ".tmp"
         try? fm.removeItem(atPath: temporary)
@@ -41,6 +43,7 @@ public enum TrainingState {
             try write(optimizer.m, to: temporary + "/adam_m.safetensors")
             try write(optimizer.v, to: temporary + "/adam_v.safetensors")
         }
+        if let average { try write(average, to: temporary + "/average.safetensors") }
         if let table {
             try SafetensorsWriter.write([.init(name: "table", shape: table.shape, values: UnsafeBufferPointer(table.buffer))],
                                         to: temporary + "/table.safetensors")
@@ -67,9 +70,11 @@ public enum TrainingState {
         return p
     }
 
-    /// Loads parameters (and the moments / table when given somewhere to put them) saved by `save`.
-    public static func load(directory: String, parameters: ParameterBuffer, optimizer: AdamW?) throws -> FloatBuffer? {
+    /// Loads parameters (and the moments / average / table when given somewhere to put them) saved by `save`.
+    public static func load(directory: String, parameters: ParameterBuffer, optimizer: AdamW?,
+                            average: ParameterBuffer? = nil) throws -> FloatBuffer? {
         try read(parameters, from: directory + "/params.safetensors")
+        if let average { try read(average, from: directory + "/average.safetensors") }
         if let optimizer {
             try read(optimizer.m, from: directory + "/adam_m.safetensors")
             try read(optimizer.v, from: directory + "/adam_v.safetensors")

@@ -54,6 +54,10 @@ struct TrainCommand: ParsableCommand {
         if let v = summary.reasoningValidation, let t = summary.reasoningTest {
             rows += [("validation, reasoning (greedy)", v), ("test, reasoning (greedy)", t)]
         }
+        if let v = summary.withoutReasoningValidation, let t = summary.withoutReasoningTest {
+            rows += [("validation, w/o reasoning (before RecPO), direct path", v),
+                     ("test, w/o reasoning (before RecPO), direct path", t)]
+        }
         for (name, r) in rows {
             print("| \(name) | " + r.names.map { String(format: "%.4f", r.metrics[$0] ?? 0) }.joined(separator: " | ") + " |")
         }

@@ -1,8 +1,8 @@
 // The training step against an independent float64 NumPy implementation: every tensor's gradient (the NumPy side
 // takes central finite differences of its own forward, so every backward pass here - embedding, RMSNorm, RoPE,
 // grouped-query causal attention over a ragged batch with two query blocks, SwiGLU, final norm, tied or untied LM
-// head, L2 read-out and cosine/tau scoring with fixed columns and masks - is checked), then the losses of a few
-// AdamW steps with clipping, weight decay and warm-up.
+// head, L2 read-out and cosine/tau scoring with fixed columns and masks, and dropout with the graph's own masks - is
+// checked), then the losses of a few AdamW steps with clipping, weight decay and warm-up.
 import Foundation
 import Model
 import Tensor
@@ -62,19 +62,23 @@ final class GradientReferenceTests: XCTestCase {
         return loss
     }
 
-    func check(tied: Bool) throws {
+    func check(tied: Bool, dropout: Float = 0) throws {
         let c = TrainFixtures.tinyConfiguration(tied: tied)
         let model = try TrainFixtures.model(c, seed: tied ? 11 : 12)
-        let dir = TrainFixtures.temporaryDirectory(tied ? "tied" : "untied")
+        let dir = TrainFixtures.temporaryDirectory((tied ? "tied" : "untied") + (dropout > 0 ? "-dropout" : ""))
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try Checkpoint.save(model, tokenizer: nil, directory: dir)
         let k = Self.makeCase(vocab: c.vocabSize, hidden: c.hiddenSize)
-        let steps = tied ? 3 : 1   // the untied case checks its gradients and one step (finite differences cost)
+        // The untied and dropout cases check their gradients and one step (finite differences cost).
+        let steps = tied && dropout == 0 ? 3 : 1
         var settings = AdamWSettings()
         settings.weightDecay = 0.1
         settings.clipNorm = 1.0
         let schedule = LearningRateSchedule(peak: 0.01, warmup: 2, total: steps)
-        let request: [String: Any] = [
+        let graph = TrainingGraph(model: model)
+        graph.dropout = dropout
+        graph.dropoutSeed = 99   // fixed: every forward of the test draws the same masks, as NumPy applies them
+        var request: [String: Any] = [
             "sequences": k.sequences,
             "lm": ["sequence": k.lm.sequence, "position": k.lm.position, "target": k.lm.target,
                    "weight": k.lm.weight.map(Double.init)],
@@ -86,11 +90,22 @@ final class GradientReferenceTests: XCTestCase {
                       "beta2": Double(settings.beta2), "eps": Double(settings.epsilon),
                       "weight_decay": Double(settings.weightDecay), "clip": Double(settings.clipNorm)],
         ]
+        if dropout > 0 {
+            // The masks of the graph's forward, handed to NumPy as fixed multipliers of its own forward.
+            graph.forward(k.sequences)
+            let count = graph.rowCount * c.hiddenSize
+            func values(_ slab: Slab) -> [Double] { (0..<count).map { Double(slab.data[$0]) } }
+            let embedding = values(graph.embeddingMask)
+            let dropped = embedding.filter { $0 == 0 }.count
+            XCTAssertGreaterThan(dropped, count / 5, "about 30% of the mask should be 0")
+            XCTAssertLessThan(dropped, count * 2 / 5)
+            request["dropout"] = ["embedding": embedding, "attention": graph.layers.map { values($0.attentionMask) },
+                                  "mlp": graph.layers.map { values($0.mlpMask) }]
+        }
         guard let reference = TrainFixtures.runReference(checkpoint: dir, request: request) else { return }
         let referenceLosses = reference["losses"] as! [Double]
         let referenceGradients = reference["gradients"] as! [String: [Double]]
 
-        let graph = TrainingGraph(model: model)
         let optimizer = AdamW(layout: model.parameters.layout, settings: settings)
         var losses: [Double] = []
         for step in 0..<steps {
@@ -118,6 +133,8 @@ final class GradientReferenceTests: XCTestCase {
             XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b)), "loss after AdamW steps differs from NumPy")
         }
     }
+
+    func testDropoutMatchesNumPy() throws { try check(tied: true, dropout: 0.3) }
 
     func testTiedHeadMatchesNumPy() throws { try check(tied: true) }
     func testUntiedHeadMatchesNumPy() throws { try check(tied: false) }

@@ -8,27 +8,9 @@ import XCTest
 @testable import Train
 
 final class StageHandOverTests: XCTestCase {
-    func writeDataset() throws -> String {
-        let dir = NSTemporaryDirectory() + "r2ec-handover-\(getpid())-\(UInt64(Date().timeIntervalSince1970 * 1e6))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        var inter = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-        var rng = SplitMix64(seed: 3)
-        for u in 1...40 {
-            var item = Int(rng.next() % 25) + 1
-            for t in 0..<10 {   // each user walks the catalogue with small steps: a learnable sequence
-                inter += "\(u)\t\(item)\t\(1 + rng.next() % 5)\t\(880_000_000 + u * 100_000 + t * 3_600)\n"
-                item = (item + 1 + Int(rng.next() % 3) - 1 + 25) % 25 + 1
-            }
-        }
-        var items = "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
-        for i in 1...25 { items += "\(i)\tFilm number \(i)\t\(1980 + i)\t\(["Drama", "Comedy", "Action"][i % 3])\n" }
-        try inter.write(toFile: dir + "/toy.inter", atomically: true, encoding: .utf8)
-        try items.write(toFile: dir + "/toy.item", atomically: true, encoding: .utf8)
-        return dir
-    }
-
     func testNextStageStartsFromTheBestParameters() throws {
-        let data = try writeDataset()
+        let data = try TrainFixtures.toyDataset()
+        defer { try? FileManager.default.removeItem(atPath: data) }
         var config = TrainConfig()
         config.dataset = data
         config.vocabSize = 300

@@ -59,8 +59,9 @@ def rotate(x, theta):
     return x * cos + rotated * sin
 
 
-def decoder(params, cfg, ids):
-    """Final-norm hidden states [T, d] of one sequence."""
+def decoder(params, cfg, ids, dropout=None, offset=0):
+    """Final-norm hidden states [T, d] of one sequence. `dropout`, if given, holds the masks (0 or 1/(1-p)) of the
+    whole batch's rows: "embedding", and per layer "attention" and "mlp"; this sequence's rows start at `offset`."""
     d = cfg["hidden_size"]
     heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd = d // heads
@@ -68,6 +69,13 @@ def decoder(params, cfg, ids):
     theta = cfg.get("rope_theta", 10000.0)
     x = params["model.embed_tokens.weight"][ids]
     t = len(ids)
+
+    def mask(site, layer=None):
+        if dropout is None:
+            return 1.0
+        m = dropout[site] if layer is None else dropout[site][layer]
+        return m[offset:offset + t]
+    x = x * mask("embedding")
     causal = np.triu(np.ones((t, t), dtype=bool), k=1)
     for layer in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{layer}."
@@ -86,11 +94,11 @@ def decoder(params, cfg, ids):
             s = np.exp(s - s.max(axis=1, keepdims=True))
             s /= s.sum(axis=1, keepdims=True)
             out[:, head] = s @ v[:, g]
-        x = x + out.reshape(t, heads * hd) @ params[p + "self_attn.o_proj.weight"].T
+        x = x + mask("attention", layer) * (out.reshape(t, heads * hd) @ params[p + "self_attn.o_proj.weight"].T)
         h = rms_norm(x, params[p + "post_attention_layernorm.weight"], eps)
         gate = h @ params[p + "mlp.gate_proj.weight"].T
         up = h @ params[p + "mlp.up_proj.weight"].T
-        x = x + (gate / (1 + np.exp(-gate)) * up) @ params[p + "mlp.down_proj.weight"].T
+        x = x + mask("mlp", layer) * ((gate / (1 + np.exp(-gate)) * up) @ params[p + "mlp.down_proj.weight"].T)
     return rms_norm(x, params["model.norm.weight"], eps)
 
 
@@ -100,7 +108,14 @@ def cross_entropy(logits, target):
 
 
 def loss(params, cfg, request):
-    hidden = [decoder(params, cfg, np.array(s)) for s in request["sequences"]]
+    dropout = request.get("dropout")
+    if dropout is not None:
+        d = cfg["hidden_size"]
+        dropout = {"embedding": np.array(dropout["embedding"]).reshape(-1, d),
+                   "attention": [np.array(m).reshape(-1, d) for m in dropout["attention"]],
+                   "mlp": [np.array(m).reshape(-1, d) for m in dropout["mlp"]]}
+    offsets = np.cumsum([0] + [len(s) for s in request["sequences"]])
+    hidden = [decoder(params, cfg, np.array(s), dropout, offsets[i]) for i, s in enumerate(request["sequences"])]
     total = 0.0
     lm = request.get("lm")
     if lm:
