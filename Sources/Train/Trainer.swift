@@ -27,6 +27,9 @@ public final class Trainer: @unchecked Sendable {
     var priorSeconds = 0.0
     let validationSubsetSeed: UInt64 = 99
     var stopAll = false
+    /// Tests simulate a crash: after this many state saves the run throws, leaving the state as a kill would.
+    var crashAfterSaves: Int?
+    private var saves = 0
     public var trustModel: TrustRecogniser?
 
     public struct Summary {
@@ -196,7 +199,11 @@ public final class Trainer: @unchecked Sendable {
         progress.elapsed = seconds
         try TrainingState.save(directory: stateDirectory, parameters: model.parameters, optimizer: optimizer,
                                table: table, average: average?.average, progress: progress)
+        saves += 1
+        if let crashAfterSaves, saves >= crashAfterSaves { throw SimulatedCrash() }
     }
+
+    struct SimulatedCrash: Error {}
 
     /// Whether the run's time limit has passed (every stage then stops; the best parameters are kept).
     var outOfTime: Bool { config.timeLimit > 0 && seconds >= config.timeLimit }

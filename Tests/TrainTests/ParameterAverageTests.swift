@@ -33,22 +33,10 @@ final class ParameterAverageTests: XCTestCase {
         let data = try TrainFixtures.toyDataset()
         defer { try? FileManager.default.removeItem(atPath: data) }
         func run(steps: Int, ema: Float) throws -> ParameterBuffer {
-            var config = TrainConfig()
-            config.dataset = data
-            config.vocabSize = 300
-            config.tokenizerUserPrompts = 40
-            config.model.hiddenSize = 16
-            config.model.intermediateSize = 32
-            config.model.numHiddenLayers = 1
-            config.model.numAttentionHeads = 2
-            config.model.numKeyValueHeads = 1
-            config.model.maxPositionEmbeddings = 512
-            config.model.initStd = 0.05
-            config.calibrate = false
-            var s = StageSettings()
-            s.stage = "rec"; s.steps = steps; s.batch = 8; s.lr = 0.05; s.warmup = 1; s.schedule = "constant"
-            s.fullTable = false; s.freshItems = 32; s.dropout = 0.2; s.ema = ema
-            config.stages = [s]
+            var config = TrainFixtures.toyRecipe(dataset: data)
+            config.stages[0].steps = steps
+            config.stages[0].dropout = 0.2
+            config.stages[0].ema = ema
             let out = data + "/out-\(steps)-\(ema)"
             _ = try Trainer(config: config, out: out, logPath: nil).run(resume: false)
             return try Checkpoint.loadModel(directory: out).parameters
@@ -68,5 +56,35 @@ final class ParameterAverageTests: XCTestCase {
         print("max |checkpoint - average of iterates| \(worst); iterates moved up to \(moved)")
         XCTAssertGreaterThan(moved, 1e-3, "fixture: the iterates must differ")
         XCTAssertLessThan(worst, 1e-5)
+    }
+}
+
+final class ResumeTests: XCTestCase {
+    /// A rec stage with dropout and a parameter average, killed right after its state is saved at step 2 and resumed
+    /// in a fresh Trainer, ends with exactly the checkpoint of the uninterrupted run: the batches, the dropout masks,
+    /// AdamW's moments and the average all continue where they were.
+    func testResumedRunEndsWithTheUninterruptedCheckpoint() throws {
+        let data = try TrainFixtures.toyDataset()
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        var config = TrainFixtures.toyRecipe(dataset: data)
+        config.saveEvery = 2
+        config.stages[0].steps = 4
+        config.stages[0].dropout = 0.2
+        config.stages[0].ema = 0.9
+        let whole = data + "/whole", resumed = data + "/resumed"
+        _ = try Trainer(config: config, out: whole, logPath: nil).run(resume: false)
+        let crashing = try Trainer(config: config, out: resumed, logPath: nil)
+        crashing.crashAfterSaves = 1
+        XCTAssertThrowsError(try crashing.run(resume: false)) { XCTAssertTrue($0 is Trainer.SimulatedCrash) }
+        let progress = try TrainingState.loadProgress(directory: resumed + "/state")
+        XCTAssertEqual(progress.step, 2)
+        XCTAssertEqual(progress.averageUpdates, 2)
+        _ = try Trainer(config: config, out: resumed, logPath: nil).run(resume: true)
+        let a = try Checkpoint.loadModel(directory: whole).parameters
+        let b = try Checkpoint.loadModel(directory: resumed).parameters
+        var worst: Float = 0
+        for i in 0..<a.count { worst = max(worst, abs(a.base[i] - b.base[i])) }
+        print("max |uninterrupted - resumed| \(worst)")
+        XCTAssertEqual(worst, 0)
     }
 }

@@ -11,21 +11,9 @@ final class StageHandOverTests: XCTestCase {
     func testNextStageStartsFromTheBestParameters() throws {
         let data = try TrainFixtures.toyDataset()
         defer { try? FileManager.default.removeItem(atPath: data) }
-        var config = TrainConfig()
-        config.dataset = data
-        config.vocabSize = 300
-        config.tokenizerUserPrompts = 40
-        config.model.hiddenSize = 16
-        config.model.intermediateSize = 32
-        config.model.numHiddenLayers = 1
-        config.model.numAttentionHeads = 2
-        config.model.numKeyValueHeads = 1
-        config.model.maxPositionEmbeddings = 512
-        config.model.initStd = 0.05
-        config.calibrate = false
-        var first = StageSettings()
-        first.stage = "rec"; first.steps = 8; first.batch = 8; first.lr = 0.08; first.warmup = 1
-        first.schedule = "constant"; first.evalEvery = 1; first.fullTable = false; first.freshItems = 32
+        var config = TrainFixtures.toyRecipe(dataset: data)
+        var first = config.stages[0]
+        first.steps = 8; first.lr = 0.08; first.evalEvery = 1
         var second = first
         second.steps = 1; second.lr = 0
         config.stages = [first, second]

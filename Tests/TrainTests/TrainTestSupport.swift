@@ -3,6 +3,7 @@
 import Foundation
 import Model
 import Tensor
+@testable import Train
 import XCTest
 
 enum TrainFixtures {
@@ -44,6 +45,27 @@ enum TrainFixtures {
         try inter.write(toFile: dir + "/toy.inter", atomically: true, encoding: .utf8)
         try items.write(toFile: dir + "/toy.item", atomically: true, encoding: .utf8)
         return dir
+    }
+
+    /// A one-stage rec recipe for the toy dataset: a 1-layer d 16 model, 8 prompts per step at a constant lr 0.05.
+    static func toyRecipe(dataset: String) -> TrainConfig {
+        var config = TrainConfig()
+        config.dataset = dataset
+        config.vocabSize = 300
+        config.tokenizerUserPrompts = 40
+        config.model.hiddenSize = 16
+        config.model.intermediateSize = 32
+        config.model.numHiddenLayers = 1
+        config.model.numAttentionHeads = 2
+        config.model.numKeyValueHeads = 1
+        config.model.maxPositionEmbeddings = 512
+        config.model.initStd = 0.05
+        config.calibrate = false
+        var s = StageSettings()
+        s.stage = "rec"; s.steps = 3; s.batch = 8; s.lr = 0.05; s.warmup = 1; s.schedule = "constant"
+        s.fullTable = false; s.freshItems = 32
+        config.stages = [s]
+        return config
     }
 
     static func temporaryDirectory(_ name: String) -> String {
