@@ -45,7 +45,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: fastMath),
 
-        .testTarget(name: "TensorTests", dependencies: ["Tensor", "CKernels"]),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "CKernels", "Data"]),
         .testTarget(name: "DataTests", dependencies: ["Data"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor", "Data"]),
         .testTarget(name: "EvalTests", dependencies: ["Eval", "Data"]),

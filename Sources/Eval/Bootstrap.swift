@@ -1,5 +1,6 @@
 // Percentile bootstrap intervals over users: resample the per-sample values with replacement, seeded, and take
 // the 2.5% and 97.5% quantiles of the resampled means.
+import Data
 import Foundation
 
 public struct Interval: Sendable, Equatable, Codable {
@@ -39,21 +40,10 @@ public enum Bootstrap {
     }
 }
 
-/// A small seeded generator (SplitMix64): reproducible across platforms, unlike the system generator. Internal, so
-/// that it does not clash with Model.SplitMix64 for targets importing both.
-struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    mutating func unit() -> Float { Float(next() >> 40) * (1.0 / Float(1 << 24)) }
-    /// Standard normal (Box-Muller).
+extension SplitMix64 {
+    /// Uniform in [0, 1) (the same draws as nextUniform).
+    mutating func unit() -> Float { nextUniform() }
+    /// Standard normal (Box-Muller in single precision: the draws the baselines' seeds were fixed with).
     mutating func normal() -> Float {
         let u1 = max(unit(), 1e-7), u2 = unit()
         return (-2 * logf(u1)).squareRoot() * cosf(2 * .pi * u2)

@@ -1,5 +1,6 @@
 // One contiguous, 64-byte-aligned Float allocation carved by a ParameterLayout: the model's weights, and in training
 // its gradients and optimiser moments, alike. `LayerWeights` gives the raw pointers one decoder layer reads.
+import Data
 import Foundation
 
 public final class ParameterBuffer: @unchecked Sendable {
@@ -90,26 +91,5 @@ public struct ModelWeights {
         layers = (0..<c.numHiddenLayers).map { LayerWeights(buffer, layer: $0) }
         finalNorm = buffer.pointer("model.norm.weight")
         lmHead = c.tieWordEmbeddings ? embedding : buffer.pointer("lm_head.weight")
-    }
-}
-
-/// A small seeded generator (SplitMix64) so that random models and sampling are reproducible across platforms.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    public mutating func nextUniform() -> Float { Float(next() >> 40) * (1.0 / Float(1 << 24)) }
-    /// Standard normal (Box-Muller).
-    public mutating func nextGaussian() -> Float {
-        let u1 = max(Double(next() >> 11) * (1.0 / Double(UInt64(1) << 53)), 1e-300)
-        let u2 = Double(next() >> 11) * (1.0 / Double(UInt64(1) << 53))
-        return Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
     }
 }

@@ -1,6 +1,7 @@
 // The `lm` stage: next-token warm-up on the dataset's own texts (item texts and user prompts in the direct format,
 // ending with `<answer>`), so the backbone learns its catalogue's language before the recommendation head trains.
 // The loss is the mean cross-entropy over every predicted token of the batch.
+import Data
 import Foundation
 import Model
 import Tensor
@@ -13,7 +14,7 @@ extension Trainer {
         for step in progress.step..<s.steps {
             if outOfTime { stopAll = true; log.note("time limit reached at lm step \(step)"); break }
             let t0 = Date()
-            var rng = Model.SplitMix64(seed: config.seed &* 1_000_003 &+ UInt64(step))
+            var rng = SplitMix64(seed: config.seed &* 1_000_003 &+ UInt64(step))
             let users = windows.windows(step: step).windows
             let sequences: [[Int]] = users.map { w in
                 rng.nextUniform() < s.itemShare

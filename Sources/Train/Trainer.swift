@@ -191,7 +191,7 @@ public final class Trainer: @unchecked Sendable {
     /// The seed of the next forward's dropout masks: a function of the global step, so a resumed run draws the
     /// masks an uninterrupted one would.
     var dropoutSeed: UInt64 {
-        var rng = Model.SplitMix64(seed: config.seed &* 0x2545_F491_4F6C_DD1D &+ UInt64(progress.globalStep))
+        var rng = SplitMix64(seed: config.seed &* 0x2545_F491_4F6C_DD1D &+ UInt64(progress.globalStep))
         return rng.next()
     }
 
@@ -236,7 +236,7 @@ public final class Trainer: @unchecked Sendable {
     func validationSubset(_ users: Int) -> [EvalSample] {
         let all = corpus.split.validation
         if users <= 0 || users >= all.count { return all }
-        var rng = Model.SplitMix64(seed: validationSubsetSeed)
+        var rng = SplitMix64(seed: validationSubsetSeed)
         var indices = Array(all.indices)
         for i in stride(from: indices.count - 1, to: 0, by: -1) {
             indices.swapAt(i, Int(rng.next() % UInt64(i + 1)))

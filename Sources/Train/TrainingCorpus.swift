@@ -73,7 +73,7 @@ public final class TrainingCorpus: @unchecked Sendable {
 
     /// Trains a byte-level BPE tokenizer on every item text and `userPrompts` seeded user windows.
     public func trainTokenizer(vocabularySize: Int, userPrompts: Int, seed: UInt64) throws -> Tokenizer {
-        var rng = Model.SplitMix64(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var texts = itemPrompts.map { DualHeadFormat.itemText(itemPrompt: $0) }
         let users = sequences.indices.filter { sequences[$0].count >= 2 }
         for _ in 0..<min(userPrompts, users.count * 4) {
@@ -138,7 +138,7 @@ public final class TrainingCorpus: @unchecked Sendable {
     /// One epoch of windows: per user, the window ending at the last training item and then every 20 items back
     /// from a seeded shift, so the epoch's line targets cover each training position about once; shuffled.
     public func epoch(seed: UInt64, stride: Int = Prompts.historyLength) -> [Window] {
-        var rng = Model.SplitMix64(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var windows: [Window] = []
         for u in trainableUsers {
             let m = sequences[u].count

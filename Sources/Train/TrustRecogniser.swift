@@ -3,6 +3,7 @@
 // max and mean cosine, the least coherent history item). It learns from weak labels - each step half of the batch's
 // sequences get one history item replaced by a random item (label 0), the others are clean (label 1) - and its
 // output on the real sequences is their weight in the rec loss (normalised by the sum of weights).
+import Data
 import Foundation
 import Model
 import Tensor
@@ -65,7 +66,7 @@ public final class TrustRecogniser: @unchecked Sendable {
 
     /// One gradient step of the logistic recogniser on weak labels: half the examples noised (label 0).
     public func train(examples: [TrainingCorpus.UserExample], table: FloatBuffer, seed: UInt64) {
-        var rng = Model.SplitMix64(seed: seed &* 0x2545_F491_4F6C_DD1D &+ 17)
+        var rng = SplitMix64(seed: seed &* 0x2545_F491_4F6C_DD1D &+ 17)
         var gradTheta = [Float](repeating: 0, count: theta.count), gradBias: Float = 0
         var loss = 0.0
         for (i, e) in examples.enumerated() {

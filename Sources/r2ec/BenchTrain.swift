@@ -3,6 +3,7 @@
 // GEMM FLOP rate (forward + backward = 3x the forward's multiply-adds) as a fraction of the sgemm peak measured in
 // the same run. Steps include forward, loss, backward and AdamW.
 import ArgumentParser
+import Data
 import Foundation
 import Model
 import Tensor

@@ -31,7 +31,7 @@ let package = Package(
                                             .product(name: "Logging", package: "swift-log")], path: "Mirror/RPC"),
 
         .target(name: "FuzzSupport", path: "Targets/FuzzSupport"),
-        .executableTarget(name: "FuzzFrames", dependencies: ["FuzzSupport", "RPC"], path: "Targets/FuzzFrames"),
+        .executableTarget(name: "FuzzFrames", dependencies: ["FuzzSupport", "RPC", "Data"], path: "Targets/FuzzFrames"),
         .executableTarget(name: "FuzzProto", dependencies: ["FuzzSupport", "RPC", "R2ecProtoC", "CProtobufC", "Serving"],
                           path: "Targets/FuzzProto"),
         .executableTarget(name: "FuzzConnection", dependencies: ["FuzzSupport", "RPC", "Serving", "Data"],

@@ -1,6 +1,7 @@
 // The decode attention kernels (AVX-512 in CKernels, the portable Swift SIMD path; float32 and float16 keys/values)
 // against a float64 loop over the definition: softmax(scale · q · K^T) · V per head, keys/values with a row stride
 // wider than a head. Float16 inputs are compared with the definition over the same values rounded to halves.
+import Data
 import CKernels
 import XCTest
 @testable import Model

@@ -1,5 +1,6 @@
 // Shared fixtures of the Model tests: tiny random Qwen2 models written as checkpoints, a tiny trained tokenizer,
 // and the bridge to the independent float64 NumPy reference (Tests/reference/qwen2_reference.py).
+import Data
 import Foundation
 import XCTest
 @testable import Model

@@ -1,5 +1,6 @@
 // The byte-level BPE tokenizer: round trips on arbitrary UTF-8, GPT-2 pre-tokenisation, a hand-checked merge case,
 // tokenizer.json save/load, and the trainer.
+import Data
 import XCTest
 @testable import Model
 

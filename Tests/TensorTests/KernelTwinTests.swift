@@ -1,5 +1,6 @@
 // Every optimised kernel against its naive twin, on sizes whose tails are not a multiple of the SIMD width
 // and on sizes large enough to be split across the thread pool.
+import Data
 import XCTest
 @testable import Tensor
 
@@ -30,7 +31,7 @@ final class KernelTwinTests: XCTestCase {
 
     func testRoPEMatchesNaive() {
         for (rows, heads, headDim, stride) in [(5, 3, 2, 6), (7, 2, 34, 100), (4, 4, 64, 512), (200, 2, 64, 128)] {
-            var generator = SeededGenerator(seed: 5)
+            var generator = SplitMix64(seed: 5)
             let positions = (0..<rows).map { _ in Int32.random(in: 0..<500, using: &generator) }
             let fast = randomBuffer([rows, stride], seed: 6), slow = FloatBuffer(shape: [rows, stride])
             slow.copy(from: fast)

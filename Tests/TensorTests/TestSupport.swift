@@ -1,22 +1,10 @@
-// Test support: a seeded generator, random buffers and a max-abs-difference check that names the kernel.
-import XCTest
+// Test support: random buffers (Data's SplitMix64, so a failing case replays) and a max-abs-difference check that names the kernel.
+import Data
 import Tensor
-
-/// SplitMix64: deterministic across platforms, so a failing case replays.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import XCTest
 
 func randomBuffer(_ shape: [Int], seed: UInt64, range: ClosedRange<Float> = -1...1) -> FloatBuffer {
-    var generator = SeededGenerator(seed: seed)
+    var generator = SplitMix64(seed: seed)
     return FloatBuffer(shape: shape) { _ in Float.random(in: range, using: &generator) }
 }
 

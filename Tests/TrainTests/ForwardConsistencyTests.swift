@@ -1,5 +1,6 @@
 // The training forward (TrainingGraph) and the inference engine (Qwen2Model.forward, used for item tables,
 // evaluation and serving) must compute the same final-norm hidden states, ragged batches and long sequences included.
+import Data
 import Foundation
 import Model
 import Tensor

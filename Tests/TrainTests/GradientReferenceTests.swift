@@ -3,6 +3,7 @@
 // grouped-query causal attention over a ragged batch with two query blocks, SwiGLU, final norm, tied or untied LM
 // head, L2 read-out and cosine/tau scoring with fixed columns and masks, and dropout with the graph's own masks - is
 // checked), then the losses of a few AdamW steps with clipping, weight decay and warm-up.
+import Data
 import Foundation
 import Model
 import Tensor

@@ -1,6 +1,7 @@
 // The parameter average (ema): its ramped decay worked out by hand, the swap in and out of the live parameters, and
 // a whole rec stage with dropout whose kept checkpoint must be the average of the iterates that runs of 1, 2 and 3
 // steps leave behind (the same batches and dropout masks at every step: both are functions of the step).
+import Data
 import Foundation
 import Model
 import XCTest

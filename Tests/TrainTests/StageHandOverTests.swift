@@ -2,6 +2,7 @@
 // found, not its last. The second stage trains at learning rate 0, so its evaluation scores exactly the parameters it
 // started from; the first stage's evaluations (every step, at a learning rate high enough to make them move) must
 // have their best somewhere other than the last, or the test says its fixture no longer discriminates.
+import Data
 import Foundation
 import Model
 import XCTest

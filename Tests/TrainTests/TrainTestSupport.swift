@@ -1,5 +1,6 @@
 // Shared fixtures of the Train tests: tiny seeded models with non-trivial norms and biases, temporary directories,
 // and running the NumPy training reference (Tests/reference/train_reference.py), failing clearly without numpy.
+import Data
 import Foundation
 import Model
 import Tensor

@@ -2,6 +2,7 @@
 // limit, byte 1 seeds how the rest is cut into reads (append or reserve/commit, compaction, idle shrinking); the rest
 // is the byte stream. The frames handed out must equal those of a plain reference parse, in order, and a FrameError
 // must come exactly where the reference finds the stream invalid.
+import Data
 import FuzzSupport
 @testable import RPC
 
@@ -31,7 +32,7 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let input = bytes(data, size)
     guard input.count >= 2 else { return 0 }
     let maxPayload = [0, 8, 64, 4096, FrameHeader.defaultMaxPayload][Int(input[0]) % 5]
-    var rng = SplitMix(seed: UInt64(input[1]))
+    var rng = SplitMix64(seed: UInt64(input[1]))
     let stream = input[2...]
     let expected = referenceParse(stream, maxPayload: maxPayload)
 
