@@ -50,6 +50,16 @@ def test_plot_training(training_log, tmp_path):
     assert_png(plots.plot_training(training_log, tmp_path / "out" / "training.png"))
 
 
+def test_plot_training_fields(training_log, tmp_path):
+    assert_png(plots.plot_training(training_log, tmp_path / "some.png", fields=["eval NDCG@10", "loss"]))
+    with pytest.raises(ValueError, match="no series nope; it has: .*eval NDCG@10"):
+        plots.plot_training(training_log, tmp_path / "none.png", fields=["loss", "nope"])
+    out = tmp_path / "cli-fields.png"
+    assert plots.main(["training", str(training_log), str(out), "--fields", "loss,eval NDCG@10"]) == 0
+    assert_png(out)
+    assert plots.main(["training", str(training_log), str(out), "--fields", "missing"]) == 1
+
+
 def test_plot_latency(bench_json, tmp_path):
     assert_png(plots.plot_latency(bench_json, tmp_path / "latency.png"))
 

@@ -59,13 +59,21 @@ def training_series(records: list[dict]) -> dict[str, tuple[list[float], list[fl
     return series
 
 
-def plot_training(log_path: str | Path, out_path: str | Path, title: str | None = None) -> Path:
-    """Training curves from a JSONL log into a PNG: the standard series first, then any other numeric ones."""
+def plot_training(log_path: str | Path, out_path: str | Path, title: str | None = None,
+                  fields: list[str] | None = None) -> Path:
+    """Training curves from a JSONL log into a PNG: the standard series first, then any other numeric ones; or only
+    `fields`, in that order (names as in the log, evaluation metrics prefixed "eval ", e.g. "eval NDCG@10")."""
     series = training_series(read_jsonl(log_path))
     if not series:
         raise ValueError(f"{log_path}: no step or eval lines with numeric values")
-    ordered = [name for name in TRAINING_SERIES if name in series]
-    ordered += sorted(name for name in series if name not in ordered)
+    if fields:
+        missing = [name for name in fields if name not in series]
+        if missing:
+            raise ValueError(f"{log_path} has no series {', '.join(missing)}; it has: {', '.join(sorted(series))}")
+        ordered = list(fields)
+    else:
+        ordered = [name for name in TRAINING_SERIES if name in series]
+        ordered += sorted(name for name in series if name not in ordered)
     plt = _pyplot()
     columns = min(3, len(ordered))
     rows = math.ceil(len(ordered) / columns)
@@ -126,11 +134,16 @@ KINDS = {"training": plot_training, "latency": plot_latency}
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    fields = None
+    if len(args) == 5 and args[0] == "training" and args[3] == "--fields":
+        fields = [name.strip() for name in args[4].split(",") if name.strip()]
+        args = args[:3]
     if len(args) != 3 or args[0] not in KINDS:
-        print(f"usage: python -m r2ec_client.plots {{{'|'.join(KINDS)}}} IN OUT.png", file=sys.stderr)
+        print(f"usage: python -m r2ec_client.plots {{{'|'.join(KINDS)}}} IN OUT.png"
+              " (training: [--fields loss,lr,'eval NDCG@10',...])", file=sys.stderr)
         return 2
     try:
-        out = KINDS[args[0]](args[1], args[2])
+        out = plot_training(args[1], args[2], fields=fields) if fields else KINDS[args[0]](args[1], args[2])
     except (OSError, ValueError, KeyError) as error:
         print(f"plots: {error}", file=sys.stderr)
         return 1
