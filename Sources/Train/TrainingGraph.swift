@@ -114,6 +114,17 @@ public final class TrainingGraph: @unchecked Sendable {
         }
         if p > 0 { Dropout.apply(x, mask: mask(embeddingMask, site: 0), count: n * d) }
         let branch = p > 0 ? self.branch.ensure(n * d) : x
+        /// out = residual + input W^T [n, k] x [d, k]^T, the branch through its dropout mask when there is one.
+        func residualBranch(out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>,
+                            input: UnsafePointer<Float>, weight: UnsafePointer<Float>, k: Int, mask slab: Slab, site: Int) {
+            if p > 0 {
+                GEMM.forward(m: n, n: d, k: k, a: input, b: weight, transB: true, c: branch)
+                Dropout.addMasked(out: out, residual: residual, branch: branch, mask: mask(slab, site: UInt64(site)), count: n * d)
+            } else {
+                out.update(from: residual, count: n * d)
+                GEMM.forward(m: n, n: d, k: k, a: input, b: weight, transB: true, c: out, beta: 1)
+            }
+        }
         let scale = 1 / Float(hd).squareRoot()
         for (l, a) in layers.enumerated() {
             let w = weights.layers[l]
@@ -133,14 +144,8 @@ public final class TrainingGraph: @unchecked Sendable {
             CausalAttention.forward(qkv: qkv, out: attention, seqStart: seqStart, heads: heads, kvHeads: kvHeads,
                                     headDim: hd, scale: scale)
             profile?.lap("fwd attention")
-            if p > 0 {
-                GEMM.forward(m: n, n: d, k: qDim, a: attention, b: w.outputWeight, transB: true, c: branch)
-                Dropout.addMasked(out: middle, residual: x, branch: branch, mask: mask(a.attentionMask, site: UInt64(1 + 2 * l)),
-                                  count: n * d)
-            } else {
-                middle.update(from: x, count: n * d)
-                GEMM.forward(m: n, n: d, k: qDim, a: attention, b: w.outputWeight, transB: true, c: middle, beta: 1)
-            }
+            residualBranch(out: middle, residual: x, input: attention, weight: w.outputWeight, k: qDim,
+                           mask: a.attentionMask, site: 1 + 2 * l)
             profile?.lap("fwd GEMMs")
             RMSNorm.forward(out: normed2, input: middle, weight: w.postAttentionNorm, rows: n, dim: d,
                             eps: c.rmsNormEps, rstd: rstd2)
@@ -150,14 +155,8 @@ public final class TrainingGraph: @unchecked Sendable {
             SwiGLU.forwardFused(out: activated, gateUp: gateUp, rows: n, ffn: ffn)
             profile?.lap("fwd swiglu")
             let next = l + 1 < layers.count ? layers[l + 1].x.ensure(n * d) : finalInput.ensure(n * d)
-            if p > 0 {
-                GEMM.forward(m: n, n: d, k: ffn, a: activated, b: w.downWeight, transB: true, c: branch)
-                Dropout.addMasked(out: next, residual: middle, branch: branch, mask: mask(a.mlpMask, site: UInt64(2 + 2 * l)),
-                                  count: n * d)
-            } else {
-                next.update(from: middle, count: n * d)
-                GEMM.forward(m: n, n: d, k: ffn, a: activated, b: w.downWeight, transB: true, c: next, beta: 1)
-            }
+            residualBranch(out: next, residual: middle, input: activated, weight: w.downWeight, k: ffn,
+                           mask: a.mlpMask, site: 2 + 2 * l)
             profile?.lap("fwd GEMMs")
             x = next
         }
