@@ -31,8 +31,8 @@ public enum BPR {
         let k = c.factors, n = catalog.count
         let ui = SparseRows.userItems(training, numUsers: numUsers, numItems: n)
         var rng = SplitMix64(seed: c.seed)
-        var p = (0..<(numUsers * k)).map { _ in (rng.unit() - 0.5) / Float(k) }
-        var q = (0..<(n * k)).map { _ in (rng.unit() - 0.5) / Float(k) }
+        var p = (0..<(numUsers * k)).map { _ in (rng.nextUniform() - 0.5) / Float(k) }
+        var q = (0..<(n * k)).map { _ in (rng.nextUniform() - 0.5) / Float(k) }
         var bias = [Float](repeating: 0, count: n)
         let users = training.map { Int32($0.user) }, items = training.map { Int32($0.item) }
         let lr = c.learningRate, reg = c.reg, count = training.count

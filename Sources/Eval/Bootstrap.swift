@@ -41,11 +41,9 @@ public enum Bootstrap {
 }
 
 extension SplitMix64 {
-    /// Uniform in [0, 1) (the same draws as nextUniform).
-    mutating func unit() -> Float { nextUniform() }
     /// Standard normal (Box-Muller in single precision: the draws the baselines' seeds were fixed with).
     mutating func normal() -> Float {
-        let u1 = max(unit(), 1e-7), u2 = unit()
+        let u1 = max(nextUniform(), 1e-7), u2 = nextUniform()
         return (-2 * logf(u1)).squareRoot() * cosf(2 * .pi * u2)
     }
 }

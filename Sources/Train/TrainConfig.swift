@@ -117,18 +117,16 @@ public struct StageSettings: Codable, Sendable {
         try get(.freshItems, \.freshItems); try get(.group, \.group); try get(.temperature, \.temperature)
         try get(.topK, \.topK); try get(.maxNewTokens, \.maxNewTokens); try get(.recWeight, \.recWeight)
         try get(.itemShare, \.itemShare); try get(.memoryBank, \.memoryBank); try get(.logQ, \.logQ)
-        guard s.dropout >= 0 && s.dropout < 1 else {
-            throw DecodingError.dataCorruptedError(forKey: .dropout, in: c,
-                                                   debugDescription: "dropout must be in [0, 1), got \(s.dropout)")
+        func reject(_ key: CodingKeys, _ why: String) -> Error {
+            DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: why)
+        }
+        guard s.dropout >= 0 && s.dropout < 1 else { throw reject(.dropout, "dropout must be in [0, 1), got \(s.dropout)") }
+        guard s.ema >= 0 && s.ema < 1 else { throw reject(.ema, "ema must be in [0, 1), got \(s.ema)") }
+        guard s.dropout == 0 || s.stage != "recpo" else {
+            throw reject(.dropout, "dropout applies to lm and rec stages, not recpo (its chains are sampled without it)")
         }
         guard s.ema == 0 || s.stage == "rec" else {
-            throw DecodingError.dataCorruptedError(forKey: .ema, in: c, debugDescription: "ema applies to rec stages only (its evaluations use the average), not \(s.stage)")
-        }
-        guard s.dropout == 0 || s.stage != "recpo" else {
-            throw DecodingError.dataCorruptedError(forKey: .dropout, in: c, debugDescription: "dropout applies to lm and rec stages, not recpo (its chains are sampled without it)")
-        }
-        guard s.ema >= 0 && s.ema < 1 else {
-            throw DecodingError.dataCorruptedError(forKey: .ema, in: c, debugDescription: "ema must be in [0, 1), got \(s.ema)")
+            throw reject(.ema, "ema applies to rec stages only (their evaluations use the average), not \(s.stage)")
         }
         self = s
     }

@@ -335,13 +335,19 @@ public final class Trainer: @unchecked Sendable {
                             recpo.maxNewTokens, reasoning.meanChainLength, reasoningValidation!.metrics["NDCG@10"] ?? 0,
                             reasoningTest!.metrics["NDCG@10"] ?? 0))
         }
-        // The model before RecPO, on its direct path: the "w/o reasoning" row RecPO is judged against.
+        // The model before RecPO, on its direct path: the "w/o reasoning" row RecPO is judged against. When the
+        // checkpoint kept is RecPO's step 0 (or earlier), those are the parameters just measured.
         var withoutValidation: EvalResult?, withoutTest: EvalResult?
-        if config.stages.contains(where: { $0.stage == "recpo" }),
+        if let recpo = config.stages.firstIndex(where: { $0.stage == "recpo" }),
            FileManager.default.fileExists(atPath: withoutReasoningDirectory + "/model.safetensors") {
-            let without = try DualHeadLoader.load(directory: withoutReasoningDirectory, dataset: corpus.dataset, tau: config.tau)
-            withoutValidation = try Self.evaluate(without, on: corpus.split.validation, options: options)
-            withoutTest = try Self.evaluate(without, on: corpus.split.test, options: options)
+            if progress.bestStage < recpo || (progress.bestStage == recpo && progress.bestStep == 0) {
+                (withoutValidation, withoutTest) = (validation, test)
+            } else {
+                let without = try DualHeadLoader.load(directory: withoutReasoningDirectory, dataset: corpus.dataset,
+                                                      tau: config.tau)
+                withoutValidation = try Self.evaluate(without, on: corpus.split.validation, options: options)
+                withoutTest = try Self.evaluate(without, on: corpus.split.test, options: options)
+            }
             log.note(String(format: "without reasoning (before RecPO), direct path: validation NDCG@10 %.4f, test NDCG@10 %.4f",
                             withoutValidation!.metrics["NDCG@10"] ?? 0, withoutTest!.metrics["NDCG@10"] ?? 0))
         }

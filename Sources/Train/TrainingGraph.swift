@@ -113,11 +113,11 @@ public final class TrainingGraph: @unchecked Sendable {
             return m
         }
         if p > 0 { Dropout.apply(x, mask: mask(embeddingMask, site: 0), count: n * d) }
-        let branch = p > 0 ? self.branch.ensure(n * d) : x
         /// out = residual + input W^T [n, k] x [d, k]^T, the branch through its dropout mask when there is one.
         func residualBranch(out: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>,
                             input: UnsafePointer<Float>, weight: UnsafePointer<Float>, k: Int, mask slab: Slab, site: Int) {
             if p > 0 {
+                let branch = self.branch.ensure(n * d)
                 GEMM.forward(m: n, n: d, k: k, a: input, b: weight, transB: true, c: branch)
                 Dropout.addMasked(out: out, residual: residual, branch: branch, mask: mask(slab, site: UInt64(site)), count: n * d)
             } else {

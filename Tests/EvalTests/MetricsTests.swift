@@ -90,7 +90,7 @@ final class MetricsTests: XCTestCase {
             for r in 1...10 {
                 // Rank 1 hits 30% of the time, other ranks 2%; scores carry no extra signal.
                 let rate = r == 1 ? 0.3 : 0.02
-                entries.append((r, Float(10 - r) + rng.unit() * 0.01, Double(rng.unit()) < rate))
+                entries.append((r, Float(10 - r) + rng.nextUniform() * 0.01, Double(rng.nextUniform()) < rate))
             }
             _ = u
         }

@@ -1,7 +1,7 @@
 // Dropout for the training graph: masks of 0 (probability p, to 1/65536) or 1/(1-p) drawn from a counter-based hash of
 // (seed, site, element), so a step's masks depend only on its seed (a resumed run draws the same ones) and are
 // filled in parallel without a shared generator state. Forward multiplies by the mask; backward by the same mask.
-import Foundation
+import Tensor
 
 enum Dropout {
     /// Fills mask[0..<count] for one site (embedding, a layer's attention or MLP branch) of one step.
@@ -11,18 +11,13 @@ enum Dropout {
         // Element i takes 16 bits of mix(base + i / 4) as its uniform and is dropped when they are below p * 2^16.
         let threshold = UInt64((Double(p) * 65536).rounded())
         let base = mix(seed ^ (site &* 0xD1B5_4A32_D192_ED03))
-        let chunk = 1 << 14   // a multiple of 4: chunks never split a word
-        let chunks = (count + chunk - 1) / chunk
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
-            let end = min(count, (c + 1) * chunk)
-            var i = c * chunk
-            while i < end {
-                var bits = mix(base &+ UInt64(i >> 2))
-                for j in i..<min(end, i + 4) {
-                    mask[j] = bits & 0xFFFF < threshold ? 0 : keep
+        ThreadPool.shared.parallelSlices((count + 3) / 4, minimumPerSlice: 4096) { words in
+            for word in words {
+                var bits = mix(base &+ UInt64(word))
+                for i in (4 * word)..<min(count, 4 * word + 4) {
+                    mask[i] = bits & 0xFFFF < threshold ? 0 : keep
                     bits >>= 16
                 }
-                i += 4
             }
         }
     }

@@ -6,6 +6,7 @@
 Command line: `python -m r2ec_client.plots training|latency IN OUT.png`."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -129,21 +130,32 @@ def _save(figure, out_path: str | Path, plt) -> Path:
     return out
 
 
-KINDS = {"training": plot_training, "latency": plot_latency}
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m r2ec_client.plots",
+                                     description="Training curves or latency-throughput curves as a PNG.")
+    parser.add_argument("kind", choices=("training", "latency"))
+    parser.add_argument("source", help="a training JSONL log, or a bench serve --json report")
+    parser.add_argument("out", help="the PNG to write")
+    parser.add_argument("--fields", help="training only: series to draw, comma-separated (e.g. 'loss,eval NDCG@10')")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    fields = None
-    if len(args) == 5 and args[0] == "training" and args[3] == "--fields":
-        fields = [name.strip() for name in args[4].split(",") if name.strip()]
-        args = args[:3]
-    if len(args) != 3 or args[0] not in KINDS:
-        print(f"usage: python -m r2ec_client.plots {{{'|'.join(KINDS)}}} IN OUT.png"
-              " (training: [--fields loss,lr,'eval NDCG@10',...])", file=sys.stderr)
+    parser = _parser()
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    if args.fields is not None and args.kind != "training":
+        parser.print_usage(sys.stderr)
+        print("plots: --fields applies to training curves only", file=sys.stderr)
         return 2
     try:
-        out = plot_training(args[1], args[2], fields=fields) if fields else KINDS[args[0]](args[1], args[2])
+        if args.kind == "training":
+            fields = [name.strip() for name in (args.fields or "").split(",") if name.strip()] or None
+            out = plot_training(args.source, args.out, fields=fields)
+        else:
+            out = plot_latency(args.source, args.out)
     except (OSError, ValueError, KeyError) as error:
         print(f"plots: {error}", file=sys.stderr)
         return 1
