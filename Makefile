@@ -31,9 +31,11 @@ help:
 
 deps: deps-system deps-python
 
-# Installs the Debian packages that are not there yet (apt-get update first, as a fresh machine needs).
+# Installs the Debian packages that are not there yet (apt-get update first, as a fresh machine needs), and
+# python3-venv when the python3 on PATH cannot make the .venv.
 deps-system:
 	@missing=""; for p in $(APT_PACKAGES) $(EXTRA_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
