@@ -1253,11 +1253,11 @@ static const ProtobufCFieldDescriptor r2ec__v1__scored_item__field_descriptors[5
     4,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_FLOAT,
-    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__ScoredItem, calibrated_case),
     offsetof(R2ec__V1__ScoredItem, probability),
     NULL,
     NULL,
-    0,             /* flags */
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
@@ -1300,7 +1300,7 @@ const ProtobufCMessageDescriptor r2ec__v1__scored_item__descriptor =
   (ProtobufCMessageInit) r2ec__v1__scored_item__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor r2ec__v1__recommend_response__field_descriptors[4] =
+static const ProtobufCFieldDescriptor r2ec__v1__recommend_response__field_descriptors[5] =
 {
   {
     "items",
@@ -1350,17 +1350,30 @@ static const ProtobufCFieldDescriptor r2ec__v1__recommend_response__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "model_version",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__RecommendResponse, model_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned r2ec__v1__recommend_response__field_indices_by_name[] = {
   0,   /* field[0] = items */
   2,   /* field[2] = model */
+  4,   /* field[4] = model_version */
   1,   /* field[1] = reasoning */
   3,   /* field[3] = reasoning_tokens */
 };
 static const ProtobufCIntRange r2ec__v1__recommend_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor r2ec__v1__recommend_response__descriptor =
 {
@@ -1370,7 +1383,7 @@ const ProtobufCMessageDescriptor r2ec__v1__recommend_response__descriptor =
   "R2ec__V1__RecommendResponse",
   "r2ec.v1",
   sizeof(R2ec__V1__RecommendResponse),
-  4,
+  5,
   r2ec__v1__recommend_response__field_descriptors,
   r2ec__v1__recommend_response__field_indices_by_name,
   1,  r2ec__v1__recommend_response__number_ranges,
@@ -1671,7 +1684,7 @@ const ProtobufCMessageDescriptor r2ec__v1__score_items_request__descriptor =
   (ProtobufCMessageInit) r2ec__v1__score_items_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor r2ec__v1__score_items_response__field_descriptors[2] =
+static const ProtobufCFieldDescriptor r2ec__v1__score_items_response__field_descriptors[3] =
 {
   {
     "items",
@@ -1697,15 +1710,28 @@ static const ProtobufCFieldDescriptor r2ec__v1__score_items_response__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "model_version",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__ScoreItemsResponse, model_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned r2ec__v1__score_items_response__field_indices_by_name[] = {
   0,   /* field[0] = items */
   1,   /* field[1] = model */
+  2,   /* field[2] = model_version */
 };
 static const ProtobufCIntRange r2ec__v1__score_items_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor r2ec__v1__score_items_response__descriptor =
 {
@@ -1715,7 +1741,7 @@ const ProtobufCMessageDescriptor r2ec__v1__score_items_response__descriptor =
   "R2ec__V1__ScoreItemsResponse",
   "r2ec.v1",
   sizeof(R2ec__V1__ScoreItemsResponse),
-  2,
+  3,
   r2ec__v1__score_items_response__field_descriptors,
   r2ec__v1__score_items_response__field_indices_by_name,
   1,  r2ec__v1__score_items_response__number_ranges,
@@ -1786,7 +1812,7 @@ const ProtobufCMessageDescriptor r2ec__v1__similar_items_request__descriptor =
   (ProtobufCMessageInit) r2ec__v1__similar_items_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor r2ec__v1__similar_items_response__field_descriptors[2] =
+static const ProtobufCFieldDescriptor r2ec__v1__similar_items_response__field_descriptors[3] =
 {
   {
     "items",
@@ -1812,15 +1838,28 @@ static const ProtobufCFieldDescriptor r2ec__v1__similar_items_response__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "model_version",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__SimilarItemsResponse, model_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned r2ec__v1__similar_items_response__field_indices_by_name[] = {
   0,   /* field[0] = items */
   1,   /* field[1] = model */
+  2,   /* field[2] = model_version */
 };
 static const ProtobufCIntRange r2ec__v1__similar_items_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor r2ec__v1__similar_items_response__descriptor =
 {
@@ -1830,14 +1869,14 @@ const ProtobufCMessageDescriptor r2ec__v1__similar_items_response__descriptor =
   "R2ec__V1__SimilarItemsResponse",
   "r2ec.v1",
   sizeof(R2ec__V1__SimilarItemsResponse),
-  2,
+  3,
   r2ec__v1__similar_items_response__field_descriptors,
   r2ec__v1__similar_items_response__field_indices_by_name,
   1,  r2ec__v1__similar_items_response__number_ranges,
   (ProtobufCMessageInit) r2ec__v1__similar_items_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor r2ec__v1__item__field_descriptors[7] =
+static const ProtobufCFieldDescriptor r2ec__v1__item__field_descriptors[9] =
 {
   {
     "item_id",
@@ -1923,12 +1962,38 @@ static const ProtobufCFieldDescriptor r2ec__v1__item__field_descriptors[7] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "metadata_json",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__Item, metadata_json),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__Item, created),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned r2ec__v1__item__field_indices_by_name[] = {
+  8,   /* field[8] = created */
   4,   /* field[4] = description */
   3,   /* field[3] = genres */
   0,   /* field[0] = item_id */
   6,   /* field[6] = mean_rating */
+  7,   /* field[7] = metadata_json */
   5,   /* field[5] = num_ratings */
   1,   /* field[1] = title */
   2,   /* field[2] = year */
@@ -1936,7 +2001,7 @@ static const unsigned r2ec__v1__item__field_indices_by_name[] = {
 static const ProtobufCIntRange r2ec__v1__item__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor r2ec__v1__item__descriptor =
 {
@@ -1946,7 +2011,7 @@ const ProtobufCMessageDescriptor r2ec__v1__item__descriptor =
   "R2ec__V1__Item",
   "r2ec.v1",
   sizeof(R2ec__V1__Item),
-  7,
+  9,
   r2ec__v1__item__field_descriptors,
   r2ec__v1__item__field_indices_by_name,
   1,  r2ec__v1__item__number_ranges,
@@ -2080,7 +2145,7 @@ const ProtobufCMessageDescriptor r2ec__v1__model_info_request__descriptor =
   (ProtobufCMessageInit) r2ec__v1__model_info_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor r2ec__v1__model_info__field_descriptors[10] =
+static const ProtobufCFieldDescriptor r2ec__v1__model_info__field_descriptors[12] =
 {
   {
     "name",
@@ -2202,15 +2267,41 @@ static const ProtobufCFieldDescriptor r2ec__v1__model_info__field_descriptors[10
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "calibrated_ranks",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__ModelInfo, calibrated_ranks),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "num_recommendable_items",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__ModelInfo, num_recommendable_items),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned r2ec__v1__model_info__field_indices_by_name[] = {
   6,   /* field[6] = calibrated */
+  10,   /* field[10] = calibrated_ranks */
   8,   /* field[8] = config_json */
   2,   /* field[2] = dataset */
   1,   /* field[1] = kind */
   0,   /* field[0] = name */
   3,   /* field[3] = num_items */
   7,   /* field[7] = num_parameters */
+  11,   /* field[11] = num_recommendable_items */
   4,   /* field[4] = num_users */
   5,   /* field[5] = supports_reasoning */
   9,   /* field[9] = version */
@@ -2218,7 +2309,7 @@ static const unsigned r2ec__v1__model_info__field_indices_by_name[] = {
 static const ProtobufCIntRange r2ec__v1__model_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor r2ec__v1__model_info__descriptor =
 {
@@ -2228,7 +2319,7 @@ const ProtobufCMessageDescriptor r2ec__v1__model_info__descriptor =
   "R2ec__V1__ModelInfo",
   "r2ec.v1",
   sizeof(R2ec__V1__ModelInfo),
-  10,
+  12,
   r2ec__v1__model_info__field_descriptors,
   r2ec__v1__model_info__field_indices_by_name,
   1,  r2ec__v1__model_info__number_ranges,

@@ -302,7 +302,7 @@ const ProtobufCMessageDescriptor r2ec__v1__call_header__descriptor =
   (ProtobufCMessageInit) r2ec__v1__call_header__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor r2ec__v1__status__field_descriptors[3] =
+static const ProtobufCFieldDescriptor r2ec__v1__status__field_descriptors[4] =
 {
   {
     "code",
@@ -340,16 +340,29 @@ static const ProtobufCFieldDescriptor r2ec__v1__status__field_descriptors[3] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "metadata",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(R2ec__V1__Status, n_metadata),
+    offsetof(R2ec__V1__Status, metadata),
+    &r2ec__v1__metadata_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned r2ec__v1__status__field_indices_by_name[] = {
   0,   /* field[0] = code */
   2,   /* field[2] = field */
   1,   /* field[1] = message */
+  3,   /* field[3] = metadata */
 };
 static const ProtobufCIntRange r2ec__v1__status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor r2ec__v1__status__descriptor =
 {
@@ -359,7 +372,7 @@ const ProtobufCMessageDescriptor r2ec__v1__status__descriptor =
   "R2ec__V1__Status",
   "r2ec.v1",
   sizeof(R2ec__V1__Status),
-  3,
+  4,
   r2ec__v1__status__field_descriptors,
   r2ec__v1__status__field_indices_by_name,
   1,  r2ec__v1__status__number_ranges,

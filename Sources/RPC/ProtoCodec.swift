@@ -201,7 +201,10 @@ enum ProtoCodec {
             m.pointee.item_id = arena.string(it.itemId)
             m.pointee.title = arena.string(it.title)
             m.pointee.score = it.score
-            m.pointee.probability = it.probability
+            if let p = it.probability {
+                m.pointee.calibrated_case = R2EC__V1__SCORED_ITEM__CALIBRATED_PROBABILITY
+                m.pointee.probability = p
+            }
             m.pointee.rank = UInt32(it.rank)
             list[i] = m
         }

@@ -103,7 +103,7 @@ public enum RecommendService {
                               probabilities: Bool) -> [ScoredItemResult] {
         let top = Ranking.topK(scores, k: p.topK, masked: p.masked, allowed: p.allowed)
         return top.enumerated().map { r, item in
-            let prob = probabilities ? (model.calibrator?.probability(score: item.score, rank: r + 1) ?? 0) : 0
+            let prob = probabilities ? model.calibrator?.probability(score: item.score, rank: r + 1) : nil
             return ScoredItemResult(itemId: model.catalog[item.index].id, title: model.catalog[item.index].title,
                                     score: item.score, probability: prob, rank: r + 1)
         }
@@ -139,7 +139,7 @@ public enum RecommendService {
         var rankOf = [Int](repeating: 0, count: targets.count)
         for (r, i) in order.enumerated() { rankOf[i] = r }
         return targets.enumerated().map { i, t in
-            let prob = q.returnProbabilities ? (model.calibrator?.probability(score: scores[t], rank: rankOf[i] + 1) ?? 0) : 0
+            let prob = q.returnProbabilities ? model.calibrator?.probability(score: scores[t], rank: rankOf[i] + 1) : nil
             return ScoredItemResult(itemId: model.catalog[t].id, title: model.catalog[t].title, score: scores[t],
                                     probability: prob, rank: rankOf[i] + 1)
         }
@@ -160,7 +160,7 @@ public enum RecommendService {
         return sims.withUnsafeBufferPointer { s in
             Ranking.topK(s, k: topK, masked: [item]).enumerated().map { r, x in
                 ScoredItemResult(itemId: model.catalog[x.index].id, title: model.catalog[x.index].title,
-                                 score: x.score, probability: 0, rank: r + 1)
+                                 score: x.score, probability: nil, rank: r + 1)
             }
         }
     }

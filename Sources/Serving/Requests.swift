@@ -94,7 +94,8 @@ public struct ScoredItemResult: Sendable, Equatable {
     public var itemId: String
     public var title: String
     public var score: Float
-    public var probability: Float
+    /// Calibrated probability; nil when not asked for, when the model has no calibrator, or beyond its ranks.
+    public var probability: Float?
     /// 1-based.
     public var rank: Int
 }

@@ -12,12 +12,14 @@ class ScoredItem:
     item_id: str
     title: str
     score: float
-    probability: float
+    # None when not asked for, when the model has no calibrator, or beyond the ranks it was fitted on.
+    probability: float | None
     rank: int
 
     @classmethod
     def from_proto(cls, message) -> "ScoredItem":
-        return cls(message.item_id, message.title, message.score, message.probability, message.rank)
+        probability = message.probability if message.HasField("probability") else None
+        return cls(message.item_id, message.title, message.score, probability, message.rank)
 
     def __str__(self) -> str:
         return f"{self.rank:>3} {self.item_id:>8} {self.score:10.4f} {self.title}"

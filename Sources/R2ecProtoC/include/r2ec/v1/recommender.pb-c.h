@@ -102,7 +102,9 @@ struct  R2ec__V1__RecommendRequest
 {
   ProtobufCMessage base;
   /*
-   * A user known to the model's training data. Either user_id or history (or both: history is appended).
+   * The backend's user id. With a store (`serve --store`), the user's latest events are read from it (a user with
+   * no events gets the cold-start answer); without one, a user of the model's training data. Either user_id or
+   * history or both: history events are appended after the stored ones.
    */
   char *user_id;
   size_t n_history;
@@ -157,6 +159,12 @@ struct  R2ec__V1__RecommendRequest
     , (char *)protobuf_c_empty_string, 0,NULL, 0, R2EC__V1__MODE__MODE_DIRECT, 0, NULL, 0,NULL, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0 }
 
 
+typedef enum {
+  R2EC__V1__SCORED_ITEM__CALIBRATED__NOT_SET = 0,
+  R2EC__V1__SCORED_ITEM__CALIBRATED_PROBABILITY = 4
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(R2EC__V1__SCORED_ITEM__CALIBRATED__CASE)
+} R2ec__V1__ScoredItem__CalibratedCase;
+
 struct  R2ec__V1__ScoredItem
 {
   ProtobufCMessage base;
@@ -167,17 +175,17 @@ struct  R2ec__V1__ScoredItem
    */
   float score;
   /*
-   * Calibrated probability that the user interacts with the item (0 when not requested or not available).
-   */
-  float probability;
-  /*
    * 1-based rank in this answer.
    */
   uint32_t rank;
+  R2ec__V1__ScoredItem__CalibratedCase calibrated_case;
+  union {
+    float probability;
+  };
 };
 #define R2EC__V1__SCORED_ITEM__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&r2ec__v1__scored_item__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, R2EC__V1__SCORED_ITEM__CALIBRATED__NOT_SET, {0} }
 
 
 struct  R2ec__V1__RecommendResponse
@@ -197,10 +205,14 @@ struct  R2ec__V1__RecommendResponse
    * Number of reasoning tokens generated.
    */
   uint32_t reasoning_tokens;
+  /*
+   * Version of the model that answered (ModelInfo.version; bumped by every reload).
+   */
+  uint64_t model_version;
 };
 #define R2EC__V1__RECOMMEND_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&r2ec__v1__recommend_response__descriptor) \
-    , 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 typedef enum {
@@ -299,10 +311,11 @@ struct  R2ec__V1__ScoreItemsResponse
   size_t n_items;
   R2ec__V1__ScoredItem **items;
   char *model;
+  uint64_t model_version;
 };
 #define R2EC__V1__SCORE_ITEMS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&r2ec__v1__score_items_response__descriptor) \
-    , 0,NULL, (char *)protobuf_c_empty_string }
+    , 0,NULL, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  R2ec__V1__SimilarItemsRequest
@@ -326,10 +339,11 @@ struct  R2ec__V1__SimilarItemsResponse
   size_t n_items;
   R2ec__V1__ScoredItem **items;
   char *model;
+  uint64_t model_version;
 };
 #define R2EC__V1__SIMILAR_ITEMS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&r2ec__v1__similar_items_response__descriptor) \
-    , 0,NULL, (char *)protobuf_c_empty_string }
+    , 0,NULL, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  R2ec__V1__Item
@@ -349,10 +363,18 @@ struct  R2ec__V1__Item
    */
   uint32_t num_ratings;
   float mean_rating;
+  /*
+   * The JSON object given to UpsertItems ("{}" when none).
+   */
+  char *metadata_json;
+  /*
+   * Unix seconds when the item entered the catalogue (0 for items of the dataset the server started from).
+   */
+  int64_t created;
 };
 #define R2EC__V1__ITEM__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&r2ec__v1__item__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  R2ec__V1__GetItemsRequest
@@ -410,10 +432,18 @@ struct  R2ec__V1__ModelInfo
    * Version counter, bumped at every reload.
    */
   uint64_t version;
+  /*
+   * Probabilities are defined for ranks 1..calibrated_ranks (0: the model has no calibrator).
+   */
+  uint32_t calibrated_ranks;
+  /*
+   * Items the model can recommend now (the catalogue, plus items encoded since it loaded).
+   */
+  uint32_t num_recommendable_items;
 };
 #define R2EC__V1__MODEL_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&r2ec__v1__model_info__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0 }
 
 
 struct  R2ec__V1__ModelInfoResponse

@@ -78,10 +78,15 @@ struct  R2ec__V1__Status
    * For INVALID_ARGUMENT: the request field at fault, as a path ("history[3].item_id"), when known.
    */
   char *field;
+  /*
+   * Trailing metadata (lower-case keys), e.g. "x-request-id": the id the server logged the call under.
+   */
+  size_t n_metadata;
+  R2ec__V1__MetadataEntry **metadata;
 };
 #define R2EC__V1__STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&r2ec__v1__status__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 /*

@@ -13,13 +13,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13r2ec/v1/admin.proto\x12\x07r2ec.v1\"D\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x14\n\x0cmake_default\x18\x03 \x01(\x08\"2\n\x11LoadModelResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13UnloadModelResponse2\x95\x01\n\x05\x41\x64min\x12\x42\n\tLoadModel\x12\x19.r2ec.v1.LoadModelRequest\x1a\x1a.r2ec.v1.LoadModelResponse\x12H\n\x0bUnloadModel\x12\x1b.r2ec.v1.UnloadModelRequest\x1a\x1c.r2ec.v1.UnloadModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13r2ec/v1/admin.proto\x12\x07r2ec.v1\"D\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x14\n\x0cmake_default\x18\x03 \x01(\x08\"2\n\x11LoadModelResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13UnloadModelResponse2\x95\x01\n\x05\x41\x64min\x12\x42\n\tLoadModel\x12\x19.r2ec.v1.LoadModelRequest\x1a\x1a.r2ec.v1.LoadModelResponse\x12H\n\x0bUnloadModel\x12\x1b.r2ec.v1.UnloadModelRequest\x1a\x1c.r2ec.v1.UnloadModelResponseB;\n\x0b\x64\x65v.r2ec.v1P\x01Z*github.com/r2ec/r2ec/gen/go/r2ec/v1;r2ecv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'r2ec.v1.admin_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
+  DESCRIPTOR._serialized_options = b'\n\013dev.r2ec.v1P\001Z*github.com/r2ec/r2ec/gen/go/r2ec/v1;r2ecv1'
   _LOADMODELREQUEST._serialized_start=32
   _LOADMODELREQUEST._serialized_end=100
   _LOADMODELRESPONSE._serialized_start=102

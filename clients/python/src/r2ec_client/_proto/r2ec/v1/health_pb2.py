@@ -13,13 +13,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14r2ec/v1/health.proto\x12\x07r2ec.v1\"%\n\x12HealthCheckRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\"\xa2\x01\n\x13HealthCheckResponse\x12:\n\x06status\x18\x01 \x01(\x0e\x32*.r2ec.v1.HealthCheckResponse.ServingStatus\"O\n\rServingStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x12\x13\n\x0fSERVICE_UNKNOWN\x10\x03\x32\x92\x01\n\x06Health\x12\x42\n\x05\x43heck\x12\x1b.r2ec.v1.HealthCheckRequest\x1a\x1c.r2ec.v1.HealthCheckResponse\x12\x44\n\x05Watch\x12\x1b.r2ec.v1.HealthCheckRequest\x1a\x1c.r2ec.v1.HealthCheckResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14r2ec/v1/health.proto\x12\x07r2ec.v1\"%\n\x12HealthCheckRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\"\xa2\x01\n\x13HealthCheckResponse\x12:\n\x06status\x18\x01 \x01(\x0e\x32*.r2ec.v1.HealthCheckResponse.ServingStatus\"O\n\rServingStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x12\x13\n\x0fSERVICE_UNKNOWN\x10\x03\x32\x92\x01\n\x06Health\x12\x42\n\x05\x43heck\x12\x1b.r2ec.v1.HealthCheckRequest\x1a\x1c.r2ec.v1.HealthCheckResponse\x12\x44\n\x05Watch\x12\x1b.r2ec.v1.HealthCheckRequest\x1a\x1c.r2ec.v1.HealthCheckResponse0\x01\x42;\n\x0b\x64\x65v.r2ec.v1P\x01Z*github.com/r2ec/r2ec/gen/go/r2ec/v1;r2ecv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'r2ec.v1.health_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
+  DESCRIPTOR._serialized_options = b'\n\013dev.r2ec.v1P\001Z*github.com/r2ec/r2ec/gen/go/r2ec/v1;r2ecv1'
   _HEALTHCHECKREQUEST._serialized_start=33
   _HEALTHCHECKREQUEST._serialized_end=70
   _HEALTHCHECKRESPONSE._serialized_start=73

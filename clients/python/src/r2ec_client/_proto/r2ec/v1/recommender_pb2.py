@@ -13,15 +13,16 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19r2ec/v1/recommender.proto\x12\x07r2ec.v1\"B\n\x0cHistoryEvent\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\x12\x0e\n\x06rating\x18\x03 \x01(\x02\"K\n\x08Sampling\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x0c\n\x04seed\x18\x04 \x01(\x04\"\xec\x02\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12&\n\x07history\x18\x02 \x03(\x0b\x32\x15.r2ec.v1.HistoryEvent\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x1b\n\x04mode\x18\x04 \x01(\x0e\x32\r.r2ec.v1.Mode\x12\x1c\n\x14max_reasoning_tokens\x18\x05 \x01(\r\x12#\n\x08sampling\x18\x06 \x01(\x0b\x32\x11.r2ec.v1.Sampling\x12\x18\n\x10\x65xclude_item_ids\x18\x07 \x03(\t\x12\x1a\n\x12\x63\x61ndidate_item_ids\x18\x08 \x03(\t\x12\x14\n\x0cinclude_seen\x18\t \x01(\x08\x12\x18\n\x10return_reasoning\x18\n \x01(\x08\x12\x1c\n\x14return_probabilities\x18\x0b \x01(\x08\x12\r\n\x05model\x18\x0c \x01(\t\x12\x0b\n\x03now\x18\r \x01(\x03\x12\x10\n\x08priority\x18\x0e \x01(\r\"^\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\x12\x0c\n\x04rank\x18\x05 \x01(\r\"s\n\x11RecommendResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.r2ec.v1.ScoredItem\x12\x11\n\treasoning\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10reasoning_tokens\x18\x04 \x01(\r\"k\n\x17RecommendStreamResponse\x12\x19\n\x0freasoning_delta\x18\x01 \x01(\tH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.r2ec.v1.RecommendResponseH\x00\x42\x07\n\x05\x65vent\"D\n\x15RecommendBatchRequest\x12+\n\x08requests\x18\x01 \x03(\x0b\x32\x19.r2ec.v1.RecommendRequest\"c\n\x14RecommendBatchResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\x12,\n\x08response\x18\x03 \x01(\x0b\x32\x1a.r2ec.v1.RecommendResponse\"H\n\x16RecommendBatchResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.r2ec.v1.RecommendBatchResult\"\x98\x01\n\x11ScoreItemsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12&\n\x07history\x18\x02 \x03(\x0b\x32\x15.r2ec.v1.HistoryEvent\x12\x10\n\x08item_ids\x18\x03 \x03(\t\x12\x1c\n\x14return_probabilities\x18\x04 \x01(\x08\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0b\n\x03now\x18\x06 \x01(\x03\"G\n\x12ScoreItemsResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.r2ec.v1.ScoredItem\x12\r\n\x05model\x18\x02 \x01(\t\"D\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\r\n\x05model\x18\x03 \x01(\t\"I\n\x14SimilarItemsResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.r2ec.v1.ScoredItem\x12\r\n\x05model\x18\x02 \x01(\t\"\x83\x01\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04year\x18\x03 \x01(\x05\x12\x0e\n\x06genres\x18\x04 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x13\n\x0bnum_ratings\x18\x06 \x01(\r\x12\x13\n\x0bmean_rating\x18\x07 \x01(\x02\"2\n\x0fGetItemsRequest\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\"0\n\x10GetItemsResponse\x12\x1c\n\x05items\x18\x01 \x03(\x0b\x32\r.r2ec.v1.Item\"!\n\x10ModelInfoRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\xcc\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x11\n\tnum_items\x18\x04 \x01(\r\x12\x11\n\tnum_users\x18\x05 \x01(\r\x12\x1a\n\x12supports_reasoning\x18\x06 \x01(\x08\x12\x12\n\ncalibrated\x18\x07 \x01(\x08\x12\x16\n\x0enum_parameters\x18\x08 \x01(\x04\x12\x13\n\x0b\x63onfig_json\x18\t \x01(\t\x12\x0f\n\x07version\x18\n \x01(\x04\"q\n\x11ModelInfoResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.r2ec.v1.ModelInfo\x12\"\n\x06loaded\x18\x02 \x03(\x0b\x32\x12.r2ec.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x03 \x01(\t*+\n\x04Mode\x12\x0f\n\x0bMODE_DIRECT\x10\x00\x12\x12\n\x0eMODE_REASONING\x10\x01\x32\x8f\x04\n\x0bRecommender\x12\x42\n\tRecommend\x12\x19.r2ec.v1.RecommendRequest\x1a\x1a.r2ec.v1.RecommendResponse\x12P\n\x0fRecommendStream\x12\x19.r2ec.v1.RecommendRequest\x1a .r2ec.v1.RecommendStreamResponse0\x01\x12Q\n\x0eRecommendBatch\x12\x1e.r2ec.v1.RecommendBatchRequest\x1a\x1f.r2ec.v1.RecommendBatchResponse\x12\x45\n\nScoreItems\x12\x1a.r2ec.v1.ScoreItemsRequest\x1a\x1b.r2ec.v1.ScoreItemsResponse\x12K\n\x0cSimilarItems\x12\x1c.r2ec.v1.SimilarItemsRequest\x1a\x1d.r2ec.v1.SimilarItemsResponse\x12?\n\x08GetItems\x12\x18.r2ec.v1.GetItemsRequest\x1a\x19.r2ec.v1.GetItemsResponse\x12\x42\n\tModelInfo\x12\x19.r2ec.v1.ModelInfoRequest\x1a\x1a.r2ec.v1.ModelInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19r2ec/v1/recommender.proto\x12\x07r2ec.v1\"B\n\x0cHistoryEvent\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\x12\x0e\n\x06rating\x18\x03 \x01(\x02\"K\n\x08Sampling\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x0c\n\x04seed\x18\x04 \x01(\x04\"\xec\x02\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12&\n\x07history\x18\x02 \x03(\x0b\x32\x15.r2ec.v1.HistoryEvent\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x1b\n\x04mode\x18\x04 \x01(\x0e\x32\r.r2ec.v1.Mode\x12\x1c\n\x14max_reasoning_tokens\x18\x05 \x01(\r\x12#\n\x08sampling\x18\x06 \x01(\x0b\x32\x11.r2ec.v1.Sampling\x12\x18\n\x10\x65xclude_item_ids\x18\x07 \x03(\t\x12\x1a\n\x12\x63\x61ndidate_item_ids\x18\x08 \x03(\t\x12\x14\n\x0cinclude_seen\x18\t \x01(\x08\x12\x18\n\x10return_reasoning\x18\n \x01(\x08\x12\x1c\n\x14return_probabilities\x18\x0b \x01(\x08\x12\r\n\x05model\x18\x0c \x01(\t\x12\x0b\n\x03now\x18\r \x01(\x03\x12\x10\n\x08priority\x18\x0e \x01(\r\"n\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x15\n\x0bprobability\x18\x04 \x01(\x02H\x00\x12\x0c\n\x04rank\x18\x05 \x01(\rB\x0c\n\ncalibrated\"\x8a\x01\n\x11RecommendResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.r2ec.v1.ScoredItem\x12\x11\n\treasoning\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10reasoning_tokens\x18\x04 \x01(\r\x12\x15\n\rmodel_version\x18\x05 \x01(\x04\"k\n\x17RecommendStreamResponse\x12\x19\n\x0freasoning_delta\x18\x01 \x01(\tH\x00\x12,\n\x06result\x18\x02 \x01(\x0b\x32\x1a.r2ec.v1.RecommendResponseH\x00\x42\x07\n\x05\x65vent\"D\n\x15RecommendBatchRequest\x12+\n\x08requests\x18\x01 \x03(\x0b\x32\x19.r2ec.v1.RecommendRequest\"c\n\x14RecommendBatchResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\x12,\n\x08response\x18\x03 \x01(\x0b\x32\x1a.r2ec.v1.RecommendResponse\"H\n\x16RecommendBatchResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.r2ec.v1.RecommendBatchResult\"\x98\x01\n\x11ScoreItemsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12&\n\x07history\x18\x02 \x03(\x0b\x32\x15.r2ec.v1.HistoryEvent\x12\x10\n\x08item_ids\x18\x03 \x03(\t\x12\x1c\n\x14return_probabilities\x18\x04 \x01(\x08\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0b\n\x03now\x18\x06 \x01(\x03\"^\n\x12ScoreItemsResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.r2ec.v1.ScoredItem\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x04\"D\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\r\n\x05model\x18\x03 \x01(\t\"`\n\x14SimilarItemsResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.r2ec.v1.ScoredItem\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x04\"\xab\x01\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04year\x18\x03 \x01(\x05\x12\x0e\n\x06genres\x18\x04 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x13\n\x0bnum_ratings\x18\x06 \x01(\r\x12\x13\n\x0bmean_rating\x18\x07 \x01(\x02\x12\x15\n\rmetadata_json\x18\x08 \x01(\t\x12\x0f\n\x07\x63reated\x18\t \x01(\x03\"2\n\x0fGetItemsRequest\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\"0\n\x10GetItemsResponse\x12\x1c\n\x05items\x18\x01 \x03(\x0b\x32\r.r2ec.v1.Item\"!\n\x10ModelInfoRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\x87\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x11\n\tnum_items\x18\x04 \x01(\r\x12\x11\n\tnum_users\x18\x05 \x01(\r\x12\x1a\n\x12supports_reasoning\x18\x06 \x01(\x08\x12\x12\n\ncalibrated\x18\x07 \x01(\x08\x12\x16\n\x0enum_parameters\x18\x08 \x01(\x04\x12\x13\n\x0b\x63onfig_json\x18\t \x01(\t\x12\x0f\n\x07version\x18\n \x01(\x04\x12\x18\n\x10\x63\x61librated_ranks\x18\x0b \x01(\r\x12\x1f\n\x17num_recommendable_items\x18\x0c \x01(\r\"q\n\x11ModelInfoResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.r2ec.v1.ModelInfo\x12\"\n\x06loaded\x18\x02 \x03(\x0b\x32\x12.r2ec.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x03 \x01(\t*+\n\x04Mode\x12\x0f\n\x0bMODE_DIRECT\x10\x00\x12\x12\n\x0eMODE_REASONING\x10\x01\x32\x8f\x04\n\x0bRecommender\x12\x42\n\tRecommend\x12\x19.r2ec.v1.RecommendRequest\x1a\x1a.r2ec.v1.RecommendResponse\x12P\n\x0fRecommendStream\x12\x19.r2ec.v1.RecommendRequest\x1a .r2ec.v1.RecommendStreamResponse0\x01\x12Q\n\x0eRecommendBatch\x12\x1e.r2ec.v1.RecommendBatchRequest\x1a\x1f.r2ec.v1.RecommendBatchResponse\x12\x45\n\nScoreItems\x12\x1a.r2ec.v1.ScoreItemsRequest\x1a\x1b.r2ec.v1.ScoreItemsResponse\x12K\n\x0cSimilarItems\x12\x1c.r2ec.v1.SimilarItemsRequest\x1a\x1d.r2ec.v1.SimilarItemsResponse\x12?\n\x08GetItems\x12\x18.r2ec.v1.GetItemsRequest\x1a\x19.r2ec.v1.GetItemsResponse\x12\x42\n\tModelInfo\x12\x19.r2ec.v1.ModelInfoRequest\x1a\x1a.r2ec.v1.ModelInfoResponseB;\n\x0b\x64\x65v.r2ec.v1P\x01Z*github.com/r2ec/r2ec/gen/go/r2ec/v1;r2ecv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'r2ec.v1.recommender_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _MODE._serialized_start=2083
-  _MODE._serialized_end=2126
+  DESCRIPTOR._serialized_options = b'\n\013dev.r2ec.v1P\001Z*github.com/r2ec/r2ec/gen/go/r2ec/v1;r2ecv1'
+  _MODE._serialized_start=2268
+  _MODE._serialized_end=2311
   _HISTORYEVENT._serialized_start=38
   _HISTORYEVENT._serialized_end=104
   _SAMPLING._serialized_start=106
@@ -29,37 +30,37 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _RECOMMENDREQUEST._serialized_start=184
   _RECOMMENDREQUEST._serialized_end=548
   _SCOREDITEM._serialized_start=550
-  _SCOREDITEM._serialized_end=644
-  _RECOMMENDRESPONSE._serialized_start=646
-  _RECOMMENDRESPONSE._serialized_end=761
-  _RECOMMENDSTREAMRESPONSE._serialized_start=763
-  _RECOMMENDSTREAMRESPONSE._serialized_end=870
-  _RECOMMENDBATCHREQUEST._serialized_start=872
-  _RECOMMENDBATCHREQUEST._serialized_end=940
-  _RECOMMENDBATCHRESULT._serialized_start=942
-  _RECOMMENDBATCHRESULT._serialized_end=1041
-  _RECOMMENDBATCHRESPONSE._serialized_start=1043
-  _RECOMMENDBATCHRESPONSE._serialized_end=1115
-  _SCOREITEMSREQUEST._serialized_start=1118
-  _SCOREITEMSREQUEST._serialized_end=1270
-  _SCOREITEMSRESPONSE._serialized_start=1272
-  _SCOREITEMSRESPONSE._serialized_end=1343
-  _SIMILARITEMSREQUEST._serialized_start=1345
-  _SIMILARITEMSREQUEST._serialized_end=1413
-  _SIMILARITEMSRESPONSE._serialized_start=1415
-  _SIMILARITEMSRESPONSE._serialized_end=1488
-  _ITEM._serialized_start=1491
-  _ITEM._serialized_end=1622
-  _GETITEMSREQUEST._serialized_start=1624
-  _GETITEMSREQUEST._serialized_end=1674
-  _GETITEMSRESPONSE._serialized_start=1676
-  _GETITEMSRESPONSE._serialized_end=1724
-  _MODELINFOREQUEST._serialized_start=1726
-  _MODELINFOREQUEST._serialized_end=1759
-  _MODELINFO._serialized_start=1762
-  _MODELINFO._serialized_end=1966
-  _MODELINFORESPONSE._serialized_start=1968
-  _MODELINFORESPONSE._serialized_end=2081
-  _RECOMMENDER._serialized_start=2129
-  _RECOMMENDER._serialized_end=2656
+  _SCOREDITEM._serialized_end=660
+  _RECOMMENDRESPONSE._serialized_start=663
+  _RECOMMENDRESPONSE._serialized_end=801
+  _RECOMMENDSTREAMRESPONSE._serialized_start=803
+  _RECOMMENDSTREAMRESPONSE._serialized_end=910
+  _RECOMMENDBATCHREQUEST._serialized_start=912
+  _RECOMMENDBATCHREQUEST._serialized_end=980
+  _RECOMMENDBATCHRESULT._serialized_start=982
+  _RECOMMENDBATCHRESULT._serialized_end=1081
+  _RECOMMENDBATCHRESPONSE._serialized_start=1083
+  _RECOMMENDBATCHRESPONSE._serialized_end=1155
+  _SCOREITEMSREQUEST._serialized_start=1158
+  _SCOREITEMSREQUEST._serialized_end=1310
+  _SCOREITEMSRESPONSE._serialized_start=1312
+  _SCOREITEMSRESPONSE._serialized_end=1406
+  _SIMILARITEMSREQUEST._serialized_start=1408
+  _SIMILARITEMSREQUEST._serialized_end=1476
+  _SIMILARITEMSRESPONSE._serialized_start=1478
+  _SIMILARITEMSRESPONSE._serialized_end=1574
+  _ITEM._serialized_start=1577
+  _ITEM._serialized_end=1748
+  _GETITEMSREQUEST._serialized_start=1750
+  _GETITEMSREQUEST._serialized_end=1800
+  _GETITEMSRESPONSE._serialized_start=1802
+  _GETITEMSRESPONSE._serialized_end=1850
+  _MODELINFOREQUEST._serialized_start=1852
+  _MODELINFOREQUEST._serialized_end=1885
+  _MODELINFO._serialized_start=1888
+  _MODELINFO._serialized_end=2151
+  _MODELINFORESPONSE._serialized_start=2153
+  _MODELINFORESPONSE._serialized_end=2266
+  _RECOMMENDER._serialized_start=2314
+  _RECOMMENDER._serialized_end=2841
 # @@protoc_insertion_point(module_scope)

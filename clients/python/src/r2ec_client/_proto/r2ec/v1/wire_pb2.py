@@ -13,19 +13,20 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12r2ec/v1/wire.proto\x12\x07r2ec.v1\"+\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"Z\n\nCallHeader\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x03\x12(\n\x08metadata\x18\x03 \x03(\x0b\x32\x16.r2ec.v1.MetadataEntry\"6\n\x06Status\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"?\n\x06GoAway\x12\x16\n\x0elast_stream_id\x18\x01 \x01(\r\x12\x0c\n\x04\x63ode\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12r2ec/v1/wire.proto\x12\x07r2ec.v1\"+\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"Z\n\nCallHeader\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x03\x12(\n\x08metadata\x18\x03 \x03(\x0b\x32\x16.r2ec.v1.MetadataEntry\"`\n\x06Status\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12(\n\x08metadata\x18\x04 \x03(\x0b\x32\x16.r2ec.v1.MetadataEntry\"?\n\x06GoAway\x12\x16\n\x0elast_stream_id\x18\x01 \x01(\r\x12\x0c\n\x04\x63ode\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\tB;\n\x0b\x64\x65v.r2ec.v1P\x01Z*github.com/r2ec/r2ec/gen/go/r2ec/v1;r2ecv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'r2ec.v1.wire_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
+  DESCRIPTOR._serialized_options = b'\n\013dev.r2ec.v1P\001Z*github.com/r2ec/r2ec/gen/go/r2ec/v1;r2ecv1'
   _METADATAENTRY._serialized_start=31
   _METADATAENTRY._serialized_end=74
   _CALLHEADER._serialized_start=76
   _CALLHEADER._serialized_end=166
   _STATUS._serialized_start=168
-  _STATUS._serialized_end=222
-  _GOAWAY._serialized_start=224
-  _GOAWAY._serialized_end=287
+  _STATUS._serialized_end=264
+  _GOAWAY._serialized_start=266
+  _GOAWAY._serialized_end=329
 # @@protoc_insertion_point(module_scope)
