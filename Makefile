@@ -19,12 +19,13 @@ SERVE_MODELS ?= $(MODEL_DIR) wals popularity
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help deps deps-system deps-python data build release serve train test test-swift test-python \
-        check-protos protos clean fuzz-smoke test-sanitizers
+        check-protos protos clean fuzz-smoke test-sanitizers notebook
 
 help:
 	@echo "make serve   install what is missing, fetch the dataset, build release, serve on $(HOST):$(PORT)"
 	@echo "make test    install what is missing, build, run the Swift, Python-client and shell-client tests"
 	@echo "make train   the full training recipe (configs/full.json) into models/full"
+	@echo "make notebook          run clients/python/examples/quickstart.ipynb against a server started as make serve starts it, saving its outputs"
 	@echo "make fuzz-smoke        every libFuzzer target of Tests/Fuzz for FUZZ_SECONDS (default 20) each"
 	@echo "make test-sanitizers   the Swift tests under AddressSanitizer and ThreadSanitizer (.build-asan, .build-tsan)"
 	@echo "make data | build | release | protos | clean"
@@ -45,7 +46,7 @@ deps-system:
 $(VENV)/.installed: clients/python/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q numpy pytest -e 'clients/python[plot]'
+	$(PY) -m pip install -q numpy -e 'clients/python[plot,pandas,test]'
 	touch $@
 
 deps-python: $(VENV)/.installed
@@ -71,6 +72,12 @@ train: deps data release
 
 serve: deps data release $(MODEL_DIR)/model.safetensors
 	.build/release/r2ec serve --host $(HOST) --port $(PORT) --dataset $(DATASET) $(addprefix --model ,$(SERVE_MODELS))
+
+# The quickstart notebook, executed top to bottom against a fresh server with make serve's models, saved with its
+# outputs (tests/test_notebook.py checks a re-run reproduces them where the same checkpoint is at hand).
+notebook: deps data release $(MODEL_DIR)/model.safetensors
+	$(PY) clients/python/examples/run_notebook.py clients/python/examples/quickstart.ipynb .build/release/r2ec \
+	  --dataset $(DATASET) $(addprefix --model ,$(SERVE_MODELS))
 
 test: deps data check-protos test-swift test-python
 	@echo "make test: all suites passed"

@@ -1,20 +1,42 @@
 #!/usr/bin/env bash
 # r2ec.sh: a shell client of the r2ec protocol (docs/protocol.md), one call per run. Payloads via protoc
 # --encode/--decode against ../../Protos, frames built and parsed with printf/od/head/tail, sent with socat.
-# Usage: r2ec.sh [--top-k N] [--token-file F] [--timeout S] HOST:PORT health|recommend ITEM_ID...|info|items ID...|similar ID
-# Prints the answer on stdout; on a non-OK status prints "error: CODE_NAME: message" to stderr and exits 1.
+# Run `r2ec.sh --help` for the commands. Prints the answer on stdout (one line per item, or with --json the response
+# message as proto3 JSON); on a non-OK status prints "error: CODE_NAME: message" to stderr and exits 1.
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 protos=${R2EC_PROTOS:-$script_dir/../../Protos}
-proto_files=(r2ec/v1/wire.proto r2ec/v1/health.proto r2ec/v1/recommender.proto r2ec/v1/admin.proto)
+proto_files=(r2ec/v1/wire.proto r2ec/v1/health.proto r2ec/v1/recommender.proto r2ec/v1/admin.proto
+             r2ec/v1/events.proto)
 code_names=(OK CANCELLED UNKNOWN INVALID_ARGUMENT DEADLINE_EXCEEDED NOT_FOUND ALREADY_EXISTS PERMISSION_DENIED
             RESOURCE_EXHAUSTED FAILED_PRECONDITION ABORTED OUT_OF_RANGE UNIMPLEMENTED INTERNAL UNAVAILABLE
             DATA_LOSS UNAUTHENTICATED)
 
 usage() {
-    echo "usage: r2ec.sh [--top-k N] [--token-file F] [--timeout S] HOST:PORT" \
-         "health|recommend ITEM_ID...|info|items ID...|similar ID" >&2
+    cat >&2 <<'USAGE'
+usage: r2ec.sh [options] HOST:PORT COMMAND [ARGS...]
+
+commands:
+  health [SERVICE]          the serving state: SERVING, NOT_SERVING, ...
+  recommend [ITEM_ID...]    ranked items for a history of item ids (and/or --user): "rank item_id score title"
+  similar ITEM_ID           nearest neighbours of an item: "rank item_id score title"
+  items ITEM_ID...          catalogue entries: "item_id year title"
+  info [MODEL]              the model's description (protobuf text format)
+  record USER ITEM_ID...    records that USER interacted with each item, now: "recorded N duplicates M"
+  history USER              USER's latest events, oldest first: "timestamp item_id kind rating"
+
+options:
+  --top-k N                 items to return (recommend, similar; default 10)
+  --user ID                 recommend for this user id (the store's latest events of that user)
+  --model NAME              the loaded model to ask (default: the server's default model)
+  --limit N                 history: the latest N events (default: the server's, 100)
+  --kind KIND               record: the events' kind (default: interaction)
+  --json                    print the whole response as proto3 JSON (field names as in the .proto files,
+                            64-bit integers as strings, fields at their default value left out)
+  --token-file F            bearer token from the first line of F
+  --timeout S               deadline in whole seconds (default 30)
+USAGE
     exit 2
 }
 
@@ -28,12 +50,22 @@ fail() {  # fail CODE_NAME MESSAGE
 top_k=10
 token=""
 timeout_s=30
+model=""
+user=""
+limit=0
+kind=""
+json=0
 positional=()
 while (($#)); do
     case $1 in
         --top-k) top_k=${2:?--top-k needs a number}; shift 2 ;;
         --token-file) token=$(head -n 1 "${2:?--token-file needs a file}" | tr -d '\r\n'); shift 2 ;;
         --timeout) timeout_s=${2:?--timeout needs seconds}; shift 2 ;;
+        --model) model=${2?--model needs a name}; shift 2 ;;
+        --user) user=${2?--user needs an id}; shift 2 ;;
+        --limit) limit=${2:?--limit needs a number}; shift 2 ;;
+        --kind) kind=${2:?--kind needs a kind}; shift 2 ;;
+        --json) json=1; shift ;;
         -h|--help) usage ;;
         --) shift; positional+=("$@"); break ;;
         -*) echo "r2ec.sh: unknown option $1" >&2; usage ;;
@@ -49,6 +81,7 @@ host=${address%:*}
 port=${address##*:}
 [[ $top_k =~ ^[0-9]+$ ]] || { echo "r2ec.sh: --top-k needs a number" >&2; exit 2; }
 [[ $timeout_s =~ ^[0-9]+$ ]] || { echo "r2ec.sh: --timeout needs whole seconds" >&2; exit 2; }
+[[ $limit =~ ^[0-9]+$ ]] || { echo "r2ec.sh: --limit needs a number" >&2; exit 2; }
 for tool in protoc socat od; do
     command -v "$tool" >/dev/null || { echo "r2ec.sh: $tool is required" >&2; exit 2; }
 done
@@ -70,6 +103,82 @@ encode() {  # encode MESSAGE_TYPE TEXT OUT_FILE
 
 decode() {  # decode MESSAGE_TYPE IN_FILE -> text format on stdout
     protoc -I "$protos" --decode="r2ec.v1.$1" "${proto_files[@]}" <"$2"
+}
+
+# Field names the JSON printer must know from the schema: repeated fields (always JSON arrays) and 64-bit integers
+# (JSON strings, as proto3's JSON mapping has them). Each name means the same kind of field in every message.
+schema_names() {  # schema_names repeated|int64
+    local file
+    for file in "${proto_files[@]}"; do
+        awk -v want="$1" '
+            { sub(/\/\/.*/, "") }
+            $1 == "repeated" { if (want == "repeated") print $3; $0 = substr($0, index($0, "repeated") + 8) }
+            want == "int64" && $1 ~ /^(u?int64|sint64|s?fixed64)$/ && $3 == "=" { print $2 }
+        ' "$protos/$file"
+    done | sort -u | tr '\n' ' '
+}
+
+# to_json: protobuf text format (protoc --decode) on stdin -> one line of proto3 JSON on stdout. Strings are
+# unescaped (octal escapes back to their UTF-8 bytes) and escaped again for JSON; enum names become strings;
+# inf/nan become "Infinity"/"NaN".
+to_json() {
+    LC_ALL=C awk -v repeated_names="$(schema_names repeated)" -v int64_names="$(schema_names int64)" '
+        BEGIN {
+            split(repeated_names, names, " "); for (i in names) repeated[names[i]] = 1
+            split(int64_names, names, " "); for (i in names) wide[names[i]] = 1
+            depth = 0; first[0] = 1; open_array[0] = ""; printf "{"
+        }
+        function close_array(d) { if (open_array[d] != "") { printf "]"; open_array[d] = "" } }
+        function start_key(key) {
+            if (open_array[depth] == key) { printf ","; return }  # the next element of a repeated field
+            close_array(depth)
+            if (!first[depth]) printf ","
+            first[depth] = 0
+            printf "\"%s\":", key
+            if (key in repeated) { printf "["; open_array[depth] = key }
+        }
+        function octal(s,   v, i) { v = 0; for (i = 1; i <= 3; i++) v = v * 8 + substr(s, i, 1); return v }
+        function json_string(body,   out, i, c, n, v) {
+            out = ""; n = length(body)
+            for (i = 1; i <= n; i++) {
+                c = substr(body, i, 1)
+                if (c == "\\") {
+                    c = substr(body, ++i, 1)
+                    if (c ~ /[0-7]/) { v = octal(substr(body, i, 3)); i += 2
+                        out = out (v < 32 || v == 127 ? sprintf("\\u%04x", v) : v == 34 ? "\\\"" : v == 92 ? "\\\\" : sprintf("%c", v))
+                    } else if (c == "n") out = out "\\n"
+                    else if (c == "t") out = out "\\t"
+                    else if (c == "r") out = out "\\r"
+                    else if (c == "\"") out = out "\\\""
+                    else if (c == "\\") out = out "\\\\"
+                    else out = out c
+                } else out = out c
+            }
+            return "\"" out "\""
+        }
+        function json_value(key, value) {
+            if (value ~ /^".*"$/) return json_string(substr(value, 2, length(value) - 2))
+            if (value == "true" || value == "false") return value
+            if (value ~ /^-?inf/) return value ~ /^-/ ? "\"-Infinity\"" : "\"Infinity\""
+            if (value == "nan") return "\"NaN\""
+            if (value ~ /^-?[0-9]/) return (key in wide) ? "\"" value "\"" : value
+            return "\"" value "\""  # an enum value by name
+        }
+        {
+            line = $0; sub(/^[ \t]+/, "", line)
+            if (line == "") next
+            if (line == "}") { close_array(depth); printf "}"; depth--; next }
+            if (line ~ /^[A-Za-z_][A-Za-z0-9_]* \{$/) {
+                start_key(substr(line, 1, length(line) - 2))
+                depth++; first[depth] = 1; open_array[depth] = ""; printf "{"; next
+            }
+            split_at = index(line, ": ")
+            key = substr(line, 1, split_at - 1)
+            start_key(key)
+            printf "%s", json_value(key, substr(line, split_at + 2))
+        }
+        END { close_array(depth); print "}" }
+    '
 }
 
 unescape() {  # the body of a text-format string literal -> its raw bytes (octal escapes, \" \' \\ \n \t)
@@ -219,38 +328,98 @@ ids_text() {  # ids_text FIELD ID...: repeated string field entries
     printf '%s' "$text"
 }
 
+# show MESSAGE_TYPE PRINTER: the answer of the call, as JSON with --json, else through PRINTER (a function reading
+# the decoded text format from $1)
+show() {
+    local text
+    text=$(decode "$1" "$work/message.0")
+    if ((json)); then
+        printf '%s\n' "$text" | to_json
+    else
+        "$2" "$text"
+    fi
+}
+
+print_text() { printf '%s\n' "$1"; }
+
+print_health() {
+    local status
+    status=$(field_of status "$1")
+    echo "${status:-UNKNOWN}"
+}
+
+print_recorded() {
+    local recorded duplicates
+    recorded=$(field_of recorded "$1")
+    duplicates=$(field_of duplicates "$1")
+    echo "recorded ${recorded:-0} duplicates ${duplicates:-0}"
+}
+
+print_events() {  # "timestamp item_id kind rating" per Event of a GetUserHistoryResponse
+    local line item_id="" timestamp=0 kind="" rating=0 depth=0
+    while IFS= read -r line; do
+        line=${line#"${line%%[![:space:]]*}"}
+        case $line in
+            "events {") depth=1; item_id=""; timestamp=0; kind=""; rating=0 ;;
+            "}") if ((depth)); then printf '%s %s %s %s\n' "$timestamp" "$item_id" "${kind:-interaction}" "$rating"; depth=0; fi ;;
+            item_id:*) ((depth)) && [[ $line =~ ^item_id:\ \"(.*)\"$ ]] && item_id=$(unescape "${BASH_REMATCH[1]}") ;;
+            kind:*) ((depth)) && [[ $line =~ ^kind:\ \"(.*)\"$ ]] && kind=$(unescape "${BASH_REMATCH[1]}") ;;
+            timestamp:*) ((depth)) && timestamp=${line#timestamp: } ;;
+            rating:*) ((depth)) && rating=${line#rating: } ;;
+        esac
+    done <<<"$1"
+    return 0
+}
+
+model_text="model: $(quote "$model")"
 case $command in
     health)
         call /r2ec.v1.Health/Check HealthCheckRequest "service: $(quote "${args[0]:-}")"
         read_answer
-        text=$(decode HealthCheckResponse "$work/message.0")
-        status=$(field_of status "$text")
-        echo "${status:-UNKNOWN}"
+        show HealthCheckResponse print_health
         ;;
     recommend)
-        ((${#args[@]})) || { echo "r2ec.sh: recommend needs item ids" >&2; usage; }
+        ((${#args[@]})) || [[ -n $user ]] || { echo "r2ec.sh: recommend needs item ids or --user" >&2; usage; }
         history=""
         for id in "${args[@]}"; do history+="history { item_id: $(quote "$id") } "; done
-        call /r2ec.v1.Recommender/Recommend RecommendRequest "$history top_k: $top_k"
+        call /r2ec.v1.Recommender/Recommend RecommendRequest \
+            "user_id: $(quote "$user") $history top_k: $top_k $model_text"
         read_answer
-        print_scored "$(decode RecommendResponse "$work/message.0")"
+        show RecommendResponse print_scored
         ;;
     similar)
         ((${#args[@]} == 1)) || { echo "r2ec.sh: similar needs one item id" >&2; usage; }
-        call /r2ec.v1.Recommender/SimilarItems SimilarItemsRequest "item_id: $(quote "${args[0]}") top_k: $top_k"
+        call /r2ec.v1.Recommender/SimilarItems SimilarItemsRequest \
+            "item_id: $(quote "${args[0]}") top_k: $top_k $model_text"
         read_answer
-        print_scored "$(decode SimilarItemsResponse "$work/message.0")"
+        show SimilarItemsResponse print_scored
         ;;
     items)
         ((${#args[@]})) || { echo "r2ec.sh: items needs item ids" >&2; usage; }
-        call /r2ec.v1.Recommender/GetItems GetItemsRequest "$(ids_text item_ids "${args[@]}")"
+        call /r2ec.v1.Recommender/GetItems GetItemsRequest "$(ids_text item_ids "${args[@]}") $model_text"
         read_answer
-        print_items "$(decode GetItemsResponse "$work/message.0")"
+        show GetItemsResponse print_items
         ;;
     info)
-        call /r2ec.v1.Recommender/ModelInfo ModelInfoRequest "model: $(quote "${args[0]:-}")"
+        call /r2ec.v1.Recommender/ModelInfo ModelInfoRequest "model: $(quote "${args[0]:-$model}")"
         read_answer
-        decode ModelInfoResponse "$work/message.0"
+        show ModelInfoResponse print_text
+        ;;
+    record)
+        ((${#args[@]} >= 2)) || { echo "r2ec.sh: record needs a user id and item ids" >&2; usage; }
+        events=""
+        for id in "${args[@]:1}"; do
+            events+="events { user_id: $(quote "${args[0]}") item_id: $(quote "$id") kind: $(quote "$kind") } "
+        done
+        call /r2ec.v1.Events/RecordEvents RecordEventsRequest "$events"
+        read_answer
+        show RecordEventsResponse print_recorded
+        ;;
+    history)
+        ((${#args[@]} == 1)) || { echo "r2ec.sh: history needs one user id" >&2; usage; }
+        call /r2ec.v1.Events/GetUserHistory GetUserHistoryRequest "user_id: $(quote "${args[0]}") limit: $limit"
+        read_answer
+        show GetUserHistoryResponse print_events
         ;;
     *)
         echo "r2ec.sh: unknown command $command" >&2

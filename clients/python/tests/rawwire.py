@@ -8,7 +8,7 @@ import time
 from r2ec_client import frames as F
 from r2ec_client import protocol as P
 from r2ec_client._proto import wire_pb2
-from r2ec_client.errors import code_name
+from r2ec_client.errors import StatusCode
 
 READ_TIMEOUT = 10.0
 
@@ -48,8 +48,8 @@ class RawConnection:
 
     def expect_status(self, stream_id: int, code: str) -> wire_pb2.Status:
         _, status = self.read_call(stream_id)
-        assert code_name(status.code) == code, f"stream {stream_id}: expected {code}, got " \
-                                               f"{code_name(status.code)}: {status.message!r}"
+        assert StatusCode.of(status.code).name == code, f"stream {stream_id}: expected {code}, got " \
+                                               f"{StatusCode.of(status.code).name}: {status.message!r}"
         return status
 
     def expect_goaway_and_close(self, code: str) -> wire_pb2.GoAway:
@@ -66,7 +66,7 @@ class RawConnection:
             if frame.type == F.FrameType.GOAWAY:
                 goaway = wire_pb2.GoAway.FromString(frame.payload)
         assert goaway is not None, "the connection closed without a GOAWAY"
-        assert code_name(goaway.code) == code, f"GOAWAY code {code_name(goaway.code)} ({goaway.message!r}), " \
+        assert StatusCode.of(goaway.code).name == code, f"GOAWAY code {StatusCode.of(goaway.code).name} ({goaway.message!r}), " \
                                                f"expected {code}"
         assert self.at_eof(), "the server did not close the connection after GOAWAY"
         return goaway

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from rawwire import RawConnection
-from r2ec_client import RpcError
+from r2ec_client import RpcError, StatusCode
 from r2ec_client import frames as F
 from r2ec_client._proto import health_pb2, recommender_pb2, wire_pb2
 
@@ -155,7 +155,7 @@ def test_half_close_still_gets_every_answer(server):
 def expect_rpc_error(code: str, call, *args, **kwargs) -> RpcError:
     with pytest.raises(RpcError) as failure:
         call(*args, **kwargs)
-    assert failure.value.code == code, failure.value
+    assert failure.value.code() == StatusCode[code], failure.value
     return failure.value
 
 

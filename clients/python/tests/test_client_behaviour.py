@@ -11,7 +11,7 @@ import time
 import pytest
 
 from scripted import SERVING, WAIT, ScriptedServer
-from r2ec_client import AsyncClient, Client, Recommendation, RpcError
+from r2ec_client import AsyncClient, Client, Recommendation, RetryPolicy, RpcError, StatusCode
 from r2ec_client import frames as F
 from r2ec_client._proto import health_pb2, recommender_pb2, wire_pb2
 
@@ -66,11 +66,11 @@ def test_deadline_is_sent_then_enforced_locally_then_cancelled():
         started = time.monotonic()
         with pytest.raises(RpcError) as failure:
             client.health(timeout=0.3)
-        assert failure.value.code == "DEADLINE_EXCEEDED"
+        assert failure.value.code() == StatusCode.DEADLINE_EXCEEDED
         assert 0.25 <= time.monotonic() - started < 5
         with pytest.raises(RpcError) as failure:
             client.health(timeout=-1)
-        assert failure.value.code == "DEADLINE_EXCEEDED"
+        assert failure.value.code() == StatusCode.DEADLINE_EXCEEDED
         time.sleep(0.2)  # let the scripted server read the second call before the client closes
     server.check()
     assert 250 <= observed["timeout_ms"] <= 300
@@ -98,7 +98,9 @@ def test_server_ping_is_answered_and_client_ping_works():
     assert observed["pong"] == (F.FrameType.PONG, 0, b"12345678")
 
 
-def test_goaway_fails_calls_above_last_stream_id_and_later_calls_reconnect():
+def goaway_script(retried: list):
+    """Connection 0 takes two calls, sends GOAWAY(last_stream_id = the first), answers the first; connection 1
+    answers whatever comes (the second call, sent again, and any later call) and records what it saw."""
     def script(peer, index):
         if index == 0:
             first, second = peer.call(), peer.call()
@@ -109,22 +111,46 @@ def test_goaway_fails_calls_above_last_stream_id_and_later_calls_reconnect():
             # the client half-closes its write side once it has moved on to a new connection
             assert peer.frame() is None
         else:
-            sid, _, _ = peer.call()
-            assert sid == 1  # a new connection starts its ids afresh
-            peer.answer(sid, SERVING)
-            assert peer.frame() is None
+            while True:
+                frame = peer.frame()
+                if frame is None:
+                    return
+                message = peer.frame()
+                service = health_pb2.HealthCheckRequest.FromString(message.payload).service
+                retried.append((frame.stream_id, service))
+                peer.answer(frame.stream_id, SERVING)
+    return script
 
-    server = ScriptedServer(script)
+
+def test_goaway_call_above_last_stream_id_is_sent_again_on_a_new_connection():
+    seen = []
+    server = ScriptedServer(goaway_script(seen))
     with Client(server.address, timeout=WAIT) as client:
         first = client.watch_health("first")   # streams: both calls are in flight at once
         second = client.watch_health("second")
         assert next(first) == "SERVING"
+        assert next(second) == "SERVING"  # never processed by connection 0, so sent again: transparent retry
+        assert list(first) == [] and list(second) == []
+        assert client.health("third") == "SERVING"
+    server.check()
+    assert seen == [(1, "second"), (2, "third")]  # a new connection starts its ids afresh
+
+
+def test_goaway_without_retries_fails_the_call_unavailable():
+    seen = []
+    server = ScriptedServer(goaway_script(seen))
+    with Client(server.address, timeout=WAIT, retry=RetryPolicy(max_attempts=1)) as client:
+        first = client.watch_health("first")
+        second = client.watch_health("second")
+        assert next(first) == "SERVING"
         with pytest.raises(RpcError) as failure:
             next(second)
-        assert failure.value.code == "UNAVAILABLE" and "last stream 1" in failure.value.message
+        assert failure.value.code() == StatusCode.UNAVAILABLE and "last stream 1" in failure.value.details()
+        assert failure.value.not_processed
         assert list(first) == []
-        assert client.health() == "SERVING"
+        assert client.health("third") == "SERVING"
     server.check()
+    assert seen == [(1, "third")]
 
 
 def test_lost_connection_fails_the_call_unavailable():
@@ -136,7 +162,7 @@ def test_lost_connection_fails_the_call_unavailable():
     with Client(server.address, timeout=WAIT) as client:
         with pytest.raises(RpcError) as failure:
             client.health()
-        assert failure.value.code == "UNAVAILABLE" and "middle of a frame" in failure.value.message
+        assert failure.value.code() == StatusCode.UNAVAILABLE and "middle of a frame" in failure.value.details()
     server.check()
 
 
@@ -153,7 +179,7 @@ def test_error_trailer_becomes_rpc_error_with_field():
         with pytest.raises(RpcError) as failure:
             client.recommend(history=[])
     server.check()
-    assert (failure.value.code, failure.value.code_value, failure.value.field) == ("INVALID_ARGUMENT", 3, "history")
+    assert (failure.value.code(), failure.value.field) == (StatusCode.INVALID_ARGUMENT, "history")
 
 
 def stream_script(peer, index):

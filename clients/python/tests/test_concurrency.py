@@ -13,6 +13,7 @@ from rawwire import RawConnection
 from r2ec_client import AsyncClient, Client
 from r2ec_client import frames as F
 from r2ec_client import protocol as P
+from r2ec_client import requests as R
 
 THREADS = 16
 CALLS_PER_THREAD = 20
@@ -42,7 +43,7 @@ def test_many_threads_share_one_client(server):
         for thread in threads:
             thread.join(120)
         assert not any(thread.is_alive() for thread in threads), "threads still running after 120 s"
-        connection = client._connection
+        connection = client._connections[0]
     assert not failures, failures[:3]
     assert connection._state.last_stream_id == 1 + THREADS * CALLS_PER_THREAD  # all on one connection
 
@@ -84,7 +85,7 @@ def test_async_cancellation_sends_cancel_and_keeps_the_connection(server):
 def stall(server, seconds: float) -> tuple[RawConnection, int | None]:
     """A connection that asks for ~30 MB of answers (~70 KB each) and never reads them, then keeps sending 64 KB
     calls for up to `seconds`. Returns it and how many of those were sent before a send blocked (None: never)."""
-    big_answer = P.recommend_request(history=[50], top_k=1682, include_seen=True).SerializeToString()
+    big_answer = R.recommend_request(history=[50], top_k=1682, include_seen=True).SerializeToString()
     padding = [("x-padding", "p" * 64_000)]
     stalled = RawConnection(server.host, server.port, timeout=3)
     # A fixed, small receive buffer: the kernel must not soak up the answers on the server's behalf.

@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO
 from r2ec_client import frames as F
 from r2ec_client import protocol as P
+from r2ec_client import requests as R
 from r2ec_client._proto import health_pb2, wire_pb2
 from r2ec_client.errors import ProtocolError, RpcError, StatusCode
 
@@ -125,21 +126,24 @@ def test_negative_timeout_survives_the_call_header():
 
 
 def test_history_forms():
-    events = P.history_events([50, "172", (181, 880000000, 4.5), ("1",), {"item_id": 7, "rating": 3}])
+    events = R.history_events([50, "172", (181, 880000000, 4.5), ("1",), {"item_id": 7, "rating": 3}])
     assert [(e.item_id, e.timestamp, e.rating) for e in events] == [
         ("50", 0, 0), ("172", 0, 0), ("181", 880000000, 4.5), ("1", 0, 0), ("7", 0, 3)]
-    with pytest.raises(TypeError):
-        P.history_events([True])
-    with pytest.raises(TypeError):
-        P.history_events([3.5])
+    for bad, field in (([True], "history[0].item_id"), ([3.5], "history[0].item_id"), ([(1, 2, 3, 4)], "history[0]")):
+        with pytest.raises(RpcError) as failure:
+            R.history_events(bad)
+        assert (failure.value.code(), failure.value.field) == (StatusCode.INVALID_ARGUMENT, field)
 
 
-def test_rpc_error_names_codes():
-    error = RpcError(3, "history is empty", "history")
-    assert (error.code, error.code_value, error.message, error.field) == \
-           ("INVALID_ARGUMENT", 3, "history is empty", "history")
-    assert RpcError("NOT_FOUND").code_value == StatusCode.NOT_FOUND
-    assert RpcError(99).code == "UNKNOWN(99)"
+def test_rpc_error_is_shaped_like_grpcio():
+    error = RpcError(3, "history: is empty", "history", [("x-request-id", "abc")])
+    assert (error.code(), error.details(), error.field) == (StatusCode.INVALID_ARGUMENT, "history: is empty", "history")
+    assert error.trailing_metadata() == (("x-request-id", "abc"),) and error.request_id == "abc"
+    assert str(error) == "INVALID_ARGUMENT: history: is empty (field history) [request id abc]"
+    assert RpcError("NOT_FOUND").code() is StatusCode.NOT_FOUND
+    assert StatusCode.NOT_FOUND.value == (5, "not found")
+    unknown = RpcError.from_status(wire_pb2.Status(code=99, message="?"))
+    assert unknown.code() is StatusCode.UNKNOWN and str(unknown) == "UNKNOWN(99): ?"
 
 
 def test_bearer_token_metadata():

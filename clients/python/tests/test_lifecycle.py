@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REPO, ServerProcess, serve_command, server_unavailable_reason
 from rawwire import RawConnection
-from r2ec_client import Client, RpcError
+from r2ec_client import Client, RpcError, StatusCode
 from r2ec_client import frames as F
 from r2ec_client._proto import wire_pb2
 
@@ -40,12 +40,12 @@ def test_auth_tokens(own_server, tmp_path):
         with Client(server.address, token=token, timeout=10) as client:
             with pytest.raises(RpcError) as failure:
                 client.recommend(history=[50])
-            assert failure.value.code == "UNAUTHENTICATED"
+            assert failure.value.code() == StatusCode.UNAUTHENTICATED
     with Client(server.address, token="user-token", timeout=10) as client:
         assert len(client.recommend(history=[50]).items) == 10
         with pytest.raises(RpcError) as failure:
             client.load_model("copy", "popularity")
-        assert failure.value.code == "PERMISSION_DENIED"
+        assert failure.value.code() == StatusCode.PERMISSION_DENIED
     with Client(server.address, token="admin-token", timeout=10) as admin:
         assert admin.model_info().kind == "popularity"
     token_file = tmp_path / "user"
@@ -83,7 +83,7 @@ def test_graceful_drain_on_sigterm(own_server):
         # the Client saw its own GOAWAY; its next call looks for a new connection and finds no server
         with pytest.raises(RpcError) as failure:
             client.health()
-        assert failure.value.code == "UNAVAILABLE"
+        assert failure.value.code() == StatusCode.UNAVAILABLE
     finally:
         raw.close()
         client.close()

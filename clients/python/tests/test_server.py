@@ -8,7 +8,7 @@ import collections
 import pytest
 
 from conftest import REPO
-from r2ec_client import Recommendation, RpcError
+from r2ec_client import Recommendation, RpcError, StatusCode
 
 CATALOGUE_SIZE = 1682
 
@@ -40,7 +40,7 @@ def test_health(client):
 def test_health_of_unknown_service_is_not_found(client):
     with pytest.raises(RpcError) as failure:
         client.health("no.such.Service")
-    assert failure.value.code == "NOT_FOUND"
+    assert failure.value.code() == StatusCode.NOT_FOUND
 
 
 def test_watch_health_starts_with_the_current_state(client):
@@ -126,7 +126,7 @@ def test_known_user(client):
 def test_unknown_user_is_not_found(client):
     with pytest.raises(RpcError) as failure:
         client.recommend(user_id="no-such-user")
-    assert failure.value.code == "NOT_FOUND"
+    assert failure.value.code() == StatusCode.NOT_FOUND
 
 
 def test_get_items_titles(client):
@@ -149,7 +149,7 @@ def test_model_info(client):
 def test_model_info_of_unknown_model_is_not_found(client):
     with pytest.raises(RpcError) as failure:
         client.model_info("no-such-model")
-    assert failure.value.code == "NOT_FOUND"
+    assert failure.value.code() == StatusCode.NOT_FOUND
 
 
 def test_score_items_in_request_order(client, popular_items):
@@ -164,7 +164,7 @@ def test_similar_items(client):
     try:
         result = client.similar_items(50, top_k=5)
     except RpcError as error:  # a popularity model has no notion of item similarity; it may say so
-        assert error.code in ("FAILED_PRECONDITION", "UNIMPLEMENTED"), error
+        assert error.code() in (StatusCode.FAILED_PRECONDITION, StatusCode.UNIMPLEMENTED), error
         return
     assert len(result.items) == 5 and "50" not in result.item_ids
 
@@ -180,13 +180,13 @@ def test_recommend_stream_without_reasoning_is_just_the_result(client):
 def test_reasoning_needs_an_lm_head(client):
     with pytest.raises(RpcError) as failure:
         client.recommend(history=[50], reasoning=True)
-    assert failure.value.code == "FAILED_PRECONDITION"
+    assert failure.value.code() == StatusCode.FAILED_PRECONDITION
 
 
 def test_recommend_batch_has_a_status_per_element(client):
     results = client.recommend_batch([{"history": [50], "top_k": 3}, {"history": []}, {"history": [172]}])
     assert isinstance(results[0], Recommendation) and len(results[0].items) == 3
-    assert isinstance(results[1], RpcError) and results[1].code == "INVALID_ARGUMENT"
+    assert isinstance(results[1], RpcError) and results[1].code() == StatusCode.INVALID_ARGUMENT
     assert isinstance(results[2], Recommendation) and "172" not in results[2].item_ids
 
 
@@ -200,4 +200,4 @@ def test_admin_load_and_unload(client):
         client.unload_model("pop-copy")
     with pytest.raises(RpcError) as failure:
         client.model_info("pop-copy")
-    assert failure.value.code == "NOT_FOUND"
+    assert failure.value.code() == StatusCode.NOT_FOUND

@@ -84,10 +84,11 @@ class ConnectionState:
         except DecodeError:
             goaway = wire_pb2.GoAway(last_stream_id=0, code=StatusCode.UNKNOWN, message="undecodable GOAWAY")
         self.goaway = goaway
-        error = RpcError(StatusCode.UNAVAILABLE,
-                         f"the server is going away (GOAWAY code {goaway.code}, last stream {goaway.last_stream_id})"
-                         + (f": {goaway.message}" if goaway.message else ""))
+        text = (f"the server is going away (GOAWAY code {goaway.code}, last stream {goaway.last_stream_id})"
+                + (f": {goaway.message}" if goaway.message else ""))
         for stream_id in [sid for sid in self.calls if sid > goaway.last_stream_id]:
+            error = RpcError(StatusCode.UNAVAILABLE, text)
+            error.not_processed = True  # the server promised not to process calls above last_stream_id
             effects.deliveries.append((self.calls.pop(stream_id), (FAILED, error)))
 
     def closed_reason(self) -> RpcError:
@@ -104,7 +105,7 @@ class ConnectionState:
         """The connection is dead: every waiting call gets the (first) reason, every ping waiter is released."""
         if self.failure is None:
             self.failure = reason
-        effects = Effects(deliveries=[(call, (FAILED, self.failure)) for call in self.calls.values()],
+        effects = Effects(deliveries=[(call, (FAILED, self.failure.copy())) for call in self.calls.values()],
                           pongs=list(self.pings.values()))
         self.calls.clear()
         self.pings.clear()

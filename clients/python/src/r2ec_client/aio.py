@@ -1,18 +1,19 @@
 """The asyncio client: `AsyncClient` has Client's methods, awaited (`await c.recommend(...)`), and its streams are
-async iterators (`async for event in c.recommend_stream(...)`). One connection, opened on first use (or by
-`async with` / `await c.connect()`); one reader task demultiplexes frames to per-call asyncio queues. Cancelling the
-task awaiting a call sends CANCEL."""
+async iterators (`async for event in c.recommend_stream(...)`). One connection per target, opened on first use (or
+by `async with` / `await c.connect()`); one reader task per connection demultiplexes frames to per-call asyncio
+queues. Cancelling the task awaiting a call sends CANCEL. Targets, spreading and retries as for Client."""
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from . import protocol as P
-from ._api import CallMethods
+from ._api import CallMethods, CallPlan, chunk_failed
 from ._core import FAILED, MESSAGE, TRAILER, ConnectionState, Effects
+from ._retry import RetryPolicy, TargetPool
 from .client import CLIENT_MAX_FRAME
 from .errors import ProtocolError, RpcError, StatusCode
 from .frames import FrameType, encode_frame
@@ -95,7 +96,7 @@ class _AsyncConnection:
 
     async def ping(self, timeout: float) -> float:
         if self._state.failure is not None:
-            raise self._state.failure
+            raise self._state.failure.copy()
         payload = os.urandom(8)
         answered = asyncio.Event()
         self._state.pings[payload] = answered
@@ -107,7 +108,7 @@ class _AsyncConnection:
             self._state.pings.pop(payload, None)
             raise RpcError(StatusCode.DEADLINE_EXCEEDED, f"no PONG within {timeout} s") from None
         if self._state.failure is not None:
-            raise self._state.failure
+            raise self._state.failure.copy()
         return time.monotonic() - started
 
     def retire(self) -> None:
@@ -156,18 +157,17 @@ class _AsyncConnection:
 
 
 class AsyncServerStream:
-    """Async iterator over a server-streaming call. The call starts on the first `__anext__`."""
+    """Async iterator over a server-streaming call. The call starts on the first `__anext__`; a stream that failed
+    before its first message is reopened when the retry rules allow. `trailing_metadata()` after the end."""
 
-    def __init__(self, client: "AsyncClient", method: P.Method, request, timeout: float | None,
-                 convert: Callable) -> None:
+    def __init__(self, client: "AsyncClient", plan: CallPlan) -> None:
         self._client = client
-        self._method = method
-        self._request = request
-        self._timeout = timeout
-        self._convert = convert
+        self._plan = plan
         self._call: _AsyncCall | None = None
-        self._deadline: float | None = None
+        self._target = 0
+        self._received = False
         self._done = False
+        self._trailing: tuple = ()
 
     def __aiter__(self) -> "AsyncServerStream":
         return self
@@ -175,21 +175,37 @@ class AsyncServerStream:
     async def __anext__(self):
         if self._done:
             raise StopAsyncIteration
-        try:
-            if self._call is None:
-                self._call, self._deadline = await self._client._start(self._method, self._request, self._timeout)
-            kind, value = await self._call.next_event(self._deadline)
-            if kind == MESSAGE:
-                return self._convert(P.decode_response(self._method, value))
-        except BaseException:
-            self.cancel()
-            raise
-        self._done = True
-        if kind == TRAILER:
-            if value.code == StatusCode.OK:
-                raise StopAsyncIteration
-            raise RpcError.from_status(value)
-        raise value
+        while True:
+            try:
+                if self._call is None:
+                    self._call, self._target = await self._client._open(self._plan)
+                kind, value = await self._call.next_event(self._plan.deadline)
+                if kind == MESSAGE:
+                    self._received = True
+                    return P.stream_message(self._plan.method, self._plan.request, value)
+            except BaseException:
+                self.cancel()
+                raise
+            if kind == TRAILER:
+                self._trailing = P.trailing_metadata(value)
+                error = P.status_error(value)
+                if error is None:
+                    self._done = True
+                    raise StopAsyncIteration
+            else:
+                error = value
+            if self._received:
+                self._done = True
+                raise error
+            try:
+                await asyncio.sleep(self._plan.retry_delay(error, self._target))
+            except BaseException:
+                self._done = True
+                raise
+            self._call = None
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._trailing
 
     def cancel(self) -> None:
         self._done = True
@@ -232,88 +248,136 @@ class AsyncRecommendStream(AsyncServerStream):
 
 
 class AsyncClient(CallMethods):
-    """asyncio twin of Client; use it from one event loop."""
+    """asyncio twin of Client (same targets, timeout, retry); use it from one event loop."""
 
-    def __init__(self, address: str = "127.0.0.1:7878", token: str | None = None, timeout: float | None = None, *,
+    def __init__(self, targets: str | Sequence[str] = "127.0.0.1:7878", token: str | None = None,
+                 timeout: float | None = None, *, retry: RetryPolicy = RetryPolicy(),
                  connect_timeout: float | None = 10.0, max_frame: int = CLIENT_MAX_FRAME) -> None:
-        self.address = address
+        self.targets = P.parse_targets(targets)
         self.timeout = timeout
-        self._host, self._port = P.parse_address(address)
+        self.retry = retry
+        self._addresses = [P.parse_address(target) for target in self.targets]
         self._metadata = P.metadata_for(token)
         self._connect_timeout = connect_timeout
         self._max_frame = max_frame
-        self._connection: _AsyncConnection | None = None
-        self._connecting: asyncio.Lock | None = None
+        self._pool = TargetPool(len(self.targets), retry)
+        self._connections: list[_AsyncConnection | None] = [None] * len(self.targets)
+        self._connecting: list[asyncio.Lock] | None = None  # made inside the loop
         self._closed = False
 
+    @property
+    def address(self) -> str:
+        return ",".join(self.targets)
+
     async def connect(self) -> "AsyncClient":
-        await self._current_connection()
+        """Opens a connection to every target now; fails only when none can be reached."""
+        failures = []
+        for index in range(len(self.targets)):
+            try:
+                await self._connection(index)
+            except RpcError as error:
+                failures.append(error)
+        if len(failures) == len(self.targets):
+            raise failures[-1]
         return self
 
-    async def _current_connection(self) -> _AsyncConnection:
+    async def _connection(self, index: int) -> _AsyncConnection:
         if self._closed:
             raise RpcError(StatusCode.CANCELLED, "the client is closed")
-        if self._connection is not None and self._connection.usable:
-            return self._connection
+        current = self._connections[index]
+        if current is not None and current.usable:
+            return current
         if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:
-            if self._connection is None or not self._connection.usable:
-                old = self._connection
-                self._connection = await _AsyncConnection.open(self._host, self._port, self._connect_timeout,
-                                                               self._max_frame)
-                if old is not None:
-                    old.retire()
-            return self._connection
+            self._connecting = [asyncio.Lock() for _ in self.targets]
+        async with self._connecting[index]:
+            current = self._connections[index]
+            if current is not None and current.usable:
+                return current
+            host, port = self._addresses[index]
+            try:
+                fresh = await _AsyncConnection.open(host, port, self._connect_timeout, self._max_frame)
+            except RpcError as error:
+                self._pool.refused(index, time.monotonic())
+                error.not_processed = True
+                raise
+            if self._closed:
+                await fresh.close(RpcError(StatusCode.CANCELLED, "the client was closed"))
+                raise RpcError(StatusCode.CANCELLED, "the client is closed")
+            self._connections[index] = fresh
+            self._pool.connected(index)
+            if current is not None:
+                current.retire()
+            return fresh
 
-    def _deadline(self, timeout: float | None) -> float | None:
-        timeout = self.timeout if timeout is None else timeout
-        return None if timeout is None else time.monotonic() + timeout
+    async def _open(self, plan: CallPlan) -> tuple[_AsyncCall, int]:
+        """Starts the call on the next target (see Client._open)."""
+        while True:
+            index = self._pool.pick(time.monotonic(), plan.attempts.avoid)
+            try:
+                for _ in range(3):
+                    connection = await self._connection(index)
+                    if connection.usable:
+                        call = connection.start(plan.method.path, plan.payload, plan.deadline, plan.metadata)
+                        try:
+                            await connection.drain(plan.deadline)
+                        except BaseException:
+                            call.cancel()
+                            raise
+                        return call, index
+                error = RpcError(StatusCode.UNAVAILABLE, f"no usable connection to {self.targets[index]}")
+                error.not_processed = True
+                raise error
+            except RpcError as error:
+                await asyncio.sleep(plan.retry_delay(error, index))
 
-    async def _start(self, method: P.Method, request, timeout: float | None) -> tuple[_AsyncCall, float | None]:
-        deadline = self._deadline(timeout)
-        payload = request.SerializeToString()
-        for _ in range(3):
-            connection = await self._current_connection()
-            if connection.usable:
-                call = connection.start(method.path, payload, deadline, self._metadata)
-                try:
-                    await connection.drain(deadline)
-                except BaseException:
-                    call.cancel()
-                    raise
-                return call, deadline
-        raise RpcError(StatusCode.UNAVAILABLE, "no usable connection to the server")
+    async def _unary(self, method: P.Method, request, timeout: float | None, metadata):
+        plan = CallPlan.of(self, method, request, timeout, metadata)
+        while True:
+            call, target = await self._open(plan)
+            try:
+                return await self._finish(call, plan)
+            except RpcError as error:
+                await asyncio.sleep(plan.retry_delay(error, target))
 
-    async def _unary(self, method: P.Method, request, timeout: float | None):
-        call, deadline = await self._start(method, request, timeout)
+    @staticmethod
+    async def _finish(call: _AsyncCall, plan: CallPlan):
         payloads: list[bytes] = []
         while True:
-            kind, value = await call.next_event(deadline)
+            kind, value = await call.next_event(plan.deadline)
             if kind == MESSAGE:
                 payloads.append(value)
-                continue
-            if kind == FAILED:
+            elif kind == FAILED:
                 raise value
-            if value.code != StatusCode.OK:
-                raise RpcError.from_status(value)
-            if len(payloads) != 1:
-                raise RpcError(StatusCode.INTERNAL, f"unary call {method.path} got {len(payloads)} messages")
-            return P.CONVERTERS[method.path](P.decode_response(method, payloads[0]))
+            else:
+                return P.unary_result(plan.method, plan.request, payloads, value)
 
-    def _stream(self, method: P.Method, request, timeout: float | None):
-        stream_type = AsyncRecommendStream if method is P.RECOMMEND_STREAM else AsyncServerStream
-        return stream_type(self, method, request, timeout, P.CONVERTERS[method.path])
+    async def _unary_chunks(self, method: P.Method, requests: list, offsets: list[int], combine: Callable,
+                            timeout: float | None, metadata):
+        plan_timeout = self.timeout if timeout is None else timeout
+        deadline = None if plan_timeout is None else time.monotonic() + plan_timeout
+        answers = []
+        for offset, request in zip(offsets, requests):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            try:
+                answers.append((offset, await self._unary(method, request, remaining, metadata)))
+            except RpcError as error:
+                raise chunk_failed(error, offset) from None
+        return combine(answers)
+
+    def _stream(self, method: P.Method, request, timeout: float | None, metadata):
+        plan = CallPlan.of(self, method, request, timeout, metadata)
+        return (AsyncRecommendStream if method is P.RECOMMEND_STREAM else AsyncServerStream)(self, plan)
 
     async def ping(self, timeout: float = 5.0) -> float:
-        connection = await self._current_connection()
+        connection = await self._connection(self._pool.pick(time.monotonic()))
         return await connection.ping(timeout)
 
     async def close(self) -> None:
         self._closed = True
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            await connection.close(RpcError(StatusCode.CANCELLED, "the client was closed"))
+        connections, self._connections = self._connections, [None] * len(self.targets)
+        for connection in connections:
+            if connection is not None:
+                await connection.close(RpcError(StatusCode.CANCELLED, "the client was closed"))
 
     async def __aenter__(self) -> "AsyncClient":
         return await self.connect()

@@ -1,7 +1,9 @@
-"""The blocking client: `Client("127.0.0.1:7878", token=None, timeout=None)` keeps one TCP connection on which any
-number of threads make calls at once (docs/protocol.md). A reader thread demultiplexes frames to per-call queues and
-answers PINGs; a writer thread owns the socket's send side, so no caller (and never the reader) blocks on a server
-that has stopped reading. After a GOAWAY or a lost connection, the next call opens a new connection."""
+"""The blocking client: `Client("127.0.0.1:7878", token=None, timeout=None)` keeps one TCP connection per target on
+which any number of threads make calls at once (docs/protocol.md); with several targets, calls are spread over them
+round-robin. A reader thread per connection demultiplexes frames to per-call queues and answers PINGs; a writer
+thread owns the socket's send side, so no caller (and never the reader) blocks on a server that has stopped
+reading. After a GOAWAY or a lost connection, the next call opens a new connection; failed calls are sent again
+where `_retry` allows it."""
 from __future__ import annotations
 
 import os
@@ -9,11 +11,12 @@ import queue
 import socket
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from . import protocol as P
-from ._api import CallMethods
+from ._api import CallMethods, CallPlan, chunk_failed
 from ._proto import wire_pb2
+from ._retry import RetryPolicy, TargetPool
 from .errors import ProtocolError, RpcError, StatusCode
 from ._core import FAILED as _FAILED, MESSAGE as _MESSAGE, TRAILER as _TRAILER, ConnectionState, Effects
 from .frames import FrameType, encode_frame
@@ -109,7 +112,7 @@ class _Connection:
         answered = threading.Event()
         with self._lock:
             if self._state.failure is not None:
-                raise self._state.failure
+                raise self._state.failure.copy()
             self._state.pings[payload] = answered
             self._outgoing.put(encode_frame(FrameType.PING, 0, payload))
         started = time.monotonic()
@@ -118,7 +121,7 @@ class _Connection:
                 self._state.pings.pop(payload, None)
             raise RpcError(StatusCode.DEADLINE_EXCEEDED, f"no PONG within {timeout} s")
         if self._state.failure is not None:
-            raise self._state.failure
+            raise self._state.failure.copy()
         return time.monotonic() - started
 
     def retire(self) -> None:
@@ -196,15 +199,18 @@ class _Connection:
 
 
 class ServerStream:
-    """Iterator over a server-streaming call's messages. Ends when the call ends OK, raises RpcError otherwise.
-    `cancel()` (or leaving a `with` block, or dropping the iterator early) sends CANCEL."""
+    """Iterator over a server-streaming call's messages. Ends when the call ends OK, raises RpcError otherwise; a
+    stream that failed before its first message is reopened when the retry rules allow (see `_retry`).
+    `cancel()` (or leaving a `with` block, or dropping the iterator early) sends CANCEL. After the end,
+    `trailing_metadata()` has the TRAILER's metadata."""
 
-    def __init__(self, call: _Call, deadline: float | None, method: P.Method, convert: Callable) -> None:
-        self._call = call
-        self._deadline = deadline
-        self._method = method
-        self._convert = convert
+    def __init__(self, client: "Client", plan: CallPlan) -> None:
+        self._client = client
+        self._plan = plan
+        self._call, self._target = client._open(plan)
+        self._received = False
         self._done = False
+        self._trailing: tuple = ()
 
     def __iter__(self) -> "ServerStream":
         return self
@@ -212,23 +218,38 @@ class ServerStream:
     def __next__(self):
         if self._done:
             raise StopIteration
-        try:
-            kind, value = self._call.next_event(self._deadline)
-        except BaseException:
-            self.cancel()
-            raise
-        if kind == _MESSAGE:
+        while True:
             try:
-                return self._convert(P.decode_response(self._method, value))
+                kind, value = self._call.next_event(self._plan.deadline)
+                if kind == _MESSAGE:
+                    self._received = True
+                    return P.stream_message(self._plan.method, self._plan.request, value)
             except BaseException:
                 self.cancel()
                 raise
-        self._done = True
-        if kind == _TRAILER:
-            if value.code == StatusCode.OK:
-                raise StopIteration
-            raise RpcError.from_status(value)
-        raise value
+            if kind == _TRAILER:
+                self._trailing = P.trailing_metadata(value)
+                error = P.status_error(value)
+                if error is None:
+                    self._done = True
+                    raise StopIteration
+            else:
+                error = value
+            self._reopen_or_raise(error)
+
+    def _reopen_or_raise(self, error: RpcError) -> None:
+        if self._received:
+            self._done = True
+            raise error
+        try:
+            time.sleep(self._plan.retry_delay(error, self._target))
+            self._call, self._target = self._client._open(self._plan)
+        except BaseException:
+            self._done = True
+            raise
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._trailing
 
     def cancel(self) -> None:
         if not self._done:
@@ -253,9 +274,9 @@ class RecommendStream(ServerStream):
     holds the Recommendation and `.reasoning` the concatenated deltas."""
 
     def __init__(self, *args) -> None:
-        super().__init__(*args)
         self.result = None
         self._deltas: list[str] = []
+        super().__init__(*args)
 
     @property
     def reasoning(self) -> str:
@@ -279,78 +300,139 @@ class RecommendStream(ServerStream):
 
 
 class Client(CallMethods):
-    """Blocking, thread-safe client over one multiplexed connection. `timeout` (seconds) is the default deadline of
-    every call; a call's own `timeout=` overrides it; None means no deadline."""
+    """Blocking, thread-safe client. `targets`: one "host:port", several (a list, or separated by commas) over
+    which calls are spread round-robin, one multiplexed connection each. `timeout` (seconds) is the default
+    deadline of every call; a call's own `timeout=` overrides it; None means no deadline. `retry` says when a failed
+    call is sent again (RetryPolicy(max_attempts=1): never)."""
 
-    def __init__(self, address: str = "127.0.0.1:7878", token: str | None = None, timeout: float | None = None, *,
+    def __init__(self, targets: str | Sequence[str] = "127.0.0.1:7878", token: str | None = None,
+                 timeout: float | None = None, *, retry: RetryPolicy = RetryPolicy(),
                  connect_timeout: float | None = 10.0, max_frame: int = CLIENT_MAX_FRAME) -> None:
-        self.address = address
+        self.targets = P.parse_targets(targets)
         self.timeout = timeout
-        self._host, self._port = P.parse_address(address)
+        self.retry = retry
+        self._addresses = [P.parse_address(target) for target in self.targets]
         self._metadata = P.metadata_for(token)
         self._connect_timeout = connect_timeout
         self._max_frame = max_frame
-        self._lock = threading.Lock()
-        self._connection: _Connection | None = None
+        self._lock = threading.Lock()  # guards the pool, the connection list and _closed
+        self._pool = TargetPool(len(self.targets), retry)
+        self._connections: list[_Connection | None] = [None] * len(self.targets)
+        self._connecting = [threading.Lock() for _ in self.targets]  # one connection attempt per target at once
         self._closed = False
-        self._current_connection()  # connect now, so a wrong address fails here
-
-    def _current_connection(self) -> _Connection:
-        with self._lock:
-            if self._closed:
-                raise RpcError(StatusCode.CANCELLED, "the client is closed")
-            if self._connection is None or not self._connection.usable:
-                old = self._connection
-                self._connection = _Connection(self._host, self._port, self._connect_timeout, self._max_frame)
-                if old is not None:
-                    old.retire()
-            return self._connection
-
-    def _deadline(self, timeout: float | None) -> float | None:
-        timeout = self.timeout if timeout is None else timeout
-        return None if timeout is None else time.monotonic() + timeout
-
-    def _start(self, method: P.Method, request, timeout: float | None) -> tuple[_Call, float | None]:
-        deadline = self._deadline(timeout)
-        payload = request.SerializeToString()
-        for _ in range(3):  # a GOAWAY may land between picking the connection and starting the call
+        failures = []
+        for index in range(len(self.targets)):  # connect now, so a wrong address fails here
             try:
-                return self._current_connection().start(method.path, payload, deadline, self._metadata), deadline
-            except _Unusable:
-                continue
-        raise RpcError(StatusCode.UNAVAILABLE, "no usable connection to the server")
+                self._connection(index)
+            except RpcError as error:
+                failures.append(error)
+        if len(failures) == len(self.targets):
+            raise failures[-1]
 
-    def _unary(self, method: P.Method, request, timeout: float | None):
-        call, deadline = self._start(method, request, timeout)
+    @property
+    def address(self) -> str:
+        return ",".join(self.targets)
+
+    def _connection(self, index: int) -> _Connection:
+        """The target's live connection, opened (again) when there is none or it takes no new call."""
+        with self._connecting[index]:
+            with self._lock:
+                if self._closed:
+                    raise RpcError(StatusCode.CANCELLED, "the client is closed")
+                current = self._connections[index]
+            if current is not None and current.usable:
+                return current
+            host, port = self._addresses[index]
+            try:
+                fresh = _Connection(host, port, self._connect_timeout, self._max_frame)
+            except RpcError as error:
+                with self._lock:
+                    self._pool.refused(index, time.monotonic())
+                error.not_processed = True
+                raise
+            with self._lock:
+                closed = self._closed
+                if not closed:
+                    self._connections[index] = fresh
+                    self._pool.connected(index)
+            if closed:
+                fresh.close(RpcError(StatusCode.CANCELLED, "the client was closed"))
+                raise RpcError(StatusCode.CANCELLED, "the client is closed")
+            if current is not None:
+                current.retire()
+            return fresh
+
+    def _open(self, plan: CallPlan) -> tuple[_Call, int]:
+        """Starts the call on the next target: (the call, the target's index). A target that cannot be reached
+        makes way for the next, as the retry rules allow."""
+        while True:
+            with self._lock:
+                index = self._pool.pick(time.monotonic(), plan.attempts.avoid)
+            try:
+                for _ in range(3):  # a GOAWAY may land between taking the connection and starting the call
+                    try:
+                        connection = self._connection(index)
+                        return connection.start(plan.method.path, plan.payload, plan.deadline, plan.metadata), index
+                    except _Unusable:
+                        continue
+                error = RpcError(StatusCode.UNAVAILABLE, f"no usable connection to {self.targets[index]}")
+                error.not_processed = True
+                raise error
+            except RpcError as error:
+                time.sleep(plan.retry_delay(error, index))
+
+    def _unary(self, method: P.Method, request, timeout: float | None, metadata):
+        plan = CallPlan.of(self, method, request, timeout, metadata)
+        while True:
+            call, target = self._open(plan)
+            try:
+                return self._finish(call, plan)
+            except RpcError as error:
+                time.sleep(plan.retry_delay(error, target))
+
+    @staticmethod
+    def _finish(call: _Call, plan: CallPlan):
         payloads: list[bytes] = []
         try:
             while True:
-                kind, value = call.next_event(deadline)
+                kind, value = call.next_event(plan.deadline)
                 if kind == _MESSAGE:
                     payloads.append(value)
-                    continue
-                if kind == _FAILED:
+                elif kind == _FAILED:
                     raise value
-                if value.code != StatusCode.OK:
-                    raise RpcError.from_status(value)
-                if len(payloads) != 1:
-                    raise RpcError(StatusCode.INTERNAL, f"unary call {method.path} got {len(payloads)} messages")
-                return P.CONVERTERS[method.path](P.decode_response(method, payloads[0]))
+                else:
+                    return P.unary_result(plan.method, plan.request, payloads, value)
         except KeyboardInterrupt:
             call.cancel()
             raise
 
-    def _stream(self, method: P.Method, request, timeout: float | None):
-        call, deadline = self._start(method, request, timeout)
-        stream_type = RecommendStream if method is P.RECOMMEND_STREAM else ServerStream
-        return stream_type(call, deadline, method, P.CONVERTERS[method.path])
+    def _unary_chunks(self, method: P.Method, requests: list, offsets: list[int], combine: Callable,
+                      timeout: float | None, metadata):
+        plan_timeout = self.timeout if timeout is None else timeout
+        deadline = None if plan_timeout is None else time.monotonic() + plan_timeout
+        answers = []
+        for offset, request in zip(offsets, requests):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            try:
+                answers.append((offset, self._unary(method, request, remaining, metadata)))
+            except RpcError as error:
+                raise chunk_failed(error, offset) from None
+        return combine(answers)
 
-    def call_raw(self, method_path: str, request: bytes, timeout: float | None = None) -> tuple[list[bytes], Any]:
-        """Any method by path with a serialized request: (MESSAGE payloads, Status). For tests and new methods."""
-        call, deadline = self._start(P.Method(method_path, object, object), _Raw(request), timeout)
+    def _stream(self, method: P.Method, request, timeout: float | None, metadata):
+        plan = CallPlan.of(self, method, request, timeout, metadata)
+        return (RecommendStream if method is P.RECOMMEND_STREAM else ServerStream)(self, plan)
+
+    def call_raw(self, method_path: str, request: bytes, timeout: float | None = None,
+                 metadata=None) -> tuple[list[bytes], Any]:
+        """Any method by path with a serialized request, sent once: (MESSAGE payloads, Status). For tests and
+        methods this client does not know yet."""
+        method = P.Method(method_path, object, object, lambda *_: None, idempotent=lambda request: False)
+        plan = CallPlan.of(self, method, _Raw(request), timeout, metadata)
+        call, _ = self._open(plan)
         payloads = []
         while True:
-            kind, value = call.next_event(deadline)
+            kind, value = call.next_event(plan.deadline)
             if kind == _MESSAGE:
                 payloads.append(value)
             elif kind == _FAILED:
@@ -359,16 +441,19 @@ class Client(CallMethods):
                 return payloads, value
 
     def ping(self, timeout: float = 5.0) -> float:
-        """Round trip of a PING on the connection, in seconds."""
-        return self._current_connection().ping(timeout)
+        """Round trip of a PING on the next target's connection, in seconds."""
+        with self._lock:
+            index = self._pool.pick(time.monotonic())
+        return self._connection(index).ping(timeout)
 
     def close(self) -> None:
-        """Closes the connection; calls still in flight fail with CANCELLED."""
+        """Closes the connections; calls still in flight fail with CANCELLED."""
         with self._lock:
             self._closed = True
-            connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close(RpcError(StatusCode.CANCELLED, "the client was closed"))
+            connections, self._connections = self._connections, [None] * len(self.targets)
+        for connection in connections:
+            if connection is not None:
+                connection.close(RpcError(StatusCode.CANCELLED, "the client was closed"))
 
     def __enter__(self) -> "Client":
         return self

@@ -1,19 +1,33 @@
-"""The call layer shared by the sync and asyncio clients, without I/O: the method table, CALL+MESSAGE encoding
-(call header, deadline, bearer token), request builders from keyword arguments, and response decoding into
-`results` objects or `RpcError`s (docs/protocol.md, "Calls")."""
+"""The call layer shared by the sync and asyncio clients, without I/O (docs/protocol.md, "Calls"): the method table
+(paths, message types, how a response becomes a result, which calls are safe to send twice), CALL+MESSAGE encoding
+(call header, deadline, metadata), and turning a finished call's MESSAGEs and TRAILER into a result or an RpcError."""
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 from google.protobuf.message import DecodeError
 
-from ._proto import admin_pb2, health_pb2, recommender_pb2, wire_pb2
+from ._proto import admin_pb2, events_pb2, health_pb2, recommender_pb2, wire_pb2
 from .errors import RpcError, StatusCode
 from .frames import FLAG_END_STREAM, FrameType, encode_frame
-from .results import Item, LoadedModel, ModelInfo, Recommendation, ScoredItems
+from .results import (BatchRecommendations, DeletedUser, History, Items, LoadedModel, ModelInfo, Recommendation,
+                      Recorded, ScoredItems, Upserted)
+
+
+def _always(request) -> bool:
+    return True
+
+
+def _never(request) -> bool:
+    return False
+
+
+def _every_event_keyed(request) -> bool:
+    """A RecordEvents call may be sent twice only when the store can recognise every event the second time."""
+    return all(event.idempotency_key for event in request.events)
 
 
 @dataclass(frozen=True)
@@ -21,30 +35,68 @@ class Method:
     path: str
     request_type: type
     response_type: type
+    # (response message, request message, trailing metadata pairs) -> the result the caller gets
+    convert: Callable[[Any, Any, tuple], Any]
+    # Whether sending the request again, after a failure that leaves unknown whether the server acted on it, is
+    # safe: reads always; writes when repeating them changes nothing (an upsert, a delete, keyed events).
+    idempotent: Callable[[Any], bool] = _always
     server_streaming: bool = False
 
 
+def _health_name(response, request=None, trailing_metadata=()) -> str:
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+def _stream_event(response, request=None, trailing_metadata=()):
+    """A RecommendStream message as the iterator yields it: the delta text, or the final Recommendation."""
+    kind = response.WhichOneof("event")
+    if kind == "reasoning_delta":
+        return response.reasoning_delta
+    if kind == "result":
+        return Recommendation.from_proto(response.result)
+    raise RpcError(StatusCode.INTERNAL, "RecommendStream message with no event")
+
+
+def _results(kind):
+    return lambda response, request, metadata: kind.from_proto(response, metadata)
+
+
 RECOMMEND = Method("/r2ec.v1.Recommender/Recommend", recommender_pb2.RecommendRequest,
-                   recommender_pb2.RecommendResponse)
+                   recommender_pb2.RecommendResponse, _results(Recommendation))
 RECOMMEND_STREAM = Method("/r2ec.v1.Recommender/RecommendStream", recommender_pb2.RecommendRequest,
-                          recommender_pb2.RecommendStreamResponse, server_streaming=True)
+                          recommender_pb2.RecommendStreamResponse, _stream_event, server_streaming=True)
 RECOMMEND_BATCH = Method("/r2ec.v1.Recommender/RecommendBatch", recommender_pb2.RecommendBatchRequest,
-                         recommender_pb2.RecommendBatchResponse)
+                         recommender_pb2.RecommendBatchResponse, _results(BatchRecommendations))
 SCORE_ITEMS = Method("/r2ec.v1.Recommender/ScoreItems", recommender_pb2.ScoreItemsRequest,
-                     recommender_pb2.ScoreItemsResponse)
+                     recommender_pb2.ScoreItemsResponse, _results(ScoredItems))
 SIMILAR_ITEMS = Method("/r2ec.v1.Recommender/SimilarItems", recommender_pb2.SimilarItemsRequest,
-                       recommender_pb2.SimilarItemsResponse)
-GET_ITEMS = Method("/r2ec.v1.Recommender/GetItems", recommender_pb2.GetItemsRequest, recommender_pb2.GetItemsResponse)
+                       recommender_pb2.SimilarItemsResponse, _results(ScoredItems))
+GET_ITEMS = Method("/r2ec.v1.Recommender/GetItems", recommender_pb2.GetItemsRequest, recommender_pb2.GetItemsResponse,
+                   _results(Items))
 MODEL_INFO = Method("/r2ec.v1.Recommender/ModelInfo", recommender_pb2.ModelInfoRequest,
-                    recommender_pb2.ModelInfoResponse)
-HEALTH_CHECK = Method("/r2ec.v1.Health/Check", health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse)
+                    recommender_pb2.ModelInfoResponse,
+                    lambda response, request, metadata: ModelInfo.from_response(response, metadata))
+HEALTH_CHECK = Method("/r2ec.v1.Health/Check", health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse,
+                      _health_name)
 HEALTH_WATCH = Method("/r2ec.v1.Health/Watch", health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse,
-                      server_streaming=True)
-LOAD_MODEL = Method("/r2ec.v1.Admin/LoadModel", admin_pb2.LoadModelRequest, admin_pb2.LoadModelResponse)
-UNLOAD_MODEL = Method("/r2ec.v1.Admin/UnloadModel", admin_pb2.UnloadModelRequest, admin_pb2.UnloadModelResponse)
+                      _health_name, server_streaming=True)
+LOAD_MODEL = Method("/r2ec.v1.Admin/LoadModel", admin_pb2.LoadModelRequest, admin_pb2.LoadModelResponse,
+                    _results(LoadedModel), idempotent=_never)
+UNLOAD_MODEL = Method("/r2ec.v1.Admin/UnloadModel", admin_pb2.UnloadModelRequest, admin_pb2.UnloadModelResponse,
+                      lambda response, request, metadata: None, idempotent=_never)
+RECORD_EVENTS = Method("/r2ec.v1.Events/RecordEvents", events_pb2.RecordEventsRequest,
+                       events_pb2.RecordEventsResponse, _results(Recorded), idempotent=_every_event_keyed)
+UPSERT_ITEMS = Method("/r2ec.v1.Events/UpsertItems", events_pb2.UpsertItemsRequest, events_pb2.UpsertItemsResponse,
+                      _results(Upserted))
+GET_USER_HISTORY = Method("/r2ec.v1.Events/GetUserHistory", events_pb2.GetUserHistoryRequest,
+                          events_pb2.GetUserHistoryResponse,
+                          lambda response, request, metadata: History.from_proto(response, request.user_id, metadata))
+DELETE_USER = Method("/r2ec.v1.Events/DeleteUser", events_pb2.DeleteUserRequest, events_pb2.DeleteUserResponse,
+                     lambda response, request, metadata: DeletedUser.from_proto(response, request.user_id, metadata))
 
 METHODS = {m.path: m for m in (RECOMMEND, RECOMMEND_STREAM, RECOMMEND_BATCH, SCORE_ITEMS, SIMILAR_ITEMS, GET_ITEMS,
-                               MODEL_INFO, HEALTH_CHECK, HEALTH_WATCH, LOAD_MODEL, UNLOAD_MODEL)}
+                               MODEL_INFO, HEALTH_CHECK, HEALTH_WATCH, LOAD_MODEL, UNLOAD_MODEL, RECORD_EVENTS,
+                               UPSERT_ITEMS, GET_USER_HISTORY, DELETE_USER)}
 
 
 # ---- frames of a call -------------------------------------------------------------------------------------------
@@ -62,6 +114,14 @@ def timeout_ms_for(deadline: float | None, now: float | None = None) -> int:
 
 def metadata_for(token: str | None) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")] if token else []
+
+
+def call_metadata(client_metadata: list[tuple[str, str]], call_metadata: list[tuple[str, str]]):
+    """The client's metadata (its token) with the call's own appended; a call's "authorization" replaces the
+    client's."""
+    if any(key == "authorization" for key, _ in call_metadata):
+        client_metadata = [(k, v) for k, v in client_metadata if k != "authorization"]
+    return [*client_metadata, *call_metadata]
 
 
 def encode_call(stream_id: int, method_path: str, request: bytes, timeout_ms: int = 0,
@@ -88,124 +148,47 @@ def decode_response(method: Method, payload: bytes):
                                             f"{error}") from None
 
 
-# ---- requests ---------------------------------------------------------------------------------------------------
-
-HistoryLike = Iterable[Any]
-
-
-def history_events(history: HistoryLike | None) -> list[recommender_pb2.HistoryEvent]:
-    """Item ids (int or str), (item_id[, time[, rating]]) tuples, dicts with those keys, or HistoryEvent messages.
-    Emptiness is not checked here: that is the server's call (INVALID_ARGUMENT, field "history")."""
-    events = []
-    for index, entry in enumerate(history or ()):
-        if isinstance(entry, recommender_pb2.HistoryEvent):
-            events.append(entry)
-        elif isinstance(entry, bool):
-            raise TypeError(f"history[{index}]: a bool is not an item id")
-        elif isinstance(entry, (int, str)):
-            events.append(recommender_pb2.HistoryEvent(item_id=str(entry)))
-        elif isinstance(entry, dict):
-            events.append(recommender_pb2.HistoryEvent(item_id=str(entry["item_id"]),
-                                                       timestamp=int(entry.get("timestamp", entry.get("time", 0))),
-                                                       rating=float(entry.get("rating", 0))))
-        elif isinstance(entry, (tuple, list)) and 1 <= len(entry) <= 3:
-            item_id, timestamp, rating = (list(entry) + [0, 0])[:3]
-            events.append(recommender_pb2.HistoryEvent(item_id=str(item_id), timestamp=int(timestamp or 0),
-                                                       rating=float(rating or 0)))
-        else:
-            raise TypeError(f"history[{index}]: expected an item id, an (item_id, time, rating) tuple or a dict, "
-                            f"got {entry!r}")
-    return events
+def status_error(status: wire_pb2.Status) -> RpcError | None:
+    """The RpcError of a non-OK TRAILER, None for OK."""
+    return None if status.code == 0 else RpcError.from_status(status)
 
 
-def recommend_request(history: HistoryLike | None = None, user_id: str | int | None = None, top_k: int = 10,
-                      reasoning: bool = False, max_reasoning_tokens: int = 0, temperature: float = 0,
-                      top_k_sampling: int = 0, top_p: float = 0, seed: int = 0, exclude: Sequence = (),
-                      candidates: Sequence = (), include_seen: bool = False, return_reasoning: bool = False,
-                      return_probabilities: bool = False, model: str = "", now: int = 0
-                      ) -> recommender_pb2.RecommendRequest:
-    sampling = None  # left unset when every setting is its default
-    if temperature or top_k_sampling or top_p or seed:
-        sampling = recommender_pb2.Sampling(temperature=temperature, top_k=top_k_sampling, top_p=top_p, seed=seed)
-    return recommender_pb2.RecommendRequest(
-        user_id="" if user_id is None else str(user_id),
-        history=history_events(history),
-        top_k=top_k,
-        mode=recommender_pb2.MODE_REASONING if reasoning else recommender_pb2.MODE_DIRECT,
-        max_reasoning_tokens=max_reasoning_tokens,
-        sampling=sampling,
-        exclude_item_ids=[str(i) for i in exclude],
-        candidate_item_ids=[str(i) for i in candidates],
-        include_seen=include_seen,
-        return_reasoning=return_reasoning,
-        return_probabilities=return_probabilities,
-        model=model,
-        now=now,
-    )
+def trailing_metadata(status: wire_pb2.Status) -> tuple[tuple[str, str], ...]:
+    return tuple((entry.key, entry.value) for entry in status.metadata)
 
 
-def batch_request(requests: Iterable[dict]) -> recommender_pb2.RecommendBatchRequest:
-    """Each element holds recommend()'s keyword arguments (without timeout)."""
-    return recommender_pb2.RecommendBatchRequest(requests=[recommend_request(**r) for r in requests])
+def unary_result(method: Method, request, payloads: list[bytes], status: wire_pb2.Status):
+    """The result of a finished unary call (exactly one MESSAGE, then an OK TRAILER), else raises its RpcError."""
+    error = status_error(status)
+    if error is not None:
+        raise error
+    if len(payloads) != 1:
+        raise RpcError(StatusCode.INTERNAL, f"unary call {method.path} got {len(payloads)} messages")
+    return method.convert(decode_response(method, payloads[0]), request, trailing_metadata(status))
 
 
-def score_items_request(item_ids: Sequence, history: HistoryLike | None = None, user_id: str | int | None = None,
-                        return_probabilities: bool = False, model: str = "", now: int = 0):
-    return recommender_pb2.ScoreItemsRequest(user_id="" if user_id is None else str(user_id),
-                                             history=history_events(history), item_ids=[str(i) for i in item_ids],
-                                             return_probabilities=return_probabilities, model=model, now=now)
+def stream_message(method: Method, request, payload: bytes):
+    """One message of a server stream, converted."""
+    return method.convert(decode_response(method, payload), request, ())
 
 
-def similar_items_request(item_id, top_k: int = 10, model: str = ""):
-    return recommender_pb2.SimilarItemsRequest(item_id=str(item_id), top_k=top_k, model=model)
-
-
-def get_items_request(item_ids: Sequence, model: str = ""):
-    if isinstance(item_ids, (str, int)):
-        item_ids = [item_ids]
-    return recommender_pb2.GetItemsRequest(item_ids=[str(i) for i in item_ids], model=model)
-
-
-# ---- responses --------------------------------------------------------------------------------------------------
-
-def health_status_name(response) -> str:
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
-
-
-def batch_results(response) -> list:
-    """One element per request: a Recommendation, or the RpcError of that element (not raised)."""
-    return [Recommendation.from_proto(r.response) if r.code == 0 else RpcError(r.code, r.message)
-            for r in response.results]
-
-
-def stream_event(response):
-    """A RecommendStream message as the iterator yields it: the delta text, or the final Recommendation."""
-    kind = response.WhichOneof("event")
-    if kind == "reasoning_delta":
-        return response.reasoning_delta
-    if kind == "result":
-        return Recommendation.from_proto(response.result)
-    raise RpcError(StatusCode.INTERNAL, "RecommendStream message with no event")
-
-
-CONVERTERS: dict[str, Callable] = {
-    RECOMMEND.path: Recommendation.from_proto,
-    RECOMMEND_BATCH.path: batch_results,
-    SCORE_ITEMS.path: ScoredItems.from_proto,
-    SIMILAR_ITEMS.path: ScoredItems.from_proto,
-    GET_ITEMS.path: lambda response: [Item.from_proto(item) for item in response.items],
-    MODEL_INFO.path: ModelInfo.from_response,
-    HEALTH_CHECK.path: health_status_name,
-    HEALTH_WATCH.path: health_status_name,
-    RECOMMEND_STREAM.path: stream_event,
-    LOAD_MODEL.path: lambda response: LoadedModel(response.name, response.version),
-    UNLOAD_MODEL.path: lambda response: None,
-}
-
+# ---- targets ----------------------------------------------------------------------------------------------------
 
 def parse_address(address: str) -> tuple[str, int]:
     """"host:port" or "[v6]:port"."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"address must be HOST:PORT, got {address!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def parse_targets(targets: str | Iterable[str]) -> list[str]:
+    """One "host:port", several separated by commas, or a list of them: the list of "host:port" strings."""
+    if isinstance(targets, str):
+        targets = [part for part in targets.split(",") if part.strip()]
+    listed = [target.strip() for target in targets]
+    if not listed:
+        raise ValueError("no target address given")
+    for target in listed:
+        parse_address(target)
+    return listed

@@ -26,8 +26,9 @@ _alias("r2ec", _OURS)
 _alias("r2ec.v1", _OURS + ".v1")
 
 admin_pb2 = importlib.import_module("r2ec.v1.admin_pb2")
+events_pb2 = importlib.import_module("r2ec.v1.events_pb2")
 health_pb2 = importlib.import_module("r2ec.v1.health_pb2")
 recommender_pb2 = importlib.import_module("r2ec.v1.recommender_pb2")
 wire_pb2 = importlib.import_module("r2ec.v1.wire_pb2")
 
-__all__ = ["admin_pb2", "health_pb2", "recommender_pb2", "wire_pb2"]
+__all__ = ["admin_pb2", "events_pb2", "health_pb2", "recommender_pb2", "wire_pb2"]
