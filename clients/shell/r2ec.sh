@@ -105,28 +105,33 @@ decode() {  # decode MESSAGE_TYPE IN_FILE -> text format on stdout
     protoc -I "$protos" --decode="r2ec.v1.$1" "${proto_files[@]}" <"$2"
 }
 
-# Field names the JSON printer must know from the schema: repeated fields (always JSON arrays) and 64-bit integers
-# (JSON strings, as proto3's JSON mapping has them). Each name means the same kind of field in every message.
-schema_names() {  # schema_names repeated|int64
+# The schema the JSON printer needs, from the .proto files: one "Message.field type repeated(0|1)" line per field
+# (oneof members belong to their message; enums are skipped).
+schema() {
     local file
     for file in "${proto_files[@]}"; do
-        awk -v want="$1" '
+        awk '
             { sub(/\/\/.*/, "") }
-            $1 == "repeated" { if (want == "repeated") print $3; $0 = substr($0, index($0, "repeated") + 8) }
-            want == "int64" && $1 ~ /^(u?int64|sint64|s?fixed64)$/ && $3 == "=" { print $2 }
+            $1 == "message" { message = $2; next }
+            $1 == "enum" { in_enum = 1; next }
+            in_enum { if ($0 ~ /}/) in_enum = 0; next }
+            $1 == "oneof" || $1 == "option" || $1 == "}" || NF < 4 { next }
+            { repeated = ($1 == "repeated"); if (repeated) $0 = substr($0, index($0, "repeated") + 8)
+              if ($3 == "=") print message "." $2, $1, repeated }
         ' "$protos/$file"
-    done | sort -u | tr '\n' ' '
+    done
 }
 
-# to_json: protobuf text format (protoc --decode) on stdin -> one line of proto3 JSON on stdout. Strings are
+# to_json: a MESSAGE_TYPE in protobuf text format (protoc --decode) on stdin -> one line of proto3 JSON on stdout
+# (field names as in the .proto files, which proto3 JSON parsers accept beside the camelCase ones). Strings are
 # unescaped (octal escapes back to their UTF-8 bytes) and escaped again for JSON; enum names become strings;
 # inf/nan become "Infinity"/"NaN".
-to_json() {
-    LC_ALL=C awk -v repeated_names="$(schema_names repeated)" -v int64_names="$(schema_names int64)" '
+to_json() {  # to_json MESSAGE_TYPE
+    LC_ALL=C awk -v top="$1" -v schema="$(schema)" '
         BEGIN {
-            split(repeated_names, names, " "); for (i in names) repeated[names[i]] = 1
-            split(int64_names, names, " "); for (i in names) wide[names[i]] = 1
-            depth = 0; first[0] = 1; open_array[0] = ""; printf "{"
+            count = split(schema, lines, "\n")
+            for (i = 1; i <= count; i++) { split(lines[i], f, " "); type[f[1]] = f[2]; repeated[f[1]] = f[3] }
+            depth = 0; message[0] = top; first[0] = 1; open_array[0] = ""; printf "{"
         }
         function close_array(d) { if (open_array[d] != "") { printf "]"; open_array[d] = "" } }
         function start_key(key) {
@@ -135,7 +140,7 @@ to_json() {
             if (!first[depth]) printf ","
             first[depth] = 0
             printf "\"%s\":", key
-            if (key in repeated) { printf "["; open_array[depth] = key }
+            if (repeated[message[depth] "." key]) { printf "["; open_array[depth] = key }
         }
         function octal(s,   v, i) { v = 0; for (i = 1; i <= 3; i++) v = v * 8 + substr(s, i, 1); return v }
         function json_string(body,   out, i, c, n, v) {
@@ -161,7 +166,8 @@ to_json() {
             if (value == "true" || value == "false") return value
             if (value ~ /^-?inf/) return value ~ /^-/ ? "\"-Infinity\"" : "\"Infinity\""
             if (value == "nan") return "\"NaN\""
-            if (value ~ /^-?[0-9]/) return (key in wide) ? "\"" value "\"" : value
+            if (value ~ /^-?[0-9]/)  # 64-bit integers are JSON strings
+                return type[message[depth] "." key] ~ /^(u?int64|sint64|s?fixed64)$/ ? "\"" value "\"" : value
             return "\"" value "\""  # an enum value by name
         }
         {
@@ -169,8 +175,10 @@ to_json() {
             if (line == "") next
             if (line == "}") { close_array(depth); printf "}"; depth--; next }
             if (line ~ /^[A-Za-z_][A-Za-z0-9_]* \{$/) {
-                start_key(substr(line, 1, length(line) - 2))
-                depth++; first[depth] = 1; open_array[depth] = ""; printf "{"; next
+                key = substr(line, 1, length(line) - 2)
+                start_key(key)
+                depth++; message[depth] = type[message[depth - 1] "." key]; first[depth] = 1; open_array[depth] = ""
+                printf "{"; next
             }
             split_at = index(line, ": ")
             key = substr(line, 1, split_at - 1)
@@ -334,7 +342,7 @@ show() {
     local text
     text=$(decode "$1" "$work/message.0")
     if ((json)); then
-        printf '%s\n' "$text" | to_json
+        printf '%s\n' "$text" | to_json "$1"
     else
         "$2" "$text"
     fi

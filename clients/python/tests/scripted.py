@@ -34,10 +34,13 @@ class Peer:
     def send(self, frame_type: int, stream_id: int, payload: bytes = b"", flags: int = 0) -> None:
         self.sock.sendall(F.encode_frame(frame_type, stream_id, payload, flags))
 
-    def answer(self, stream_id: int, payload: bytes | None, code: int = 0, message: str = "", field: str = ""):
+    def answer(self, stream_id: int, payload: bytes | None, code: int = 0, message: str = "", field: str = "",
+               metadata=()):
         if payload is not None:
             self.send(F.FrameType.MESSAGE, stream_id, payload)
-        status = wire_pb2.Status(code=code, message=message, field=field).SerializeToString()
+        status = wire_pb2.Status(code=code, message=message, field=field,
+                                 metadata=[wire_pb2.MetadataEntry(key=k, value=v) for k, v in metadata])
+        status = status.SerializeToString()
         self.send(F.FrameType.TRAILER, stream_id, status)
 
 
@@ -62,8 +65,8 @@ class ScriptedServer:
             except OSError:
                 return
             thread = threading.Thread(target=self._run, args=(Peer(sock), index), daemon=True)
+            thread.start()  # before it is listed: check() may join the list at any moment
             self.threads.append(thread)
-            thread.start()
             index += 1
 
     def _run(self, peer: Peer, index: int) -> None:

@@ -171,3 +171,9 @@ def test_every_example_block_of_the_doc_is_whole_frames():
         frames = decoder.feed(block)
         assert frames and decoder.buffered == 0, f"doc example block {block.hex(' ')} does not split into " \
                                                  f"whole frames (declared lengths disagree with the bytes)"
+
+
+def test_status_codes_are_grpcios():
+    grpc = pytest.importorskip("grpc")
+    assert [(code.name, code.value) for code in StatusCode] == \
+           [(code.name, (int(code.value[0]), code.value[1])) for code in grpc.StatusCode]

@@ -201,3 +201,35 @@ def test_admin_load_and_unload(client):
     with pytest.raises(RpcError) as failure:
         client.model_info("pop-copy")
     assert failure.value.code() == StatusCode.NOT_FOUND
+
+
+def test_priority_and_per_call_metadata(client):
+    assert len(client.recommend(history=[50], priority=1, metadata=[("x-trace", "t-1")]).items) == 10
+    with pytest.raises(RpcError) as failure:
+        client.recommend(history=[50], priority=99)  # the server's --priority-levels (2) bound it
+    assert (failure.value.code(), failure.value.field) == (StatusCode.INVALID_ARGUMENT, "priority")
+
+
+def test_probability_is_none_where_the_model_has_no_calibrator(client):
+    result = client.recommend(history=[50], top_k=5, return_probabilities=True)
+    assert [item.probability for item in result] == [None] * 5
+    assert result.to_pandas()["probability"].isna().all()
+
+
+def test_results_to_pandas(client, popular_items):
+    frame = client.recommend(history=[50], top_k=5).to_pandas()
+    assert list(frame.columns) == ["rank", "item_id", "title", "score", "probability"]
+    assert frame["rank"].tolist() == [1, 2, 3, 4, 5] and frame.attrs["model"] == client.model_info().name
+    items = client.get_items(["50", "1"]).to_pandas()
+    assert items.set_index("item_id").loc["50", "title"] == "Star Wars"
+    assert client.model_info().to_pandas()["default"].sum() == 1
+
+
+def test_client_side_refusals_match_the_servers_field_names(client):
+    """The same bad top_k, judged by the client (negative: refused before sending) and by the server (over the
+    catalogue): one code, one field name."""
+    with pytest.raises(RpcError) as local:
+        client.recommend(history=[50], top_k=-1)
+    with pytest.raises(RpcError) as remote:
+        client.recommend(history=[50], top_k=CATALOGUE_SIZE + 1)
+    assert (local.value.code(), local.value.field) == (remote.value.code(), remote.value.field)

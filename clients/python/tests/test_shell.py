@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO
 from scripted import SERVING, ScriptedServer
 from r2ec_client import frames as F
-from r2ec_client._proto import recommender_pb2, wire_pb2
+from r2ec_client._proto import events_pb2, recommender_pb2, wire_pb2
 
 SCRIPT = REPO / "clients" / "shell" / "r2ec.sh"
 RUN_TIMEOUT = 60
@@ -128,3 +128,109 @@ def test_shell_error_from_the_real_server(server):
     result = run(server.address, "recommend", "no-such-item")
     assert result.returncode != 0
     assert result.stderr.startswith("error: NOT_FOUND: ")
+
+
+# ---- --model, --json, record, history ----------------------------------------------------------------------------
+
+def test_shell_json_is_proto3_json_of_the_whole_answer():
+    """--json against a scripted answer with every awkward value: repeated fields of one element, a probability
+    present at 0, 64-bit integers, non-ASCII and escaped text; protobuf's own JSON parser reads it back to the
+    message that was sent."""
+    from google.protobuf import json_format
+    sent = recommender_pb2.RecommendResponse(
+        items=[recommender_pb2.ScoredItem(item_id="1104", title='C\'est arrivé "près"\\\tde', score=-2.5,
+                                          probability=0.0, rank=1)],
+        model="m", model_version=2**40, reasoning="line one\nline two")
+
+    def script(peer, index):
+        sid, header, request = peer.call()
+        seen["request"] = recommender_pb2.RecommendRequest.FromString(request)
+        peer.answer(sid, sent.SerializeToString())
+
+    seen = {}
+    server = ScriptedServer(script)
+    result = run("--json", "--model", "wals", "--user", "u 7", server.address, "recommend")
+    server.check()
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1
+    parsed = json_format.Parse(result.stdout, recommender_pb2.RecommendResponse())
+    assert parsed == sent and parsed.items[0].HasField("probability")
+    assert '"model_version":"1099511627776"' in result.stdout  # 64-bit as a string, as proto3 JSON has it
+    assert (seen["request"].model, seen["request"].user_id, list(seen["request"].history)) == ("wals", "u 7", [])
+
+
+def test_shell_json_of_every_response_type_parses(server):
+    from google.protobuf import json_format
+    from r2ec_client._proto import health_pb2
+    cases = [(("health",), health_pb2.HealthCheckResponse), (("recommend", "50", "172"), recommender_pb2.RecommendResponse),
+             (("items", "50", "1104"), recommender_pb2.GetItemsResponse),
+             (("info",), recommender_pb2.ModelInfoResponse)]
+    for args, message_type in cases:
+        result = run("--json", server.address, *args)
+        assert result.returncode == 0, result.stderr
+        json_format.Parse(result.stdout, message_type())
+    items = json_format.Parse(run("--json", server.address, "items", "1104").stdout, recommender_pb2.GetItemsResponse())
+    assert items.items[0].title == "C'est arrivé près de chez vous"
+
+
+def test_shell_model_option_reaches_the_real_server(server, client):
+    wrong = run("--model", "no-such-model", server.address, "recommend", "50")
+    assert wrong.returncode != 0 and wrong.stderr.startswith("error: NOT_FOUND: ")
+    name = client.model_info().name
+    right = run("--model", name, "--top-k", "3", server.address, "recommend", "50")
+    assert right.returncode == 0 and len(right.stdout.splitlines()) == 3, right.stderr
+
+
+def test_shell_record_and_history_frames():
+    seen = []
+
+    def script(peer, index):
+        sid, header, request = peer.call()
+        seen.append((header.method, request))
+        if header.method.endswith("RecordEvents"):
+            answer = events_pb2.RecordEventsResponse(recorded=2, duplicates=0)
+        else:
+            answer = events_pb2.GetUserHistoryResponse(total=2, events=[
+                events_pb2.Event(user_id="u1", item_id="50", timestamp=1700000000, rating=4.5),
+                events_pb2.Event(user_id="u1", item_id="172", timestamp=1700000060, kind="click")])
+        peer.answer(sid, answer.SerializeToString())
+
+    server = ScriptedServer(script)
+    recorded = run("--kind", "click", server.address, "record", "u1", "50", "172")
+    history = run("--limit", "5", server.address, "history", "u1")
+    server.check()
+    assert (recorded.returncode, recorded.stdout) == (0, "recorded 2 duplicates 0\n"), recorded.stderr
+    assert history.returncode == 0, history.stderr
+    assert history.stdout.splitlines() == ["1700000000 50 interaction 4.5", "1700000060 172 click 0"]
+    record_request = events_pb2.RecordEventsRequest.FromString(seen[0][1])
+    assert seen[0][0] == "/r2ec.v1.Events/RecordEvents"
+    assert [(e.user_id, e.item_id, e.kind, e.timestamp) for e in record_request.events] == [
+        ("u1", "50", "click", 0), ("u1", "172", "click", 0)]
+    history_request = events_pb2.GetUserHistoryRequest.FromString(seen[1][1])
+    assert (seen[1][0], history_request.user_id, history_request.limit) == ("/r2ec.v1.Events/GetUserHistory", "u1", 5)
+
+
+def test_shell_record_usage_errors():
+    assert run("127.0.0.1:1", "record", "u1").returncode == 2
+    assert run("127.0.0.1:1", "history").returncode == 2
+    assert run("--limit", "x", "127.0.0.1:1", "history", "u1").returncode == 2
+
+
+def test_shell_json_knows_each_messages_own_field_types():
+    """`created` is int64 in Item (a JSON string) but uint32 in UpsertItemsResponse: the printer follows the
+    message types down the nesting, as the schema says, instead of going by field names."""
+    from google.protobuf import json_format
+    sent = recommender_pb2.GetItemsResponse(items=[recommender_pb2.Item(item_id="7", title="T", created=1700000000,
+                                                                        num_ratings=3, genres=["Drama"])])
+
+    def script(peer, index):
+        sid, _, _ = peer.call()
+        peer.answer(sid, sent.SerializeToString())
+
+    server = ScriptedServer(script)
+    result = run("--json", server.address, "items", "7")
+    server.check()
+    assert result.returncode == 0, result.stderr
+    assert '"created":"1700000000"' in result.stdout and '"num_ratings":3' in result.stdout
+    assert '"genres":["Drama"]' in result.stdout
+    assert json_format.Parse(result.stdout, recommender_pb2.GetItemsResponse()) == sent

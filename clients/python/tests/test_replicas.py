@@ -1,0 +1,121 @@
+"""Two real server processes behind one client (issue 15's replicas, client side): calls spread over both; one is
+drained with SIGTERM in the middle of the load; not one call fails (calls the draining server had not accepted are
+sent to the other, its GOAWAY makes the client stop using it), and the drained server exits 0 having answered its
+share."""
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import threading
+import time
+
+import pytest
+
+from conftest import REPO, ServerProcess, serve_command, server_unavailable_reason, wait_until
+from r2ec_client import AsyncClient, Client
+
+pytestmark = pytest.mark.skipif(server_unavailable_reason() is not None, reason=server_unavailable_reason() or "")
+
+HISTORIES = [[50], [172, 181], [1, 2, 3], [100, 127], [258, 286, 288], [300]]
+DRAINED = re.compile(r"drained: (\d+) call\(s\) answered")
+
+
+@pytest.fixture
+def replicas():
+    servers = [ServerProcess(serve_command("--drain-timeout", "10")) for _ in range(2)]
+    yield servers
+    for server in servers:
+        if server.alive():
+            server.stop()
+
+
+def answered_by(server: ServerProcess) -> int:
+    assert wait_until(lambda: any(DRAINED.search(line) for line in server.lines), 10), server.output
+    return max(int(DRAINED.search(line).group(1)) for line in server.lines if DRAINED.search(line))
+
+
+def one_call(client, number: int):
+    kind = number % 4
+    history = HISTORIES[number % len(HISTORIES)]
+    if kind == 0:
+        assert len(client.recommend(history=history, top_k=5).items) == 5
+    elif kind == 1:
+        assert client.health() == "SERVING"
+    elif kind == 2:
+        assert [item.item_id for item in client.get_items(history)] == [str(i) for i in history]
+    else:
+        assert len(client.score_items([50, 100, 1], history=history).items) == 3
+
+
+def test_sigterm_of_one_replica_under_load_fails_no_call(replicas):
+    first, second = replicas
+    stop = threading.Event()
+    failures: list = []
+    done = [0] * 8
+    after_signal = [0] * 8
+    signalled = threading.Event()
+    with Client([first.address, second.address], timeout=30) as client:
+        def work(worker: int) -> None:
+            number = worker
+            while not stop.is_set():
+                try:
+                    one_call(client, number)
+                except BaseException as error:  # noqa: BLE001 - reported below
+                    failures.append(error)
+                done[worker] += 1
+                after_signal[worker] += signalled.is_set()
+                number += 8
+
+        threads = [threading.Thread(target=work, args=(worker,)) for worker in range(8)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.5)
+        first.process.send_signal(signal.SIGTERM)
+        signalled.set()
+        time.sleep(2.0)
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    assert not failures, f"{len(failures)} failed calls, e.g. {failures[:3]}"
+    assert first.stop() == 0
+    drained_share = answered_by(first)
+    assert drained_share > 50, f"the drained replica answered only {drained_share} calls: was the load spread?"
+    assert sum(after_signal) > 50, "too few calls after the SIGTERM to prove anything"
+    assert sum(done) > drained_share
+
+
+def test_async_client_under_the_same_drain(replicas):
+    first, second = replicas
+
+    async def session() -> tuple[int, list]:
+        failures: list = []
+        done = 0
+        async with AsyncClient([first.address, second.address], timeout=30) as client:
+            async def work(worker: int, until: float) -> None:
+                nonlocal done
+                number = worker
+                while time.monotonic() < until:
+                    try:
+                        kind = number % 2
+                        if kind:
+                            assert await client.health() == "SERVING"
+                        else:
+                            result = await client.recommend(history=HISTORIES[number % len(HISTORIES)], top_k=5)
+                            assert len(result.items) == 5
+                    except BaseException as error:  # noqa: BLE001 - reported below
+                        failures.append(error)
+                    done += 1
+                    number += 16
+
+            until = time.monotonic() + 3.0
+            workers = [asyncio.ensure_future(work(worker, until)) for worker in range(16)]
+            await asyncio.sleep(1.0)
+            first.process.send_signal(signal.SIGTERM)
+            await asyncio.gather(*workers)
+        return done, failures
+
+    done, failures = asyncio.run(asyncio.wait_for(session(), 120))
+    assert not failures, f"{len(failures)} failed calls, e.g. {failures[:3]}"
+    assert first.stop() == 0
+    assert answered_by(first) > 20 and done > answered_by(first)
