@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import socket
 import threading
+import time
 
 from r2ec_client import frames as F
 from r2ec_client._proto import health_pb2, wire_pb2
@@ -78,8 +79,17 @@ class ScriptedServer:
             peer.sock.close()
 
     def check(self) -> None:
-        for thread in self.threads:
-            thread.join(WAIT)
+        """Joins every connection's script (a connection still in the accept backlog gets a moment to show up),
+        closes the listener, and re-raises the first failure of a script."""
+        joined = 0
+        while True:
+            listed = list(self.threads)
+            for thread in listed[joined:]:
+                thread.join(WAIT)
+            joined = len(listed)
+            time.sleep(0.05)
+            if len(self.threads) == joined:
+                break
         self.listener.close()
         if not self.errors.empty():
             raise self.errors.get()

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import REPO, ServerProcess, serve_command, server_unavailable_reason, wait_until
+from conftest import ServerProcess, serve_command, server_unavailable_reason, wait_until
 from r2ec_client import AsyncClient, Client
 
 pytestmark = pytest.mark.skipif(server_unavailable_reason() is not None, reason=server_unavailable_reason() or "")

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
 from . import protocol as P
 from . import requests as R
-from ._proto import admin_pb2, events_pb2, recommender_pb2
+from ._proto import admin_pb2, events_pb2
 from ._retry import Attempts, RetryPolicy
 from .errors import RpcError
 from .results import Recorded, Upserted

@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from . import protocol as P
+from . import requests as R
 from ._api import CallMethods, CallPlan, chunk_failed
 from ._proto import wire_pb2
 from ._retry import RetryPolicy, TargetPool
@@ -309,7 +310,7 @@ class Client(CallMethods):
                  timeout: float | None = None, *, retry: RetryPolicy = RetryPolicy(),
                  connect_timeout: float | None = 10.0, max_frame: int = CLIENT_MAX_FRAME) -> None:
         self.targets = P.parse_targets(targets)
-        self.timeout = timeout
+        self.timeout = R.timeout_seconds(timeout)
         self.retry = retry
         self._addresses = [P.parse_address(target) for target in self.targets]
         self._metadata = P.metadata_for(token)

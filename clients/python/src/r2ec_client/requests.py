@@ -202,8 +202,7 @@ def dataframe_rows(frame, field: str, columns: Sequence[str], required: Sequence
 
 def _rows(values: Any, field: str, columns: Sequence[str], required: Sequence[str],
           aliases: Mapping[str, str] = {}, message_type: type | None = None) -> Iterator[tuple[str, Any]]:
-    """(path, row) for each row: a dict, a tuple in column order or an object with those attributes, as a dict; a
-    protobuf message of `message_type` as it is."""
+    """(path, row) for each row of a list or a DataFrame (see _row)."""
     if is_dataframe(values):
         rows: Iterable = dataframe_rows(values, field, columns, required, aliases)
     elif isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
@@ -212,27 +211,33 @@ def _rows(values: Any, field: str, columns: Sequence[str], required: Sequence[st
         rows = values
     for index, row in enumerate(rows):
         path = f"{field}[{index}]"
-        if message_type is not None and isinstance(row, message_type):
-            yield path, row
-            continue
-        if isinstance(row, Mapping):
-            unknown = [key for key in row if aliases.get(key, key) not in columns]
-            if unknown:
-                raise invalid_argument(path, f"unknown key {unknown[0]!r} (known: {', '.join(columns)})")
-            row = {aliases.get(key, key): value for key, value in row.items()}
-        elif isinstance(row, (tuple, list)):
-            if not 1 <= len(row) <= len(columns):
-                raise invalid_argument(path, f"expected a tuple ({', '.join(columns)}), {len(row)} values given")
-            row = dict(zip(columns, row))
-        elif all(hasattr(row, name) for name in required):
-            row = {name: getattr(row, name) for name in columns if hasattr(row, name)}
-        else:
-            raise invalid_argument(path, f"expected a dict, a tuple ({', '.join(columns)}) or a DataFrame row, "
-                                         f"got {type(row).__name__}")
-        for name in required:
-            if _missing(row.get(name)):
-                raise invalid_argument(f"{path}.{name}", "is missing")
-        yield path, row
+        yield path, _row(row, path, columns, required, aliases, message_type)
+
+
+def _row(row: Any, path: str, columns: Sequence[str], required: Sequence[str], aliases: Mapping[str, str] = {},
+         message_type: type | None = None) -> Any:
+    """A dict, a tuple in column order or an object with those attributes, as a dict keyed by column (required ones
+    present); a protobuf message of `message_type` as it is."""
+    if message_type is not None and isinstance(row, message_type):
+        return row
+    if isinstance(row, Mapping):
+        unknown = [key for key in row if aliases.get(key, key) not in columns]
+        if unknown:
+            raise invalid_argument(path, f"unknown key {unknown[0]!r} (known: {', '.join(columns)})")
+        row = {aliases.get(key, key): value for key, value in row.items()}
+    elif isinstance(row, (tuple, list)):
+        if not 1 <= len(row) <= len(columns):
+            raise invalid_argument(path, f"expected a tuple ({', '.join(columns)}), {len(row)} values given")
+        row = dict(zip(columns, row))
+    elif all(hasattr(row, name) for name in required):
+        row = {name: getattr(row, name) for name in columns if hasattr(row, name)}
+    else:
+        raise invalid_argument(path, f"expected a dict, a tuple ({', '.join(columns)}) or a DataFrame row, "
+                                     f"got {type(row).__name__}")
+    for name in required:
+        if _missing(row.get(name)):
+            raise invalid_argument(f"{path}.{name}", "is missing")
+    return row
 
 
 # ---- Recommender ------------------------------------------------------------------------------------------------
@@ -243,21 +248,33 @@ def history_events(history: Any, field: str = "history") -> list[recommender_pb2
     server's to judge (INVALID_ARGUMENT, field "history")."""
     if history is None:
         return []
-    if not is_dataframe(history) and (isinstance(history, (str, Mapping)) or not isinstance(history, Iterable)):
+    if is_dataframe(history):
+        return [_history_event(path, row) for path, row in
+                _rows(history, field, HISTORY_COLUMNS, ("item_id",), {"time": "timestamp"})]
+    if isinstance(history, (str, Mapping)) or not isinstance(history, Iterable):
         raise invalid_argument(field, f"expected a list of history events, got {type(history).__name__}")
-    if not is_dataframe(history):
-        history = [[entry] if entry is None or isinstance(entry, (str, numbers.Number)) else entry
-                   for entry in history]
     events = []
-    for path, row in _rows(history, field, ("item_id", "timestamp", "rating"), ("item_id",), {"time": "timestamp"},
-                           recommender_pb2.HistoryEvent):
-        if isinstance(row, recommender_pb2.HistoryEvent):
-            events.append(row)
-            continue
-        events.append(recommender_pb2.HistoryEvent(item_id=identifier(f"{path}.item_id", row["item_id"]),
-                                                   timestamp=unix_seconds(f"{path}.timestamp", row.get("timestamp")),
-                                                   rating=_rating(f"{path}.rating", row.get("rating"))))
+    for index, entry in enumerate(history):
+        if isinstance(entry, str):  # the common cases first: a plain id
+            events.append(recommender_pb2.HistoryEvent(item_id=entry))
+        elif type(entry) is int:
+            events.append(recommender_pb2.HistoryEvent(item_id=str(entry)))
+        elif isinstance(entry, recommender_pb2.HistoryEvent):
+            events.append(entry)
+        else:
+            path = f"{field}[{index}]"
+            row = [entry] if entry is None or isinstance(entry, numbers.Number) else entry
+            events.append(_history_event(path, _row(row, path, HISTORY_COLUMNS, ("item_id",), {"time": "timestamp"})))
     return events
+
+
+HISTORY_COLUMNS = ("item_id", "timestamp", "rating")
+
+
+def _history_event(path: str, row: Mapping[str, Any]) -> recommender_pb2.HistoryEvent:
+    return recommender_pb2.HistoryEvent(item_id=identifier(f"{path}.item_id", row["item_id"]),
+                                        timestamp=unix_seconds(f"{path}.timestamp", row.get("timestamp")),
+                                        rating=_rating(f"{path}.rating", row.get("rating")))
 
 
 def _rating(field: str, value: Any) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from .errors import RpcError, metadata_value
 
