@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from conftest import wait_until
 from scripted import SERVING, WAIT, ScriptedServer
 from r2ec_client import AsyncClient, Client, RetryPolicy, RpcError, StatusCode
 from r2ec_client._proto import events_pb2, wire_pb2
@@ -196,6 +197,8 @@ def test_calls_spread_round_robin_over_targets():
     counts: dict = {}
     first, second = ScriptedServer(answering_peer(counts, "a")), ScriptedServer(answering_peer(counts, "b"))
     with Client([first.address, second.address], timeout=WAIT) as client:
+        # the first target is connected at once, the second in the background: calls go to the ready ones
+        assert wait_until(lambda: all(c is not None and c.usable for c in client._connections), WAIT)
         for _ in range(10):
             assert client.health() == "SERVING"
     first.check()
@@ -234,6 +237,8 @@ def test_async_client_spreads_and_retries():
 
     async def session():
         async with AsyncClient([s.address for s in spread], timeout=WAIT) as client:
+            while not all(c is not None and c.usable for c in client._connections):
+                await asyncio.sleep(0.01)  # the second target connects in the background
             states = await asyncio.gather(*(client.health() for _ in range(10)))
         async with AsyncClient(dropping.address, timeout=WAIT, retry=FAST) as client:
             recorded = await client.record_events([("u1", 1, 0, "", 0, "key")])
@@ -269,3 +274,48 @@ def test_calls_in_flight_when_one_target_dies_finish_on_the_other():
     broken.listener.close()
     assert not failures, failures[:3]
     assert counts["ok"] == 80 and seen  # every call answered by the healthy one, some tried on the broken one
+
+
+def black_hole():
+    """A listener whose backlog is full and that never accepts: connecting to it hangs, as to a host that drops
+    SYNs. Returns (its address, the sockets to close)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = f"127.0.0.1:{listener.getsockname()[1]}"
+    fillers = []
+    for _ in range(8):  # fill the accept queue; later SYNs go unanswered
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    time.sleep(0.2)
+    probe = socket.socket()
+    probe.settimeout(0.5)
+    try:
+        probe.connect(listener.getsockname())
+        pytest.skip("the kernel accepted past a full backlog: no black hole to test with")
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    return address, [listener, *fillers]
+
+
+def test_a_target_that_never_answers_a_connect_holds_no_call():
+    """A dead host (SYNs unanswered) beside a live one: the live one takes every call at once, while the dead one
+    is tried in the background; no call waits for its 10 s connect timeout."""
+    counts: dict = {}
+    live = ScriptedServer(answering_peer(counts, "live"))
+    hole, sockets = black_hole()
+    try:
+        with Client([live.address, hole], timeout=WAIT) as client:
+            started = time.monotonic()
+            for _ in range(20):
+                assert client.health() == "SERVING"
+            elapsed = time.monotonic() - started
+    finally:
+        for sock in sockets:
+            sock.close()
+    live.check()
+    assert counts == {"live": 20} and elapsed < 2.0, elapsed

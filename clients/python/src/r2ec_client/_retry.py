@@ -1,7 +1,8 @@
-"""Where a call goes and whether it is sent again, without I/O (shared by the threaded and asyncio clients).
+"""Where a call goes and whether it is sent again, without I/O (the clock aside) (shared by the threaded and asyncio clients).
 
-`TargetPool` spreads calls round-robin over the client's targets ("host:port" addresses), skipping a target whose
-last connection attempt failed until its backoff has passed (doubling per failure, capped) while another is up.
+`TargetPool` spreads calls round-robin over the client's targets ("host:port" addresses) that have a connection
+ready; the others are connected in the background (a dead host that drops SYNs never holds a call while another
+target is ready), and a target whose connection attempt failed waits out a backoff (doubling per failure, capped).
 
 `Attempts` decides, after a failed attempt, whether and when to send the call again, as gRPC does:
 - a call the server provably never processed (it was above a GOAWAY's last_stream_id, or no connection could be
@@ -13,7 +14,9 @@ last connection attempt failed until its backoff has passed (doubling per failur
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from .errors import RpcError, StatusCode
 
@@ -53,16 +56,22 @@ class TargetPool:
         self._down_until = [0.0] * count
         self._refusals = [0] * count
 
-    def pick(self, now: float, avoid: set[int] = frozenset()) -> int:
-        """The next target: one not in `avoid` (unless all are), up before down (a down one is tried anyway when
-        no other is left: calls fail fast rather than wait); among up ones the round-robin order, among down ones
-        the first to come back."""
+    def pick(self, now: float, avoid: set[int] = frozenset(), ready: Sequence[bool] | None = None) -> int:
+        """The next target, in round-robin order among the best kind available: one not in `avoid` (unless all
+        are); of those, one with a connection `ready` to take the call, else one not in its connect backoff, else
+        the first to come out of it (tried at once: calls fail fast rather than wait)."""
         order = [(self._next + offset) % self._count for offset in range(self._count)]
         candidates = [index for index in order if index not in avoid] or order
         up = [index for index in candidates if self._down_until[index] <= now]
-        index = up[0] if up else min(candidates, key=lambda i: self._down_until[i])
+        connected = [index for index in candidates if ready is not None and ready[index]]
+        index = (connected or up or [min(candidates, key=lambda i: self._down_until[i])])[0]
         self._next = (index + 1) % self._count
         return index
+
+    def to_connect(self, now: float, ready: Sequence[bool]) -> list[int]:
+        """Targets without a ready connection and out of their backoff: the client connects them in the background,
+        so calls keep going to the ready ones meanwhile."""
+        return [index for index in range(self._count) if not ready[index] and self._down_until[index] <= now]
 
     def connected(self, index: int) -> None:
         self._refusals[index] = 0
@@ -73,6 +82,17 @@ class TargetPool:
         self._refusals[index] += 1
         backoff = self._policy.connect_backoff * 2 ** (self._refusals[index] - 1)
         self._down_until[index] = now + min(self._policy.max_connect_backoff, backoff)
+
+
+def connect_timeout(limit: float | None, deadline: float | None) -> float | None:
+    """How long opening a connection may take: the client's limit, cut to the call's time left (a target that drops
+    SYNs must not hold a call past its deadline)."""
+    if deadline is None:
+        return limit
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before a connection was made")
+    return remaining if limit is None else min(remaining, limit)
 
 
 class Attempts:

@@ -14,7 +14,7 @@ from . import protocol as P
 from . import requests as R
 from ._api import CallMethods, CallPlan, chunk_failed
 from ._core import FAILED, MESSAGE, TRAILER, ConnectionState, Effects
-from ._retry import RetryPolicy, TargetPool
+from ._retry import RetryPolicy, TargetPool, connect_timeout
 from .client import CLIENT_MAX_FRAME
 from .errors import ProtocolError, RpcError, StatusCode
 from .frames import FrameType, encode_frame
@@ -264,6 +264,7 @@ class AsyncClient(CallMethods):
         self._pool = TargetPool(len(self.targets), retry)
         self._connections: list[_AsyncConnection | None] = [None] * len(self.targets)
         self._connecting: list[asyncio.Lock] | None = None  # made inside the loop
+        self._background: dict[int, asyncio.Task] = {}  # targets being connected by a background task
         self._closed = False
 
     @property
@@ -271,18 +272,39 @@ class AsyncClient(CallMethods):
         return ",".join(self.targets)
 
     async def connect(self) -> "AsyncClient":
-        """Opens a connection to every target now; fails only when none can be reached."""
-        failures = []
+        """Opens a connection now (to the first target that answers; the others connect in the background)."""
+        failure = None
         for index in range(len(self.targets)):
             try:
                 await self._connection(index)
+                break
             except RpcError as error:
-                failures.append(error)
-        if len(failures) == len(self.targets):
-            raise failures[-1]
+                failure = error
+        else:
+            raise failure
+        self._pick(frozenset())
         return self
 
-    async def _connection(self, index: int) -> _AsyncConnection:
+    def _pick(self, avoid) -> int:
+        """The target for the next attempt; targets without a ready connection start connecting meanwhile."""
+        now = time.monotonic()
+        ready = [connection is not None and connection.usable for connection in self._connections]
+        index = self._pool.pick(now, avoid, ready)
+        for target in self._pool.to_connect(now, ready):
+            if target != index and target not in self._background:
+                task = asyncio.get_running_loop().create_task(self._connect_in_background(target))
+                self._background[target] = task
+        return index
+
+    async def _connect_in_background(self, index: int) -> None:
+        try:
+            await self._connection(index)
+        except RpcError:
+            pass  # the pool keeps the target out of rotation for its backoff
+        finally:
+            self._background.pop(index, None)
+
+    async def _connection(self, index: int, deadline: float | None = None) -> _AsyncConnection:
         if self._closed:
             raise RpcError(StatusCode.CANCELLED, "the client is closed")
         current = self._connections[index]
@@ -296,7 +318,8 @@ class AsyncClient(CallMethods):
                 return current
             host, port = self._addresses[index]
             try:
-                fresh = await _AsyncConnection.open(host, port, self._connect_timeout, self._max_frame)
+                fresh = await _AsyncConnection.open(host, port, connect_timeout(self._connect_timeout, deadline),
+                                                    self._max_frame)
             except RpcError as error:
                 self._pool.refused(index, time.monotonic())
                 error.not_processed = True
@@ -313,10 +336,10 @@ class AsyncClient(CallMethods):
     async def _open(self, plan: CallPlan) -> tuple[_AsyncCall, int]:
         """Starts the call on the next target (see Client._open)."""
         while True:
-            index = self._pool.pick(time.monotonic(), plan.attempts.avoid)
+            index = self._pick(plan.attempts.avoid)
             try:
                 for _ in range(3):
-                    connection = await self._connection(index)
+                    connection = await self._connection(index, plan.deadline)
                     if connection.usable:
                         call = connection.start(plan.method.path, plan.payload, plan.deadline, plan.metadata)
                         try:
@@ -370,11 +393,13 @@ class AsyncClient(CallMethods):
         return (AsyncRecommendStream if method is P.RECOMMEND_STREAM else AsyncServerStream)(self, plan)
 
     async def ping(self, timeout: float = 5.0) -> float:
-        connection = await self._connection(self._pool.pick(time.monotonic()))
+        connection = await self._connection(self._pick(frozenset()))
         return await connection.ping(timeout)
 
     async def close(self) -> None:
         self._closed = True
+        for task in list(self._background.values()):
+            task.cancel()
         connections, self._connections = self._connections, [None] * len(self.targets)
         for connection in connections:
             if connection is not None:

@@ -17,7 +17,7 @@ from . import protocol as P
 from . import requests as R
 from ._api import CallMethods, CallPlan, chunk_failed
 from ._proto import wire_pb2
-from ._retry import RetryPolicy, TargetPool
+from ._retry import RetryPolicy, TargetPool, connect_timeout
 from .errors import ProtocolError, RpcError, StatusCode
 from ._core import FAILED as _FAILED, MESSAGE as _MESSAGE, TRAILER as _TRAILER, ConnectionState, Effects
 from .frames import FrameType, encode_frame
@@ -321,20 +321,23 @@ class Client(CallMethods):
         self._connections: list[_Connection | None] = [None] * len(self.targets)
         self._connecting = [threading.Lock() for _ in self.targets]  # one connection attempt per target at once
         self._closed = False
-        failures = []
-        for index in range(len(self.targets)):  # connect now, so a wrong address fails here
+        self._background: set[int] = set()  # targets being connected by a background thread
+        failure = None
+        for index in range(len(self.targets)):  # one connection now, so a wrong address fails here
             try:
                 self._connection(index)
+                break
             except RpcError as error:
-                failures.append(error)
-        if len(failures) == len(self.targets):
-            raise failures[-1]
+                failure = error
+        else:
+            raise failure
+        self._pick(frozenset())  # and the other targets' connections in the background
 
     @property
     def address(self) -> str:
         return ",".join(self.targets)
 
-    def _connection(self, index: int) -> _Connection:
+    def _connection(self, index: int, deadline: float | None = None) -> _Connection:
         """The target's live connection, opened (again) when there is none or it takes no new call."""
         with self._connecting[index]:
             with self._lock:
@@ -345,7 +348,7 @@ class Client(CallMethods):
                 return current
             host, port = self._addresses[index]
             try:
-                fresh = _Connection(host, port, self._connect_timeout, self._max_frame)
+                fresh = _Connection(host, port, connect_timeout(self._connect_timeout, deadline), self._max_frame)
             except RpcError as error:
                 with self._lock:
                     self._pool.refused(index, time.monotonic())
@@ -363,16 +366,37 @@ class Client(CallMethods):
                 current.retire()
             return fresh
 
+    def _pick(self, avoid) -> int:
+        """The target for the next attempt; targets without a ready connection start connecting meanwhile."""
+        with self._lock:
+            now = time.monotonic()
+            ready = [connection is not None and connection.usable for connection in self._connections]
+            index = self._pool.pick(now, avoid, ready)
+            starting = [i for i in self._pool.to_connect(now, ready) if i != index and i not in self._background]
+            self._background.update(starting)
+        for target in starting:
+            threading.Thread(target=self._connect_in_background, args=(target,), daemon=True,
+                             name=f"r2ec-connect-{self.targets[target]}").start()
+        return index
+
+    def _connect_in_background(self, index: int) -> None:
+        try:
+            self._connection(index)
+        except RpcError:
+            pass  # the pool keeps the target out of rotation for its backoff
+        finally:
+            with self._lock:
+                self._background.discard(index)
+
     def _open(self, plan: CallPlan) -> tuple[_Call, int]:
         """Starts the call on the next target: (the call, the target's index). A target that cannot be reached
         makes way for the next, as the retry rules allow."""
         while True:
-            with self._lock:
-                index = self._pool.pick(time.monotonic(), plan.attempts.avoid)
+            index = self._pick(plan.attempts.avoid)
             try:
                 for _ in range(3):  # a GOAWAY may land between taking the connection and starting the call
                     try:
-                        connection = self._connection(index)
+                        connection = self._connection(index, plan.deadline)
                         return connection.start(plan.method.path, plan.payload, plan.deadline, plan.metadata), index
                     except _Unusable:
                         continue
@@ -443,9 +467,7 @@ class Client(CallMethods):
 
     def ping(self, timeout: float = 5.0) -> float:
         """Round trip of a PING on the next target's connection, in seconds."""
-        with self._lock:
-            index = self._pool.pick(time.monotonic())
-        return self._connection(index).ping(timeout)
+        return self._connection(self._pick(frozenset())).ping(timeout)
 
     def close(self) -> None:
         """Closes the connections; calls still in flight fail with CANCELLED."""
