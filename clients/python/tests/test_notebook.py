@@ -111,6 +111,9 @@ def test_notebook_outputs_reproduce_against_the_same_models(own_server, monkeypa
     options = recorded["serve"]  # paths relative to the repository, where the server runs
     server = own_server(*options)
     ran = execute(notebook, server.address, monkeypatch)
+    refresh = (f"{sys.executable} {NOTEBOOK.parent / 'run_notebook.py'} {NOTEBOOK} {server_binary()} "
+               + " ".join(options))
     for number, (saved, fresh) in enumerate(zip(text_outputs(notebook), text_outputs(ran)), 1):
         assert saved == fresh, f"code cell {number}: the server now answers differently than the committed " \
-                               f"notebook shows; refresh it with `make notebook`"
+                               f"notebook shows; refresh it with `make notebook`, or from the repository with " \
+                               f"the binary at hand (debug and release answer alike): {refresh}"
