@@ -3,7 +3,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-APT_PACKAGES := libuv1-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libhttp-parser-dev protobuf-compiler socat pkg-config
+# The store: libsqlite3-dev (GRDB) and libpq-dev (the PostgreSQL client); postgresql and sqlite3 are the real servers
+# and shells the store's tests start and check against.
+APT_PACKAGES := libuv1-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libhttp-parser-dev protobuf-compiler socat pkg-config \
+                libsqlite3-dev libpq-dev postgresql sqlite3
 BENCH_APT_PACKAGES := redis-server redis-tools
 VENV := .venv
 PY := $(VENV)/bin/python

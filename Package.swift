@@ -1,6 +1,7 @@
 // swift-tools-version: 6.0
 // r2ec: a dual-head recommender network served over a framed protobuf RPC protocol on libuv.
-// Layers (data flows one way): RPC -> Serving -> Model -> Tensor; Train and Eval use Model and Data.
+// Layers (data flows one way): RPC -> Serving -> Model -> Tensor; Train and Eval use Model and Data; Store
+// implements Data's EventStore over SQLite and PostgreSQL.
 import PackageDescription
 
 /// Numeric targets are compiled without bounds checks in release builds; tests run debug builds with them.
@@ -16,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
     ],
     targets: [
         // System-library shims over Debian's -dev packages, nothing else.
@@ -23,6 +25,7 @@ let package = Package(
         .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         // protobuf-c code generated from Protos/ by scripts/gen-protos.sh (committed).
         .target(name: "R2ecProtoC", dependencies: ["CProtobufC"], cSettings: [.unsafeFlags(["-Wno-everything"])]),
 
@@ -34,13 +37,15 @@ let package = Package(
         .target(name: "Model", dependencies: ["Tensor", "Data", "CKernels"], swiftSettings: fastMath),
         .target(name: "Eval", dependencies: ["Data", "Tensor", "COpenBLAS"], swiftSettings: fastMath),
         .target(name: "Train", dependencies: ["Model", "Data", "Eval", "Tensor"], swiftSettings: fastMath),
+        // The live loop's store: SQLite through GRDB, PostgreSQL through libpq (the EventStore protocol is in Data).
+        .target(name: "Store", dependencies: ["Data", "CLibPQ", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "Serving", dependencies: ["Model", "Data", "Eval", .product(name: "Logging", package: "swift-log"),
                                                 .product(name: "Prometheus", package: "swift-prometheus")],
                 swiftSettings: fastMath),
         .target(name: "RPC", dependencies: ["Serving", "Data", "R2ecProtoC", "CProtobufC", "CLibUV", "CHTTPParser",
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "r2ec", dependencies: [
-            "RPC", "Serving", "Train", "Eval", "Model", "Data", "Tensor",
+            "RPC", "Serving", "Store", "Train", "Eval", "Model", "Data", "Tensor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: fastMath),
@@ -50,6 +55,7 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor", "Data"]),
         .testTarget(name: "EvalTests", dependencies: ["Eval", "Data"]),
         .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Tensor"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Data", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Data", "Eval", "Model"]),
         .testTarget(name: "RPCTests", dependencies: ["RPC", "R2ecProtoC", "CProtobufC", "Serving", "Data", "Eval"]),
     ],

@@ -13,11 +13,15 @@ enum AmazonReader {
         return (reviews, files.contains(meta) ? meta : files.first(where: { $0.hasPrefix("meta_") && $0.hasSuffix(".jsonl") }))
     }
 
-    static func load(_ directory: String, reviews: String, meta: String?) throws -> Dataset {
+    /// Streams the reviews, then the metadata of the reviewed items (the full meta file is far larger than the
+    /// catalogue, so items nobody reviewed are skipped).
+    static func stream<S: DatasetSink>(_ directory: String, reviews: String, meta: String?, into sink: inout S,
+                                       meter: ReadMeter?) throws {
         let path = { (f: String) in (directory as NSString).appendingPathComponent(f) }
-        var builder = DatasetBuilder()
+        meter?.expect([path(reviews)] + (meta.map { [path($0)] } ?? []))
+        var reviewed = Set<String>()
         let file = path(reviews)
-        try forEachObject(file) { line, o in
+        try forEachObject(file, meter: meter) { line, o in
             guard let user = o["user_id"]?.string, !user.isEmpty else {
                 throw malformed(file, line, "review has no user_id string")
             }
@@ -32,33 +36,35 @@ enum AmazonReader {
             }
             // 2023 timestamps are milliseconds; older dumps used seconds.
             let seconds = t > 1e11 ? Int64(t / 1000) : Int64(t)
-            builder.add(user: user, item: item, rating: Float(rating), timestamp: seconds)
+            reviewed.insert(item)
+            try sink.interaction(user: user, item: item, rating: Float(rating), timestamp: seconds)
         }
         if let meta {
-            let wanted = Set(builder.rows.map(\.item))
             let file = path(meta)
-            try forEachObject(file) { line, o in
+            try forEachObject(file, meter: meter) { line, o in
                 guard let id = (o["parent_asin"]?.string ?? o["asin"]?.string) else {
                     throw malformed(file, line, "metadata has no parent_asin or asin string")
                 }
-                guard wanted.contains(id) else { return }
+                guard reviewed.contains(id) else { return }
                 var description = (o["description"]?.strings ?? []).joined(separator: " ")
                 if description.isEmpty { description = (o["features"]?.strings ?? []).joined(separator: " ") }
-                builder.items[id] = Item(id: id, title: o["title"]?.string ?? "", genres: o["categories"]?.strings ?? [],
-                                         description: description)
+                try sink.item(Item(id: id, title: o["title"]?.string ?? "", genres: o["categories"]?.strings ?? [],
+                                   description: description))
             }
         }
-        let name = (reviews as NSString).deletingPathExtension
-        return builder.build(name: name, keepUnratedItems: false)
     }
+
+    /// The dataset's name: the reviews file without its extension.
+    static func name(reviews: String) -> String { (reviews as NSString).deletingPathExtension }
 
     static func malformed(_ file: String, _ line: Int, _ message: String) -> DataError {
         .malformed(file: file, line: line, column: 1, message: message)
     }
 
     /// Streams the file, one JSON object per non-blank line.
-    static func forEachObject(_ file: String, _ body: (Int, JSONValue) throws -> Void) throws {
-        try LineStream.forEachLine(file) { line, bytes in
+    static func forEachObject(_ file: String, meter: ReadMeter? = nil, _ body: (Int, JSONValue) throws -> Void) throws {
+        meter?.file = file
+        try LineStream.forEachLine(file, meter: meter) { line, bytes in
             if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return }
             let v: JSONValue
             do { v = try JSONLineParser.parse(bytes) } catch let e as JSONLineParser.Failure {

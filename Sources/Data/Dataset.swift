@@ -109,27 +109,38 @@ public struct Dataset: Sendable {
     }
 }
 
+/// Receives a dataset row by row as a reader produces it (`DatasetLoader.stream`): item texts and interactions in
+/// file order. An item's text may come before or after the interactions that name it (Amazon's metadata file is read
+/// after its reviews), and an interaction may name an item that never gets a text: it joins the catalogue with its
+/// id alone. An item whose id comes twice keeps the later text.
+public protocol DatasetSink {
+    mutating func item(_ item: Item) throws
+    mutating func interaction(user: String, item: String, rating: Float, timestamp: Int64) throws
+}
+
 /// Builds a `Dataset` from rows keyed by the files' own ids.
-struct DatasetBuilder {
+public struct DatasetBuilder: DatasetSink {
     struct Row { var user: String; var item: String; var rating: Float; var timestamp: Int64 }
     var rows: [Row] = []
-    /// Items with text, by id. Whether items that nobody rated join the catalogue is `keepUnratedItems`.
+    /// Items with text, by id.
     var items: [String: Item] = [:]
 
-    mutating func add(user: String, item: String, rating: Float, timestamp: Int64) {
+    public init() {}
+
+    public mutating func item(_ item: Item) { items[item.id] = item }
+
+    public mutating func interaction(user: String, item: String, rating: Float, timestamp: Int64) {
         rows.append(Row(user: user, item: item, rating: rating, timestamp: timestamp))
     }
 
-    func build(name: String, keepUnratedItems: Bool) -> Dataset {
-        var itemList: [Item] = []
-        var seen = Set<String>()
-        if keepUnratedItems {
-            for (id, item) in items { itemList.append(item); seen.insert(id) }
-        }
+    /// The dataset of every item given (with or without interactions) and every interaction, in the order given.
+    public func build(name: String) -> Dataset {
+        var itemList = Array(items.values)
+        var seen = Set(items.keys)
         var users = Set<String>()
         for r in rows {
             users.insert(r.user)
-            if seen.insert(r.item).inserted { itemList.append(items[r.item] ?? Item(id: r.item)) }
+            if seen.insert(r.item).inserted { itemList.append(Item(id: r.item)) }
         }
         let catalog = Catalog(items: itemList)
         let userIds = users.sorted(by: Catalog.idPrecedes)

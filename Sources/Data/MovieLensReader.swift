@@ -35,122 +35,127 @@ enum MovieLensReader {
         return nil
     }
 
-    static func load(_ directory: String, release: Release) throws -> Dataset {
+    static func stream<S: DatasetSink>(_ directory: String, release: Release, into sink: inout S,
+                                       meter: ReadMeter?) throws {
         let path = { (f: String) in (directory as NSString).appendingPathComponent(f) }
-        let name = (directory as NSString).lastPathComponent
-        var builder = DatasetBuilder()
+        let has = { (f: String) in FileManager.default.fileExists(atPath: path(f)) }
+        let file = { (f: String) in TextFile(path(f), meter: meter) }
+        var items = ItemFileReader()
         switch release {
         case .ml100k:
-            if FileManager.default.fileExists(atPath: path("u.item")) {
-                var genreNames = genres100k
-                if FileManager.default.fileExists(atPath: path("u.genre")) {
-                    genreNames = try readGenres(TextFile.read(path("u.genre")))
-                }
-                try readItems100k(TextFile.read(path("u.item")), genres: genreNames, into: &builder)
+            meter?.expect(["u.genre", "u.item", "u.data"].map(path))
+            if has("u.item") {
+                let genreNames = has("u.genre") ? try readGenres(file("u.genre")) : genres100k
+                try items.read100k(file("u.item"), genres: genreNames, into: &sink)
             }
-            try readRatings(TextFile.read(path("u.data")), separator: [0x09], into: &builder)
+            try readRatings(file("u.data"), separator: [0x09], into: &sink)
         case .ml1m:
-            if FileManager.default.fileExists(atPath: path("movies.dat")) {
-                try readMovies1m(TextFile.read(path("movies.dat")), into: &builder)
-            }
-            try readRatings(TextFile.read(path("ratings.dat")), separator: Array("::".utf8), into: &builder)
+            meter?.expect(["movies.dat", "ratings.dat"].map(path))
+            if has("movies.dat") { try items.read1m(file("movies.dat"), into: &sink) }
+            try readRatings(file("ratings.dat"), separator: Array("::".utf8), into: &sink)
         case .latest:
-            if FileManager.default.fileExists(atPath: path("movies.csv")) {
-                try readMoviesCSV(TextFile.read(path("movies.csv")), into: &builder)
-            }
-            try readRatingsCSV(TextFile.read(path("ratings.csv")), into: &builder)
+            meter?.expect(["movies.csv", "ratings.csv"].map(path))
+            if has("movies.csv") { try items.readCSV(file("movies.csv"), into: &sink) }
+            try readRatingsCSV(file("ratings.csv"), into: &sink)
         }
-        return builder.build(name: name, keepUnratedItems: true)
     }
 
     /// user, item, rating, timestamp per line.
-    static func readRatings(_ file: TextFile, separator: [UInt8], into builder: inout DatasetBuilder) throws {
-        try file.forEachLine { line, range in
-            if range.isEmpty { return }
-            let f = file.split(range, separator: separator)
-            try file.expect(f, count: 4, line: line, lineLength: range.count, what: "user, item, rating, timestamp")
-            builder.add(user: try file.nonEmpty(f[0], line: line, name: "user id"),
-                        item: try file.nonEmpty(f[1], line: line, name: "item id"),
-                        rating: try file.float(f[2], line: line, name: "rating"),
-                        timestamp: try file.timestamp(f[3], line: line, name: "timestamp"))
+    static func readRatings<S: DatasetSink>(_ file: TextFile, separator: [UInt8], into sink: inout S) throws {
+        try file.forEachLine { line, text in
+            if text.isEmpty { return }
+            let f = text.split(separator: separator)
+            try file.expect(f, count: 4, line: line, lineLength: text.count, what: "user, item, rating, timestamp")
+            try sink.interaction(user: try file.nonEmpty(f[0], line: line, name: "user id"),
+                                 item: try file.nonEmpty(f[1], line: line, name: "item id"),
+                                 rating: try file.float(f[2], line: line, name: "rating"),
+                                 timestamp: try file.timestamp(f[3], line: line, name: "timestamp"))
         }
     }
 
-    static func readRatingsCSV(_ file: TextFile, into builder: inout DatasetBuilder) throws {
-        try file.forEachLine { line, range in
-            if range.isEmpty || line == 1 { return }  // header: userId,movieId,rating,timestamp
-            let f = try file.splitCSV(range, line: line)
-            try file.expect(f, count: 4, line: line, lineLength: range.count, what: "userId, movieId, rating, timestamp")
-            builder.add(user: try file.nonEmpty(f[0], line: line, name: "userId"),
-                        item: try file.nonEmpty(f[1], line: line, name: "movieId"),
-                        rating: try file.float(f[2], line: line, name: "rating"),
-                        timestamp: try file.timestamp(f[3], line: line, name: "timestamp"))
+    static func readRatingsCSV<S: DatasetSink>(_ file: TextFile, into sink: inout S) throws {
+        try file.forEachLine { line, text in
+            if text.isEmpty || line == 1 { return }  // header: userId,movieId,rating,timestamp
+            let f = try text.splitCSV(file: file, line: line)
+            try file.expect(f, count: 4, line: line, lineLength: text.count, what: "userId, movieId, rating, timestamp")
+            try sink.interaction(user: try file.nonEmpty(f[0], line: line, name: "userId"),
+                                 item: try file.nonEmpty(f[1], line: line, name: "movieId"),
+                                 rating: try file.float(f[2], line: line, name: "rating"),
+                                 timestamp: try file.timestamp(f[3], line: line, name: "timestamp"))
         }
     }
 
     static func readGenres(_ file: TextFile) throws -> [String] {
         var byIndex: [Int: String] = [:]
-        try file.forEachLine { line, range in
-            if range.isEmpty { return }
-            let f = file.split(range, separator: [0x7C])
-            try file.expect(f, count: 2, line: line, lineLength: range.count, what: "genre, index")
+        try file.forEachLine { line, text in
+            if text.isEmpty { return }
+            let f = text.split(separator: [0x7C])
+            try file.expect(f, count: 2, line: line, lineLength: text.count, what: "genre, index")
             guard let i = Int(f[1].text), i >= 0 else { throw file.malformed(line, f[1].column, "genre index is not a number") }
             byIndex[i] = f[0].text
         }
         return (0..<byIndex.count).map { byIndex[$0] ?? "genre\($0)" }
     }
 
-    /// id|title|release date|video release date|IMDb URL|flag x N genres.
-    static func readItems100k(_ file: TextFile, genres: [String], into builder: inout DatasetBuilder) throws {
-        try file.forEachLine { line, range in
-            if range.isEmpty { return }
-            let f = file.split(range, separator: [0x7C])
-            try file.expect(f, count: 5 + genres.count, line: line, lineLength: range.count,
-                            what: "id, title, dates, URL and \(genres.count) genre flags")
-            let id = try file.nonEmpty(f[0], line: line, name: "movie id")
-            var item = MovieTitle.splitYear(Item(id: id, title: f[1].text))
-            for (g, flag) in zip(genres, f[5...]) {
-                switch flag.text {
-                case "1": item.genres.append(g)
-                case "0": break
-                default: throw file.malformed(line, flag.column, "genre flag '\(flag.text)' is not 0 or 1")
+    /// The movie files of the three releases; a movie id may come once.
+    struct ItemFileReader {
+        var seen = Set<String>()
+
+        /// id|title|release date|video release date|IMDb URL|flag x N genres.
+        mutating func read100k<S: DatasetSink>(_ file: TextFile, genres: [String], into sink: inout S) throws {
+            try file.forEachLine { line, text in
+                if text.isEmpty { return }
+                let f = text.split(separator: [0x7C])
+                try file.expect(f, count: 5 + genres.count, line: line, lineLength: text.count,
+                                what: "id, title, dates, URL and \(genres.count) genre flags")
+                let id = try file.nonEmpty(f[0], line: line, name: "movie id")
+                var item = MovieTitle.splitYear(Item(id: id, title: f[1].text))
+                for (g, flag) in zip(genres, f[5...]) {
+                    switch flag.text {
+                    case "1": item.genres.append(g)
+                    case "0": break
+                    default: throw file.malformed(line, flag.column, "genre flag '\(flag.text)' is not 0 or 1")
+                    }
                 }
+                if item.year == 0, let y = f[2].text.split(separator: "-").last.flatMap({ Int($0) }) { item.year = y }
+                try insert(item, file: file, line: line, column: f[0].column, into: &sink)
             }
-            if item.year == 0, let y = f[2].text.split(separator: "-").last.flatMap({ Int($0) }) { item.year = y }
-            try insert(item, file: file, line: line, column: f[0].column, into: &builder)
         }
-    }
 
-    /// MovieID::Title (Year)::Genre|Genre.
-    static func readMovies1m(_ file: TextFile, into builder: inout DatasetBuilder) throws {
-        try file.forEachLine { line, range in
-            if range.isEmpty { return }
-            let f = file.split(range, separator: Array("::".utf8))
-            try file.expect(f, count: 3, line: line, lineLength: range.count, what: "id, title, genres")
-            try movie(id: f[0], title: f[1], genres: f[2], file: file, line: line, into: &builder)
+        /// MovieID::Title (Year)::Genre|Genre.
+        mutating func read1m<S: DatasetSink>(_ file: TextFile, into sink: inout S) throws {
+            try file.forEachLine { line, text in
+                if text.isEmpty { return }
+                let f = text.split(separator: Array("::".utf8))
+                try file.expect(f, count: 3, line: line, lineLength: text.count, what: "id, title, genres")
+                try movie(id: f[0], title: f[1], genres: f[2], file: file, line: line, into: &sink)
+            }
         }
-    }
 
-    /// movieId,title,genres with a header line; titles may be quoted.
-    static func readMoviesCSV(_ file: TextFile, into builder: inout DatasetBuilder) throws {
-        try file.forEachLine { line, range in
-            if range.isEmpty || line == 1 { return }
-            let f = try file.splitCSV(range, line: line)
-            try file.expect(f, count: 3, line: line, lineLength: range.count, what: "movieId, title, genres")
-            try movie(id: f[0], title: f[1], genres: f[2], file: file, line: line, into: &builder)
+        /// movieId,title,genres with a header line; titles may be quoted.
+        mutating func readCSV<S: DatasetSink>(_ file: TextFile, into sink: inout S) throws {
+            try file.forEachLine { line, text in
+                if text.isEmpty || line == 1 { return }
+                let f = try text.splitCSV(file: file, line: line)
+                try file.expect(f, count: 3, line: line, lineLength: text.count, what: "movieId, title, genres")
+                try movie(id: f[0], title: f[1], genres: f[2], file: file, line: line, into: &sink)
+            }
         }
-    }
 
-    static func movie(id: Field, title: Field, genres: Field, file: TextFile, line: Int,
-                      into builder: inout DatasetBuilder) throws {
-        var item = MovieTitle.splitYear(Item(id: try file.nonEmpty(id, line: line, name: "movie id"), title: title.text))
-        let g = genres.text.trimmedASCII
-        if g != "(no genres listed)" && !g.isEmpty { item.genres = g.split(separator: "|").map(String.init) }
-        try insert(item, file: file, line: line, column: id.column, into: &builder)
-    }
+        mutating func movie<S: DatasetSink>(id: Field, title: Field, genres: Field, file: TextFile, line: Int,
+                                            into sink: inout S) throws {
+            var item = MovieTitle.splitYear(Item(id: try file.nonEmpty(id, line: line, name: "movie id"), title: title.text))
+            let g = genres.text.trimmedASCII
+            if g != "(no genres listed)" && !g.isEmpty { item.genres = g.split(separator: "|").map(String.init) }
+            try insert(item, file: file, line: line, column: id.column, into: &sink)
+        }
 
-    static func insert(_ item: Item, file: TextFile, line: Int, column: Int, into builder: inout DatasetBuilder) throws {
-        if builder.items[item.id] != nil { throw file.malformed(line, column, "movie id '\(item.id)' appears twice") }
-        builder.items[item.id] = item
+        mutating func insert<S: DatasetSink>(_ item: Item, file: TextFile, line: Int, column: Int,
+                                             into sink: inout S) throws {
+            guard seen.insert(item.id).inserted else {
+                throw file.malformed(line, column, "movie id '\(item.id)' appears twice")
+            }
+            try sink.item(item)
+        }
     }
 }

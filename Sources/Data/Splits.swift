@@ -139,11 +139,12 @@ public enum Splits {
         }
         var builder = DatasetBuilder()
         for (i, x) in dataset.interactions.enumerated() where alive[i] {
-            builder.add(user: dataset.userIds[x.user], item: dataset.catalog[x.item].id, rating: x.rating, timestamp: x.timestamp)
-            builder.items[dataset.catalog[x.item].id] = dataset.catalog[x.item]
+            builder.interaction(user: dataset.userIds[x.user], item: dataset.catalog[x.item].id, rating: x.rating,
+                                timestamp: x.timestamp)
+            builder.item(dataset.catalog[x.item])
         }
         guard !builder.rows.isEmpty else { throw DataError.invalid("nothing is left of \(dataset.name) after \(k)-core filtering") }
-        return builder.build(name: "\(dataset.name)-\(k)core", keepUnratedItems: false)
+        return builder.build(name: "\(dataset.name)-\(k)core")
     }
 
     // MARK: helpers

@@ -1,5 +1,6 @@
-// A whole text file in memory as UTF-8 bytes (Latin-1 files, like MovieLens' u.item, are transcoded), walked line by
-// line and split into fields that remember their 1-based column, so that readers can name file:line:column.
+// Text files read line by line (streamed: memory holds one line, so multi-gigabyte files import in constant
+// memory). Each line is UTF-8 (a line that is not valid UTF-8, like MovieLens' Latin-1 u.item, is read as Latin-1
+// and re-encoded) and splits into fields that remember their 1-based column, so readers can name file:line:column.
 import Foundation
 
 /// One field of a line: its text and the 1-based byte column where it starts.
@@ -8,80 +9,56 @@ struct Field {
     var column: Int
 }
 
-struct TextFile {
-    /// The path as given, used in error messages.
-    let path: String
+/// One line's bytes as UTF-8, without "\n" or "\r\n".
+struct TextLine {
     let bytes: [UInt8]
 
-    init(path: String, bytes: [UInt8]) {
-        self.path = path
-        self.bytes = TextFile.utf8(bytes)
-    }
-
-    static func read(_ path: String) throws -> TextFile {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw DataError.unreadable(file: path, message: "cannot read the file")
+    /// `raw` unchanged when it is valid UTF-8, else read as Latin-1 and re-encoded as UTF-8.
+    init(raw: ArraySlice<UInt8>) {
+        if raw.allSatisfy({ $0 < 0x80 }) || String(validating: raw, as: UTF8.self) != nil {
+            bytes = Array(raw)
+            return
         }
-        return TextFile(path: path, bytes: [UInt8](data))
-    }
-
-    /// The bytes unchanged when they are valid UTF-8, else read as Latin-1 and re-encoded as UTF-8.
-    static func utf8(_ bytes: [UInt8]) -> [UInt8] {
-        if String(validating: bytes, as: UTF8.self) != nil { return bytes }
         var out: [UInt8] = []
-        out.reserveCapacity(bytes.count + bytes.count / 16)
-        for b in bytes {
+        out.reserveCapacity(raw.count + raw.count / 8)
+        for b in raw {
             if b < 0x80 { out.append(b) } else { out.append(0xC0 | (b >> 6)); out.append(0x80 | (b & 0x3F)) }
         }
-        return out
+        bytes = out
     }
 
-    /// Calls `body` with each line's 1-based number and byte range (without "\n" or "\r\n").
-    /// Blank lines are passed too; readers decide whether they are allowed.
-    func forEachLine(_ body: (_ number: Int, _ range: Range<Int>) throws -> Void) rethrows {
-        var start = 0, number = 1
-        let n = bytes.count
-        while start < n {
-            var end = start
-            while end < n && bytes[end] != 0x0A { end += 1 }
-            var stop = end
-            if stop > start && bytes[stop - 1] == 0x0D { stop -= 1 }
-            try body(number, start..<stop)
-            number += 1
-            start = end + 1
-        }
-    }
+    var isEmpty: Bool { bytes.isEmpty }
+    var count: Int { bytes.count }
+    var text: String { String(decoding: bytes, as: UTF8.self) }
 
-    func string(_ range: Range<Int>) -> String {
-        String(decoding: bytes[range], as: UTF8.self)
-    }
+    func string(_ range: Range<Int>) -> String { String(decoding: bytes[range], as: UTF8.self) }
 
-    /// Splits a line at every occurrence of `separator` (one or more bytes, e.g. "\t" or "::").
-    func split(_ range: Range<Int>, separator: [UInt8]) -> [Field] {
+    /// Splits the line at every occurrence of `separator` (one or more bytes, e.g. "\t" or "::").
+    func split(separator: [UInt8]) -> [Field] {
         var fields: [Field] = []
-        var fieldStart = range.lowerBound, i = range.lowerBound
-        let s0 = separator[0], m = separator.count
-        while i < range.upperBound {
-            if bytes[i] == s0 && i + m <= range.upperBound && (m == 1 || Array(bytes[i..<(i + m)]) == separator) {
-                fields.append(Field(text: string(fieldStart..<i), column: fieldStart - range.lowerBound + 1))
+        var fieldStart = 0, i = 0
+        let n = bytes.count, s0 = separator[0], m = separator.count
+        while i < n {
+            if bytes[i] == s0 && i + m <= n && (m == 1 || Array(bytes[i..<(i + m)]) == separator) {
+                fields.append(Field(text: string(fieldStart..<i), column: fieldStart + 1))
                 i += m
                 fieldStart = i
             } else {
                 i += 1
             }
         }
-        fields.append(Field(text: string(fieldStart..<range.upperBound), column: fieldStart - range.lowerBound + 1))
+        fields.append(Field(text: string(fieldStart..<n), column: fieldStart + 1))
         return fields
     }
 
     /// Splits a CSV line (RFC 4180: fields may be quoted, "" inside quotes is a quote). A quoted field must end
     /// with a quote followed by a comma or the end of the line; anything else is malformed.
-    func splitCSV(_ range: Range<Int>, line: Int) throws -> [Field] {
+    func splitCSV(file: TextFile, line: Int) throws -> [Field] {
         var fields: [Field] = []
-        var i = range.lowerBound
-        let end = range.upperBound
+        var i = 0
+        let end = bytes.count
         while true {
-            let column = i - range.lowerBound + 1
+            let column = i + 1
             if i < end && bytes[i] == 0x22 {  // quoted
                 var text: [UInt8] = []
                 i += 1
@@ -93,14 +70,8 @@ struct TextFile {
                     }
                     text.append(bytes[i]); i += 1
                 }
-                if !closed {
-                    throw DataError.malformed(file: path, line: line, column: column,
-                                              message: "quoted field is not closed before the end of the line")
-                }
-                if i < end && bytes[i] != 0x2C {
-                    throw DataError.malformed(file: path, line: line, column: i - range.lowerBound + 1,
-                                              message: "expected a comma after the closing quote")
-                }
+                if !closed { throw file.malformed(line, column, "quoted field is not closed before the end of the line") }
+                if i < end && bytes[i] != 0x2C { throw file.malformed(line, i + 1, "expected a comma after the closing quote") }
                 fields.append(Field(text: String(decoding: text, as: UTF8.self), column: column))
             } else {
                 var j = i
@@ -110,8 +81,27 @@ struct TextFile {
             }
             if i >= end { return fields }
             i += 1  // the comma
-            if i == end { fields.append(Field(text: "", column: i - range.lowerBound + 1)); return fields }
+            if i == end { fields.append(Field(text: "", column: i + 1)); return fields }
         }
+    }
+}
+
+/// A text file of a dataset, named in error messages by the path as given.
+struct TextFile {
+    let path: String
+    /// Counts the bytes read, for a progress display (nil: nobody watches).
+    let meter: ReadMeter?
+
+    init(_ path: String, meter: ReadMeter? = nil) {
+        self.path = path
+        self.meter = meter
+    }
+
+    /// Calls `body` with each line's 1-based number and text. Blank lines are passed too; readers decide whether
+    /// they are allowed.
+    func forEachLine(_ body: (_ number: Int, _ line: TextLine) throws -> Void) throws {
+        meter?.file = path
+        try LineStream.forEachLine(path, meter: meter) { number, raw in try body(number, TextLine(raw: raw)) }
     }
 
     // MARK: typed field access with located errors
@@ -168,10 +158,31 @@ extension String {
     }
 }
 
+/// How far the readers are through a dataset's files, for a progress bar: bytes read of the bytes to read.
+/// Updated by the reading thread; read by the same thread (a sink's callbacks) or after the read ends.
+public final class ReadMeter: @unchecked Sendable {
+    /// Sum of the sizes of the files the reader will read (known once reading starts).
+    public internal(set) var totalBytes: Int64 = 0
+    public internal(set) var bytesRead: Int64 = 0
+    /// The file being read now.
+    public internal(set) var file = ""
+    public init() {}
+
+    /// Adds the sizes of `paths` (those that exist) to the total.
+    func expect(_ paths: [String]) {
+        for p in paths {
+            if let size = (try? FileManager.default.attributesOfItem(atPath: p))?[.size] as? NSNumber {
+                totalBytes += size.int64Value
+            }
+        }
+    }
+}
+
 /// Line-by-line reading of a file too large to hold (Amazon's JSONL runs to gigabytes), through C's getline.
 enum LineStream {
     /// Calls `body` with each 1-based line number and the line's bytes (without "\n" or "\r\n").
-    static func forEachLine(_ path: String, _ body: (Int, ArraySlice<UInt8>) throws -> Void) throws {
+    static func forEachLine(_ path: String, meter: ReadMeter? = nil,
+                            _ body: (Int, ArraySlice<UInt8>) throws -> Void) throws {
         guard let f = fopen(path, "rb") else { throw DataError.unreadable(file: path, message: "cannot open the file") }
         defer { fclose(f) }
         var buffer: UnsafeMutablePointer<CChar>? = nil
@@ -183,6 +194,7 @@ enum LineStream {
             let n = getline(&buffer, &capacity, f)
             if n < 0 { break }
             number += 1
+            meter?.bytesRead += Int64(n)
             var length = n
             buffer!.withMemoryRebound(to: UInt8.self, capacity: n) { p in
                 if length > 0 && p[length - 1] == 0x0A { length -= 1 }

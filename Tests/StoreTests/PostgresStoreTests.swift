@@ -1,0 +1,157 @@
+// The store contract against a real PostgreSQL server (started per test class by LocalPostgres, one database per
+// test), plus what only a server can do to us: go away and come back.
+import Data
+import Foundation
+@testable import Store
+import XCTest
+
+final class PostgresStoreTests: XCTestCase {
+    static var server: LocalPostgres?
+
+    override class func setUp() {
+        super.setUp()
+        do { server = try LocalPostgres() } catch { server = nil; print("cannot start PostgreSQL: \(error)") }
+    }
+
+    override class func tearDown() {
+        server = nil
+        super.tearDown()
+    }
+
+    func pg() throws -> LocalPostgres {
+        guard let s = Self.server else { throw ProgramFailure(command: "LocalPostgres", status: -1, stderr: "not started") }
+        return s
+    }
+
+    func contract(_ body: (StoreContract) throws -> Void) throws {
+        let server = try pg()
+        let uri = try server.newDatabase()
+        let database = String(uri.split(separator: "/").last!)
+        let store = try Stores.open(uri)
+        defer { store.close() }
+        try body(StoreContract(store: store, peer: { try server.psql($0, database: database) }))
+    }
+
+    func testRecordThenHistory() throws { try contract { try $0.recordThenHistoryOldestFirstWithTies() } }
+    func testIdempotencyKeys() throws { try contract { try $0.idempotencyKeysMakeRetriesNoOps() } }
+    func testUnknownItemRefusesItsBatchAlone() throws { try contract { try $0.unknownItemRefusesItsBatchAlone() } }
+    func testConcurrentBatches() throws { try contract { try $0.concurrentBatchesAllLand() } }
+    func testUpsertAndCatalogueVersions() throws { try contract { try $0.upsertCreatesUpdatesAndVersionsTheCatalogue() } }
+    func testDeleteUser() throws { try contract { try $0.deleteUserErasesOnlyThatUser() } }
+    func testForEachEvent() throws { try contract { try $0.forEachEventStreamsInRecordedOrder() } }
+    func testImportExportRoundTrip() throws { try contract { try $0.importExportRoundTrip() } }
+
+    func testSchemaIsMigratedOnceEvenWhenServersStartTogether() throws {
+        let server = try pg()
+        let uri = try server.newDatabase()
+        let database = String(uri.split(separator: "/").last!)
+        let opened = ResultsList()
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            do { opened.append(try Stores.open(uri)) } catch { XCTFail("\(error)") }
+        }
+        for s in opened.all { s.close() }
+        XCTAssertEqual(try server.psql("SELECT version, name FROM r2ec_migrations", database: database), "1|items, users, events")
+        let indexes = try server.psql("SELECT indexname FROM pg_indexes WHERE tablename = 'events' ORDER BY indexname",
+                                      database: database)
+        XCTAssertEqual(indexes.split(separator: "\n"), ["events_idempotency_key_key", "events_pkey", "events_user_time"])
+    }
+
+    func testNewerSchemaIsRefused() throws {
+        let server = try pg()
+        let uri = try server.newDatabase()
+        try Stores.open(uri).close()
+        try server.psql("INSERT INTO r2ec_migrations VALUES (99, 'from the future', 0)", database: String(uri.split(separator: "/").last!))
+        XCTAssertThrowsError(try Stores.open(uri)) { error in
+            guard case .unusable(let m) = error as? StoreError else { return XCTFail("\(error)") }
+            XCTAssertTrue(m.contains("schema version 99"), m)
+        }
+    }
+
+    /// Nobody listening: UNAVAILABLE at once, not a hang.
+    func testServerDownIsUnavailable() {
+        let started = Date()
+        XCTAssertThrowsError(try Stores.open("postgres://r2ec@127.0.0.1:\(Programs.freePort())/postgres")) { error in
+            guard case .unavailable = error as? StoreError else { return XCTFail("\(error)") }
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5)
+    }
+
+    /// PostgreSQL restarted in the middle of a load: writes while it is down fail UNAVAILABLE (retryable), writes
+    /// after it is back succeed on new connections, reads too, and every acknowledged event is in the database.
+    func testRestartInTheMiddleOfALoad() throws {
+        let server = try pg()
+        let uri = try server.newDatabase()
+        let database = String(uri.split(separator: "/").last!)
+        let store = try Stores.open(uri)
+        defer { store.close() }
+        _ = try store.upsertItems(StoreContract.catalog(["1", "2", "3"]))
+        let acknowledged = Counter(), failed = Counter(), keys = KeySet()
+        let stop = Flag()
+        let writers = DispatchGroup()
+        for w in 0..<4 {
+            DispatchQueue.global().async(group: writers) {
+                var b = 0
+                while !stop.isSet {
+                    let events = (0..<50).map { i in
+                        UserEvent(userId: "w\(w)-\(i % 7)", itemId: "2", timestamp: Int64(b), idempotencyKey: "w\(w)-b\(b)-\(i)")
+                    }
+                    do {
+                        acknowledged.add(try store.recordAndWait(events).recorded)
+                        keys.add(events.map(\.idempotencyKey))
+                    } catch StoreError.unavailable {
+                        failed.add(1)
+                        Thread.sleep(forTimeInterval: 0.01)
+                    } catch {
+                        XCTFail("unexpected \(error)")
+                    }
+                    b += 1
+                }
+            }
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        try server.stop(mode: "fast")
+        Thread.sleep(forTimeInterval: 0.3)
+        XCTAssertThrowsError(try store.history(of: "w0-0", limit: 1))
+        try server.start()
+        let before = acknowledged.value
+        Thread.sleep(forTimeInterval: 1.0)
+        stop.set()
+        writers.wait()
+        XCTAssertGreaterThan(failed.value, 0, "no write saw the server down")
+        XCTAssertGreaterThan(acknowledged.value, before, "no write succeeded after the restart")
+        XCTAssertGreaterThan(try store.history(of: "w0-0", limit: 1).total, 0)
+        // Every acknowledged event is there (a batch whose connection died during its commit may be there too
+        // without an acknowledgement: its outcome was unknown, which is what idempotency keys are for).
+        let stored = Set(try server.psql("SELECT idempotency_key FROM events", database: database).split(separator: "\n").map(String.init))
+        XCTAssertEqual(keys.all.subtracting(stored), [])
+        XCTAssertEqual(keys.all.count, acknowledged.value)
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func add(_ k: Int) { lock.lock(); n += k; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+}
+
+final class KeySet: @unchecked Sendable {
+    private let lock = NSLock()
+    private var keys = Set<String>()
+    func add(_ k: [String]) { lock.lock(); keys.formUnion(k); lock.unlock() }
+    var all: Set<String> { lock.lock(); defer { lock.unlock() }; return keys }
+}
+
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var on = false
+    func set() { lock.lock(); on = true; lock.unlock() }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return on }
+}
+
+final class ResultsList: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [EventStore] = []
+    func append(_ s: EventStore) { lock.lock(); items.append(s); lock.unlock() }
+    var all: [EventStore] { lock.lock(); defer { lock.unlock() }; return items }
+}
