@@ -21,7 +21,7 @@ SERVE_MODELS ?= $(MODEL_DIR) wals popularity
 # Tests run the Swift reference tests with the venv's python3 (numpy) first on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help deps deps-system deps-python data build release serve train test test-swift test-python \
+.PHONY: help deps deps-system deps-python bench-deps data build release serve train test test-swift test-python \
         check-protos protos clean fuzz-smoke test-sanitizers notebook
 
 help:
@@ -31,6 +31,7 @@ help:
 	@echo "make notebook          run clients/python/examples/quickstart.ipynb against a server started as make serve starts it, saving its outputs"
 	@echo "make fuzz-smoke        every libFuzzer target of Tests/Fuzz for FUZZ_SECONDS (default 20) each"
 	@echo "make test-sanitizers   the Swift tests under AddressSanitizer and ThreadSanitizer (.build-asan, .build-tsan)"
+	@echo "make bench-deps        PyTorch (CPU) in .venv-bench, the peer that r2ec bench engine/train run"
 	@echo "make data | build | release | protos | clean"
 
 deps: deps-system deps-python
@@ -53,6 +54,15 @@ $(VENV)/.installed: clients/python/pyproject.toml
 	touch $@
 
 deps-python: $(VENV)/.installed
+
+# The benchmarks' PyTorch eager peer (benchmarks/torch_peer.py; `r2ec bench engine|train` find .venv-bench): the CPU
+# build of torch (no CUDA libraries), from the machine's wheel folder when it has one, else PyPI.
+bench-deps: .venv-bench/.installed
+.venv-bench/.installed:
+	python3 -m venv .venv-bench
+	.venv-bench/bin/pip install -q numpy
+	.venv-bench/bin/pip install -q "torch==2.13.0+cpu" 2>/dev/null || .venv-bench/bin/pip install -q torch
+	touch $@
 
 data: deps-python
 	scripts/fetch-data.sh $(DATASET)

@@ -70,14 +70,14 @@ __attribute__((target("avx512f"))) static void from_half_avx512(const uint16_t *
 
 void r2ec_f32_to_f16(const float *src, uint16_t *dst, int n) {
 #if defined(__x86_64__)
-    if (r2ec_has_avx512f()) { to_half_avx512(src, dst, n); return; }
+    if (r2ec_cpu_isa() == R2EC_ISA_AVX512) { to_half_avx512(src, dst, n); return; }
 #endif
     for (int i = 0; i < n; i++) dst[i] = half_from_float(src[i]);
 }
 
 void r2ec_f16_to_f32(const uint16_t *src, float *dst, int n) {
 #if defined(__x86_64__)
-    if (r2ec_has_avx512f()) { from_half_avx512(src, dst, n); return; }
+    if (r2ec_cpu_isa() == R2EC_ISA_AVX512) { from_half_avx512(src, dst, n); return; }
 #endif
     for (int i = 0; i < n; i++) dst[i] = float_from_half(src[i]);
 }

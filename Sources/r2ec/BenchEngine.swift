@@ -1,6 +1,7 @@
 // `r2ec bench engine`: the dual-head engine on the benchmark model (d_model 256, 4 layers, 4 heads / 2 KV heads,
-// SwiGLU 704, vocab 8192, random weights): prefill GFLOP/s as a fraction of this machine's cblas_sgemm peak measured
-// in the same run, decode tokens/s, direct-path recommendations/s against an item table, and peak memory.
+// SwiGLU 704, vocab 8192, random weights): prefill and decode GFLOP/s as fractions of this machine's FMA peak
+// measured in the same run (Yardsticks), beside OpenBLAS's sgemm peak and PyTorch eager as peers; direct-path
+// recommendations/s against an item table, and peak memory.
 import ArgumentParser
 import Data
 import Foundation
@@ -10,7 +11,7 @@ import Tensor
 struct BenchEngine: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "engine",
-        abstract: "Prefill GFLOP/s vs sgemm peak, decode tokens/s, direct-path recommendations/s, peak memory."
+        abstract: "Prefill and decode against the FMA peak (sgemm and PyTorch as peers), direct path, peak memory."
     )
 
     @Option(help: "Prefill batch sizes (sequences of --length tokens).")
@@ -52,6 +53,9 @@ struct BenchEngine: ParsableCommand {
     @Option(help: "How decode KV caches store keys and values: float16 (as the server does) or float32.")
     var kvPrecision = KVPrecision.float16
 
+    @Flag(help: "Skip the PyTorch eager peer even when a python with torch is found.")
+    var noTorch = false
+
     @Flag(help: "Only compare the forward schedules on prefill, interleaved round by round, and stop.")
     var compareSchedules = false
 
@@ -70,10 +74,14 @@ struct BenchEngine: ParsableCommand {
               + "\(model.parameterCount) parameters")
         print("BLAS: \(BLAS.description); pool threads: \(ThreadPool.shared.threadCount)")
         print("projections: " + (model.isPacked
-            ? String(format: "packed-weight kernel (AVX-512F), %.1f MiB of packed copies", Double(model.packedByteCount) / 1048576)
-            : PackedMatrix.isSupported ? "OpenBLAS on unpacked weights (--unpacked)" : "OpenBLAS (this CPU lacks AVX-512F)"))
+            ? String(format: "packed-weight kernel (%@), %.1f MiB of packed copies", CPU.isa.description,
+                     Double(model.packedByteCount) / 1048576)
+            : PackedMatrix.isSupported ? "OpenBLAS on unpacked weights (--unpacked)" : "OpenBLAS (no packed kernel for \(CPU.isa))"))
+        var roofline = Yardsticks.measure()
         let peak = GEMMBenchmark.sgemmPeak(seconds: seconds)
-        print(String(format: "sgemm peak: %.1f GFLOP/s (%@, %@)", peak.gflops, peak.label, peak.threading.rawValue))
+        print(String(format: "peer: OpenBLAS sgemm peak %.1f GFLOP/s (%@, %@) = %@ of the FMA peak", peak.gflops,
+                     peak.label, peak.threading.rawValue, Yardsticks.ofPeak(peak.gflops, roofline)))
+        let torch = noTorch || compareSchedules ? nil : TorchPeer.find()
 
         var rng = SplitMix64(seed: 7)
         func randomTokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % 8192) } }
@@ -84,10 +92,8 @@ struct BenchEngine: ParsableCommand {
                 ("parallel, blocks 2048", 128, 2048, 32), ("parallel, 1024, queries 64", 128, 1024, 64)]
             let inputs = prefillBatches.map { batch in (0..<batch).map { _ in randomTokens(length) } }
             var best = [[Double]](repeating: [Double](repeating: .infinity, count: inputs.count), count: schedules.count)
-            var roundPeak = peak.gflops
             for _ in 0..<rounds {
-                roundPeak = max(roundPeak, GEMMBenchmark.measure(peak.label, m: peak.m, n: peak.n, k: peak.k,
-                    transB: peak.transB, threading: peak.threading, seconds: seconds / 4).gflops)
+                roofline = roofline.remeasuringCompute(seconds: seconds / 8)
                 for (si, schedule) in schedules.enumerated() {
                     Qwen2Model.pipelineMinimumRows = schedule.1; Qwen2Model.pipelineChunk = schedule.2
                     Qwen2Model.rowParallelMinimumRows = schedule.1
@@ -99,7 +105,8 @@ struct BenchEngine: ParsableCommand {
                     }
                 }
             }
-            print(String(format: "sgemm peak over all rounds: %.1f GFLOP/s; fraction of it per schedule and batch:", roundPeak))
+            let roundPeak = roofline.fmaPeak(for: CPU.isa)
+            print(String(format: "FMA peak over all rounds: %.1f GFLOP/s; fraction of it per schedule and batch:", roundPeak))
             print("schedule                    " + prefillBatches.map { String(format: "%8d", $0) }.joined())
             for (si, schedule) in schedules.enumerated() {
                 let cells = prefillBatches.enumerated().map { i, batch in
@@ -110,8 +117,8 @@ struct BenchEngine: ParsableCommand {
             return
         }
 
-        if parts.contains("prefill") { try runPrefill(model, configuration, peak, &rng) }
-        if parts.contains("decode") { runDecode(model, configuration, &rng) }
+        if parts.contains("prefill") { try runPrefill(model, configuration, peak, &roofline, torch, &rng) }
+        if parts.contains("decode") { runDecode(model, configuration, &roofline, &rng) }
         if parts.contains("direct") { try runDirect(model, &rng) }
 
         print("load average at the end: \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")")
@@ -125,12 +132,12 @@ struct BenchEngine: ParsableCommand {
     }
 
     func runPrefill(_ model: Qwen2Model, _ configuration: Qwen2Configuration, _ peak: GEMMBenchmark.Measurement,
-                    _ rng: inout SplitMix64) throws {
+                    _ roofline: inout Roofline, _ torch: TorchPeer?, _ rng: inout SplitMix64) throws {
         func randomTokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % 8192) } }
         // The machine is shared: every measurement is the best of several rounds, and the rounds interleave the
         // sgemm peak with the model so that both see the same quiet moments (the ratio is what is reported).
         print("\nprefill (\(length) tokens per sequence, logits at the last token; model FLOPs, causal attention counted once;")
-        print("best of \(rounds) rounds, each also re-measuring the sgemm peak shape)")
+        print("best of \(rounds) rounds, each also re-measuring the FMA peak and the sgemm peak shape)")
         let prefillInputs = prefillBatches.map { batch in (0..<batch).map { _ in randomTokens(length) } }
         var prefillBest = [Double](repeating: .infinity, count: prefillBatches.count)
         var roundPeak = peak.gflops
@@ -138,6 +145,7 @@ struct BenchEngine: ParsableCommand {
             let again = GEMMBenchmark.measure(peak.label, m: peak.m, n: peak.n, k: peak.k, transB: peak.transB,
                                               threading: peak.threading, seconds: seconds / 4)
             roundPeak = max(roundPeak, again.gflops)
+            roofline = roofline.remeasuringCompute(seconds: seconds / 8)
             for (i, sequences) in prefillInputs.enumerated() {
                 let perCall = GEMMBenchmark.bestSecondsPerCall(seconds: seconds / 4, trials: 2) {
                     _ = model.forward(sequences, rows: .last, logits: true)
@@ -145,19 +153,27 @@ struct BenchEngine: ParsableCommand {
                 prefillBest[i] = min(prefillBest[i], perCall)
             }
         }
-        print(String(format: "sgemm peak over all rounds: %.1f GFLOP/s", roundPeak))
-        print("batch   tokens/s     GFLOP/s   fraction of sgemm peak")
+        let fma = roofline.fmaPeak(for: CPU.isa)
+        print(String(format: "over all rounds: FMA peak (%@) %.1f GFLOP/s; peer sgemm peak %.1f GFLOP/s", CPU.isa.description,
+                     fma, roundPeak))
+        print("batch   tokens/s     GFLOP/s   of FMA peak   of sgemm peak   PyTorch eager GFLOP/s   r2ec / PyTorch")
         for (i, batch) in prefillBatches.enumerated() {
             let flops = Double(batch) * prefillFlops(configuration, length: length)
             let gflops = flops / prefillBest[i] / 1e9
-            print(String(format: "%5d %10.0f %11.1f   %5.1f%%", batch, Double(batch * length) / prefillBest[i], gflops,
-                         100 * gflops / roundPeak))
+            var line = String(format: "%5d %10.0f %11.1f   %10.1f%%   %12.1f%%", batch, Double(batch * length) / prefillBest[i],
+                              gflops, 100 * gflops / fma, 100 * gflops / roundPeak)
+            if let result = torch?.run("prefill", batch: batch, length: length, seconds: max(1, seconds)) {
+                let theirs = flops / result.seconds / 1e9
+                line += String(format: "   %21.1f   %13.2fx", theirs, gflops / theirs)
+            }
+            print(line)
             if profile { printProfile(model) { _ = model.forward(prefillInputs[i], rows: .last, logits: true) } }
         }
 
     }
 
-    func runDecode(_ model: Qwen2Model, _ configuration: Qwen2Configuration, _ rng: inout SplitMix64) {
+    func runDecode(_ model: Qwen2Model, _ configuration: Qwen2Configuration, _ roofline: inout Roofline,
+                   _ rng: inout SplitMix64) {
         func randomTokens(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % 8192) } }
         print("\ndecode (one token per sequence per step after a \(length)-token prefill; greedy; \(kvPrecision.rawValue) KV cache;")
         print("\(rounds) interleaved rounds;", terminator: " ")
@@ -169,6 +185,7 @@ struct BenchEngine: ParsableCommand {
         let decodePrompts = decodeBatches.map { batch in (0..<batch).map { _ in randomTokens(length) } }
         var stepTimes = [[Double]](repeating: [], count: decodeBatches.count)
         for _ in 0..<rounds {
+            roofline = roofline.remeasuringCompute(seconds: seconds / 8)
             for (i, batch) in decodeBatches.enumerated() {
                 let caches = decodeCaches[i]
                 for cache in caches { cache.trim(to: 0) }
@@ -189,12 +206,24 @@ struct BenchEngine: ParsableCommand {
             GEMMBenchmark.bestSecondsPerCall(seconds: 0.2, trials: 3) { _ = sampler.sample(p.baseAddress!, count: 8192) }
         }
         print(String(format: "sampling (temperature 1.5, top-k 100, vocab 8192): %.1f us per token", sampleSeconds * 1e6))
-        print("batch   tokens/s   ms/step   GFLOP/s   vs batch 1")
+        // A step reads every weight once (the packed copies, or the parameters) and each sequence's cache.
+        let context = Double(length + decodeSteps / 2)
+        let weightBytes = Double(model.isPacked ? model.packedByteCount : 4 * model.parameterCount)
+        let cacheBytesPerSequence = 2 * Double(configuration.numHiddenLayers * configuration.numKeyValueHeads
+            * configuration.headDim * kvPrecision.bytesPerElement) * context
+        let fma = roofline.fmaPeak(for: CPU.isa)
+        print(String(format: "FMA peak (%@) over all rounds %.1f GFLOP/s; STREAM triad %.1f GB/s; a step reads %.1f MiB of weights (L3: %d MiB) + %.2f MiB of KV cache per sequence",
+                     CPU.isa.description, fma, roofline.triadBandwidth, weightBytes / 1048576, roofline.cacheBytes.l3 >> 20,
+                     cacheBytesPerSequence / 1048576))
+        print("batch   tokens/s   ms/step   GFLOP/s   of FMA peak   GB/s read   of STREAM triad   vs batch 1")
         for (i, batch) in decodeBatches.enumerated() {
             let rate = Double(batch) / decodeBest[i]
-            let stepFlops = Double(batch) * 2 * Double(model.parameterCount)   // every weight once per token
-            print(String(format: "%5d %10.0f %9.2f %9.1f   x%.1f", batch, rate, decodeBest[i] * 1e3,
-                         stepFlops / decodeBest[i] / 1e9, rate / (Double(decodeBatches[0]) / decodeBest[0])))
+            let stepFlops = Double(batch) * decodeFlops(configuration, context: context)
+            let gflops = stepFlops / decodeBest[i] / 1e9
+            let bytes = (weightBytes + Double(batch) * cacheBytesPerSequence) / decodeBest[i] / 1e9
+            print(String(format: "%5d %10.0f %9.2f %9.1f   %10.1f%%   %9.1f   %14.1f%%   x%.1f", batch, rate,
+                         decodeBest[i] * 1e3, gflops, 100 * gflops / fma, bytes, 100 * bytes / roofline.triadBandwidth,
+                         rate / (Double(decodeBatches[0]) / decodeBest[0])))
             if profile {
                 let caches = decodeCaches[i]
                 let next = (0..<batch).map { [$0] }
@@ -250,6 +279,14 @@ struct BenchEngine: ParsableCommand {
         let perToken = d * Double(c.qkvRows) + q * d + d * 2 * ffn + ffn * d
         let attention = 2 * q * Double(n) * Double(n + 1) / 2
         return 2 * Double(c.numHiddenLayers) * (Double(n) * perToken + attention) + 2 * d * Double(c.vocabSize)
+    }
+
+    /// Multiply-adds x 2 of one decode token at `context` keys: the layer projections, attention (QK^T and PV over
+    /// the context) and the LM head.
+    func decodeFlops(_ c: Qwen2Configuration, context: Double) -> Double {
+        let d = Double(c.hiddenSize), ffn = Double(c.intermediateSize), q = Double(c.numAttentionHeads * c.headDim)
+        let perLayer = d * Double(c.qkvRows) + q * d + d * 2 * ffn + ffn * d + 2 * q * context
+        return 2 * (Double(c.numHiddenLayers) * perLayer + d * Double(c.vocabSize))
     }
 
     /// Runs `body` 10 times with a profile installed and prints the share of each phase.

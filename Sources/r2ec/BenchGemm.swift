@@ -1,5 +1,6 @@
-// `r2ec bench gemm`: this machine's cblas_sgemm peak, GEMM.forward's GFLOP/s on the benchmark model's prefill
-// shapes per threading strategy (as fractions of that peak), and the SIMD kernels' speed-ups over their naive twins.
+// `r2ec bench gemm`: GEMM.forward's GFLOP/s (OpenBLAS under each threading strategy) on the benchmark model's prefill
+// shapes as fractions of the FMA peak measured in the same run (Yardsticks), with cblas_sgemm's own peak as a peer,
+// and the SIMD kernels' speed-ups over their naive twins.
 import ArgumentParser
 import Foundation
 import Tensor
@@ -31,8 +32,11 @@ struct BenchGemm: ParsableCommand {
         let loadBefore = GEMMBenchmark.machineLoad()
         print(String(format: "load average %.2f on %d cores%@", loadBefore.oneMinute, loadBefore.cores,
                      loadBefore.oneMinute > Double(loadBefore.cores) - 0.5 ? " (other work is running: expect noise)" : ""))
+        let roofline = Yardsticks.measure()
+        let fma = roofline.fmaPeak(for: CPU.isa)
         let peak = GEMMBenchmark.sgemmPeak(seconds: seconds * 2)
-        print(String(format: "sgemm peak: %.1f GFLOP/s (%@, %@)", peak.gflops, peak.label, peak.threading.rawValue))
+        print(String(format: "peer: sgemm peak %.1f GFLOP/s (%@, %@) = %.1f%% of the FMA peak; figures below: GFLOP/s (%% of the FMA peak)",
+                     peak.gflops, peak.label, peak.threading.rawValue, 100 * peak.gflops / fma))
         defer {
             let after = GEMMBenchmark.sgemmPeak(seconds: seconds * 2)
             let load = GEMMBenchmark.machineLoad()
@@ -49,7 +53,7 @@ struct BenchGemm: ParsableCommand {
                 var line = pad(label, 30)
                 for threading in threadings {
                     let r = GEMMBenchmark.measure(label, m: m, n: n, k: k, threading: threading, seconds: seconds)
-                    line += pad(String(format: "%6.1f (%3.0f%%)", r.gflops, 100 * r.gflops / peak.gflops), 18)
+                    line += pad(String(format: "%6.1f (%3.0f%%)", r.gflops, 100 * r.gflops / fma), 18)
                     let f = r.flops * Double(calls), s = r.secondsPerCall * Double(calls)
                     totals[threading, default: (0, 0)].flops += f
                     totals[threading, default: (0, 0)].seconds += s
@@ -66,11 +70,11 @@ struct BenchGemm: ParsableCommand {
                 for threading in threadings {
                     let t = table[threading]!
                     let gflops = t.flops / t.seconds / 1e9
-                    line += pad(String(format: "%6.1f (%3.0f%%)", gflops, 100 * gflops / peak.gflops), 18)
+                    line += pad(String(format: "%6.1f (%3.0f%%)", gflops, 100 * gflops / fma), 18)
                 }
                 print(line)
             }
-            if variants { printVariants(tokens: tokens, peak: peak.gflops) }
+            if variants { printVariants(tokens: tokens, peak: fma) }
         }
         if kernels {
             print("\nSIMD kernels vs naive twins (T = 1024)")
