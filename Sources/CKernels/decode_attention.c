@@ -1,7 +1,9 @@
-// The decode attention kernel (include/decode_attention.h), AVX-512F through a target attribute. Scores take one
-// pass over the keys with every head of the group per key row; the softmax exponential is a degree-6 polynomial
-// scaled by 2^n (scalef); keys are scored 16 at a time with one transposing reduction (sum16); the weighted sum of values takes four 16-float accumulators per pass over the rows.
-// One body, two instances: keys/values in float32, or in float16 widened as they are loaded (vcvtph2ps).
+// The decode attention kernels (include/decode_attention.h), AVX-512F and AVX2 through target attributes. Scores
+// take one pass over the keys with every head of the group per key row; the softmax exponential is a degree-6
+// polynomial scaled by 2^n (scalef, or exponent bits on AVX2); keys are scored 16 (AVX2: 8) at a time with one
+// transposing reduction; the weighted sum of values takes four vector accumulators per head per pass over the rows,
+// two heads sharing each pass. One body per instruction set, two instances each: keys/values in float32, or in
+// float16 widened as they are loaded (vcvtph2ps).
 #include "decode_attention.h"
 #include <immintrin.h>
 
@@ -132,7 +134,7 @@ R2EC_AVX512 static inline __m512 sum16(const __m512 v[16]) {
     R2EC_SCORES(NAME##_scores, T, LOAD)                                                                               \
     R2EC_WEIGHTED_SUM(NAME##_sum1, T, LOAD, 1)                                                                        \
     R2EC_WEIGHTED_SUM(NAME##_sum2, T, LOAD, 2)                                                                        \
-    R2EC_AVX512 void NAME(const float *q, int heads, const T *keys, const T *values, int stride, int context,         \
+    R2EC_AVX512 static void NAME(const float *q, int heads, const T *keys, const T *values, int stride, int context,         \
                           int head_dim, float scale, float *scores, float *out) {                                     \
         int vectors = head_dim / 16;                                                                                  \
         NAME##_scores(q, heads, keys, stride, context, vectors, head_dim, scale, scores);                             \
@@ -147,16 +149,180 @@ R2EC_AVX512 static inline __m512 sum16(const __m512 v[16]) {
                         out + (size_t)h * head_dim);                                                                  \
     }
 
-R2EC_DECODE_ATTENTION(r2ec_decode_attention, float, R2EC_LOAD_F32)
-R2EC_DECODE_ATTENTION(r2ec_decode_attention_f16, uint16_t, R2EC_LOAD_F16)
+R2EC_DECODE_ATTENTION(attention512_f32, float, R2EC_LOAD_F32)
+R2EC_DECODE_ATTENTION(attention512_f16, uint16_t, R2EC_LOAD_F16)
+
+// MARK: AVX2 + FMA + F16C: the same algorithm on 8-float vectors.
+#define R2EC_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/// e^x for x <= 0: 2^n · p(r) with 2^n built in the exponent bits (x >= -87 keeps n >= -126, a normal float).
+R2EC_AVX2 static inline __m256 exp_nonpositive256(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+R2EC_AVX2 static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+R2EC_AVX2 static inline float hmax256(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/// row[0..<n] = exp(row - max(row)) in place; returns the sum (the tail one by one through the vector exp).
+R2EC_AVX2 static float softmax_numerators256(float *row, int n) {
+    __m256 vmax = _mm256_set1_ps(-__builtin_inff());
+    int j = 0;
+    for (; j + 8 <= n; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(row + j));
+    float m = hmax256(vmax);
+    for (int t = j; t < n; t++) m = row[t] > m ? row[t] : m;
+    __m256 vm = _mm256_set1_ps(m), sum = _mm256_setzero_ps();
+    for (j = 0; j + 8 <= n; j += 8) {
+        __m256 e = exp_nonpositive256(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
+        _mm256_storeu_ps(row + j, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    float total = hsum256(sum);
+    if (j < n) {
+        float tail[8];
+        for (int t = 0; t < 8; t++) tail[t] = j + t < n ? row[j + t] - m : -100.0f;
+        _mm256_storeu_ps(tail, exp_nonpositive256(_mm256_loadu_ps(tail)));
+        for (int t = j; t < n; t++) { row[t] = tail[t - j]; total += tail[t - j]; }
+    }
+    return total;
+}
+
+/// The 8 horizontal sums of v[0..7] as one vector (lane t = sum of v[t]).
+R2EC_AVX2 static inline __m256 sum8(const __m256 v[8]) {
+    __m256 a0 = _mm256_hadd_ps(v[0], v[1]), a1 = _mm256_hadd_ps(v[2], v[3]);
+    __m256 a2 = _mm256_hadd_ps(v[4], v[5]), a3 = _mm256_hadd_ps(v[6], v[7]);
+    __m256 b0 = _mm256_hadd_ps(a0, a1), b1 = _mm256_hadd_ps(a2, a3);   // per 128-bit half: sums of 0-3 | 4-7 halves
+    return _mm256_add_ps(_mm256_permute2f128_ps(b0, b1, 0x20), _mm256_permute2f128_ps(b0, b1, 0x31));
+}
+
+#define R2EC_LOAD256_F32(p) _mm256_loadu_ps(p)
+#define R2EC_LOAD256_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+
+#define R2EC_SCORES256(NAME, T, LOAD)                                                                                 \
+    R2EC_AVX2 static void NAME(const float *q, int heads, const T *keys, int stride, int context, int vectors,         \
+                               int head_dim, float scale, float *scores) {                                            \
+        int j0 = 0;                                                                                                   \
+        for (; j0 + 8 <= context; j0 += 8)                                                                            \
+            for (int h = 0; h < heads; h++) {                                                                         \
+                const float *qh = q + (size_t)h * head_dim;                                                           \
+                const T *k = keys + (size_t)j0 * stride;                                                              \
+                __m256 acc[8];                                                                                        \
+                _Pragma("clang loop unroll(full)") for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();          \
+                for (int v = 0; v < vectors; v++) {                                                                   \
+                    __m256 qv = _mm256_loadu_ps(qh + 8 * v);                                                          \
+                    _Pragma("clang loop unroll(full)") for (int t = 0; t < 8; t++)                                    \
+                        acc[t] = _mm256_fmadd_ps(qv, LOAD(k + (size_t)t * stride + 8 * v), acc[t]);                  \
+                }                                                                                                     \
+                _mm256_storeu_ps(scores + (size_t)h * context + j0, _mm256_mul_ps(sum8(acc), _mm256_set1_ps(scale))); \
+            }                                                                                                         \
+        for (int j = j0; j < context; j++) {                                                                          \
+            const T *k = keys + (size_t)j * stride;                                                                   \
+            for (int h = 0; h < heads; h++) {                                                                         \
+                const float *qh = q + (size_t)h * head_dim;                                                           \
+                __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(qh), LOAD(k));                                             \
+                for (int v = 1; v < vectors; v++)                                                                     \
+                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + 8 * v), LOAD(k + 8 * v), acc);                         \
+                scores[(size_t)h * context + j] = hsum256(acc) * scale;                                               \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+
+#define R2EC_WEIGHTED_SUM256(NAME, T, LOAD, H)                                                                        \
+    R2EC_AVX2 static void NAME(const float *p, const T *values, int stride, int context, int vectors, int head_dim,   \
+                               const float *inverse, float *out) {                                                    \
+        for (int v = 0; v < vectors; v += 4) {                                                                        \
+            int n = vectors - v < 4 ? vectors - v : 4;                                                                \
+            __m256 acc[H][4];                                                                                         \
+            _Pragma("clang loop unroll(full)") for (int h = 0; h < H; h++)                                            \
+                acc[h][0] = acc[h][1] = acc[h][2] = acc[h][3] = _mm256_setzero_ps();                                  \
+            const T *base = values + 8 * v;                                                                           \
+            for (int j = 0; j < context; j++, base += stride) {                                                       \
+                __m256 x0 = LOAD(base), zero = _mm256_setzero_ps();                                                   \
+                __m256 x1 = n > 1 ? LOAD(base + 8) : zero, x2 = n > 2 ? LOAD(base + 16) : zero;                       \
+                __m256 x3 = n > 3 ? LOAD(base + 24) : zero;                                                           \
+                _Pragma("clang loop unroll(full)") for (int h = 0; h < H; h++) {                                      \
+                    __m256 w = _mm256_broadcast_ss(p + (size_t)h * context + j);                                      \
+                    acc[h][0] = _mm256_fmadd_ps(w, x0, acc[h][0]);                                                    \
+                    acc[h][1] = _mm256_fmadd_ps(w, x1, acc[h][1]);                                                    \
+                    acc[h][2] = _mm256_fmadd_ps(w, x2, acc[h][2]);                                                    \
+                    acc[h][3] = _mm256_fmadd_ps(w, x3, acc[h][3]);                                                    \
+                }                                                                                                     \
+            }                                                                                                         \
+            _Pragma("clang loop unroll(full)") for (int h = 0; h < H; h++) {                                          \
+                __m256 scale = _mm256_set1_ps(inverse[h]);                                                            \
+                float *target = out + (size_t)h * head_dim + 8 * v;                                                   \
+                for (int i = 0; i < n; i++) _mm256_storeu_ps(target + 8 * i, _mm256_mul_ps(acc[h][i], scale));        \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+
+#define R2EC_DECODE_ATTENTION256(NAME, T, LOAD)                                                                       \
+    R2EC_SCORES256(NAME##_scores, T, LOAD)                                                                            \
+    R2EC_WEIGHTED_SUM256(NAME##_sum1, T, LOAD, 1)                                                                     \
+    R2EC_WEIGHTED_SUM256(NAME##_sum2, T, LOAD, 2)                                                                     \
+    R2EC_AVX2 static void NAME(const float *q, int heads, const T *keys, const T *values, int stride, int context,    \
+                               int head_dim, float scale, float *scores, float *out) {                                \
+        int vectors = head_dim / 8;                                                                                   \
+        NAME##_scores(q, heads, keys, stride, context, vectors, head_dim, scale, scores);                             \
+        float inverse[heads];                                                                                         \
+        for (int h = 0; h < heads; h++)                                                                               \
+            inverse[h] = 1.0f / softmax_numerators256(scores + (size_t)h * context, context);                         \
+        int h = 0;                                                                                                    \
+        for (; h + 2 <= heads; h += 2)                                                                                \
+            NAME##_sum2(scores + (size_t)h * context, values, stride, context, vectors, head_dim, inverse + h,        \
+                        out + (size_t)h * head_dim);                                                                  \
+        if (h < heads)                                                                                                \
+            NAME##_sum1(scores + (size_t)h * context, values, stride, context, vectors, head_dim, inverse + h,        \
+                        out + (size_t)h * head_dim);                                                                  \
+    }
+
+R2EC_DECODE_ATTENTION256(attention256_f32, float, R2EC_LOAD256_F32)
+R2EC_DECODE_ATTENTION256(attention256_f16, uint16_t, R2EC_LOAD256_F16)
+
+void r2ec_decode_attention(r2ec_isa isa, const float *q, int heads, const float *keys, const float *values, int stride,
+                           int context, int head_dim, float scale, float *scores, float *out) {
+    if (isa == R2EC_ISA_AVX512) attention512_f32(q, heads, keys, values, stride, context, head_dim, scale, scores, out);
+    else if (isa == R2EC_ISA_AVX2) attention256_f32(q, heads, keys, values, stride, context, head_dim, scale, scores, out);
+    else __builtin_trap();
+}
+
+void r2ec_decode_attention_f16(r2ec_isa isa, const float *q, int heads, const uint16_t *keys, const uint16_t *values,
+                               int stride, int context, int head_dim, float scale, float *scores, float *out) {
+    if (isa == R2EC_ISA_AVX512) attention512_f16(q, heads, keys, values, stride, context, head_dim, scale, scores, out);
+    else if (isa == R2EC_ISA_AVX2) attention256_f16(q, heads, keys, values, stride, context, head_dim, scale, scores, out);
+    else __builtin_trap();
+}
 #else
-// Callers check r2ec_has_avx512f() first.
-void r2ec_decode_attention(const float *q, int heads, const float *keys, const float *values, int stride,
+// Callers pass an instruction set the CPU has; there is none on this architecture.
+void r2ec_decode_attention(r2ec_isa isa, const float *q, int heads, const float *keys, const float *values, int stride,
                            int context, int head_dim, float scale, float *scores, float *out) {
     __builtin_trap();
 }
-void r2ec_decode_attention_f16(const float *q, int heads, const uint16_t *keys, const uint16_t *values, int stride,
-                               int context, int head_dim, float scale, float *scores, float *out) {
+void r2ec_decode_attention_f16(r2ec_isa isa, const float *q, int heads, const uint16_t *keys, const uint16_t *values,
+                               int stride, int context, int head_dim, float scale, float *scores, float *out) {
     __builtin_trap();
 }
 #endif

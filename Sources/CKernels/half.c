@@ -2,7 +2,6 @@
 // large for a half become infinity, values below the smallest normal go through a float addition that rounds them
 // into the subnormal range, normal values round their mantissa to nearest even by an add and a shift.
 #include "half.h"
-#include "cpu.h"
 #include <immintrin.h>
 #include <string.h>
 
@@ -66,18 +65,33 @@ __attribute__((target("avx512f"))) static void from_half_avx512(const uint16_t *
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
     for (; i < n; i++) dst[i] = float_from_half(src[i]);
 }
+
+__attribute__((target("avx2,f16c"))) static void to_half_f16c(const float *src, uint16_t *dst, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) dst[i] = half_from_float(src[i]);
+}
+
+__attribute__((target("avx2,f16c"))) static void from_half_f16c(const uint16_t *src, float *dst, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++) dst[i] = float_from_half(src[i]);
+}
 #endif
 
-void r2ec_f32_to_f16(const float *src, uint16_t *dst, int n) {
+void r2ec_f32_to_f16(r2ec_isa isa, const float *src, uint16_t *dst, int n) {
 #if defined(__x86_64__)
-    if (r2ec_cpu_isa() == R2EC_ISA_AVX512) { to_half_avx512(src, dst, n); return; }
+    if (isa == R2EC_ISA_AVX512) { to_half_avx512(src, dst, n); return; }
+    if (isa == R2EC_ISA_AVX2) { to_half_f16c(src, dst, n); return; }
 #endif
     for (int i = 0; i < n; i++) dst[i] = half_from_float(src[i]);
 }
 
-void r2ec_f16_to_f32(const uint16_t *src, float *dst, int n) {
+void r2ec_f16_to_f32(r2ec_isa isa, const uint16_t *src, float *dst, int n) {
 #if defined(__x86_64__)
-    if (r2ec_cpu_isa() == R2EC_ISA_AVX512) { from_half_avx512(src, dst, n); return; }
+    if (isa == R2EC_ISA_AVX512) { from_half_avx512(src, dst, n); return; }
+    if (isa == R2EC_ISA_AVX2) { from_half_f16c(src, dst, n); return; }
 #endif
     for (int i = 0; i < n; i++) dst[i] = float_from_half(src[i]);
 }

@@ -1,98 +1,343 @@
-// The packed-weight GEMM (see include/packed_gemm.h). The optimised kernel is compiled for AVX-512F through a
-// target attribute and chosen at run time, so the binary still runs on CPUs without it. Register tile: up to 12
-// rows of A x one 32-column panel (24 zmm accumulators); rows are processed in chunks of MC so that a chunk of A
-// stays in L2 while every panel streams past it.
+// The project's GEMM (see include/packed_gemm.h). Each instruction set's micro-kernel is compiled through a target
+// attribute and chosen by the caller, so the binary still runs on CPUs without it. One driver blocks k and the rows
+// for every kernel; a register tile multiplies `rows` rows of op(A) by one panel (AVX-512) or half panel (AVX2).
 #include "packed_gemm.h"
 #include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
 
-enum { MR = 12, MC = 96 };
+/// k is cut in blocks of at most KC; rows in chunks whose A block (rows x kc floats) takes at most A_BLOCK bytes.
+enum { KC = 512, A_BLOCK = 192 * 1024 };
 
-size_t r2ec_packed_count(int n, int k) {
-    return (size_t)((n + R2EC_PANEL - 1) / R2EC_PANEL) * R2EC_PANEL * (size_t)k;
+static inline int min_int(int a, int b) { return a < b ? a : b; }
+static inline int panel_count(int n) { return (n + R2EC_PANEL - 1) / R2EC_PANEL; }
+
+size_t r2ec_packed_count(int n, int k) { return (size_t)panel_count(n) * R2EC_PANEL * (size_t)k; }
+
+void r2ec_pack(int k, int n, const float *b, int ldb, int trans_b, int first_panel, int last_panel, float *packed) {
+    for (int p = first_panel; p < last_panel; p++) {
+        float *panel = packed + (size_t)p * k * R2EC_PANEL;
+        int cols = min_int(R2EC_PANEL, n - p * R2EC_PANEL);
+        if (trans_b) {
+            for (int j = 0; j < R2EC_PANEL; j++) {
+                const float *row = b + (size_t)(p * R2EC_PANEL + j) * ldb;
+                for (int kk = 0; kk < k; kk++) panel[(size_t)kk * R2EC_PANEL + j] = j < cols ? row[kk] : 0.0f;
+            }
+        } else {
+            for (int kk = 0; kk < k; kk++) {
+                float *out = panel + (size_t)kk * R2EC_PANEL;
+                memcpy(out, b + (size_t)kk * ldb + p * R2EC_PANEL, (size_t)cols * sizeof(float));
+                memset(out + cols, 0, (size_t)(R2EC_PANEL - cols) * sizeof(float));
+            }
+        }
+    }
 }
 
-void r2ec_pack(int n, int k, const float *w, float *packed) {
-    int panels = (n + R2EC_PANEL - 1) / R2EC_PANEL;
-    for (int p = 0; p < panels; p++) {
-        float *panel = packed + (size_t)p * k * R2EC_PANEL;
-        for (int kk = 0; kk < k; kk++)
-            for (int j = 0; j < R2EC_PANEL; j++) {
-                int row = p * R2EC_PANEL + j;
-                panel[(size_t)kk * R2EC_PANEL + j] = row < n ? w[(size_t)row * k + kk] : 0.0f;
+void r2ec_packed_gemm_reference(int m, int n, int k, const float *a, long a_row_stride, long a_col_stride,
+                                r2ec_panels b, int first_panel, int last_panel, float *c, int ldc, float alpha,
+                                float beta) {
+    for (int p = first_panel; p < last_panel; p++) {
+        const float *panel = b.data + p * b.panel_stride;
+        int cols = min_int(R2EC_PANEL, n - p * R2EC_PANEL);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < cols; j++) {
+                float sum = 0;
+                for (int kk = 0; kk < k; kk++)
+                    sum += a[i * a_row_stride + kk * a_col_stride] * panel[kk * b.row_stride + j];
+                float *out = c + (size_t)i * ldc + p * R2EC_PANEL + j;
+                *out = beta == 0 ? alpha * sum : alpha * sum + beta * *out;
             }
     }
 }
 
-void r2ec_packed_gemm_reference(int m, int n, int k, const float *a, int lda, const float *packed, int first_panel,
-                                int last_panel, float *c, int ldc, float beta) {
+/// One register tile: `rows` rows of op(A) (k of them from a, strides rs/cs) times `cols` columns of a panel block
+/// (k rows `brs` floats apart) into C (row stride ldc).
+typedef void (*tile_fn)(int k, const float *a, long rs, long cs, const float *b, long brs, float *c, int ldc, int cols,
+                        float alpha, float beta);
+
+/// The blocked loops shared by every kernel: `width` columns per tile (32 or 16), tiles[r] for r rows.
+static void drive(const tile_fn *tiles, int mr, int width, int m, int n, int k, const float *a, long rs, long cs,
+                  r2ec_panels b, int first, int last, float *c, int ldc, float alpha, float beta) {
+    if (m <= 0 || first >= last) return;
+    // An unpacked B's last partial panel would be read past its columns: copy it into a zero-padded panel.
+    int partial = !b.padded && n % R2EC_PANEL != 0 && last == panel_count(n);
+    float *padded = NULL;
+    if (partial) {
+        padded = aligned_alloc(64, ((size_t)k * R2EC_PANEL * sizeof(float) + 63) / 64 * 64);
+        int p = last - 1, cols = n - p * R2EC_PANEL;
+        for (int kk = 0; kk < k; kk++) {
+            memcpy(padded + (size_t)kk * R2EC_PANEL, b.data + p * b.panel_stride + kk * b.row_stride, (size_t)cols * 4);
+            memset(padded + (size_t)kk * R2EC_PANEL + cols, 0, (size_t)(R2EC_PANEL - cols) * 4);
+        }
+    }
+    int blocks = (k + KC - 1) / KC, kc = (k + blocks - 1) / blocks;
+    int mc = (A_BLOCK / 4 / kc) / mr * mr;
+    if (mc < mr) mc = mr;
+    for (int k0 = 0; k0 < k; k0 += kc) {
+        int kb = min_int(kc, k - k0);
+        float bb = k0 == 0 ? beta : 1.0f;
+        for (int i0 = 0; i0 < m; i0 += mc) {
+            int chunk = min_int(mc, m - i0);
+            for (int p = first; p < last; p++) {
+                const float *panel;
+                long brs;
+                if (partial && p == last - 1) { panel = padded; brs = R2EC_PANEL; }
+                else { panel = b.data + p * b.panel_stride; brs = b.row_stride; }
+                panel += k0 * brs;
+                int cols = min_int(R2EC_PANEL, n - p * R2EC_PANEL);
+                for (int s = 0; s * width < cols; s++) {
+                    int sub = min_int(width, cols - s * width);
+                    for (int i = i0; i < i0 + chunk; i += mr) {
+                        int rows = min_int(mr, i0 + chunk - i);
+                        tiles[rows](kb, a + i * rs + k0 * cs, rs, cs, panel + s * width, brs,
+                                    c + (size_t)i * ldc + p * R2EC_PANEL + s * width, ldc, sub, alpha, bb);
+                    }
+                }
+            }
+        }
+    }
+    free(padded);
+}
+
+#if defined(__x86_64__)
+#define R2EC_TILE512(ROWS)                                                                                            \
+    __attribute__((target("avx512f"))) static void tile512_##ROWS(int k, const float *a, long rs, long cs,            \
+                                                                  const float *b, long brs, float *c, int ldc,       \
+                                                                  int cols, float alpha, float beta) {                            \
+        __m512 lo[ROWS], hi[ROWS];                                                                                    \
+        _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                           \
+            lo[i] = hi[i] = _mm512_setzero_ps();                                                                      \
+            _mm_prefetch((const char *)(c + (size_t)i * ldc), _MM_HINT_T0);       /* C's lines arrive meanwhile */   \
+            _mm_prefetch((const char *)(c + (size_t)i * ldc + 31), _MM_HINT_T0);                                      \
+        }                                                                                                             \
+        for (int kk = 0; kk < k; kk++) {                                                                              \
+            __m512 b0 = _mm512_loadu_ps(b + kk * brs), b1 = _mm512_loadu_ps(b + kk * brs + 16);                      \
+            const float *ak = a + kk * cs;                                                                            \
+            _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                       \
+                __m512 x = _mm512_set1_ps(ak[i * rs]);                                                                \
+                lo[i] = _mm512_fmadd_ps(x, b0, lo[i]);                                                                \
+                hi[i] = _mm512_fmadd_ps(x, b1, hi[i]);                                                                \
+            }                                                                                                         \
+        }                                                                                                             \
+        __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);                                          \
+        __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);                  \
+        __m512 vb = _mm512_set1_ps(beta), va = _mm512_set1_ps(alpha);                                                \
+        _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                           \
+            float *row = c + (size_t)i * ldc;                                                                         \
+            if (alpha != 1) { lo[i] = _mm512_mul_ps(va, lo[i]); hi[i] = _mm512_mul_ps(va, hi[i]); }                   \
+            if (beta != 0) {                                                                                          \
+                lo[i] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), lo[i]);                                   \
+                hi[i] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), hi[i]);                              \
+            }                                                                                                         \
+            _mm512_mask_storeu_ps(row, m0, lo[i]);                                                                    \
+            _mm512_mask_storeu_ps(row + 16, m1, hi[i]);                                                               \
+        }                                                                                                             \
+    }
+R2EC_TILE512(1) R2EC_TILE512(2) R2EC_TILE512(3) R2EC_TILE512(4) R2EC_TILE512(5) R2EC_TILE512(6)
+R2EC_TILE512(7) R2EC_TILE512(8) R2EC_TILE512(9) R2EC_TILE512(10) R2EC_TILE512(11) R2EC_TILE512(12)
+static const tile_fn tiles512[13] = {0, tile512_1, tile512_2, tile512_3, tile512_4, tile512_5, tile512_6,
+                                     tile512_7, tile512_8, tile512_9, tile512_10, tile512_11, tile512_12};
+
+/// AVX2: 6 rows x 16 columns (12 ymm accumulators, two B vectors and a broadcast: 15 of the 16 registers).
+#define R2EC_TILE256(ROWS)                                                                                            \
+    __attribute__((target("avx2,fma"))) static void tile256_##ROWS(int k, const float *a, long rs, long cs,           \
+                                                                   const float *b, long brs, float *c, int ldc,      \
+                                                                   int cols, float alpha, float beta) {                           \
+        __m256 lo[ROWS], hi[ROWS];                                                                                    \
+        _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                           \
+            lo[i] = hi[i] = _mm256_setzero_ps();                                                                      \
+            _mm_prefetch((const char *)(c + (size_t)i * ldc), _MM_HINT_T0);                                          \
+            _mm_prefetch((const char *)(c + (size_t)i * ldc + 15), _MM_HINT_T0);                                      \
+        }                                                                                                             \
+        for (int kk = 0; kk < k; kk++) {                                                                              \
+            __m256 b0 = _mm256_loadu_ps(b + kk * brs), b1 = _mm256_loadu_ps(b + kk * brs + 8);                       \
+            const float *ak = a + kk * cs;                                                                            \
+            _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                       \
+                __m256 x = _mm256_broadcast_ss(ak + i * rs);                                                          \
+                lo[i] = _mm256_fmadd_ps(x, b0, lo[i]);                                                                \
+                hi[i] = _mm256_fmadd_ps(x, b1, hi[i]);                                                                \
+            }                                                                                                         \
+        }                                                                                                             \
+        __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);                                                     \
+        __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols), lane);                                               \
+        __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8), lane);                                           \
+        __m256 vb = _mm256_set1_ps(beta), va = _mm256_set1_ps(alpha);                                                \
+        _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                           \
+            float *row = c + (size_t)i * ldc;                                                                         \
+            if (alpha != 1) { lo[i] = _mm256_mul_ps(va, lo[i]); hi[i] = _mm256_mul_ps(va, hi[i]); }                   \
+            if (cols == 16) {                                                                                         \
+                if (beta != 0) {                                                                                      \
+                    lo[i] = _mm256_fmadd_ps(vb, _mm256_loadu_ps(row), lo[i]);                                         \
+                    hi[i] = _mm256_fmadd_ps(vb, _mm256_loadu_ps(row + 8), hi[i]);                                     \
+                }                                                                                                     \
+                _mm256_storeu_ps(row, lo[i]);                                                                         \
+                _mm256_storeu_ps(row + 8, hi[i]);                                                                     \
+            } else {                                                                                                  \
+                if (beta != 0) {                                                                                      \
+                    lo[i] = _mm256_fmadd_ps(vb, _mm256_maskload_ps(row, m0), lo[i]);                                  \
+                    hi[i] = _mm256_fmadd_ps(vb, _mm256_maskload_ps(row + 8, m1), hi[i]);                              \
+                }                                                                                                     \
+                _mm256_maskstore_ps(row, m0, lo[i]);                                                                  \
+                _mm256_maskstore_ps(row + 8, m1, hi[i]);                                                              \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+R2EC_TILE256(1) R2EC_TILE256(2) R2EC_TILE256(3) R2EC_TILE256(4) R2EC_TILE256(5) R2EC_TILE256(6)
+static const tile_fn tiles256[7] = {0, tile256_1, tile256_2, tile256_3, tile256_4, tile256_5, tile256_6};
+#endif
+
+void r2ec_packed_gemm(r2ec_isa isa, int m, int n, int k, const float *a, long a_row_stride, long a_col_stride,
+                      r2ec_panels b, int first_panel, int last_panel, float *c, int ldc, float alpha, float beta) {
+#if defined(__x86_64__)
+    if (k == 0) {   // an empty sum: C = beta C (drive's tiles assume k >= 1 block)
+        r2ec_packed_gemm_reference(m, n, k, a, a_row_stride, a_col_stride, b, first_panel, last_panel, c, ldc, alpha, beta);
+        return;
+    }
+    if (isa == R2EC_ISA_AVX512) {
+        drive(tiles512, 12, 32, m, n, k, a, a_row_stride, a_col_stride, b, first_panel, last_panel, c, ldc, alpha, beta);
+        return;
+    }
+    if (isa == R2EC_ISA_AVX2) {
+        drive(tiles256, 6, 16, m, n, k, a, a_row_stride, a_col_stride, b, first_panel, last_panel, c, ldc, alpha, beta);
+        return;
+    }
+#endif
+    r2ec_packed_gemm_reference(m, n, k, a, a_row_stride, a_col_stride, b, first_panel, last_panel, c, ldc, alpha, beta);
+}
+
+// MARK: bfloat16
+
+static inline uint16_t bf16_round(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);   // NaN stays a quiet NaN
+    x += 0x7fffu + ((x >> 16) & 1);                                             // round to nearest even
+    return (uint16_t)(x >> 16);
+}
+
+static inline float bf16_widen(uint16_t h) {
+    uint32_t x = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+static inline int pairs(int k) { return (k + 1) / 2; }
+
+size_t r2ec_packed_bf16_count(int n, int k) { return (size_t)panel_count(n) * R2EC_PANEL * 2 * (size_t)pairs(k); }
+
+void r2ec_pack_bf16(int k, int n, const float *b, int ldb, int trans_b, uint16_t *packed) {
+    int kq = pairs(k);
+    for (int p = 0; p < panel_count(n); p++) {
+        uint16_t *panel = packed + (size_t)p * kq * 2 * R2EC_PANEL;
+        for (int q = 0; q < kq; q++)
+            for (int j = 0; j < R2EC_PANEL; j++)
+                for (int e = 0; e < 2; e++) {
+                    int kk = 2 * q + e, col = p * R2EC_PANEL + j;
+                    float v = kk < k && col < n ? (trans_b ? b[(size_t)col * ldb + kk] : b[(size_t)kk * ldb + col]) : 0.0f;
+                    panel[(size_t)q * 2 * R2EC_PANEL + 2 * j + e] = bf16_round(v);
+                }
+    }
+}
+
+void r2ec_round_bf16(int m, int k, const float *a, int lda, uint16_t *out) {
+    int kp = 2 * pairs(k);
+    for (int i = 0; i < m; i++) {
+        for (int kk = 0; kk < k; kk++) out[(size_t)i * kp + kk] = bf16_round(a[(size_t)i * lda + kk]);
+        if (kp > k) out[(size_t)i * kp + k] = 0;
+    }
+}
+
+void r2ec_packed_gemm_bf16_reference(int m, int n, int k, const uint16_t *a, const uint16_t *packed,
+                                     int first_panel, int last_panel, float *c, int ldc, float alpha, float beta) {
+    int kq = pairs(k), kp = 2 * kq;
     for (int p = first_panel; p < last_panel; p++) {
-        const float *panel = packed + (size_t)p * k * R2EC_PANEL;
+        const uint16_t *panel = packed + (size_t)p * kq * 2 * R2EC_PANEL;
+        int cols = min_int(R2EC_PANEL, n - p * R2EC_PANEL);
         for (int i = 0; i < m; i++)
-            for (int j = 0; j < R2EC_PANEL && p * R2EC_PANEL + j < n; j++) {
+            for (int j = 0; j < cols; j++) {
                 float sum = 0;
-                for (int kk = 0; kk < k; kk++) sum += a[(size_t)i * lda + kk] * panel[(size_t)kk * R2EC_PANEL + j];
+                for (int kk = 0; kk < kp; kk++)
+                    sum += bf16_widen(a[(size_t)i * kp + kk]) *
+                           bf16_widen(panel[(size_t)(kk / 2) * 2 * R2EC_PANEL + 2 * j + kk % 2]);
                 float *out = c + (size_t)i * ldc + p * R2EC_PANEL + j;
-                *out = beta == 0 ? sum : sum + beta * *out;
+                *out = beta == 0 ? alpha * sum : alpha * sum + beta * *out;
             }
     }
 }
 
 #if defined(__x86_64__)
-// One tile: ROWS rows of A (row stride lda) against one packed panel, into `cols` (<= 32) columns of C.
-#define R2EC_TILE(ROWS)                                                                                            \
-    __attribute__((target("avx512f"))) static void tile_##ROWS(int k, const float *a, int lda, const float *panel, \
-                                                               float *c, int ldc, int cols, float beta) {          \
-        __m512 lo[ROWS], hi[ROWS];                                                                                 \
-        _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                        \
-            lo[i] = _mm512_setzero_ps();                                                                           \
-            hi[i] = _mm512_setzero_ps();                                                                           \
-        }                                                                                                          \
-        for (int kk = 0; kk < k; kk++) {                                                                           \
-            __m512 b0 = _mm512_loadu_ps(panel + (size_t)kk * R2EC_PANEL);                                          \
-            __m512 b1 = _mm512_loadu_ps(panel + (size_t)kk * R2EC_PANEL + 16);                                     \
-            _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                    \
-                __m512 x = _mm512_set1_ps(a[(size_t)i * lda + kk]);                                                \
-                lo[i] = _mm512_fmadd_ps(x, b0, lo[i]);                                                             \
-                hi[i] = _mm512_fmadd_ps(x, b1, hi[i]);                                                             \
-            }                                                                                                      \
-        }                                                                                                          \
-        __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);                                       \
-        __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);               \
-        __m512 vb = _mm512_set1_ps(beta);                                                                          \
-        _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                        \
-            float *row = c + (size_t)i * ldc;                                                                      \
-            if (beta != 0) {                                                                                       \
-                lo[i] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), lo[i]);                                \
-                hi[i] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), hi[i]);                           \
-            }                                                                                                      \
-            _mm512_mask_storeu_ps(row, m0, lo[i]);                                                                 \
-            _mm512_mask_storeu_ps(row + 16, m1, hi[i]);                                                            \
-        }                                                                                                          \
+typedef void (*tile_bf16_fn)(int kq, const uint16_t *a, int kp, const uint16_t *b, float *c, int ldc, int cols,
+                             float alpha, float beta);
+
+#define R2EC_TILE_BF16(ROWS)                                                                                          \
+    __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void tile_bf16_##ROWS(                             \
+        int kq, const uint16_t *a, int kp, const uint16_t *b, float *c, int ldc, int cols, float alpha, float beta) {             \
+        __m512 lo[ROWS], hi[ROWS];                                                                                    \
+        _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                           \
+            lo[i] = hi[i] = _mm512_setzero_ps();                                                                      \
+            _mm_prefetch((const char *)(c + (size_t)i * ldc), _MM_HINT_T0);                                          \
+            _mm_prefetch((const char *)(c + (size_t)i * ldc + 31), _MM_HINT_T0);                                      \
+        }                                                                                                             \
+        for (int q = 0; q < kq; q++) {                                                                                \
+            __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + (size_t)q * 64);                                          \
+            __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + (size_t)q * 64 + 32);                                     \
+            _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                       \
+                int pair;                                                                                             \
+                memcpy(&pair, a + (size_t)i * kp + 2 * q, 4);                                                         \
+                __m512bh x = (__m512bh)_mm512_set1_epi32(pair);                                                       \
+                lo[i] = _mm512_dpbf16_ps(lo[i], x, b0);                                                               \
+                hi[i] = _mm512_dpbf16_ps(hi[i], x, b1);                                                               \
+            }                                                                                                         \
+        }                                                                                                             \
+        __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);                                          \
+        __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);                  \
+        __m512 vb = _mm512_set1_ps(beta), va = _mm512_set1_ps(alpha);                                                \
+        _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                           \
+            float *row = c + (size_t)i * ldc;                                                                         \
+            if (alpha != 1) { lo[i] = _mm512_mul_ps(va, lo[i]); hi[i] = _mm512_mul_ps(va, hi[i]); }                   \
+            if (beta != 0) {                                                                                          \
+                lo[i] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), lo[i]);                                   \
+                hi[i] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), hi[i]);                              \
+            }                                                                                                         \
+            _mm512_mask_storeu_ps(row, m0, lo[i]);                                                                    \
+            _mm512_mask_storeu_ps(row + 16, m1, hi[i]);                                                               \
+        }                                                                                                             \
     }
-R2EC_TILE(1) R2EC_TILE(2) R2EC_TILE(3) R2EC_TILE(4) R2EC_TILE(5) R2EC_TILE(6)
-R2EC_TILE(7) R2EC_TILE(8) R2EC_TILE(9) R2EC_TILE(10) R2EC_TILE(11) R2EC_TILE(12)
+R2EC_TILE_BF16(1) R2EC_TILE_BF16(2) R2EC_TILE_BF16(3) R2EC_TILE_BF16(4) R2EC_TILE_BF16(5) R2EC_TILE_BF16(6)
+R2EC_TILE_BF16(7) R2EC_TILE_BF16(8) R2EC_TILE_BF16(9) R2EC_TILE_BF16(10) R2EC_TILE_BF16(11) R2EC_TILE_BF16(12)
+static const tile_bf16_fn tiles_bf16[13] = {0, tile_bf16_1, tile_bf16_2, tile_bf16_3, tile_bf16_4, tile_bf16_5,
+                                            tile_bf16_6, tile_bf16_7, tile_bf16_8, tile_bf16_9, tile_bf16_10,
+                                            tile_bf16_11, tile_bf16_12};
 
-typedef void (*tile_fn)(int, const float *, int, const float *, float *, int, int, float);
-static const tile_fn tiles[MR + 1] = {0,      tile_1, tile_2, tile_3,  tile_4,  tile_5, tile_6,
-                                      tile_7, tile_8, tile_9, tile_10, tile_11, tile_12};
-
-void r2ec_packed_gemm(int m, int n, int k, const float *a, int lda, const float *packed, int first_panel,
-                      int last_panel, float *c, int ldc, float beta) {
-    for (int i0 = 0; i0 < m; i0 += MC) {
-        int chunk = m - i0 < MC ? m - i0 : MC;
-        for (int p = first_panel; p < last_panel; p++) {
-            const float *panel = packed + (size_t)p * k * R2EC_PANEL;
-            int cols = n - p * R2EC_PANEL < R2EC_PANEL ? n - p * R2EC_PANEL : R2EC_PANEL;
-            for (int i = i0; i < i0 + chunk; i += MR) {
-                int rows = i0 + chunk - i < MR ? i0 + chunk - i : MR;
-                tiles[rows](k, a + (size_t)i * lda, lda, panel, c + (size_t)i * ldc + p * R2EC_PANEL, ldc, cols, beta);
+void r2ec_packed_gemm_bf16(int m, int n, int k, const uint16_t *a, const uint16_t *packed, int first_panel,
+                           int last_panel, float *c, int ldc, float alpha, float beta) {
+    int kq = pairs(k), kp = 2 * kq;
+    if (m <= 0 || first_panel >= last_panel) return;
+    int blocks = (kq + KC / 2 - 1) / (KC / 2), qc = (kq + blocks - 1) / blocks;
+    int mc = (A_BLOCK / 4 / qc) / 12 * 12;
+    if (mc < 12) mc = 12;
+    for (int q0 = 0; q0 < kq; q0 += qc) {
+        int qb = min_int(qc, kq - q0);
+        float bb = q0 == 0 ? beta : 1.0f;
+        for (int i0 = 0; i0 < m; i0 += mc) {
+            int chunk = min_int(mc, m - i0);
+            for (int p = first_panel; p < last_panel; p++) {
+                const uint16_t *panel = packed + (size_t)p * kq * 2 * R2EC_PANEL + (size_t)q0 * 2 * R2EC_PANEL;
+                int cols = min_int(R2EC_PANEL, n - p * R2EC_PANEL);
+                for (int i = i0; i < i0 + chunk; i += 12) {
+                    int rows = min_int(12, i0 + chunk - i);
+                    tiles_bf16[rows](qb, a + (size_t)i * kp + 2 * q0, kp, panel, c + (size_t)i * ldc + p * R2EC_PANEL,
+                                     ldc, cols, alpha, bb);
+                }
             }
         }
     }
+    if (kq == 0) r2ec_packed_gemm_bf16_reference(m, n, k, a, packed, first_panel, last_panel, c, ldc, alpha, beta);
 }
 #else
-void r2ec_packed_gemm(int m, int n, int k, const float *a, int lda, const float *packed, int first_panel,
-                      int last_panel, float *c, int ldc, float beta) {
-    r2ec_packed_gemm_reference(m, n, k, a, lda, packed, first_panel, last_panel, c, ldc, beta);
+void r2ec_packed_gemm_bf16(int m, int n, int k, const uint16_t *a, const uint16_t *packed, int first_panel,
+                           int last_panel, float *c, int ldc, float alpha, float beta) {
+    r2ec_packed_gemm_bf16_reference(m, n, k, a, packed, first_panel, last_panel, c, ldc, alpha, beta);
 }
 #endif

@@ -1,5 +1,5 @@
-// Attention of one query row per head against a sequence's cached keys/values (a decode step): CKernels' AVX-512
-// kernel when the CPU has it, else these portable SIMD loops. At this size (a few hundred keys of 64 floats) BLAS
+// Attention of one query row per head against a sequence's cached keys/values (a decode step): CKernels' AVX-512 or
+// AVX2 kernel (Tensor.CPU.isa), else these portable SIMD loops. At this size (a few hundred keys of 64 floats) BLAS
 // call and packing overheads would cost more than the math. (`a += b * c` and a halving sum, not SIMD's
 // addingProduct/sum(): without an FMA target flag those lower to scalar calls, 17x slower here.)
 import CKernels
@@ -19,13 +19,14 @@ enum DecodeAttention {
                         precision: KVPrecision, stride: Int, context: Int, headDim hd: Int, scale: Float,
                         scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
         precondition(hd % 16 == 0)
-        switch (precision, CPU.hasAVX512F) {
+        let isa = CPU.isa
+        switch (precision, isa >= .avx2) {
         case (.float32, true):
-            r2ec_decode_attention(q, Int32(heads), keys.assumingMemoryBound(to: Float.self),
+            r2ec_decode_attention(isa.c, q, Int32(heads), keys.assumingMemoryBound(to: Float.self),
                                   values.assumingMemoryBound(to: Float.self), Int32(stride), Int32(context), Int32(hd),
                                   scale, scores, out)
         case (.float16, true):
-            r2ec_decode_attention_f16(q, Int32(heads), keys.assumingMemoryBound(to: UInt16.self),
+            r2ec_decode_attention_f16(isa.c, q, Int32(heads), keys.assumingMemoryBound(to: UInt16.self),
                                       values.assumingMemoryBound(to: UInt16.self), Int32(stride), Int32(context),
                                       Int32(hd), scale, scores, out)
         case (.float32, false):
@@ -47,7 +48,7 @@ enum DecodeAttention {
         let out = UnsafeMutablePointer<Float>.allocate(capacity: 2 * rows * width)
         for (halves, base) in [(keys, out), (values, out + rows * width)] {
             let h = halves.assumingMemoryBound(to: UInt16.self)
-            for r in 0..<rows { r2ec_f16_to_f32(h + r * stride, base + r * width, Int32(width)) }
+            for r in 0..<rows { Half.widen(h + r * stride, to: base + r * width, count: width) }
         }
         return out
     }

@@ -3,7 +3,7 @@
 // Stored as float32, or as float16 to halve the memory a decode step streams (batched decoding of long contexts
 // is bound by reading the caches: 32 chains of 600 tokens hold about 19 MB per step for the default model).
 // Not thread-safe: one sequence belongs to one caller at a time.
-import CKernels
+import Tensor
 
 /// How a KV cache stores keys and values.
 public enum KVPrecision: String, Sendable, CaseIterable, Codable {
@@ -101,8 +101,8 @@ public final class KVCache: @unchecked Sendable {
             k.copyMemory(from: key, byteCount: rowBytes)
             v.copyMemory(from: value, byteCount: rowBytes)
         case .float16:
-            r2ec_f32_to_f16(key, k.assumingMemoryBound(to: UInt16.self), Int32(width))
-            r2ec_f32_to_f16(value, v.assumingMemoryBound(to: UInt16.self), Int32(width))
+            Half.convert(key, to: k.assumingMemoryBound(to: UInt16.self), count: width)
+            Half.convert(value, to: v.assumingMemoryBound(to: UInt16.self), count: width)
         }
     }
 

@@ -12,16 +12,18 @@ struct PackedWeights {
     }
     let layers: [Layer]
     let lmHead: PackedMatrix
+    let precision: PackedMatrix.Precision
 
-    init(_ w: ModelWeights, configuration c: Qwen2Configuration) {
+    init(_ w: ModelWeights, configuration c: Qwen2Configuration, precision p: PackedMatrix.Precision) {
         let d = c.hiddenSize, ffn = c.intermediateSize, qDim = c.numAttentionHeads * c.headDim
         layers = w.layers.map {
-            Layer(qkv: PackedMatrix(weights: $0.qkvWeight, n: c.qkvRows, k: d),
-                  output: PackedMatrix(weights: $0.outputWeight, n: d, k: qDim),
-                  gateUp: PackedMatrix(weights: $0.gateUpWeight, n: 2 * ffn, k: d),
-                  down: PackedMatrix(weights: $0.downWeight, n: d, k: ffn))
+            Layer(qkv: PackedMatrix(weights: $0.qkvWeight, n: c.qkvRows, k: d, precision: p),
+                  output: PackedMatrix(weights: $0.outputWeight, n: d, k: qDim, precision: p),
+                  gateUp: PackedMatrix(weights: $0.gateUpWeight, n: 2 * ffn, k: d, precision: p),
+                  down: PackedMatrix(weights: $0.downWeight, n: d, k: ffn, precision: p))
         }
-        lmHead = PackedMatrix(weights: w.lmHead, n: c.vocabSize, k: d)
+        lmHead = PackedMatrix(weights: w.lmHead, n: c.vocabSize, k: d, precision: p)
+        precision = p
     }
 
     var byteCount: Int {

@@ -119,15 +119,14 @@ func project(_ serial: Bool, rows m: Int, n: Int, k: Int, x: UnsafePointer<Float
     }
 }
 
-/// C = alpha · A · op(B) + beta · C, row-major: single-threaded OpenBLAS when `serial` (the caller is one of
-/// several threads working on disjoint rows), else Tensor's GEMM split over the pool.
+/// C = alpha · A · op(B) + beta · C, row-major: on the calling thread alone when `serial` (the caller is one of
+/// several threads working on disjoint rows), else split over the pool (Tensor's GEMM either way).
 @inline(__always)
 func gemm(_ serial: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
           transB: Bool, c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float = 1, beta: Float) {
     if serial {
-        BLAS.configure()
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), blasint(k),
-                    alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+        GEMM.forwardSerial(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transB: transB, c: c, ldc: ldc,
+                           alpha: alpha, beta: beta)
     } else {
         GEMM.forward(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, transB: transB, c: c, ldc: ldc,
                      alpha: alpha, beta: beta)

@@ -35,17 +35,18 @@ public final class Qwen2Model: @unchecked Sendable {
     nonisolated(unsafe) public static var queryBlock = 32
 
     public convenience init(configuration: Qwen2Configuration, parameters: ParameterBuffer) throws {
-        try self.init(configuration: configuration, parameters: parameters, packed: false)
+        try self.init(configuration: configuration, parameters: parameters, packed: nil)
     }
 
-    init(configuration: Qwen2Configuration, parameters: ParameterBuffer, packed: Bool) throws {
+    init(configuration: Qwen2Configuration, parameters: ParameterBuffer, packed: PackedMatrix.Precision?) throws {
         try configuration.validate()
         precondition(parameters.layout == ParameterLayout(configuration: configuration),
                      "parameters carved for another configuration")
         self.configuration = configuration
         self.parameters = parameters
-        self.weights = ModelWeights(parameters, configuration: configuration)
-        self.packed = packed && PackedMatrix.isSupported ? PackedWeights(weights, configuration: configuration) : nil
+        let weights = ModelWeights(parameters, configuration: configuration)
+        self.weights = weights
+        self.packed = packed.map { PackedWeights(weights, configuration: configuration, precision: $0) }
         self.rope = RoPETable(headDim: configuration.headDim, maxPositions: configuration.maxPositionEmbeddings,
                               theta: Double(configuration.ropeTheta))
     }
@@ -59,16 +60,20 @@ public final class Qwen2Model: @unchecked Sendable {
 
     public var parameterCount: Int { parameters.layout.parameterCount }
 
-    /// This model over the same parameters with its projections packed for the packed-weight GEMM (itself when the
-    /// CPU lacks the kernel). The packed copies are taken now: the parameters must not change afterwards, so this
+    /// This model over the same parameters with its projections packed for the packed-weight GEMM in `precision`
+    /// (itself, unpacked, when the CPU lacks the float32 kernel; bfloat16 requires `precision.isSupported`: check it
+    /// first and tell the user). The packed copies are taken now: the parameters must not change afterwards, so this
     /// is for checkpoints loaded to serve or evaluate, never for a model in training.
-    public func packedForInference() -> Qwen2Model {
-        guard packed == nil, PackedMatrix.isSupported else { return self }
-        return try! Qwen2Model(configuration: configuration, parameters: parameters, packed: true)
+    public func packedForInference(precision: PackedMatrix.Precision = .float32) -> Qwen2Model {
+        precondition(precision == .float32 || precision.isSupported, "bfloat16 weights need AVX512_BF16")
+        guard packed?.precision != precision, precision.isSupported else { return self }
+        return try! Qwen2Model(configuration: configuration, parameters: parameters, packed: precision)
     }
 
     /// Whether the projections run through packed copies of the weights.
     public var isPacked: Bool { packed != nil }
+    /// The precision of the packed projections (nil when unpacked: OpenBLAS on the float32 parameters).
+    public var packedPrecision: PackedMatrix.Precision? { packed?.precision }
     /// Bytes of the packed copies (0 when unpacked).
     public var packedByteCount: Int { packed?.byteCount ?? 0 }
 

@@ -30,7 +30,8 @@ public enum KernelISA: Int, Sendable, Comparable, CaseIterable, CustomStringConv
         self = isa
     }
 
-    var c: r2ec_isa { r2ec_isa(rawValue: UInt32(rawValue)) }
+    /// CKernels' value for this set.
+    public var c: r2ec_isa { r2ec_isa(rawValue: UInt32(rawValue)) }
 }
 
 public enum CPU {
@@ -47,9 +48,6 @@ public enum CPU {
     /// name that is no set, stops the process with a message: a benchmark must not silently measure another path).
     nonisolated(unsafe) public private(set) static var isa: KernelISA = initialISA()
 
-    /// Whether the AVX-512 kernels run (packed GEMM, decode attention).
-    public static var hasAVX512F: Bool { isa == .avx512 }
-
     /// Whether the bfloat16 kernels can run under the current `isa`.
     public static var hasBF16: Bool { isa == .avx512 && detectedBF16 }
 
@@ -61,6 +59,12 @@ public enum CPU {
         self.isa = isa
         defer { self.isa = saved }
         return try body()
+    }
+
+    /// Runs `body` once under every instruction set this CPU has (portable first): tests hold each path to the same
+    /// references on every machine.
+    public static func forEachAvailable(_ body: (KernelISA) throws -> Void) rethrows {
+        for isa in available { try withISA(isa) { try body(isa) } }
     }
 
     static func initialISA() -> KernelISA {

@@ -1,10 +1,13 @@
-// GEMM: row-major C = alpha * op(A) op(B) + beta * C over cblas_sgemm, split across ThreadPool; batched variants.
-// op(A) is [m,k] (stored [k,m] when transA), op(B) is [k,n] (stored [n,k] when transB); beta == 0 never reads C.
+// GEMM: row-major C = alpha * op(A) op(B) + beta * C, split across ThreadPool; batched variants. Products run on the
+// project's kernels (KernelGEMM: CKernels' packed GEMM, AVX2 or AVX-512) when CPU.isa has them, else on
+// cblas_sgemm; matrix-vector products take sgemv. op(A) is [m,k] (stored [k,m] when transA), op(B) is [k,n] (stored
+// [n,k] when transB); beta == 0 never reads C.
 import COpenBLAS
 
-/// How a large GEMM uses the cores. `.pool` (the default) slices it over ThreadPool with single-threaded OpenBLAS
-/// calls; `.openBLAS` hands one call to OpenBLAS's own threads (only for benchmarks comparing the two; never while
-/// ThreadPool runs a job); `.single` runs on the caller alone.
+/// How a large GEMM uses the cores. `.pool` (the default) slices it over ThreadPool (the project's kernels, or
+/// single-threaded OpenBLAS calls); `.openBLAS` hands one OpenBLAS call to OpenBLAS's own threads and `.single` one
+/// OpenBLAS call to the caller alone (only for benchmarks comparing OpenBLAS's strategies; never while ThreadPool runs
+/// a job).
 public enum GEMMThreading: String, Sendable, CaseIterable {
     case pool, openBLAS, single
 }
@@ -39,6 +42,11 @@ public enum GEMM {
         case .pool:
             if m == 1 || n == 1 {
                 gemv(m, n, k, a, lda, transA, b, ldb, transB, c, ldc, alpha, beta, pool: pool)
+                return
+            }
+            if KernelGEMM.accepts(m: m, n: n, transB: transB) {
+                KernelGEMM.forward(m: m, n: n, k: k, a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB,
+                                   c: c, ldc: ldc, alpha: alpha, beta: beta, serial: false)
                 return
             }
             if work < parallelThreshold || pool.threadCount == 1 {
@@ -77,6 +85,9 @@ public enum GEMM {
         BLAS.configure()
         if m == 1 || n == 1 {
             gemv(m, n, k, a, lda, transA, b, ldb, transB, c, ldc, alpha, beta, pool: nil)
+        } else if KernelGEMM.accepts(m: m, n: n, transB: transB) {
+            KernelGEMM.forward(m: m, n: n, k: k, a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB,
+                               c: c, ldc: ldc, alpha: alpha, beta: beta, serial: true)
         } else {
             sgemm(m, n, k, a, lda, transA, b, ldb, transB, c, ldc, alpha, beta)
         }
@@ -110,7 +121,8 @@ public enum GEMM {
         if batch >= pool.threadCount && threading == .pool {
             pool.parallelFor(batch) { i in
                 let (ai, bi, ci) = operands(i)
-                sgemm(m, n, k, ai, lda, transA, bi, ldb, transB, ci, ldc, alpha, beta)
+                forwardSerial(m: m, n: n, k: k, a: ai, lda: lda, transA: transA, b: bi, ldb: ldb, transB: transB,
+                              c: ci, ldc: ldc, alpha: alpha, beta: beta)
             }
         } else {
             for i in 0..<batch {

@@ -45,9 +45,16 @@ final class NumPyReferenceTests: XCTestCase {
 
     // MARK: cases
 
+    /// Every GEMM case under every instruction set this CPU has (the project's kernels, OpenBLAS when portable).
     func gemmCases() -> [Case] {
         var cases: [Case] = []
-        for (m, n, k) in [(3, 5, 7), (17, 31, 65), (130, 40, 256)] {
+        CPU.forEachAvailable { isa in cases += gemmCases(isa: isa) }
+        return cases
+    }
+
+    func gemmCases(isa: KernelISA) -> [Case] {
+        var cases: [Case] = []
+        for (m, n, k) in [(3, 5, 7), (17, 31, 65), (130, 40, 256), (33, 70, 600)] {
             for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
                 let a = randomBuffer([m * k], seed: 1), b = randomBuffer([k * n], seed: 2)
                 let c = randomBuffer([m * n], seed: 3)
@@ -56,7 +63,7 @@ final class NumPyReferenceTests: XCTestCase {
                              alpha: 0.7, beta: 0.3)
                 cases.append(Case(kernel: "gemm",
                                   params: ["m": m, "n": n, "k": k, "transA": transA, "transB": transB,
-                                           "alpha": 0.7, "beta": 0.3],
+                                           "alpha": 0.7, "beta": 0.3, "isa": isa.description],
                                   inputs: ["a": a.toArray(), "b": b.toArray(), "c": before],
                                   outputs: ["c": c.toArray()]))
             }

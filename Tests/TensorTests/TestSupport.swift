@@ -25,3 +25,13 @@ func assertClose(_ actual: FloatBuffer, _ expected: FloatBuffer, tolerance: Floa
     XCTAssertLessThanOrEqual(difference, tolerance, "\(what): max |difference| \(difference) > \(tolerance)",
                              file: file, line: line)
 }
+
+
+/// Runs `body` under every instruction set this CPU has (Tensor.CPU.forEachAvailable), printing which: the portable,
+/// AVX2 and AVX-512 paths are all held to the same references on every machine.
+func forEachISA(_ what: String, _ body: () throws -> Void) rethrows {
+    try CPU.forEachAvailable { isa in
+        print("[\(what) with the \(isa) kernels]")
+        try body()
+    }
+}

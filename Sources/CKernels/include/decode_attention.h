@@ -4,6 +4,7 @@
 #ifndef R2EC_DECODE_ATTENTION_H
 #define R2EC_DECODE_ATTENTION_H
 #include <stdint.h>
+#include "cpu.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -11,13 +12,14 @@ extern "C" {
 
 /// out[h] = softmax(scale · q[h] · K^T) · V for the `heads` consecutive query heads at q (head_dim floats apart; the
 /// outputs likewise at out) against key/value rows 0..<context with row stride `stride`. head_dim is a multiple of
-/// 16; `scores` holds heads * context floats. Requires r2ec_has_avx512f() (cpu.h).
-void r2ec_decode_attention(const float *q, int heads, const float *keys, const float *values, int stride,
+/// 16; `scores` holds heads * context floats. `isa` is R2EC_ISA_AVX512 or R2EC_ISA_AVX2 (the portable path is
+/// Swift's, Model's DecodeAttention).
+void r2ec_decode_attention(r2ec_isa isa, const float *q, int heads, const float *keys, const float *values, int stride,
                            int context, int head_dim, float scale, float *scores, float *out);
 
 /// The same with keys and values stored as IEEE binary16 (a float16 KV cache).
-void r2ec_decode_attention_f16(const float *q, int heads, const uint16_t *keys, const uint16_t *values, int stride,
-                               int context, int head_dim, float scale, float *scores, float *out);
+void r2ec_decode_attention_f16(r2ec_isa isa, const float *q, int heads, const uint16_t *keys, const uint16_t *values,
+                               int stride, int context, int head_dim, float scale, float *scores, float *out);
 
 #ifdef __cplusplus
 }
