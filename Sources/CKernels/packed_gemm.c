@@ -73,11 +73,24 @@ static void drive(const tile_fn *tiles, int mr, int width, int m, int n, int k, 
     int blocks = (k + KC - 1) / KC, kc = (k + blocks - 1) / blocks;
     int mc = (A_BLOCK / 4 / kc) / mr * mr;
     if (mc < mr) mc = mr;
+    // A stored [k, m] (a weight gradient's A^T, rows of the activations' gradient far apart): each A block is copied
+    // once into [kc][chunk] so the tiles of every panel read it from consecutive lines instead of one page per k.
+    int transposed = rs == 1 && cs != 1 && last - first > 1;
+    float *block = transposed ? aligned_alloc(64, ((size_t)kc * mc * sizeof(float) + 63) / 64 * 64) : NULL;
     for (int k0 = 0; k0 < k; k0 += kc) {
         int kb = min_int(kc, k - k0);
         float bb = k0 == 0 ? beta : 1.0f;
         for (int i0 = 0; i0 < m; i0 += mc) {
             int chunk = min_int(mc, m - i0);
+            const float *ablock = a + i0 * rs + k0 * cs;
+            long brs_a = rs, bcs_a = cs;
+            if (transposed) {
+                for (int kk = 0; kk < kb; kk++)
+                    memcpy(block + (size_t)kk * chunk, a + i0 + (k0 + kk) * cs, (size_t)chunk * sizeof(float));
+                ablock = block;
+                brs_a = 1;
+                bcs_a = chunk;
+            }
             for (int p = first; p < last; p++) {
                 const float *panel;
                 long brs;
@@ -89,7 +102,7 @@ static void drive(const tile_fn *tiles, int mr, int width, int m, int n, int k, 
                     int sub = min_int(width, cols - s * width);
                     for (int i = i0; i < i0 + chunk; i += mr) {
                         int rows = min_int(mr, i0 + chunk - i);
-                        tiles[rows](kb, a + i * rs + k0 * cs, rs, cs, panel + s * width, brs,
+                        tiles[rows](kb, ablock + (i - i0) * brs_a, brs_a, bcs_a, panel + s * width, brs,
                                     c + (size_t)i * ldc + p * R2EC_PANEL + s * width, ldc, sub, alpha, bb);
                     }
                 }
@@ -97,6 +110,7 @@ static void drive(const tile_fn *tiles, int mr, int width, int m, int n, int k, 
         }
     }
     free(padded);
+    free(block);
 }
 
 #if defined(__x86_64__)
