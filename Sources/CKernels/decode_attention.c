@@ -6,26 +6,10 @@
 // float16 widened as they are loaded (vcvtph2ps).
 #include "decode_attention.h"
 #include <immintrin.h>
+#include "vector_exp.h"
 
 #if defined(__x86_64__)
 #define R2EC_AVX512 __attribute__((target("avx512f")))
-
-/// e^x for x <= 0 (scores minus their maximum): e^x = 2^n · p(r), n = round(x / ln 2), |r| <= ln 2 / 2.
-R2EC_AVX512 static inline __m512 exp_nonpositive(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
 
 /// row[0..<n] = exp(row - max(row)) in place; returns the sum.
 R2EC_AVX512 static float softmax_numerators(float *row, int n) {
@@ -36,12 +20,12 @@ R2EC_AVX512 static float softmax_numerators(float *row, int n) {
     if (n > j) vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_maskz_loadu_ps(tail, row + j));
     __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax)), sum = _mm512_setzero_ps();
     for (j = 0; j + 16 <= n; j += 16) {
-        __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(row + j), m));
+        __m512 e = r2ec_exp512_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(row + j), m));
         _mm512_storeu_ps(row + j, e);
         sum = _mm512_add_ps(sum, e);
     }
     if (n > j) {
-        __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, row + j), m));
+        __m512 e = r2ec_exp512_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, row + j), m));
         _mm512_mask_storeu_ps(row + j, tail, e);
         sum = _mm512_mask_add_ps(sum, tail, sum, e);
     }
@@ -155,24 +139,6 @@ R2EC_DECODE_ATTENTION(attention512_f16, uint16_t, R2EC_LOAD_F16)
 // MARK: AVX2 + FMA + F16C: the same algorithm on 8-float vectors.
 #define R2EC_AVX2 __attribute__((target("avx2,fma,f16c")))
 
-/// e^x for x <= 0: 2^n · p(r) with 2^n built in the exponent bits (x >= -87 keeps n >= -126, a normal float).
-R2EC_AVX2 static inline __m256 exp_nonpositive256(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-}
-
 R2EC_AVX2 static inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -196,7 +162,7 @@ R2EC_AVX2 static float softmax_numerators256(float *row, int n) {
     for (int t = j; t < n; t++) m = row[t] > m ? row[t] : m;
     __m256 vm = _mm256_set1_ps(m), sum = _mm256_setzero_ps();
     for (j = 0; j + 8 <= n; j += 8) {
-        __m256 e = exp_nonpositive256(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
+        __m256 e = r2ec_exp256_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
         _mm256_storeu_ps(row + j, e);
         sum = _mm256_add_ps(sum, e);
     }
@@ -204,7 +170,7 @@ R2EC_AVX2 static float softmax_numerators256(float *row, int n) {
     if (j < n) {
         float tail[8];
         for (int t = 0; t < 8; t++) tail[t] = j + t < n ? row[j + t] - m : -100.0f;
-        _mm256_storeu_ps(tail, exp_nonpositive256(_mm256_loadu_ps(tail)));
+        _mm256_storeu_ps(tail, r2ec_exp256_nonpositive(_mm256_loadu_ps(tail)));
         for (int t = j; t < n; t++) { row[t] = tail[t - j]; total += tail[t - j]; }
     }
     return total;

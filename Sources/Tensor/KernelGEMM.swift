@@ -35,9 +35,11 @@ enum KernelGEMM {
         }
     }
 
-    /// The product over every panel, split over the pool unless `serial` or small: by panels when there are enough
-    /// of them (each thread packs, if asked, and multiplies its own panels: no barrier), else by rows after
-    /// packing every panel.
+    /// The product over every panel, split over the pool unless `serial` or small. Splitting by panels makes every
+    /// thread read all of A, by rows all of B: the smaller of the two is read twice. By panels (m < n, or too few
+    /// rows), each thread packs, if asked, and multiplies its own panels with no barrier; by rows, after packing
+    /// every panel. (The LM head's dHidden [1024, 256] x [256, 8192]^T: each thread streaming all 32 MB of logits
+    /// made it memory-bound.)
     static func run(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, rowStride: Int, colStride: Int, panels: r2ec_panels,
                     c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float, serial: Bool,
                     pack: ((Range<Int>) -> Void)?) {
@@ -53,7 +55,7 @@ enum KernelGEMM {
         if serial || threads == 1 || m * n * k < GEMM.parallelThreshold {
             pack?(0..<panelCount)
             multiply(rows: 0..<m, panels: 0..<panelCount)
-        } else if panelCount >= 2 * threads || m < 24 * threads {
+        } else if m < n || m < 24 * threads {
             pool.parallelSlices(panelCount) { range in
                 pack?(range)
                 multiply(rows: 0..<m, panels: range)

@@ -1,13 +1,15 @@
 // The LM head's loss on a TrainingGraph: sum over chosen rows of weight * cross-entropy(hidden[row] · W^T, target),
 // W the tied embedding or lm_head. Adds to dHidden and to W's gradient; rows go through the head in chunks so the
-// [rows, vocab] logits never exceed `chunkRows` rows. Weights may be negative (policy-gradient advantages).
+// [rows, vocab] logits never exceed `chunkRows` rows. Weights may be negative (policy-gradient advantages). The head's
+// weights are packed once per call for the project's GEMM (not once per chunk), when the CPU runs it.
 import Foundation
 import Model
 import Tensor
 
 extension TrainingGraph {
-    /// Rows per chunk of logits.
-    static let chunkRows = 1024
+    /// Rows per chunk of logits: [256, vocab 8192] is 8 MB, which the GEMM writes and the loss re-reads in L3 (chunks
+    /// of 1024 rows spilled 32 MB to memory between the two).
+    static let chunkRows = 256
 
     /// Σ_i weights[i] * -log softmax(hidden[rows[i]] W^T)[targets[i]]; returns the loss (Double).
     @discardableResult
@@ -19,32 +21,40 @@ extension TrainingGraph {
         let gathered = UnsafeMutablePointer<Float>.allocate(capacity: chunk * d)
         let dGathered = UnsafeMutablePointer<Float>.allocate(capacity: chunk * d)
         let logits = UnsafeMutablePointer<Float>.allocate(capacity: chunk * vocab)
-        defer { gathered.deallocate(); dGathered.deallocate(); logits.deallocate() }
+        let rowLoss = UnsafeMutablePointer<Double>.allocate(capacity: chunk)
+        defer { gathered.deallocate(); dGathered.deallocate(); logits.deallocate(); rowLoss.deallocate() }
+        let targets32 = targets.map { t in
+            precondition(t >= 0 && t < vocab, "target token \(t) outside the vocabulary")
+            return Int32(t)
+        }
         var total = 0.0
         var start = 0
+        let profile = self.profile
+        profile?.start()
+        let packed = packedHead(rows: rows.count)
+        profile?.lap("head pack")
         while start < rows.count {
             let m = min(chunk, rows.count - start)
             for i in 0..<m { (gathered + i * d).update(from: hidden + rows[start + i] * d, count: d) }
-            GEMM.forward(m: m, n: vocab, k: d, a: gathered, b: head, transB: true, c: logits)
-            Softmax.forward(out: logits, input: logits, rows: m, cols: vocab)
-            for i in 0..<m {
-                let t = targets[start + i]
-                precondition(t >= 0 && t < vocab, "target token \(t) outside the vocabulary")
-                total += Double(lossWeights[start + i]) * -log(max(Double(logits[i * vocab + t]), 1e-30))
+            if let packed {
+                packed.multiply(rows: m, x: gathered, ldx: d, out: logits, ldo: vocab, beta: 0, serial: false)
+            } else {
+                GEMM.forward(m: m, n: vocab, k: d, a: gathered, b: head, transB: true, c: logits)
             }
-            // d loss / d logits = w * (p - onehot(t)), rows split over the pool.
-            let base = start
-            ThreadPool.shared.parallelSlices(m, minimumPerSlice: 16) { slice in
-                for i in slice {
-                    let w = lossWeights[base + i], p = logits + i * vocab
-                    var j = 0
-                    while j + 16 <= vocab { VectorMath.store(VectorMath.load(p + j) * w, p + j); j += 16 }
-                    while j < vocab { p[j] *= w; j += 1 }
-                    p[targets[base + i]] -= w
+            profile?.lap("head logits GEMM")
+            // The loss, and d loss / d logits = w * (p - onehot(t)) in place of the logits.
+            targets32.withUnsafeBufferPointer { t in
+                lossWeights.withUnsafeBufferPointer { w in
+                    CrossEntropy.forwardBackward(logits: logits, rows: m, cols: vocab, targets: t.baseAddress! + start,
+                                                 weights: w.baseAddress! + start, loss: rowLoss)
                 }
             }
+            for i in 0..<m { total += rowLoss[i] }
+            profile?.lap("head softmax + loss")
             GEMM.forward(m: m, n: d, k: vocab, a: logits, b: head, c: dGathered)
+            profile?.lap("head dHidden GEMM")
             GEMM.forward(m: vocab, n: d, k: m, a: logits, transA: true, b: gathered, c: dHead, beta: 1)
+            profile?.lap("head dWeight GEMM")
             for i in 0..<m {
                 let target = dHidden + rows[start + i] * d, source = dGathered + i * d
                 for j in 0..<d { target[j] += source[j] }
@@ -52,5 +62,19 @@ extension TrainingGraph {
             start += m
         }
         return total
+    }
+
+    /// The head's weights packed for this call's logits (the graph keeps the storage across steps), or nil when the
+    /// CPU has no packed kernel or the rows are too few for packing to pay.
+    func packedHead(rows: Int) -> PackedMatrix? {
+        guard PackedMatrix.isSupported, rows >= 16 else { return nil }
+        let d = configuration.hiddenSize, vocab = configuration.vocabSize
+        if let head = headPacking {
+            head.repack(weights: weights.lmHead)
+            return head
+        }
+        let head = PackedMatrix(weights: weights.lmHead, n: vocab, k: d)
+        headPacking = head
+        return head
     }
 }

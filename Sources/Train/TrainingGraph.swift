@@ -44,6 +44,8 @@ public final class TrainingGraph: @unchecked Sendable {
     public var dropoutSeed: UInt64 = 0
     /// The dropout of the last forward, which its backward must use.
     private(set) var forwardDropout: Float = 0
+    /// Storage for the LM head's weights packed once per loss call (LanguageModelHead).
+    var headPacking: PackedMatrix?
 
     final class LayerActivations {
         let x = Slab(), normed1 = Slab(), rstd1 = Slab(), qkv = Slab(), attention = Slab()

@@ -20,7 +20,7 @@ final class NumPyReferenceTests: XCTestCase {
 
     func testKernelsMatchFloat64NumPy() throws {
         let cases = gemmCases() + [linearCase(bias: true), linearCase(bias: false)] + normCases() + ropeCases()
-            + softmaxCases() + activationCases() + [embeddingCase()]
+            + softmaxCases() + activationCases() + [embeddingCase()] + crossEntropyCases()
         guard let reference = try runReference(cases) else { return }   // runReference has failed the test
         XCTAssertEqual(reference.count, cases.count, "the script answered every case")
         var report: [String] = []
@@ -164,6 +164,30 @@ final class NumPyReferenceTests: XCTestCase {
         let swiglu = Case(kernel: "swiglu_fused", params: ["rows": rows, "ffn": ffn],
                           inputs: ["gateUp": gateUp.toArray()], outputs: ["out": activated.toArray()])
         return [silu, residual, scale, swiglu]
+    }
+
+    /// The LM head's fused loss and gradient under every instruction set (row lengths with and without a tail).
+    func crossEntropyCases() -> [Case] {
+        var cases: [Case] = []
+        CPU.forEachAvailable { isa in
+            for (rows, cols) in [(5, 37), (3, 300)] {
+                let x = randomBuffer([rows, cols], seed: 15, range: -12...12)
+                let targets: [Int32] = (0..<rows).map { Int32(($0 * 7 + 3) % cols) }
+                let weights: [Float] = (0..<rows).map { [0.5, -1.25, 2, 0.1, 1][$0 % 5] }
+                let before = x.toArray()
+                var loss = [Double](repeating: 0, count: rows)
+                targets.withUnsafeBufferPointer { t in
+                    weights.withUnsafeBufferPointer { w in
+                        CrossEntropy.forwardBackward(logits: x.data, rows: rows, cols: cols, targets: t.baseAddress!,
+                                                     weights: w.baseAddress!, loss: &loss)
+                    }
+                }
+                cases.append(Case(kernel: "softmax_xent", params: ["rows": rows, "cols": cols, "isa": isa.description],
+                                  inputs: ["logits": before, "targets": targets.map(Float.init), "weights": weights],
+                                  outputs: ["loss": loss.map(Float.init), "grad": x.toArray()]))
+            }
+        }
+        return cases
     }
 
     func embeddingCase() -> Case {

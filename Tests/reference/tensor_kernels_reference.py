@@ -108,8 +108,24 @@ def embedding(p, x):
     return {"out": table[ids]}
 
 
+def softmax_xent(p, x):
+    """Weighted cross-entropy of each row against its target, and its gradient w * (softmax - onehot)."""
+    rows, cols = p["rows"], p["cols"]
+    z = np.asarray(x["logits"], dtype=np.float64).reshape(rows, cols)
+    t = np.asarray(x["targets"], dtype=np.int64)
+    w = np.asarray(x["weights"], dtype=np.float64)
+    m = z.max(axis=1, keepdims=True)
+    e = np.exp(z - m)
+    lse = m[:, 0] + np.log(e.sum(axis=1))
+    probabilities = e / e.sum(axis=1, keepdims=True)
+    onehot = np.zeros_like(z)
+    onehot[np.arange(rows), t] = 1
+    return {"loss": w * (lse - z[np.arange(rows), t]), "grad": w[:, None] * (probabilities - onehot)}
+
+
 KERNELS = {f.__name__: f for f in
-           [gemm, linear, rmsnorm, rope, softmax, silu, swiglu_fused, residual, scale, l2normalize, embedding]}
+           [gemm, linear, rmsnorm, rope, softmax, silu, swiglu_fused, residual, scale, l2normalize, embedding,
+            softmax_xent]}
 
 
 def main():
