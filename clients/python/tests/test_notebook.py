@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -55,6 +56,30 @@ def test_committed_notebook_holds_one_clean_run():
     text = "\n".join(t for cell in text_outputs(notebook) for t in cell)
     assert "Star Wars" in text and "INVALID_ARGUMENT" in text and "probability" in text
     assert notebook["metadata"]["r2ec"]["serve"], "run through run_notebook.py, which records the serve options"
+
+
+NUMBER = re.compile(r"-?\d+\.\d+(?:[eE][-+]?\d+)?")
+
+
+def same_text(saved: list[str], fresh: list[str], rel: float = 1e-4) -> bool:
+    """Outputs equal but for the last digits of decimal numbers: kernels that sum in another order move a score in
+    its 7th digit, which is not a different answer (ids, ranks, messages and every integer must match exactly)."""
+    if len(saved) != len(fresh):
+        return False
+    for a, b in zip(saved, fresh):
+        if NUMBER.split(a) != NUMBER.split(b):
+            return False
+        for x, y in zip(NUMBER.findall(a), NUMBER.findall(b)):
+            if abs(float(x) - float(y)) > rel * max(abs(float(x)), abs(float(y)), 1e-3):
+                return False
+    return True
+
+
+def test_same_text_tolerates_last_digits_only():
+    assert same_text(["1  50  18.700628 Star Wars (1977)"], ["1  50  18.700630 Star Wars (1977)"])
+    assert not same_text(["1  50  18.700628 Star Wars (1977)"], ["1  51  18.700628 Star Wars (1977)"])
+    assert not same_text(["score 18.70"], ["score 18.90"])
+    assert not same_text(["a"], ["a", "b"])
 
 
 def execute(notebook: dict, address: str, monkeypatch) -> dict:
@@ -114,6 +139,6 @@ def test_notebook_outputs_reproduce_against_the_same_models(own_server, monkeypa
     refresh = (f"{sys.executable} {NOTEBOOK.parent / 'run_notebook.py'} {NOTEBOOK} {server_binary()} "
                + " ".join(options))
     for number, (saved, fresh) in enumerate(zip(text_outputs(notebook), text_outputs(ran)), 1):
-        assert saved == fresh, f"code cell {number}: the server now answers differently than the committed " \
+        assert same_text(saved, fresh), f"code cell {number}: the server now answers differently than the committed " \
                                f"notebook shows; refresh it with `make notebook`, or from the repository with " \
                                f"the binary at hand (debug and release answer alike): {refresh}"
