@@ -4,9 +4,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # The store: libsqlite3-dev (GRDB) and libpq-dev (the PostgreSQL client); postgresql and sqlite3 are the real servers
-# and shells the store's tests start and check against.
+# and shells the store's tests start and check against. Data-parallel training: libopenmpi-dev, openmpi-bin (mpirun),
+# iproute2 (the network-namespace hosts of the two-host test).
 APT_PACKAGES := libuv1-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libhttp-parser-dev protobuf-compiler socat pkg-config \
-                libsqlite3-dev libpq-dev postgresql sqlite3
+                libsqlite3-dev libpq-dev postgresql sqlite3 libopenmpi-dev openmpi-bin iproute2
 BENCH_APT_PACKAGES := redis-server redis-tools
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -26,6 +26,7 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         // protobuf-c code generated from Protos/ by scripts/gen-protos.sh (committed).
         .target(name: "R2ecProtoC", dependencies: ["CProtobufC"], cSettings: [.unsafeFlags(["-Wno-everything"])]),
 
@@ -34,6 +35,8 @@ let package = Package(
 
         .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: fastMath),
         .target(name: "Data", swiftSettings: fastMath),
+        // Collective operations over every process of a run: Open MPI under mpirun, the identity alone.
+        .target(name: "Collectives", dependencies: ["CMPI"]),
         .target(name: "Model", dependencies: ["Tensor", "Data", "CKernels"], swiftSettings: fastMath),
         .target(name: "Eval", dependencies: ["Data", "Tensor", "COpenBLAS"], swiftSettings: fastMath),
         .target(name: "Train", dependencies: ["Model", "Data", "Eval", "Tensor"], swiftSettings: fastMath),
@@ -52,6 +55,7 @@ let package = Package(
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CKernels", "Data"]),
         .testTarget(name: "DataTests", dependencies: ["Data"]),
+        .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Data"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor", "Data"]),
         .testTarget(name: "EvalTests", dependencies: ["Eval", "Data"]),
         .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Tensor"]),
