@@ -18,74 +18,57 @@ enum Console {
     }
 }
 
-/// A progress bar on stderr: `label [#####-----] 45.0% 4.5M/10.0M events 1.2M/s ETA 4s`, redrawn in place at most
-/// five times a second on a terminal; elsewhere (logs, CI) one line every 10% of the work.
+/// A progress bar on stderr: `label [#####-------] 45% DETAIL, 12.3 s, ETA 15 s`, redrawn in place at most ten times a
+/// second on a terminal; elsewhere (logs, CI) one line per 10% of the work.
 final class ProgressBar {
     let label: String
-    let unit: String
-    private(set) var total: Int
     private let started = Date()
     private let terminal = isatty(2) != 0
     private var lastDraw = -1.0
     private var lastDecile = -1
-    private var done = 0
-    /// Work done before this process (a resumed job): excluded from the rate.
-    private let resumedFrom: Int
+    private var lastLine = ""
 
-    init(label: String, total: Int, unit: String, resumedFrom: Int = 0) {
-        self.label = label
-        self.total = max(0, total)
-        self.unit = unit
-        self.resumedFrom = resumedFrom
-    }
+    init(label: String) { self.label = label }
 
-    func update(_ done: Int) {
-        self.done = done
-        let now = Date().timeIntervalSince(started)
+    /// `done` of `total` (any unit); `detail` says what in the caller's words ("4.5M/10M events").
+    func show(done: Double, total: Double, detail: String) {
+        let elapsed = Date().timeIntervalSince(started)
+        let fraction = total > 0 ? min(1, max(0, done / total)) : 1
         if terminal {
-            if now - lastDraw < 0.2 && done < total { return }
-            lastDraw = now
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line(now)).utf8))
+            if elapsed - lastDraw < 0.1 && fraction < 1 { return }
+            lastDraw = elapsed
         } else {
-            let decile = total > 0 ? done * 10 / total : 10
+            let decile = Int(fraction * 10)
             if decile == lastDecile { return }
             lastDecile = decile
-            FileHandle.standardError.write(Data((line(now) + "\n").utf8))
         }
+        let width = 30, filled = Int(fraction * Double(width))
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        let eta = fraction > 0 ? elapsed * (1 - fraction) / fraction : 0
+        lastLine = String(format: "%@ [%@] %3.0f%% %@, %@, ETA %@", label, bar, 100 * fraction, detail,
+                          Self.clock(elapsed), Self.clock(eta))
+        FileHandle.standardError.write(Data(((terminal ? "\r\u{1B}[K" : "") + lastLine + (terminal ? "" : "\n")).utf8))
     }
 
-    /// Draws the final state and ends the line.
+    /// Ends the bar's line (on a terminal the last drawing stays).
     func finish() {
-        let now = Date().timeIntervalSince(started)
-        if terminal {
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line(now) + "\n").utf8))
-        } else if lastDecile != 10 || done != total {
-            lastDecile = 10
-            FileHandle.standardError.write(Data((line(now) + "\n").utf8))
-        }
+        if terminal && !lastLine.isEmpty { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 
-    private func line(_ seconds: Double) -> String {
-        let fraction = total > 0 ? min(1, Double(done) / Double(total)) : 1
-        let width = 24
-        let filled = Int(fraction * Double(width))
-        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-        let rate = seconds > 0 ? Double(done - resumedFrom) / seconds : 0
-        let eta = rate > 0 ? Double(total - done) / rate : 0
-        return String(format: "%@ [%@] %5.1f%% %@/%@ %@ %@/s ETA %@", label, bar, 100 * fraction, Self.count(Double(done)),
-                      Self.count(Double(total)), unit, Self.count(rate), Self.clock(eta))
-    }
-
-    static func count(_ v: Double) -> String {
-        if v >= 1e9 { return String(format: "%.2fG", v / 1e9) }
-        if v >= 1e6 { return String(format: "%.2fM", v / 1e6) }
-        if v >= 1e4 { return String(format: "%.1fk", v / 1e3) }
-        return String(format: "%.0f", v)
+    /// 12,345 -> "12.3k", 4,500,000 -> "4.50M".
+    static func count(_ v: Int) -> String {
+        let x = Double(v)
+        if x >= 1e9 { return String(format: "%.2fG", x / 1e9) }
+        if x >= 1e6 { return String(format: "%.2fM", x / 1e6) }
+        if x >= 1e4 { return String(format: "%.1fk", x / 1e3) }
+        return String(v)
     }
 
     static func clock(_ seconds: Double) -> String {
-        let s = Int(max(0, seconds.isFinite ? seconds.rounded() : 0))
-        if s >= 3600 { return "\(s / 3600)h\(String(format: "%02d", s % 3600 / 60))m" }
-        return s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
+        let s = max(0, seconds.isFinite ? seconds : 0)
+        if s < 60 { return String(format: "%.1f s", s) }
+        let whole = Int(s.rounded())
+        if whole >= 3600 { return "\(whole / 3600) h \(whole % 3600 / 60) min" }
+        return "\(whole / 60) min \(whole % 60) s"
     }
 }

@@ -58,8 +58,11 @@ struct DataSynth: ParsableCommand {
     func run() throws {
         let datasetName = name ?? (out as NSString).lastPathComponent
         let started = Date()
-        let bar = ProgressBar(label: "synth", total: items + events, unit: "rows")
-        let summary = try SyntheticData.write(spec, directory: out, name: datasetName) { done, _ in bar.update(done) }
+        let bar = ProgressBar(label: "synth")
+        let summary = try SyntheticData.write(spec, directory: out, name: datasetName) { done, total in
+            bar.show(done: Double(done), total: Double(total),
+                     detail: "\(ProgressBar.count(done))/\(ProgressBar.count(total)) rows (items, then events)")
+        }
         bar.finish()
         let seconds = Date().timeIntervalSince(started)
         func size(_ path: String) -> String {

@@ -81,26 +81,3 @@ struct StoreInfoCommand: ParsableCommand {
             + "catalogue version \(i.catalogVersion), schema version \(i.schemaVersion)")
     }
 }
-
-/// A one-line progress bar on stderr, redrawn at most 10 times a second.
-final class ProgressBar {
-    let label: String
-    private let started = Date()
-    private var lastDraw = Date.distantPast
-
-    init(label: String) { self.label = label }
-
-    func show(done: Double, total: Double, detail: String) {
-        let now = Date()
-        guard now.timeIntervalSince(lastDraw) >= 0.1 else { return }
-        lastDraw = now
-        let fraction = total > 0 ? min(1, done / total) : 0
-        let width = 30, filled = Int(fraction * Double(width))
-        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-        let elapsed = now.timeIntervalSince(started)
-        FileHandle.standardError.write(Data(String(format: "\r%@ [%@] %3.0f%% %@ (%.1f s)", label, bar, fraction * 100,
-                                                   detail, elapsed).utf8))
-    }
-
-    func finish() { FileHandle.standardError.write(Data("\n".utf8)) }
-}
