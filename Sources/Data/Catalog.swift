@@ -1,5 +1,6 @@
 // The item catalogue of a dataset: every item once, at a dense index 0..<count in ascending id order
-// (numeric ids compared as numbers, then others as strings), with the text the model's prompts use.
+// (numeric ids compared as numbers, then others as strings), with the text the model's prompts use. A served
+// catalogue grows by versions (`updating`): items keep their index, new ones are appended in the order added.
 
 /// One item of the catalogue and its text.
 public struct Item: Sendable, Equatable {
@@ -38,7 +39,31 @@ public struct Catalog: Sendable {
         self.indexById = map
     }
 
+    private init(ordered: [Item], indexById: [String: Int]) {
+        self.items = ordered
+        self.indexById = indexById
+    }
+
     public var count: Int { items.count }
+
+    /// The next version of this catalogue: an item whose id is known replaces the item at its index, a new id is
+    /// appended (in the order given; an id given twice counts once, the later text winning). Returns the indices
+    /// added and changed (ascending); an item whose text is unchanged is in neither.
+    public func updating(with changes: [Item]) -> (catalog: Catalog, added: [Int], changed: [Int]) {
+        var list = items
+        var map = indexById
+        var added: [Int] = [], changed = Set<Int>()
+        for item in changes {
+            if let i = map[item.id] {
+                if list[i] != item { list[i] = item; if i < items.count { changed.insert(i) } }
+            } else {
+                map[item.id] = list.count
+                added.append(list.count)
+                list.append(item)
+            }
+        }
+        return (Catalog(ordered: list, indexById: map), added, changed.sorted())
+    }
 
     public subscript(index: Int) -> Item { items[index] }
 

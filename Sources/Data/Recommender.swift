@@ -49,4 +49,64 @@ public protocol Recommender: AnyObject, Sendable {
 
     /// Similarity of every catalogue item to `item` (the item itself included; callers exclude it).
     func similarities(to item: Int) throws -> [Float]
+
+    /// This model over the next version of its catalogue (`Catalog.updating`: every index kept, `added` appended,
+    /// `changed` re-described), given every item's statistics. A model that reads an item from its text (the
+    /// dual-head network) encodes the added and changed items; the default keeps the model's vectors and gives added
+    /// items no score (NaN: never recommended, `FrozenItems`) until the model is fitted again.
+    func updatingCatalog(_ catalog: Catalog, added: [Int], changed: [Int], itemStats: [ItemStats]) throws -> Recommender
+
+    /// How many of the catalogue's items the model can score.
+    var recommendableItems: Int { get }
+}
+
+extension Recommender {
+    public func updatingCatalog(_ catalog: Catalog, added: [Int], changed: [Int], itemStats: [ItemStats]) throws -> Recommender {
+        FrozenItems(base: self, catalog: catalog)
+    }
+
+    public var recommendableItems: Int { catalog.count }
+}
+
+/// A model fitted on the first `base.catalog.count` items of a catalogue that has grown since: it scores those (a
+/// re-described item keeps its fitted vector) and gives every later item NaN, which ranking never returns, until a
+/// refit. What popularity, WALS and BPR can honestly do for an item nobody has interacted with in their data.
+public final class FrozenItems: Recommender, @unchecked Sendable {
+    public let base: Recommender
+    public let catalog: Catalog
+
+    public init(base: Recommender, catalog: Catalog) {
+        precondition(catalog.count >= base.catalog.count, "a catalogue version never loses items")
+        self.base = (base as? FrozenItems)?.base ?? base
+        self.catalog = catalog
+    }
+
+    public var kind: String { base.kind }
+    public var configJSON: String { base.configJSON }
+    public var numParameters: Int { base.numParameters }
+    public var recommendableItems: Int { base.catalog.count }
+
+    public func scoreAll(_ histories: [UserHistory]) throws -> [Float] {
+        let fitted = base.catalog.count, n = catalog.count
+        // Items the base never saw leave the history: it has nothing to fold them in with.
+        let known = histories.map { h -> UserHistory in
+            let keep = h.items.indices.filter { h.items[$0] < fitted }
+            return UserHistory(items: keep.map { h.items[$0] }, timestamps: keep.map { h.timestamps[$0] },
+                               ratings: keep.map { h.ratings[$0] })
+        }
+        let scores = try base.scoreAll(known)
+        var out = [Float](repeating: .nan, count: histories.count * n)
+        for q in histories.indices {
+            for i in 0..<fitted { out[q * n + i] = scores[q * fitted + i] }
+        }
+        return out
+    }
+
+    public func similarities(to item: Int) throws -> [Float] {
+        guard item < base.catalog.count else {
+            throw RecommenderError.unsupported(
+                "item '\(catalog[item].id)' was added after this \(kind) model was fitted: it has no vector until a refit (reload the model)")
+        }
+        return try base.similarities(to: item) + [Float](repeating: .nan, count: catalog.count - base.catalog.count)
+    }
 }

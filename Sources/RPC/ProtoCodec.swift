@@ -218,6 +218,7 @@ enum ProtoCodec {
         m.pointee.reasoning = arena.string(r.reasoning)
         m.pointee.model = arena.string(r.model)
         m.pointee.reasoning_tokens = UInt32(r.reasoningTokens)
+        m.pointee.model_version = r.modelVersion
         return m
     }
 
@@ -296,6 +297,8 @@ enum ProtoCodec {
             e.pointee.description = arena.string(it.description)
             e.pointee.num_ratings = UInt32(clamping: it.numRatings)
             e.pointee.mean_rating = it.meanRating
+            e.pointee.metadata_json = arena.string(it.metadataJSON)
+            e.pointee.created = it.created
             list[i] = e
         }
         m.pointee.n_items = items.count
@@ -315,6 +318,7 @@ enum ProtoCodec {
         m.pointee.num_parameters = UInt64(f.numParameters)
         m.pointee.config_json = arena.string(f.configJSON)
         m.pointee.version = f.version
+        m.pointee.num_recommendable_items = UInt32(clamping: f.numRecommendableItems)
         return m
     }
 

@@ -17,10 +17,18 @@ public struct ModelLoader: Sendable {
     public static let baselineKinds = ["popularity", "wals", "bpr"]
     public let dataset: Dataset
     public let checkpoints: CheckpointLoader?
+    /// The store's catalogue version `dataset` was read at (0 without a store).
+    public let catalogVersion: UInt64
+    /// Whether the served model keeps the dataset's user histories (for user_id requests without a store). With a
+    /// store the live loop reads them, and no second copy is kept that DeleteUser would have to find.
+    public let keepsUserHistories: Bool
 
-    public init(dataset: Dataset, checkpoints: CheckpointLoader? = nil) {
+    public init(dataset: Dataset, checkpoints: CheckpointLoader? = nil, catalogVersion: UInt64 = 0,
+                keepsUserHistories: Bool = true) {
         self.dataset = dataset
         self.checkpoints = checkpoints
+        self.catalogVersion = catalogVersion
+        self.keepsUserHistories = keepsUserHistories
     }
 
     /// The default name of a spec: the baseline's kind, or the checkpoint directory's last component.
@@ -53,11 +61,16 @@ public struct ModelLoader: Sendable {
             }
             (recommender, calibrator) = try checkpoints(spec, dataset)
         }
-        let sequences = dataset.sequences()
         var histories: [String: UserHistory] = [:]
-        for (u, id) in dataset.userIds.enumerated() where !sequences[u].items.isEmpty { histories[id] = sequences[u] }
+        if keepsUserHistories {
+            let sequences = dataset.sequences()
+            for (u, id) in dataset.userIds.enumerated() where !sequences[u].items.isEmpty { histories[id] = sequences[u] }
+        }
+        let stats = dataset.itemStats()
+        // WALS and BPR fold an empty history into nothing: a user without events gets the items by popularity.
+        let coldStart = ["wals", "bpr"].contains(recommender.kind) ? stats.map { Float($0.count) } : nil
         return ServedModel(name: name ?? Self.name(of: spec), spec: spec, recommender: recommender,
-                           datasetName: dataset.name, userHistories: histories, itemStats: dataset.itemStats(),
-                           calibrator: calibrator, version: version)
+                           datasetName: dataset.name, userHistories: histories, itemStats: stats,
+                           calibrator: calibrator, version: version, catalogVersion: catalogVersion, coldStart: coldStart)
     }
 }

@@ -7,13 +7,31 @@ public final class ModelRegistry: @unchecked Sendable {
     private var models: [String: ServedModel] = [:]
     private var defaultName: String = ""
 
+    /// Called after every install, outside the lock (the live loop brings the model to the catalogue's version).
+    public var onInstall: ((ServedModel) -> Void)?
+
     public init() {}
 
     /// Adds or replaces `model`; the first model added becomes the default.
     public func install(_ model: ServedModel, makeDefault: Bool = false) {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
         models[model.name] = model
         if makeDefault || defaultName.isEmpty { defaultName = model.name }
+        let hook = onInstall
+        lock.unlock()
+        hook?(model)
+    }
+
+    /// Swaps `new` in for `old` if `old` still serves under its name (a newer load is never overwritten); `new`
+    /// keeps `old`'s version: a new catalogue version of the same model, not a reload.
+    @discardableResult
+    public func replace(_ old: ServedModel, with new: ServedModel) -> Bool {
+        precondition(old.name == new.name)
+        lock.lock(); defer { lock.unlock() }
+        guard models[old.name] === old else { return false }
+        new.version = old.version
+        models[old.name] = new
+        return true
     }
 
     public func remove(_ name: String) throws {

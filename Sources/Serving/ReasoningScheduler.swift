@@ -265,7 +265,8 @@ public final class ReasoningScheduler: @unchecked Sendable {
                     let items = RecommendService.answer(r.prepared, scores: row, model: r.model, probabilities: r.probabilities)
                     let text = String(decoding: s.decoder.bytes, as: UTF8.self)
                     r.done(.success(RecommendResult(items: items, reasoning: r.returnReasoning ? text : "",
-                                                    model: r.model.name, reasoningTokens: s.decoder.sampled)))
+                                                    model: r.model.name, reasoningTokens: s.decoder.sampled,
+                                                    modelVersion: r.model.version)))
                 }
             }
         }

@@ -18,7 +18,14 @@ public enum RecommendService {
                                limits: RequestLimits = RequestLimits()) throws -> ResolvedHistory {
         try limits.check(spec.events.count, limits.maxHistoryEvents, field: field, limit: "history_length")
         var items: [Int] = [], times: [Int64] = [], ratings: [Float] = []
-        if !spec.userId.isEmpty {
+        if let stored = spec.stored {
+            // The store's events, as far as this model's catalogue knows their items (a model can lag the store's
+            // catalogue by one version for a moment while it is brought up to date).
+            for e in stored {
+                guard let index = model.catalog.index(of: e.itemId) else { continue }
+                items.append(index); times.append(e.timestamp); ratings.append(e.rating)
+            }
+        } else if !spec.userId.isEmpty {
             guard let known = model.userHistories[spec.userId] else {
                 throw ServingError(.notFound, "user_id: unknown user '\(spec.userId)' for model '\(model.name)'",
                                    field: "user_id")
@@ -44,7 +51,7 @@ public enum RecommendService {
             throw ServingError(.notFound, "\(field)[\(firstUnknown)].item_id: unknown item id \(shown)\(more)",
                                field: "\(field)[\(firstUnknown)].item_id")
         }
-        if items.isEmpty {
+        if items.isEmpty && spec.stored == nil {
             throw ServingError.invalid(field, "empty: give history events or a known user_id")
         }
         // Events with known times are put in time order (stable); without times the given order stands.
@@ -109,19 +116,28 @@ public enum RecommendService {
         }
     }
 
-    /// Direct-path Recommend for a batch of requests on one model: one scoreAll call for all of them.
+    /// Direct-path Recommend for a batch of requests on one model: one scoreAll call for all of them (requests with no
+    /// history at all take the model's cold-start scores when it has them).
     public static func recommendDirect(_ prepared: [Prepared], model: ServedModel, probabilities: [Bool]) throws -> [RecommendResult] {
         let n = model.catalog.count
-        let histories = prepared.map(\.resolved.history)
-        let scores = try model.dualHead.map { dual in
-            try dual.scoreAll(histories, targetTimes: prepared.map { $0.targetTime ?? ($0.resolved.history.timestamps.max() ?? 0) })
-        } ?? model.recommender.scoreAll(histories)
-        precondition(scores.count == prepared.count * n, "scoreAll returned \(scores.count) scores")
+        let cold = model.coldStart.map { c in Set(prepared.indices.filter { prepared[$0].resolved.history.count == 0 }) } ?? []
+        let warm = prepared.indices.filter { !cold.contains($0) }
+        let histories = warm.map { prepared[$0].resolved.history }
+        let warmScores = try model.dualHead.map { dual in
+            try dual.scoreAll(histories, targetTimes: warm.map {
+                prepared[$0].targetTime ?? (prepared[$0].resolved.history.timestamps.max() ?? 0) })
+        } ?? (warm.isEmpty ? [] : model.recommender.scoreAll(histories))
+        precondition(warmScores.count == warm.count * n, "scoreAll returned \(warmScores.count) scores")
+        var scores = cold.isEmpty ? warmScores : [Float](repeating: 0, count: prepared.count * n)
+        if !cold.isEmpty, let coldStart = model.coldStart {
+            for (k, q) in warm.enumerated() { scores.replaceSubrange((q * n)..<((q + 1) * n), with: warmScores[(k * n)..<((k + 1) * n)]) }
+            for q in cold { scores.replaceSubrange((q * n)..<((q + 1) * n), with: coldStart) }
+        }
         return scores.withUnsafeBufferPointer { all in
             prepared.indices.map { q in
                 let row = UnsafeBufferPointer(rebasing: all[(q * n)..<((q + 1) * n)])
                 return RecommendResult(items: answer(prepared[q], scores: row, model: model, probabilities: probabilities[q]),
-                                       model: model.name)
+                                       model: model.name, modelVersion: model.version)
             }
         }
     }
@@ -132,7 +148,8 @@ public enum RecommendService {
         let resolved = try resolve(q.history, in: model, limits: limits)
         guard !q.itemIds.isEmpty else { throw ServingError.invalid("item_ids", "empty: name the items to score") }
         let targets = try indices(q.itemIds, field: "item_ids", in: model)
-        let scores = try model.recommender.scoreAll([resolved.history])
+        let scores = resolved.history.count == 0 && model.coldStart != nil
+            ? model.coldStart! : try model.recommender.scoreAll([resolved.history])
         // Rank among the requested items: higher score first, ties to the earlier request position.
         let order = targets.indices.sorted { scores[targets[$0]] != scores[targets[$1]]
             ? scores[targets[$0]] > scores[targets[$1]] : $0 < $1 }

@@ -61,6 +61,10 @@ public struct SamplingOptions: Sendable, Equatable {
 public struct HistorySpec: Sendable, Equatable {
     public var userId: String = ""
     public var events: [HistoryEvent] = []
+    /// The user's latest events from the store (read by the live loop before the request is prepared), oldest
+    /// first; empty for a user with none (a cold start). nil without a store: `userId` names a user of the model's
+    /// training data.
+    public var stored: [HistoryEvent]?
     /// Reference time for prompts (unix seconds); 0 = the latest event's time.
     public var now: Int64 = 0
     public init(userId: String = "", events: [HistoryEvent] = [], now: Int64 = 0) {
@@ -105,6 +109,8 @@ public struct RecommendResult: Sendable, Equatable {
     public var reasoning: String = ""
     public var model: String
     public var reasoningTokens: Int = 0
+    /// The version of the model that answered (ModelInfo.version).
+    public var modelVersion: UInt64 = 0
 }
 
 public struct ScoreItemsQuery: Sendable, Equatable {
@@ -131,6 +137,10 @@ public struct ItemInfo: Sendable, Equatable {
     public var description: String
     public var numRatings: Int
     public var meanRating: Float
+    /// The JSON object given to UpsertItems ("{}" when none).
+    public var metadataJSON: String = "{}"
+    /// Unix seconds when the item entered the store's catalogue (0 for imported items, and without a store).
+    public var created: Int64 = 0
 }
 
 /// Facts of a loaded model, for ModelInfo.
@@ -145,4 +155,7 @@ public struct ModelFacts: Sendable, Equatable {
     public var numParameters: Int
     public var configJSON: String
     public var version: UInt64
+    /// Items the model can recommend now (the catalogue, less items added since a model that cannot encode them
+    /// was fitted).
+    public var numRecommendableItems: Int
 }

@@ -19,11 +19,19 @@ public final class ServedModel: @unchecked Sendable {
     /// Per catalogue index: number of ratings and their mean in the training data.
     public let itemStats: [ItemStats]
     public let calibrator: ProbabilityCalibrator?
-    public let version: UInt64
+    public internal(set) var version: UInt64
+    /// The store's catalogue version this model's catalogue is at (0 without a store).
+    public let catalogVersion: UInt64
+    /// Scores for a user with no events, when the model's own answer to an empty history means nothing (WALS and
+    /// BPR fold an empty history into a zero vector): the items' interaction counts in the model's training data.
+    /// nil: the model answers an empty history itself (the dual-head network reads an empty prompt; popularity).
+    public let coldStart: [Float]?
 
     public init(name: String, spec: String = "", recommender: Recommender, datasetName: String, userHistories: [String: UserHistory],
-                itemStats: [ItemStats], calibrator: ProbabilityCalibrator? = nil, version: UInt64 = 1) {
+                itemStats: [ItemStats], calibrator: ProbabilityCalibrator? = nil, version: UInt64 = 1,
+                catalogVersion: UInt64 = 0, coldStart: [Float]? = nil) {
         precondition(itemStats.count == recommender.catalog.count, "item statistics must cover the catalogue")
+        precondition(coldStart.map { $0.count == recommender.catalog.count } ?? true, "cold-start scores must cover the catalogue")
         self.name = name
         self.spec = spec
         self.recommender = recommender
@@ -32,6 +40,8 @@ public final class ServedModel: @unchecked Sendable {
         self.itemStats = itemStats
         self.calibrator = calibrator
         self.version = version
+        self.catalogVersion = catalogVersion
+        self.coldStart = coldStart
     }
 
     public var catalog: Catalog { recommender.catalog }
@@ -44,6 +54,7 @@ public final class ServedModel: @unchecked Sendable {
         ModelFacts(name: name, kind: recommender.kind, dataset: datasetName, numItems: catalog.count,
                    numUsers: userHistories.count, supportsReasoning: supportsReasoning,
                    calibrated: calibrator != nil, numParameters: recommender.numParameters,
-                   configJSON: recommender.configJSON, version: version)
+                   configJSON: recommender.configJSON, version: version,
+                   numRecommendableItems: recommender.recommendableItems)
     }
 }

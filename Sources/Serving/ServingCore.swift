@@ -13,6 +13,9 @@ public final class ServingCore: @unchecked Sendable {
     public let reasoning: ReasoningScheduler
     /// Everything else (ScoreItems, SimilarItems): one job per call.
     private let workers: WorkerPool
+    /// The live loop over a store (`serve --store`): user ids resolve to their stored events, and the Events service
+    /// records and upserts. nil: users are those of the models' training data. Set before serving starts.
+    public var live: LiveLoop?
 
     public init(registry: ModelRegistry, workerThreads: Int = 1, batching: BatchingConfig = BatchingConfig(),
                 reasoning: ReasoningConfig = ReasoningConfig(), limits: RequestLimits = RequestLimits()) {
@@ -53,6 +56,31 @@ public final class ServingCore: @unchecked Sendable {
     /// As `recommend`, with every piece of reasoning text passed to `onDelta` as it is written (on a model thread).
     public func recommendStream(_ q: RecommendQuery, ctx: CallContext, onDelta: ((String) -> Void)?,
                                 done: @escaping (Result<RecommendResult, ServingError>) -> Void) {
+        withStoredHistory(q.history, ctx: ctx, failure: { done(.failure($0)) }) { history in
+            var q = q
+            q.history = history
+            self.enqueue(q, ctx: ctx, onDelta: onDelta, done: done)
+        }
+    }
+
+    /// With a store, `spec`'s user's stored events read into it first (at once from the cache, else after a store
+    /// read on a store thread); without one, or without a user id, `spec` as it is.
+    private func withStoredHistory(_ spec: HistorySpec, ctx: CallContext, failure: @escaping (ServingError) -> Void,
+                                   then: @escaping (HistorySpec) -> Void) {
+        guard let live, !spec.userId.isEmpty, spec.stored == nil else { return then(spec) }
+        live.storedHistory(of: spec.userId, ctx: ctx) { result in
+            switch result {
+            case .success(let events):
+                var spec = spec
+                spec.stored = events
+                then(spec)
+            case .failure(let e): failure(e)
+            }
+        }
+    }
+
+    private func enqueue(_ q: RecommendQuery, ctx: CallContext, onDelta: ((String) -> Void)?,
+                         done: @escaping (Result<RecommendResult, ServingError>) -> Void) {
         do {
             if let stop = ctx.stopReason { throw stop }
             let model = try registry.model(q.model)
@@ -73,8 +101,13 @@ public final class ServingCore: @unchecked Sendable {
     }
 
     public func scoreItems(_ q: ScoreItemsQuery, ctx: CallContext, done: @escaping (Result<[ScoredItemResult], ServingError>) -> Void) {
-        submit(ctx, { [registry, limits] in try RecommendService.scoreItems(q, model: try registry.model(q.model), limits: limits) },
-               done: done)
+        withStoredHistory(q.history, ctx: ctx, failure: { done(.failure($0)) }) { history in
+            var q = q
+            q.history = history
+            self.submit(ctx, { [registry = self.registry, limits = self.limits] in
+                try RecommendService.scoreItems(q, model: try registry.model(q.model), limits: limits)
+            }, done: done)
+        }
     }
 
     public func similarItems(_ q: SimilarItemsQuery, ctx: CallContext, done: @escaping (Result<[ScoredItemResult], ServingError>) -> Void) {
@@ -86,7 +119,16 @@ public final class ServingCore: @unchecked Sendable {
     /// Cheap lookups answered on the caller's thread.
     public func getItems(_ ids: [String], model name: String) throws -> [ItemInfo] {
         do {
-            return try RecommendService.getItems(ids, model: try registry.model(name), limits: limits)
+            var items = try RecommendService.getItems(ids, model: try registry.model(name), limits: limits)
+            if let live {
+                for i in items.indices {
+                    if let stored = live.catalogItem(items[i].itemId) {
+                        items[i].metadataJSON = stored.metadataJSON
+                        items[i].created = stored.created
+                    }
+                }
+            }
+            return items
         } catch let e as ServingError {
             if let limit = e.limit { metrics.limitHit(limit) }
             throw e
@@ -103,5 +145,6 @@ public final class ServingCore: @unchecked Sendable {
         batcher.shutdown()
         reasoning.shutdown()
         workers.shutdown()
+        live?.shutdown()
     }
 }

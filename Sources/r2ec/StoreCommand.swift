@@ -27,8 +27,18 @@ struct StoreImport: ParsableCommand {
         let started = Date()
         let target = try Stores.open(store)
         defer { target.close() }
+        let (items, events) = try Self.importDataset(dataset, into: target, chunk: chunk)
+        let info = try target.info()
+        let seconds = Date().timeIntervalSince(started)
+        print("imported \(dataset) into \(target.location) in \(String(format: "%.1f", seconds)) s: "
+            + "\(items) item rows, \(events) events (\(Int(Double(events) / max(seconds, 1e-9)))/s); the store holds "
+            + "\(info.items) items, \(info.users) users, \(info.events) events")
+    }
+
+    /// Streams `dataset` into `store` with a progress bar on stderr; returns the item rows and events imported.
+    static func importDataset(_ dataset: String, into store: EventStore, chunk: Int = 20_000) throws -> (items: Int, events: Int) {
         let meter = ReadMeter()
-        var importer = StoreImporter(store: target, name: try DatasetLoader.name(dataset), chunkEvents: chunk)
+        var importer = StoreImporter(store: store, name: try DatasetLoader.name(dataset), chunkEvents: chunk)
         let bar = ProgressBar(label: "import")
         importer.onChunk = { items, events in
             bar.show(done: Double(meter.bytesRead), total: Double(meter.totalBytes), detail: "\(items) items, \(events) events")
@@ -36,12 +46,7 @@ struct StoreImport: ParsableCommand {
         try DatasetLoader.stream(dataset, into: &importer, meter: meter)
         try importer.flush()
         bar.finish()
-        let info = try target.info()
-        let seconds = Date().timeIntervalSince(started)
-        print("imported \(dataset) into \(target.location) in \(String(format: "%.1f", seconds)) s: "
-            + "\(importer.importedItems) item rows, \(importer.importedEvents) events "
-            + "(\(Int(Double(importer.importedEvents) / max(seconds, 1e-9)))/s); the store holds \(info.items) items, "
-            + "\(info.users) users, \(info.events) events")
+        return (importer.importedItems, importer.importedEvents)
     }
 }
 

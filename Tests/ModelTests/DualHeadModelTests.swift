@@ -95,3 +95,43 @@ final class DualHeadModelTests: XCTestCase {
     }
 }
 
+
+/// New items, recommendable at once: a catalogue version encodes the added and changed items into a new table and
+/// leaves the old model and table untouched.
+final class DualHeadCatalogTests: XCTestCase {
+    func testUpdatingTheCatalogueEncodesNewItemsLikeAFullBuild() throws {
+        let model = try Fixtures.randomModel(Fixtures.tinyTied, seed: 5)
+        let tokenizer = try Fixtures.tokenizer()
+        let old = Catalog(items: (1...10).map { Item(id: "\($0)", title: "Movie \($0)", genres: ["Drama"]) })
+        let stats = (0..<10).map { ItemStats(count: $0, meanRating: 3.5) }
+        let dual = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: old,
+                                     itemPrompts: (0..<10).map { Prompts.item(old[$0], stats: stats[$0]) }, progress: false)
+        let before = Array(UnsafeBufferPointer(start: dual.itemTable.vectors.data, count: 10 * 32))
+        let (catalog, added, changed) = old.updating(with: [
+            Item(id: "new-a", title: "A film nobody trained on", genres: ["Sci-Fi"]),
+            Item(id: "3", title: "Movie 3, re-titled", genres: ["Comedy"]),
+            Item(id: "new-b", title: "Another", description: "Long description of a new item."),
+        ])
+        XCTAssertEqual(added, [10, 11])
+        XCTAssertEqual(changed, [2])
+        let newStats = stats + [ItemStats(count: 0, meanRating: 0), ItemStats(count: 0, meanRating: 0)]
+        let next = try XCTUnwrap(try dual.updatingCatalog(catalog, added: added, changed: changed, itemStats: newStats) as? DualHeadModel)
+        XCTAssertEqual(next.catalog.count, 12)
+        XCTAssertEqual(next.recommendableItems, 12)
+        // The reference: a table built from scratch over the new catalogue.
+        let full = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog,
+                                     itemPrompts: (0..<12).map { Prompts.item(catalog[$0], stats: newStats[$0]) }, progress: false)
+        for row in 0..<12 {
+            for j in 0..<32 {
+                XCTAssertEqual(next.itemTable.vectors.data[row * 32 + j], full.itemTable.vectors.data[row * 32 + j], accuracy: 1e-5,
+                               "row \(row)")
+            }
+        }
+        let history = [UserHistory(items: [0, 10], timestamps: [10, 20], ratings: [4, 5])]
+        let a = try next.scoreAll(history), b = try full.scoreAll(history)
+        for i in 0..<12 { XCTAssertEqual(a[i], b[i], accuracy: 1e-3) }
+        // The old version is untouched: same catalogue, same table bytes.
+        XCTAssertEqual(dual.catalog.count, 10)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: dual.itemTable.vectors.data, count: 10 * 32)), before)
+    }
+}
