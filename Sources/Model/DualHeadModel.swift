@@ -58,10 +58,16 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
             "\"items\":\(catalog.count),\"weights_hash\":\"\(itemTable.weightsHash)\"}"
     }
 
+    /// The item table packed in bfloat16 for the scoring GEMM when the network runs in bfloat16 (nil: float32 GEMM).
+    let packedTable: PackedMatrix?
+
     public init(model: Qwen2Model, tokenizer: Tokenizer, catalog: Catalog, itemTable: ItemTable, tau: Float = 0.02) {
         precondition(itemTable.count == catalog.count && itemTable.dimension == model.configuration.hiddenSize,
                      "item table of \(itemTable.count)x\(itemTable.dimension) for \(catalog.count) items")
         self.model = model; self.tokenizer = tokenizer; self.catalog = catalog; self.itemTable = itemTable; self.tau = tau
+        packedTable = model.packedPrecision == .bfloat16 && itemTable.count > 0
+            ? PackedMatrix(weights: itemTable.vectors.pointer, n: itemTable.count, k: itemTable.dimension, precision: .bfloat16)
+            : nil
     }
 
     /// Builds the item table from `itemPrompts` (one per catalogue item, e.g. Prompts.item), or reuses the one
@@ -105,8 +111,14 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
                                    limit: min(DualHeadFormat.maxUserTokens, model.configuration.maxPositionEmbeddings))
     }
 
-    /// Scores [queries, items] = unit[queries, hidden] · itemTable^T / tau: one GEMM.
+    /// Scores [queries, items] = unit[queries, hidden] · itemTable^T / tau: one GEMM (bfloat16 products, float32 sums,
+    /// for a bfloat16 network).
     public func score(userVectors unit: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
+        if let packedTable {
+            packedTable.multiply(rows: count, x: unit, ldx: itemTable.dimension, out: out, ldo: itemTable.count,
+                                 alpha: 1 / tau, beta: 0, serial: false)
+            return
+        }
         GEMM.forward(m: count, n: itemTable.count, k: itemTable.dimension, a: unit, b: itemTable.vectors.pointer,
                      transB: true, c: out, alpha: 1 / tau)
     }

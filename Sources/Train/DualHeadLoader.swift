@@ -6,6 +6,7 @@ import Data
 import Eval
 import Foundation
 import Model
+import Tensor
 
 /// What training records beside the weights.
 public struct TrainedModelInfo: Codable, Sendable {
@@ -51,10 +52,13 @@ public struct TrainedModelInfo: Codable, Sendable {
 
 public enum DualHeadLoader {
     /// The dual-head model of checkpoint `directory` over `dataset` (the one it was trained on). `tau` overrides the
-    /// checkpoint's (training passes its own while r2ec_train.json is not written yet).
-    public static func load(directory: String, dataset: Dataset, tau: Float? = nil, progress: Bool = false) throws -> DualHeadModel {
+    /// checkpoint's (training passes its own while r2ec_train.json is not written yet). `precision` bfloat16 packs the
+    /// projections and the item table in bfloat16 (the caller checks `precision.isSupported`); its item table is
+    /// rebuilt by the bfloat16 network and not cached, so the float32 cache beside the checkpoint stays as it was.
+    public static func load(directory: String, dataset: Dataset, tau: Float? = nil, progress: Bool = false,
+                            precision: PackedMatrix.Precision = .float32) throws -> DualHeadModel {
         // A checkpoint on disk never changes under the model: its projections are packed for inference.
-        let model = try Checkpoint.loadModel(directory: directory).packedForInference()
+        let model = try Checkpoint.loadModel(directory: directory).packedForInference(precision: precision)
         let tokenizer = try Checkpoint.loadTokenizer(directory: directory)
         let info = TrainedModelInfo.load(directory: directory)
         let kind = Splits.Kind(rawValue: info?.split ?? "loo") ?? .loo
@@ -62,7 +66,8 @@ public enum DualHeadLoader {
         let stats = dataset.itemStats(from: split.train)
         let prompts = (0..<dataset.catalog.count).map { Prompts.item(dataset.catalog[$0], stats: stats[$0]) }
         return try DualHeadModel(model: model, tokenizer: tokenizer, catalog: dataset.catalog, itemPrompts: prompts,
-                                 tau: tau ?? info?.tau ?? 0.02, cachePath: directory + "/" + ItemTable.fileName,
+                                 tau: tau ?? info?.tau ?? 0.02,
+                                 cachePath: precision == .float32 ? directory + "/" + ItemTable.fileName : nil,
                                  progress: progress)
     }
 

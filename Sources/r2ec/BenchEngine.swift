@@ -50,6 +50,9 @@ struct BenchEngine: ParsableCommand {
     @Flag(help: "Run the projections through OpenBLAS on the unpacked weights (as a model in training does) instead of packed copies.")
     var unpacked = false
 
+    @Option(help: "Packed weights: float32, or bfloat16 (vdpbf16ps; figures then also against the bf16 dot-product peak).")
+    var precision: PackedMatrix.Precision = .float32
+
     @Option(help: "How decode KV caches store keys and values: float16 (as the server does) or float32.")
     var kvPrecision = KVPrecision.float16
 
@@ -64,7 +67,10 @@ struct BenchEngine: ParsableCommand {
                                                numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 8192,
                                                tieWordEmbeddings: true, maxPositionEmbeddings: 4096)
         let random = try Qwen2Model(randomWith: configuration, seed: 1)
-        let model = unpacked ? random : random.packedForInference()
+        if precision == .bfloat16 && !precision.isSupported {
+            throw ValidationError("--precision bfloat16 needs a CPU with AVX512_BF16")
+        }
+        let model = unpacked ? random : random.packedForInference(precision: precision)
         if let pipelineFrom { Qwen2Model.pipelineMinimumRows = pipelineFrom; Qwen2Model.rowParallelMinimumRows = pipelineFrom }
         if let chunk { Qwen2Model.pipelineChunk = chunk }
         print("load average: \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")"
@@ -74,8 +80,8 @@ struct BenchEngine: ParsableCommand {
               + "\(model.parameterCount) parameters")
         print("BLAS: \(BLAS.description); pool threads: \(ThreadPool.shared.threadCount)")
         print("projections: " + (model.isPacked
-            ? String(format: "packed-weight kernel (%@), %.1f MiB of packed copies", CPU.isa.description,
-                     Double(model.packedByteCount) / 1048576)
+            ? String(format: "packed-weight kernel (%@, %@), %.1f MiB of packed copies", CPU.isa.description,
+                     precision.rawValue, Double(model.packedByteCount) / 1048576)
             : PackedMatrix.isSupported ? "OpenBLAS on unpacked weights (--unpacked)" : "OpenBLAS (no packed kernel for \(CPU.isa))"))
         var roofline = Yardsticks.measure()
         let peak = GEMMBenchmark.sgemmPeak(seconds: seconds)
@@ -158,6 +164,10 @@ struct BenchEngine: ParsableCommand {
         let fma = roofline.fmaPeak(for: CPU.isa)
         print(String(format: "over all rounds: FMA peak (%@) %.1f GFLOP/s; peer sgemm peak %.1f GFLOP/s", CPU.isa.description,
                      fma, roundPeak))
+        if precision == .bfloat16, let bf16 = roofline.bf16Peak {
+            print(String(format: "bfloat16 weights: the vdpbf16ps peak is %.1f GFLOP/s; fractions below stay against the float32 FMA peak (x%.2f = of the bf16 peak)",
+                         bf16, fma / bf16))
+        }
         print("batch   tokens/s     GFLOP/s   of FMA peak   of sgemm peak   PyTorch eager GFLOP/s   r2ec / PyTorch")
         for (i, batch) in prefillBatches.enumerated() {
             let flops = Double(batch) * prefillFlops(configuration, length: length)

@@ -1,8 +1,11 @@
 // What every `r2ec bench` command reports its figures against, measured in the same run: the machine's roofline
 // (FMA peak, STREAM bandwidth; Tensor.Roofline) as the limit, and peers as comparisons, not limits: OpenBLAS's
 // sgemm peak and PyTorch eager (benchmarks/torch_peer.py, run with a python that has torch, when there is one).
+import ArgumentParser
 import Foundation
 import Tensor
+
+extension PackedMatrix.Precision: ExpressibleByArgument {}
 
 enum Yardsticks {
     /// Measures and prints the roofline (and the kernels this run uses). Other benches call this first.

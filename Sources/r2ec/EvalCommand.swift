@@ -6,6 +6,7 @@ import Eval
 import Foundation
 import Model
 import Train
+import Tensor
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,6 +25,9 @@ struct EvalCommand: ParsableCommand {
 
     @Option(help: "A dual-head checkpoint directory (config.json, model.safetensors, tokenizer.json).")
     var model: String?
+
+    @Option(help: "Weights of --model in inference: float32, or bfloat16 (projections and item table in bfloat16, float32 sums; needs a CPU with AVX512_BF16).")
+    var precision: PackedMatrix.Precision = .float32
 
     @Flag(help: "Evaluate an untrained dual-head network (d 128, 2 layers, BPE of 1,024 tokens trained on the prompts): a floor for trained ones and a check of the path.")
     var randomModel = false
@@ -51,6 +55,12 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         let wall = Date()
+        if precision == .bfloat16 && !precision.isSupported {
+            throw ValidationError("--precision bfloat16 needs a CPU with AVX512_BF16 (this one runs the \(CPU.isa) kernels without it)")
+        }
+        if precision != .float32 && model == nil {
+            throw ValidationError("--precision applies to --model only")
+        }
         guard [baseline != nil, model != nil, randomModel].filter({ $0 }).count == 1 else {
             throw ValidationError("give exactly one of --baseline pop|wals|bpr, --model PATH or --random-model")
         }
@@ -156,7 +166,7 @@ struct EvalCommand: ParsableCommand {
                 FileHandle.standardError.write(Data(("warning: \(model) was trained on dataset \(info.datasetFingerprint), " +
                     "evaluating on \(data.fingerprint)\n").utf8))
             }
-            return try DualHeadLoader.load(directory: model, dataset: data)
+            return try DualHeadLoader.load(directory: model, dataset: data, precision: precision)
         }
         let texts = itemPrompts + s.validation.prefix(200).map {
             Prompts.user(history: $0.history, catalog: data.catalog, targetTime: $0.targetTime)

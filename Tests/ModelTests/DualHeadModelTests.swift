@@ -40,6 +40,26 @@ final class DualHeadModelTests: XCTestCase {
         XCTAssertThrowsError(try dual.scoreAll([UserHistory(items: [99])]))
     }
 
+    /// A bfloat16 network scores with its own readouts against its item table packed in bfloat16: the same cosines /
+    /// tau, to bfloat16's rounding of the user vector and the table (within 2^-8 relative of each product).
+    func testBFloat16DirectPathIsItsReadoutCosineOverTau() throws {
+        try XCTSkipUnless(PackedMatrix.Precision.bfloat16.isSupported, "this CPU lacks AVX512_BF16")
+        let model = try Fixtures.randomModel(Fixtures.tinyTied, seed: 2).packedForInference(precision: .bfloat16)
+        let tokenizer = try Fixtures.tokenizer()
+        let dual = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
+                                     progress: false)
+        let history = UserHistory(items: [0, 3], timestamps: [100, 5000], ratings: [4, 5])
+        let scores = try dual.scoreAll([history])
+        let text = DualHeadFormat.directText(userPrompt: Prompts.user(history: history, catalog: catalog, targetTime: 5000))
+        let user = model.readout([tokenizer.encode(text)]).toArray()
+        let items = dual.itemTable.vectors
+        for i in 0..<catalog.count {
+            var dot: Float = 0
+            for j in 0..<32 { dot += user[j] * items.data[i * 32 + j] }
+            XCTAssertEqual(scores[i], dot / 0.02, accuracy: 0.5, "item \(i)")   // unit vectors: |score| <= 50
+        }
+    }
+
     func testReasoningScoresEqualTheDirectPathOnTheSameText() throws {
         let model = try Fixtures.randomModel(Fixtures.tinyUntied, seed: 8)
         let tokenizer = try Fixtures.tokenizer()
