@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "EvalTests", dependencies: ["Eval", "Data"]),
         .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Tensor"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Data", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "ServingTests", dependencies: ["Serving", "Data", "Eval", "Model", "Store"]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "Data", "Eval", "Model", "Store", "Train"]),
         .testTarget(name: "RPCTests", dependencies: ["RPC", "R2ecProtoC", "CProtobufC", "Serving", "Data", "Eval"]),
     ],
     swiftLanguageModes: [.v5]

@@ -12,7 +12,8 @@ public struct EvalOptions: Sendable {
     public var seed: UInt64 = 0
     /// Coverage and list checks use top-`listK` lists.
     public var listK: Int = 10
-    /// The top-N that calibration data and ECE@N cover.
+    /// The top-N that calibration data and ECE@N cover (a calibrator fitted on them serves probabilities for
+    /// ranks 1...N).
     public var calibrationN: Int = 10
     /// Whether scores are logits of the model's own probabilities (the dual-head network: cosine / tau, whose
     /// softmax over the unmasked catalogue is p): then `modelECE` measures how calibrated those are.
@@ -36,10 +37,14 @@ public struct EvalResult: Sendable {
     public var ranks: [Int]
     /// Samples whose target ties with another unmasked item (their rank depends on the index tie rule).
     public var tiedTargets: Int
-    /// Per sample, the masked top-`calibrationN` items: (rank, score, is target) triples, flattened.
+    /// Per sample, the masked top-`calibrationN` items: (rank, score, is target) triples, flattened; tied scores
+    /// share a rank (`Calibration.sharedRanks`), as in serving.
     public var topN: [(rank: Int, score: Float, hit: Bool)]
-    /// ECE@`calibrationN` of the calibrator's probabilities, when one was given.
+    /// ECE of the calibrator's probabilities over every top-`calibrationN` entry it gives one for (ranks
+    /// 1...calibrator.ranks: the ranks served with a probability), when a calibrator was given.
     public var ece: Double?
+    /// The N of `topN`, `ece` and `modelECE` (ranks 1...N; a calibrator fitted on `topN` serves exactly those).
+    public var calibrationN: Int
     /// ECE@`calibrationN` of softmax(scores) over unmasked items, when `scoresAreLogits`.
     public var modelECE: Double?
     public var seconds: Double
@@ -104,11 +109,13 @@ public enum Evaluator {
                             softmaxLabels.append(item.index == s.target)
                         }
                     }
-                    for (r, item) in top.prefix(options.calibrationN).enumerated() {
+                    let calibrated = Array(top.prefix(options.calibrationN))
+                    for (item, rank) in zip(calibrated, Calibration.sharedRanks(calibrated.map(\.score))) {
                         let hit = item.index == s.target
-                        topN.append((r + 1, item.score, hit))
-                        if let calibrator {
-                            probabilities.append(calibrator.probability(score: item.score, rank: r + 1))
+                        topN.append((rank, item.score, hit))
+                        // Only the ranks the calibrator gives a probability for count, as only those are served.
+                        if let p = calibrator?.probability(score: item.score, rank: rank) {
+                            probabilities.append(p)
                             labels.append(hit)
                         }
                     }
@@ -128,6 +135,7 @@ public enum Evaluator {
                           coverage: Double(covered.filter { $0 }.count) / Double(n), listErrors: errors,
                           unmaskedListErrors: rawErrors, ranks: ranks, tiedTargets: tied, topN: topN,
                           ece: calibrator.map { _ in Calibration.ece(probabilities: probabilities, labels: labels) },
+                          calibrationN: options.calibrationN,
                           modelECE: options.scoresAreLogits ?
                               Calibration.ece(probabilities: softmaxProbabilities, labels: softmaxLabels) : nil,
                           seconds: Date().timeIntervalSince(start))

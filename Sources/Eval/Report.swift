@@ -78,8 +78,12 @@ public struct EvalReport {
                         "\(test.listErrors.withOutOfCatalogue) of \(test.listErrors.lists)",
                      "seen items in unmasked top-10 \(EvalReport.f4(test.unmaskedListErrors.seenRate))",
                      "targets tied with another item \(test.tiedTargets) of \(test.samples * fits)"]
-        if let e = test.ece { facts.append("ECE@10 (per-rank Platt, fitted on validation) \(EvalReport.f4(e))") }
-        if let e = test.modelECE { facts.append("ECE@10 of the model's own softmax probabilities \(EvalReport.f4(e))") }
+        if let e = test.ece {
+            let n = test.calibrationN
+            facts.append("ECE@\(n) over ranks 1-\(n), the ranks served with a probability (monotone rank-group Platt, " +
+                         "fitted on validation) \(EvalReport.f4(e))")
+        }
+        if let e = test.modelECE { facts.append("ECE@\(test.calibrationN) of the model's own softmax probabilities \(EvalReport.f4(e))") }
         out.append(facts.joined(separator: "; "))
         out.append("load \(EvalReport.seconds(loadSeconds)), split \(EvalReport.seconds(splitSeconds)), " +
                    "fit \(EvalReport.seconds(fitSeconds))\(fits > 1 ? " (median)" : ""), test evaluation \(EvalReport.seconds(test.seconds)), " +
@@ -122,8 +126,8 @@ public struct EvalReport {
             "wall_seconds": wallSeconds,
         ]
         if let v = validation { o["validation_metrics"] = metrics(v) }
-        if let e = test.ece { o["ece@10"] = e }
-        if let e = test.modelECE { o["model_ece@10"] = e }
+        if let e = test.ece { o["ece@\(test.calibrationN)"] = e }
+        if let e = test.modelECE { o["model_ece@\(test.calibrationN)"] = e }
         if !sweep.isEmpty {
             o["sweep"] = sweep.map { ["options": $0.options, "validation_ndcg@10": $0.validationNDCG10, "fit_seconds": $0.fitSeconds] }
         }

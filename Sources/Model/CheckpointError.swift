@@ -17,6 +17,13 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
     case unsupportedDType(name: String, dtype: String)
     /// tokenizer.json is unreadable or not a byte-level BPE tokenizer.
     case invalidTokenizer(String)
+    /// config.json passes its own checks but describes tensors the weights do not hold (the field is named).
+    case configurationMismatch(field: String, detail: String)
+    /// Loading would take more memory than the budget allows (nothing was allocated).
+    case overBudget(String)
+    /// A file the checkpoint names lies outside its directory (absolute, "..", a symlink out) or is not a
+    /// regular file.
+    case unsafePath(String)
 
     public var description: String {
         switch self {
@@ -28,6 +35,9 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
         case .wrongShape(let n, let e, let f): return "tensor \(n) has shape \(f), the configuration needs \(e)"
         case .unsupportedDType(let n, let d): return "tensor \(n) has dtype \(d); only F32, F16 and BF16 are read"
         case .invalidTokenizer(let m): return "invalid tokenizer: \(m)"
+        case .configurationMismatch(let field, let d): return "config.json \(field) does not fit the weights: \(d)"
+        case .overBudget(let m): return "refused before allocating: \(m)"
+        case .unsafePath(let m): return "refused: \(m)"
         }
     }
 }

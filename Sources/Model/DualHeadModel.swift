@@ -71,9 +71,12 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     }
 
     /// Builds the item table from `itemPrompts` (one per catalogue item, e.g. Prompts.item), or reuses the one
-    /// cached at `cachePath` when weights and prompts are unchanged; a rebuilt table is written there.
+    /// cached at `cachePath` when weights and prompts are unchanged; a rebuilt table is written there only when
+    /// `writeCache` (training writes into its own output; serving and evaluation never write into the checkpoint
+    /// they read, and keep a rebuilt table in memory).
     public convenience init(model: Qwen2Model, tokenizer: Tokenizer, catalog: Catalog, itemPrompts: [String],
-                            tau: Float = 0.02, cachePath: String? = nil, progress: Bool = true) throws {
+                            tau: Float = 0.02, cachePath: String? = nil, writeCache: Bool = false,
+                            progress: Bool = true) throws {
         precondition(itemPrompts.count == catalog.count, "one item prompt per catalogue item")
         let weightsHash = Checkpoint.weightsHash(model)
         let texts = itemPrompts.map { DualHeadFormat.itemText(itemPrompt: $0) }
@@ -90,7 +93,7 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
             let tokens = texts.map { DualHeadFormat.keepingHead(tokenizer.encode($0), tail: tail, limit: limit) }
             let built = ItemTable.build(model: model, itemTokens: tokens, weightsHash: weightsHash,
                                         promptsHash: promptsHash, progress: progress)
-            if let cachePath {
+            if let cachePath, writeCache {
                 // A read-only checkpoint directory costs a rebuild next time, not the model.
                 do { try built.save(to: cachePath) } catch {
                     FileHandle.standardError.write(Foundation.Data("warning: item table not cached at \(cachePath): \(error)\n".utf8))

@@ -102,6 +102,20 @@ public struct Qwen2Configuration: Codable, Sendable, Equatable {
     /// Rows of the fused Q|K|V projection.
     public var qkvRows: Int { (numAttentionHeads + 2 * numKeyValueHeads) * headDim }
 
+    /// The value of a size field by its config.json name (for messages naming the field at fault).
+    func value(of field: String) -> Int {
+        switch field {
+        case "hidden_size": return hiddenSize
+        case "intermediate_size": return intermediateSize
+        case "num_hidden_layers": return numHiddenLayers
+        case "num_attention_heads": return numAttentionHeads
+        case "num_key_value_heads": return numKeyValueHeads
+        case "vocab_size": return vocabSize
+        case "max_position_embeddings": return maxPositionEmbeddings
+        default: preconditionFailure("no size field \(field)")
+        }
+    }
+
     /// Throws when the dimensions cannot describe a valid model.
     public func validate() throws {
         func fail(_ m: String) -> CheckpointError { .invalidConfiguration(m) }

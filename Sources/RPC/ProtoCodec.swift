@@ -315,6 +315,7 @@ enum ProtoCodec {
         m.pointee.num_users = UInt32(clamping: f.numUsers)
         m.pointee.supports_reasoning = f.supportsReasoning ? 1 : 0
         m.pointee.calibrated = f.calibrated ? 1 : 0
+        m.pointee.calibrated_ranks = UInt32(clamping: f.calibratedRanks)
         m.pointee.num_parameters = UInt64(f.numParameters)
         m.pointee.config_json = arena.string(f.configJSON)
         m.pointee.version = f.version

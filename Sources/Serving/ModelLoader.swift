@@ -1,16 +1,20 @@
 // Turns a model spec into a ServedModel over a dataset: "popularity", "wals" or "bpr" train a classic baseline on
 // every interaction of the dataset at load time (about a second on ml-100k); a directory is a dual-head checkpoint,
-// read by the checkpoint loader the program installs (training owns that format). The user histories and item
+// read by the checkpoint loader the program installs (training owns that format); its errors become statuses
+// naming the path (RESOURCE_EXHAUSTED when the model would not fit the memory budget). The user histories and item
 // statistics served beside the model come from the same dataset.
 import Data
 import Eval
 import Foundation
+import Model
 
 /// A dual-head checkpoint read from disk: the model and its top-N calibrator, if it has one.
 public typealias CheckpointLoader = @Sendable (_ directory: String, _ dataset: Dataset) throws -> (Recommender, ProbabilityCalibrator?)
 
 extension TopNCalibrator: ProbabilityCalibrator {
-    public func probability(score: Float, rank: Int) -> Float { Float(probability(score: score, rank: rank) as Double) }
+    public func probability(score: Float, rank: Int) -> Float? {
+        (probability(score: score, rank: rank) as Double?).map { Float($0) }
+    }
 }
 
 public struct ModelLoader: Sendable {
@@ -36,8 +40,9 @@ public struct ModelLoader: Sendable {
         spec == "pop" ? "popularity" : URL(fileURLWithPath: spec).lastPathComponent
     }
 
-    /// Loads `spec` under `name` (default: `ModelLoader.name(of:)`) with the given version.
-    public func load(spec: String, name: String? = nil, version: UInt64 = 1) throws -> ServedModel {
+    /// Loads `spec` under `name` (default: `ModelLoader.name(of:)`); the registry gives it a version when it is
+    /// installed.
+    public func load(spec: String, name: String? = nil) throws -> ServedModel {
         let recommender: Recommender
         var calibrator: ProbabilityCalibrator?
         switch spec {
@@ -59,7 +64,14 @@ public struct ModelLoader: Sendable {
             guard let checkpoints else {
                 throw ServingError(.failedPrecondition, "model '\(spec)': this server cannot read checkpoints", field: "path")
             }
-            (recommender, calibrator) = try checkpoints(spec, dataset)
+            do {
+                (recommender, calibrator) = try checkpoints(spec, dataset)
+            } catch CheckpointError.overBudget(let m) {
+                // Nothing was allocated: the server keeps serving what it had.
+                throw ServingError(.resourceExhausted, "path: model '\(spec)' refused before allocating: \(m)", field: "path")
+            } catch let e as CheckpointError {
+                throw ServingError(.invalidArgument, "path: model '\(spec)': \(e)", field: "path")
+            }
         }
         var histories: [String: UserHistory] = [:]
         if keepsUserHistories {
@@ -71,6 +83,6 @@ public struct ModelLoader: Sendable {
         let coldStart = ["wals", "bpr"].contains(recommender.kind) ? stats.map { Float($0.count) } : nil
         return ServedModel(name: name ?? Self.name(of: spec), spec: spec, recommender: recommender,
                            datasetName: dataset.name, userHistories: histories, itemStats: stats,
-                           calibrator: calibrator, version: version, catalogVersion: catalogVersion, coldStart: coldStart)
+                           calibrator: calibrator, catalogVersion: catalogVersion, coldStart: coldStart)
     }
 }

@@ -1,10 +1,13 @@
 // The loaded models by name, with a default; a load over an existing name swaps atomically (calls already holding
-// the old model finish on it).
+// the old model finish on it). Versions are given here, when a load is installed, never when it starts: two loads
+// of one name that overlap get distinct versions in the order they complete, and the last completed serves.
 import Foundation
 
 public final class ModelRegistry: @unchecked Sendable {
     private let lock = NSLock()
     private var models: [String: ServedModel] = [:]
+    /// The last version given to each name; kept after an unload, so a name's versions never repeat.
+    private var versions: [String: UInt64] = [:]
     private var defaultName: String = ""
 
     /// Called after every install, outside the lock (the live loop brings the model to the catalogue's version).
@@ -12,14 +15,20 @@ public final class ModelRegistry: @unchecked Sendable {
 
     public init() {}
 
-    /// Adds or replaces `model`; the first model added becomes the default.
-    public func install(_ model: ServedModel, makeDefault: Bool = false) {
+    /// Adds or replaces `model` under its name, the next version of that name (1 for a new name); the first model
+    /// added becomes the default. Returns the version it serves as (also `model.version` from now on).
+    @discardableResult
+    public func install(_ model: ServedModel, makeDefault: Bool = false) -> UInt64 {
         lock.lock()
+        let version = (versions[model.name] ?? 0) + 1
+        versions[model.name] = version
+        model.version = version
         models[model.name] = model
         if makeDefault || defaultName.isEmpty { defaultName = model.name }
         let hook = onInstall
         lock.unlock()
         hook?(model)
+        return version
     }
 
     /// Swaps `new` in for `old` if `old` still serves under its name (a newer load is never overwritten); `new`
@@ -60,11 +69,5 @@ public final class ModelRegistry: @unchecked Sendable {
     public var all: [ServedModel] {
         lock.lock(); defer { lock.unlock() }
         return models.keys.sorted().compactMap { models[$0] }
-    }
-
-    /// The version a model loaded under `name` should get (one above the current one).
-    public func nextVersion(for name: String) -> UInt64 {
-        lock.lock(); defer { lock.unlock() }
-        return (models[name]?.version ?? 0) + 1
     }
 }

@@ -109,10 +109,10 @@ public enum RecommendService {
     public static func answer(_ p: Prepared, scores: UnsafeBufferPointer<Float>, model: ServedModel,
                               probabilities: Bool) -> [ScoredItemResult] {
         let top = Ranking.topK(scores, k: p.topK, masked: p.masked, allowed: p.allowed)
+        let calibrated = RequestProbabilities(asked: probabilities, model: model, scores: scores, masked: p.masked)
         return top.enumerated().map { r, item in
-            let prob = probabilities ? model.calibrator?.probability(score: item.score, rank: r + 1) : nil
-            return ScoredItemResult(itemId: model.catalog[item.index].id, title: model.catalog[item.index].title,
-                                    score: item.score, probability: prob, rank: r + 1)
+            ScoredItemResult(itemId: model.catalog[item.index].id, title: model.catalog[item.index].title,
+                             score: item.score, probability: calibrated?.probability(of: item.score), rank: r + 1)
         }
     }
 
@@ -155,10 +155,13 @@ public enum RecommendService {
             ? scores[targets[$0]] > scores[targets[$1]] : $0 < $1 }
         var rankOf = [Int](repeating: 0, count: targets.count)
         for (r, i) in order.enumerated() { rankOf[i] = r }
+        // Probabilities rank each item among the whole catalogue with the history masked, as Recommend does.
+        let calibrated = scores.withUnsafeBufferPointer {
+            RequestProbabilities(asked: q.returnProbabilities, model: model, scores: $0, masked: resolved.seen)
+        }
         return targets.enumerated().map { i, t in
-            let prob = q.returnProbabilities ? model.calibrator?.probability(score: scores[t], rank: rankOf[i] + 1) : nil
-            return ScoredItemResult(itemId: model.catalog[t].id, title: model.catalog[t].title, score: scores[t],
-                                    probability: prob, rank: rankOf[i] + 1)
+            ScoredItemResult(itemId: model.catalog[t].id, title: model.catalog[t].title, score: scores[t],
+                             probability: calibrated?.probability(of: scores[t]), rank: rankOf[i] + 1)
         }
     }
 

@@ -98,7 +98,8 @@ public struct ScoredItemResult: Sendable, Equatable {
     public var itemId: String
     public var title: String
     public var score: Float
-    /// Calibrated probability; nil when not asked for, when the model has no calibrator, or beyond its ranks.
+    /// Calibrated probability; nil when not asked for, when the model has no calibrator, or when the item's rank
+    /// among the request's unmasked items is beyond the calibrator's ranks.
     public var probability: Float?
     /// 1-based.
     public var rank: Int
@@ -152,6 +153,8 @@ public struct ModelFacts: Sendable, Equatable {
     public var numUsers: Int
     public var supportsReasoning: Bool
     public var calibrated: Bool
+    /// Probabilities exist for ranks 1...calibratedRanks (0: no calibrator).
+    public var calibratedRanks: Int
     public var numParameters: Int
     public var configJSON: String
     public var version: UInt64

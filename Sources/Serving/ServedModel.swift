@@ -3,9 +3,14 @@
 import Data
 import Model
 
-/// Maps a score at a rank (1-based, within the returned list) to a calibrated probability.
+/// Maps a score at a rank to a calibrated probability. The rank is the item's place among everything the request
+/// could have recommended (1 + the number of unmasked items scoring strictly higher: see `RequestProbabilities`);
+/// probabilities must not fall as scores rise within one request, and exist only for ranks 1...ranks.
 public protocol ProbabilityCalibrator: Sendable {
-    func probability(score: Float, rank: Int) -> Float
+    /// Ranks 1...ranks get a probability (ModelInfo.calibrated_ranks).
+    var ranks: Int { get }
+    /// nil beyond `ranks`.
+    func probability(score: Float, rank: Int) -> Float?
 }
 
 public final class ServedModel: @unchecked Sendable {
@@ -19,6 +24,8 @@ public final class ServedModel: @unchecked Sendable {
     /// Per catalogue index: number of ratings and their mean in the training data.
     public let itemStats: [ItemStats]
     public let calibrator: ProbabilityCalibrator?
+    /// Given by the registry when the model is installed (ModelRegistry.install: one above the name's last
+    /// version), kept by a catalogue-version replacement (ModelRegistry.replace).
     public internal(set) var version: UInt64
     /// The store's catalogue version this model's catalogue is at (0 without a store).
     public let catalogVersion: UInt64
@@ -28,7 +35,7 @@ public final class ServedModel: @unchecked Sendable {
     public let coldStart: [Float]?
 
     public init(name: String, spec: String = "", recommender: Recommender, datasetName: String, userHistories: [String: UserHistory],
-                itemStats: [ItemStats], calibrator: ProbabilityCalibrator? = nil, version: UInt64 = 1,
+                itemStats: [ItemStats], calibrator: ProbabilityCalibrator? = nil, version: UInt64 = 0,
                 catalogVersion: UInt64 = 0, coldStart: [Float]? = nil) {
         precondition(itemStats.count == recommender.catalog.count, "item statistics must cover the catalogue")
         precondition(coldStart.map { $0.count == recommender.catalog.count } ?? true, "cold-start scores must cover the catalogue")
@@ -53,8 +60,8 @@ public final class ServedModel: @unchecked Sendable {
     public var facts: ModelFacts {
         ModelFacts(name: name, kind: recommender.kind, dataset: datasetName, numItems: catalog.count,
                    numUsers: userHistories.count, supportsReasoning: supportsReasoning,
-                   calibrated: calibrator != nil, numParameters: recommender.numParameters,
-                   configJSON: recommender.configJSON, version: version,
+                   calibrated: calibrator != nil, calibratedRanks: calibrator?.ranks ?? 0,
+                   numParameters: recommender.numParameters, configJSON: recommender.configJSON, version: version,
                    numRecommendableItems: recommender.recommendableItems)
     }
 }

@@ -1,7 +1,8 @@
 // Loads a trained dual-head checkpoint directory as a servable DualHeadModel: weights, tokenizer, the training
 // metadata (r2ec_train.json: tau, split, calibrator) and the item table (reused from item_table.safetensors when the
-// weights and item prompts match, rebuilt and cached otherwise). Item prompts use the stats of the split's training
-// interactions, exactly as training built them.
+// weights and item prompts match, rebuilt otherwise: in memory when serving or evaluating, which never write into
+// the directory they load). Item prompts use the stats of the split's training interactions, exactly as training
+// built them.
 import Data
 import Eval
 import Foundation
@@ -38,9 +39,42 @@ public struct TrainedModelInfo: Codable, Sendable {
         self.trainSeconds = trainSeconds; self.config = config
     }
 
-    public static func load(directory: String) -> TrainedModelInfo? {
-        guard let data = FileManager.default.contents(atPath: directory + "/" + fileName) else { return nil }
-        return try? JSONDecoder().decode(TrainedModelInfo.self, from: data)
+    /// The metadata of checkpoint `directory`; nil when it has none (a bare Hugging Face checkpoint). A file that
+    /// is there but unreadable is an error, never a silent fallback to defaults (a wrong tau would serve wrong
+    /// scores). A calibrator this build cannot use (the per-group format of earlier builds, whose probabilities
+    /// were not monotone, or one failing its checks) is dropped with a warning on stderr: the model then serves
+    /// without probabilities until it is recalibrated (`r2ec train` writes a new one).
+    public static func load(directory: String) throws -> TrainedModelInfo? {
+        guard FileManager.default.fileExists(atPath: directory + "/" + fileName) else { return nil }
+        let path = try Checkpoint.file(fileName, in: directory)
+        guard let data = FileManager.default.contents(atPath: path) else { throw CheckpointError.missingFile(path) }
+        do {
+            return try JSONDecoder().decode(TrainedModelInfo.self, from: data)
+        } catch {
+            throw CheckpointError.invalidConfiguration("\(path): \(error)")
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        tau = try c.decode(Float.self, forKey: .tau)
+        guard tau.isFinite && tau > 0 else {
+            throw DecodingError.dataCorruptedError(forKey: .tau, in: c, debugDescription: "tau must be > 0, got \(tau)")
+        }
+        split = try c.decode(String.self, forKey: .split)
+        datasetFingerprint = try c.decode(String.self, forKey: .datasetFingerprint)
+        do {
+            calibrator = try c.decodeIfPresent(TopNCalibrator.self, forKey: .calibrator)
+        } catch {
+            calibrator = nil
+            FileHandle.standardError.write(Data(("warning: \(Self.fileName): its calibrator is not usable by this build " +
+                "(\(error)); serving without probabilities until the model is recalibrated\n").utf8))
+        }
+        validation = try c.decode([String: Double].self, forKey: .validation)
+        test = try c.decode([String: Double].self, forKey: .test)
+        testReasoning = try c.decodeIfPresent([String: Double].self, forKey: .testReasoning)
+        trainSeconds = try c.decode(Double.self, forKey: .trainSeconds)
+        config = try c.decode(String.self, forKey: .config)
     }
 
     public func save(directory: String) throws {
@@ -52,27 +86,43 @@ public struct TrainedModelInfo: Codable, Sendable {
 
 public enum DualHeadLoader {
     /// The dual-head model of checkpoint `directory` over `dataset` (the one it was trained on). `tau` overrides the
-    /// checkpoint's (training passes its own while r2ec_train.json is not written yet). `precision` bfloat16 packs the
+    /// checkpoint's (training passes its own while r2ec_train.json is not written yet). Nothing is allocated before
+    /// config.json has been checked against the weights and the tokenizer, and the model with its item table
+    /// against `budget`. The item table is read from item_table.safetensors when it matches the weights and the
+    /// item prompts, else rebuilt; a rebuilt table is written there only with `writeItemTable` (training, into its
+    /// own output): serving and evaluation never write into the directory they load. `precision` bfloat16 packs the
     /// projections and the item table in bfloat16 (the caller checks `precision.isSupported`); its item table is
-    /// rebuilt by the bfloat16 network and not cached, so the float32 cache beside the checkpoint stays as it was.
-    public static func load(directory: String, dataset: Dataset, tau: Float? = nil, progress: Bool = false,
+    /// rebuilt by the bfloat16 network and never cached.
+    public static func load(directory: String, dataset: Dataset, tau: Float? = nil, budget: MemoryBudget = .unlimited,
+                            writeItemTable: Bool = false, progress: Bool = false,
                             precision: PackedMatrix.Precision = .float32) throws -> DualHeadModel {
-        // A checkpoint on disk never changes under the model: its projections are packed for inference.
-        let model = try Checkpoint.loadModel(directory: directory).packedForInference(precision: precision)
+        let info = try TrainedModelInfo.load(directory: directory)
+        let configuration = try Checkpoint.loadConfiguration(directory: directory)
         let tokenizer = try Checkpoint.loadTokenizer(directory: directory)
-        let info = TrainedModelInfo.load(directory: directory)
+        // Token ids index the embedding: a tokenizer larger than the vocabulary would read past it.
+        guard tokenizer.vocabularySize <= configuration.vocabSize else {
+            throw CheckpointError.configurationMismatch(field: "vocab_size",
+                detail: "it is \(configuration.vocabSize), tokenizer.json has \(tokenizer.vocabularySize) tokens")
+        }
+        let items = dataset.catalog.count
+        var table = MemoryUsage([("item table of \(items) items", MemoryUsage.floats(items, configuration.hiddenSize))])
+        if precision == .bfloat16 { table.add("bfloat16 item table", MemoryUsage.packed(items, configuration.hiddenSize, .bfloat16)) }
+        // A checkpoint on disk never changes under the model: its projections are packed for inference.
+        let model = try Checkpoint.loadModel(directory: directory, budget: budget, packed: precision, alongside: table)
         let kind = Splits.Kind(rawValue: info?.split ?? "loo") ?? .loo
         let split = Splits.make(kind, dataset)
         let stats = dataset.itemStats(from: split.train)
-        let prompts = (0..<dataset.catalog.count).map { Prompts.item(dataset.catalog[$0], stats: stats[$0]) }
+        let prompts = (0..<items).map { Prompts.item(dataset.catalog[$0], stats: stats[$0]) }
+        var cachePath = directory + "/" + ItemTable.fileName
+        if FileManager.default.fileExists(atPath: cachePath) { cachePath = try Checkpoint.file(ItemTable.fileName, in: directory) }
         return try DualHeadModel(model: model, tokenizer: tokenizer, catalog: dataset.catalog, itemPrompts: prompts,
-                                 tau: tau ?? info?.tau ?? 0.02,
-                                 cachePath: precision == .float32 ? directory + "/" + ItemTable.fileName : nil,
+                                 tau: tau ?? info?.tau ?? 0.02, cachePath: precision == .float32 ? cachePath : nil,
+                                 writeCache: writeItemTable && precision == .float32,
                                  progress: progress)
     }
 
-    /// The top-N calibrator stored with the checkpoint, if any.
-    public static func calibrator(directory: String) -> TopNCalibrator? {
-        TrainedModelInfo.load(directory: directory)?.calibrator
+    /// The top-N calibrator stored with the checkpoint, if any (see TrainedModelInfo.load).
+    public static func calibrator(directory: String) throws -> TopNCalibrator? {
+        try TrainedModelInfo.load(directory: directory)?.calibrator
     }
 }

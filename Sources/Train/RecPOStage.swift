@@ -10,46 +10,61 @@ import Foundation
 import Model
 import Tensor
 
-extension Trainer {
-    func runRecPO(_ s: StageSettings) throws {
-        var batches = WindowSchedule(corpus: corpus, seed: config.seed &+ 977 &+ UInt64(progress.stage), batch: s.batch)
-        let stageStart = Date()
-        var tokens = 0
-        if table == nil { refreshTable() }
-        if progress.step == 0 {
-            // The stage keeps its own best (by the reasoning path's validation NDCG@10), starting from the parameters
-            // it received: if RecPO never beats them, they are what the checkpoint keeps.
-            progress.bestScore = -1
-            progress.evaluationsWithoutImprovement = 0
-            _ = try evaluateAndTrack(stage: s, step: 0, recommender: ReasoningRecommender(base: currentRecommender(),
-                                                                                           maxNewTokens: s.maxNewTokens))
+public struct RecPOStage: TrainingStage {
+    public static let kind = "recpo"
+    public var optimizer = OptimizerSchedule()
+    public var validation = EvaluationSchedule()
+    /// Chains per user.
+    public var group = 4
+    public var temperature: Float = 1.5
+    /// Sampling keeps the top-k tokens (0: all).
+    public var topK = 50
+    public var maxNewTokens = 48
+    /// Weight of the recommendation loss on the best chain.
+    public var recWeight: Float = 1.0
+    /// Refresh the full item table every this many steps (0: only at evaluations).
+    public var refreshEvery = 25
+
+    public init() {}
+
+    public static let fields: [ConfigField<RecPOStage>] =
+        OptimizerSchedule.fields.map { $0.lifted(\RecPOStage.optimizer) }
+        + EvaluationSchedule.fields.map { $0.lifted(\RecPOStage.validation) } + [
+            // One chain has no group to be compared with: its advantage is always 0 and nothing would learn.
+            .int("group", \.group, .within(2, 256)),
+            .float("temperature", \.temperature, .within(0.01, 100)),
+            .int("top_k", \.topK, .within(0, 1_000_000)),
+            .int("max_new_tokens", \.maxNewTokens, .within(1, 4096)),
+            .float("rec_weight", \.recWeight, .within(0, 1000)),
+            .int("refresh_every", \.refreshEvery, .within(0, 10_000_000)),
+        ]
+
+    public var evaluation: EvaluationSchedule? { validation }
+    public var progressEvery: Int { 1 }
+
+    public func batchSeed(seed: UInt64, stage: Int) -> UInt64 { seed &+ 977 &+ UInt64(stage) }
+
+    /// The stage keeps its own best (by the reasoning path's validation NDCG@10), starting from an evaluation of
+    /// the parameters it received: if RecPO never beats them, they are what the checkpoint keeps.
+    public func begin(_ t: Trainer) throws {
+        if t.table == nil { t.refreshTable() }
+        if t.progress.step == 0 {
+            t.progress.bestScore = -1
+            t.progress.evaluationsWithoutImprovement = 0
+            _ = try t.evaluateAndTrack(self, step: 0, recommender: validationRecommender(t))
         }
-        for step in progress.step..<s.steps {
-            if outOfTime { stopAll = true; log.note("time limit reached at recpo step \(step)"); break }
-            let t0 = Date()
-            if s.refreshEvery > 0 && step > 0 && step % s.refreshEvery == 0 { refreshTable() }
-            let windows = batches.windows(step: step).windows
-            let r = recpoStep(windows: windows, settings: s, step: step)
-            let norm = update(s, step: step)
-            tokens += r.tokens
-            let elapsed = Date().timeIntervalSince(t0)
-            log.write([("step", progress.globalStep), ("stage", "recpo"), ("stage_step", step), ("loss", r.loss),
-                       ("reward", r.reward), ("reasoning_len", r.length), ("ndcg1000", r.ndcg),
-                       ("tokens_per_s", Double(r.tokens) / elapsed), ("grad_norm", norm), ("seconds", seconds)])
-            log.progress(stage: "recpo", step: step, total: s.steps, loss: r.loss,
-                         tokensPerSecond: Double(tokens) / Date().timeIntervalSince(stageStart),
-                         stageSeconds: Date().timeIntervalSince(stageStart),
-                         extra: String(format: " reward %.4f len %.1f", r.reward, r.length), every: 1)
-            progress.step = step + 1
-            let last = step + 1 == s.steps
-            if (s.evalEvery > 0 && (step + 1) % s.evalEvery == 0) || last || outOfTime {
-                let reasoning = ReasoningRecommender(base: currentRecommender(), maxNewTokens: s.maxNewTokens)
-                if try evaluateAndTrack(stage: s, step: step + 1, recommender: reasoning) {
-                    log.note("early stop at recpo step \(step + 1)"); break
-                }
-            }
-            if config.saveEvery > 0 && (step + 1) % config.saveEvery == 0 && !last { try saveState() }
-        }
+    }
+
+    public func validationRecommender(_ t: Trainer) -> Recommender? {
+        ReasoningRecommender(base: t.currentRecommender(), maxNewTokens: maxNewTokens)
+    }
+
+    public func step(_ t: Trainer, step: Int, windows: [TrainingCorpus.Window]) throws -> StepReport {
+        if refreshEvery > 0 && step > 0 && step % refreshEvery == 0 { t.refreshTable() }
+        let r = recpoStep(t, windows: windows, step: step)
+        return StepReport(loss: r.loss, tokens: r.tokens,
+                          fields: [("reward", r.reward), ("reasoning_len", r.length), ("ndcg1000", r.ndcg)],
+                          progress: String(format: " reward %.4f len %.1f", r.reward, r.length))
     }
 
     /// Fused reward of one chain's scores: 0.95 NDCG@1000 + 0.05 p(target), history masked, ties by item index.
@@ -68,19 +83,21 @@ extension Trainer {
         return (0.95 * ndcg + 0.05 * p, ndcg)
     }
 
-    func recpoStep(windows: [TrainingCorpus.Window], settings s: StageSettings, step: Int)
+    func recpoStep(_ trainer: Trainer, windows: [TrainingCorpus.Window], step: Int)
         -> (loss: Double, reward: Double, length: Double, ndcg: Double, tokens: Int) {
-        let g = max(1, s.group)
+        let model = trainer.model!, tokenizer = trainer.tokenizer!, corpus = trainer.corpus, graph = trainer.graph!
+        let config = trainer.config, table = trainer.table!
+        let g = group
         let recommender = DualHeadModel(model: model, tokenizer: tokenizer, catalog: corpus.dataset.catalog,
-                                        itemTable: ItemTable(vectors: table!, weightsHash: "", promptsHash: ""), tau: config.tau)
+                                        itemTable: ItemTable(vectors: table, weightsHash: "", promptsHash: ""), tau: config.tau)
         let histories = windows.map { corpus.history($0) }
         let targets = windows.map { corpus.target($0) }
         let times = windows.map { corpus.targetTime($0) }
         var repeated: [UserHistory] = [], repeatedTimes: [Int64] = []
         for (h, t) in zip(histories, times) { for _ in 0..<g { repeated.append(h); repeatedTimes.append(t) } }
-        let sampling = SamplingSettings(temperature: s.temperature, topK: s.topK,
+        let sampling = SamplingSettings(temperature: temperature, topK: topK,
                                         seed: config.seed &* 0x5851_F42D &+ UInt64(step) &* 1_000_003)
-        let chains = recommender.reason(repeated, targetTimes: repeatedTimes, settings: sampling, maxNewTokens: s.maxNewTokens)
+        let chains = recommender.reason(repeated, targetTimes: repeatedTimes, settings: sampling, maxNewTokens: maxNewTokens)
         var rewards: [Double] = [], ndcgs: [Double] = []
         for (c, chain) in chains.enumerated() {
             let u = c / g
@@ -90,11 +107,11 @@ extension Trainer {
         var advantages = [Double](repeating: 0, count: chains.count)
         var best: [Int] = []
         for u in 0..<windows.count {
-            let group = Array(rewards[(u * g)..<((u + 1) * g)])
-            let mean = group.reduce(0, +) / Double(g)
-            let std = (group.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(g)).squareRoot()
-            for k in 0..<g { advantages[u * g + k] = (group[k] - mean) / (std + 1e-8) }
-            best.append(u * g + (0..<g).max { group[$0] < group[$1] }!)
+            let rewardsOfGroup = Array(rewards[(u * g)..<((u + 1) * g)])
+            let mean = rewardsOfGroup.reduce(0, +) / Double(g)
+            let std = (rewardsOfGroup.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(g)).squareRoot()
+            for k in 0..<g { advantages[u * g + k] = (rewardsOfGroup[k] - mean) / (std + 1e-8) }
+            best.append(u * g + (0..<g).max { rewardsOfGroup[$0] < rewardsOfGroup[$1] }!)
         }
         // The training batch: every chain (prompt + reasoning + `<answer>`), then the unique target items.
         let limit = min(DualHeadFormat.maxUserTokens, model.configuration.maxPositionEmbeddings)
@@ -130,12 +147,12 @@ extension Trainer {
         // Recommendation loss on each group's best chain, weighted by its advantage.
         let d = model.configuration.hiddenSize
         let fixed = FloatBuffer(shape: [max(1, fixedItems.count), d])
-        for (i, item) in fixedItems.enumerated() { (fixed.data + i * d).update(from: table!.data + item * d, count: d) }
+        for (i, item) in fixedItems.enumerated() { (fixed.data + i * d).update(from: table.data + item * d, count: d) }
         var userRows: [Int] = [], recTargets: [Int] = [], recWeights: [Float] = [], masked: [[Int]] = []
         for (u, c) in best.enumerated() where advantages[c] > 0 {
             userRows.append(graph.lastRow(sequence: c))
             recTargets.append(column[targets[u]])
-            recWeights.append(s.recWeight * Float(advantages[c]) / Float(windows.count))
+            recWeights.append(recWeight * Float(advantages[c]) / Float(windows.count))
             masked.append(histories[u].items.compactMap { $0 == targets[u] ? nil : column[$0] })
         }
         if !userRows.isEmpty {

@@ -1,10 +1,12 @@
 // The training recipe, read from a JSON file in the repo (configs/default.json, configs/full.json) with
-// command-line overrides `path=value` (e.g. `stages.1.steps=300`, `model.hidden_size=64`) applied before decoding.
-// Every field has a default, so a config only names what it changes.
+// command-line overrides `path=value` (e.g. `stages.1.steps=300`, `model.hidden_size=64`) applied before reading.
+// Every field has a default, so a config only names what it changes. The whole config is checked before any work:
+// every value against its range, every key against the known ones (nearest suggested), every stage's kind, and
+// the checks between fields; all errors are reported at once, each naming its path (`stages[1].steps`).
 import Foundation
 import Model
 
-public struct ModelSettings: Codable, Sendable {
+public struct ModelSettings: Sendable, Equatable {
     public var hiddenSize = 128
     public var intermediateSize = 352
     public var numHiddenLayers = 2
@@ -15,25 +17,30 @@ public struct ModelSettings: Codable, Sendable {
     public var ropeTheta: Float = 10_000
     public var initStd: Float = 0.02
 
-    enum CodingKeys: String, CodingKey {
-        case hiddenSize = "hidden_size", intermediateSize = "intermediate_size", numHiddenLayers = "num_hidden_layers"
-        case numAttentionHeads = "num_attention_heads", numKeyValueHeads = "num_key_value_heads"
-        case maxPositionEmbeddings = "max_position_embeddings", tieWordEmbeddings = "tie_word_embeddings"
-        case ropeTheta = "rope_theta", initStd = "init_std"
-    }
     public init() {}
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = ModelSettings()
-        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
-        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? d.intermediateSize
-        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
-        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? d.numAttentionHeads
-        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads) ?? d.numKeyValueHeads
-        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? d.maxPositionEmbeddings
-        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? d.tieWordEmbeddings
-        ropeTheta = try c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? d.ropeTheta
-        initStd = try c.decodeIfPresent(Float.self, forKey: .initStd) ?? d.initStd
+
+    // Ranges within which the engine computes correctly; what memory allows is checked against the budget.
+    static let fields: [ConfigField<ModelSettings>] = [
+        .int("hidden_size", \.hiddenSize, .within(2, 65_536)),
+        .int("intermediate_size", \.intermediateSize, .within(1, 1_048_576)),
+        .int("num_hidden_layers", \.numHiddenLayers, .within(1, 1024)),
+        .int("num_attention_heads", \.numAttentionHeads, .within(1, 1024)),
+        .int("num_key_value_heads", \.numKeyValueHeads, .within(1, 1024)),
+        .int("max_position_embeddings", \.maxPositionEmbeddings, .within(64, 1_048_576)),
+        .bool("tie_word_embeddings", \.tieWordEmbeddings),
+        .float("rope_theta", \.ropeTheta, .within(1, 1e9)),
+        .float("init_std", \.initStd, .within(1e-6, 10)),
+    ]
+
+    func check(errors: inout ConfigErrors) {
+        if hiddenSize % numAttentionHeads != 0 {
+            errors.add("model.hidden_size", "must be a multiple of model.num_attention_heads (\(numAttentionHeads)), got \(hiddenSize)")
+        } else if (hiddenSize / numAttentionHeads) % 2 != 0 {
+            errors.add("model.hidden_size", "hidden_size / num_attention_heads (the head width) must be even for rotary embeddings, got \(hiddenSize / numAttentionHeads)")
+        }
+        if numAttentionHeads % numKeyValueHeads != 0 {
+            errors.add("model.num_key_value_heads", "must divide model.num_attention_heads (\(numAttentionHeads)), got \(numKeyValueHeads)")
+        }
     }
 
     public func configuration(vocabularySize: Int) -> Qwen2Configuration {
@@ -44,174 +51,149 @@ public struct ModelSettings: Codable, Sendable {
     }
 }
 
-/// One stage: `lm`, `rec` or `recpo`, with its optimiser schedule and its own options.
-public struct StageSettings: Codable, Sendable {
-    public var stage = "rec"
-    public var steps = 100
-    /// Sequences (lm), user prompts (rec) or users (recpo, each with `group` chains) per step.
-    public var batch = 32
-    public var lr: Float = 1e-3
-    public var warmup = 20
-    public var schedule = "cosine"
-    public var minLRRatio: Float = 0.1
-    public var weightDecay: Float = 0.0
-    public var clip: Float = 1.0
-    /// Dropout on the embedding output and every attention / MLP branch while this stage trains (0: none).
-    public var dropout: Float = 0
-    /// Decay of an exponential moving average of the parameters that evaluations (and so the kept checkpoint) use
-    /// instead of the last iterate (0: none; e.g. 0.995 averages over ~200 steps).
-    public var ema: Float = 0
-    /// Evaluate on validation every this many steps (0: only at the end of the stage).
-    public var evalEvery = 0
-    /// Validation users per evaluation during training (0: all); the final evaluation uses all.
-    public var evalUsers = 0
-    /// Evaluations without improvement of validation NDCG@10 before the stage stops (0: never stops early).
-    public var patience = 0
-    // rec
-    /// Score against the refreshed full item table too (batch items replace their stale columns).
-    public var fullTable = true
-    /// Refresh the full item table every this many steps (0: only at evaluations).
-    public var refreshEvery = 25
-    /// Train every history line's read-out to predict the next line's item (the final `<answer>` read-out predicts
-    /// the target): up to 20 targets per prompt, as sequential recommenders train every position.
-    public var lineTargets = true
-    /// Weight of the line targets relative to the final target.
-    public var lineWeight: Float = 1.0
-    /// With the full table: batch items score with their table rows (straight-through gradient to the fresh
-    /// read-outs), and the rows are refreshed from the fresh read-outs after each step.
-    public var memoryBank = true
-    /// In-batch softmax without the table: subtract log(inclusion probability) from each column's logit.
-    public var logQ = true
-    /// Items re-encoded with gradient per step (final targets first, then line targets); others use the table.
-    public var freshItems = 256
-    // recpo
-    public var group = 4
-    public var temperature: Float = 1.5
-    public var topK = 50
-    public var maxNewTokens = 48
-    /// Weight of the recommendation loss on the best chain.
-    public var recWeight: Float = 1.0
-    // lm
-    /// Share of lm sequences that are item texts (the rest are user prompts).
-    public var itemShare: Float = 0.5
-
-    enum CodingKeys: String, CodingKey {
-        case stage, steps, batch, lr, warmup, schedule, clip, patience, group, temperature, dropout, ema
-        case minLRRatio = "min_lr_ratio", weightDecay = "weight_decay", evalEvery = "eval_every", evalUsers = "eval_users"
-        case fullTable = "full_table", refreshEvery = "refresh_every", lineTargets = "line_targets"
-        case lineWeight = "line_weight", freshItems = "fresh_items", topK = "top_k", maxNewTokens = "max_new_tokens"
-        case recWeight = "rec_weight", itemShare = "item_share", memoryBank = "memory_bank", logQ = "logq"
-    }
-    public init() {}
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        var s = StageSettings()
-        func get<T: Decodable>(_ key: CodingKeys, _ path: WritableKeyPath<StageSettings, T>) throws {
-            if let v = try c.decodeIfPresent(T.self, forKey: key) { s[keyPath: path] = v }
-        }
-        try get(.stage, \.stage); try get(.steps, \.steps); try get(.batch, \.batch); try get(.lr, \.lr)
-        try get(.warmup, \.warmup); try get(.schedule, \.schedule); try get(.minLRRatio, \.minLRRatio)
-        try get(.weightDecay, \.weightDecay); try get(.clip, \.clip); try get(.dropout, \.dropout); try get(.ema, \.ema); try get(.evalEvery, \.evalEvery)
-        try get(.evalUsers, \.evalUsers); try get(.patience, \.patience); try get(.fullTable, \.fullTable)
-        try get(.refreshEvery, \.refreshEvery); try get(.lineTargets, \.lineTargets); try get(.lineWeight, \.lineWeight)
-        try get(.freshItems, \.freshItems); try get(.group, \.group); try get(.temperature, \.temperature)
-        try get(.topK, \.topK); try get(.maxNewTokens, \.maxNewTokens); try get(.recWeight, \.recWeight)
-        try get(.itemShare, \.itemShare); try get(.memoryBank, \.memoryBank); try get(.logQ, \.logQ)
-        func reject(_ key: CodingKeys, _ why: String) -> Error {
-            DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: why)
-        }
-        guard s.dropout >= 0 && s.dropout < 1 else { throw reject(.dropout, "dropout must be in [0, 1), got \(s.dropout)") }
-        guard s.ema >= 0 && s.ema < 1 else { throw reject(.ema, "ema must be in [0, 1), got \(s.ema)") }
-        guard s.dropout == 0 || s.stage != "recpo" else {
-            throw reject(.dropout, "dropout applies to lm and rec stages, not recpo (its chains are sampled without it)")
-        }
-        guard s.ema == 0 || s.stage == "rec" else {
-            throw reject(.ema, "ema applies to rec stages only (their evaluations use the average), not \(s.stage)")
-        }
-        self = s
-    }
-}
-
-public struct TrainConfig: Codable, Sendable {
+public struct TrainConfig: Sendable {
     public var dataset = "data/ml-100k"
     public var split = "loo"
     public var seed: UInt64 = 1
     public var model = ModelSettings()
+    /// Most tokens of the tokenizer trained on the dataset's texts (the model's vocabulary is what it reaches).
     public var vocabSize = 4096
     /// User prompts (besides every item text) the tokenizer is trained on.
     public var tokenizerUserPrompts = 2000
     /// Temperature of the cosine scores (training loss, RecPO reward, served scores).
     public var tau: Float = 0.05
-    public var stages: [StageSettings] = [StageSettings()]
+    public var stages: [any TrainingStage] = [RecStage()]
     /// Train on the validation interactions too (the peers' "refit on train + validation" protocol for the served
     /// model); validation metrics are then not held out, so evaluations only report them.
     public var fitValidation = false
-    /// ATJT-style denoising trust weights on the rec stage.
-    public var atjt = false
-    public var atjtLambda: Float = 0.1
     /// Fit the top-N calibrator on validation and store it in the checkpoint.
     public var calibrate = true
+    /// Ranks 1...N the calibrator is fitted on, and the server gives probabilities for.
+    public var calibrationRanks = 10
     /// Stop training (every stage) after this many seconds (0: no limit); the best checkpoint is kept.
     public var timeLimit: Double = 0
     /// Save resumable state every this many steps (0: only at stage ends).
     public var saveEvery = 100
 
-    enum CodingKeys: String, CodingKey {
-        case dataset, split, seed, model, tau, stages, atjt, calibrate
-        case vocabSize = "vocab_size", tokenizerUserPrompts = "tokenizer_user_prompts", atjtLambda = "atjt_lambda"
-        case timeLimit = "time_limit", saveEvery = "save_every", fitValidation = "fit_validation"
-    }
     public init() {}
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        var s = TrainConfig()
-        func get<T: Decodable>(_ key: CodingKeys, _ path: WritableKeyPath<TrainConfig, T>) throws {
-            if let v = try c.decodeIfPresent(T.self, forKey: key) { s[keyPath: path] = v }
+
+    /// Settings earlier builds had, with why they are gone (a config naming one gets this instead of "unknown").
+    static let retired = [
+        "atjt": "removed: the logistic ATJT-style trust weights lowered test NDCG@10 from .0781 to .0706 and never " +
+            "learned their weak labels (docs/training.md)",
+        "atjt_lambda": "removed with atjt (docs/training.md)",
+    ]
+
+    static let fields: [ConfigField<TrainConfig>] = [
+        .string("dataset", \.dataset),
+        .string("split", \.split, oneOf: ["loo", "temporal"]),
+        .seed("seed", \.seed),
+        .object("model", \.model, ModelSettings.fields, what: "model"),
+        // 256 bytes and 3 special tokens are the least a byte-level BPE holds.
+        .int("vocab_size", \.vocabSize, .within(259, 1_048_576)),
+        .int("tokenizer_user_prompts", \.tokenizerUserPrompts, .within(0, 10_000_000)),
+        .float("tau", \.tau, .within(1e-4, 100)),
+        ConfigField(key: "stages", read: { config, value, path, errors in
+            guard case .array(let list) = value, !list.isEmpty else {
+                return errors.add(path, "expected a non-empty array of stages, got \(value.shown)")
+            }
+            let read = list.enumerated().map { i, v in StageKinds.read(v, path: "\(path)[\(i)]", errors: &errors) }
+            if read.allSatisfy({ $0 != nil }) { config.stages = read.map { $0! } }
+        }, write: { .array($0.stages.map(\.json)) }),
+        .bool("fit_validation", \.fitValidation),
+        .bool("calibrate", \.calibrate),
+        .int("calibration_ranks", \.calibrationRanks, .within(1, 1000)),
+        .double("time_limit", \.timeLimit, .within(0, 1e9)),
+        .int("save_every", \.saveEvery, .within(0, 10_000_000)),
+    ]
+
+    /// Reads and checks `value` (the config as JSON); throws every error found, one per line.
+    public static func read(_ value: JSONValue, source: String = "config") throws -> TrainConfig {
+        var config = TrainConfig()
+        var errors = ConfigErrors()
+        ConfigReader.read(value, into: &config, fields: fields, path: "", what: "the training config",
+                          elsewhere: retired, errors: &errors)
+        config.check(errors: &errors)
+        guard errors.isEmpty else {
+            let n = errors.messages.count
+            throw TrainError.config("\(source): \(n == 1 ? "" : "\(n) errors:\n  ")" + errors.messages.joined(separator: "\n  "))
         }
-        try get(.dataset, \.dataset); try get(.split, \.split); try get(.seed, \.seed); try get(.model, \.model)
-        try get(.vocabSize, \.vocabSize); try get(.tokenizerUserPrompts, \.tokenizerUserPrompts); try get(.tau, \.tau)
-        try get(.stages, \.stages); try get(.atjt, \.atjt); try get(.atjtLambda, \.atjtLambda)
-        try get(.calibrate, \.calibrate); try get(.timeLimit, \.timeLimit); try get(.saveEvery, \.saveEvery)
-        try get(.fitValidation, \.fitValidation)
-        self = s
+        return config
     }
 
-    /// Reads `path` (JSON) and applies `overrides` ("a.b.0.c=value"; values parsed as JSON, else taken as strings).
+    /// The checks between fields (each field's own range is checked as it is read).
+    func check(errors: inout ConfigErrors) {
+        model.check(errors: &errors)
+    }
+
+    /// Reads `path` (JSON) and applies `overrides` ("a.b.0.c=value"; values parsed as JSON, else taken as strings),
+    /// then reads and checks the result.
     public static func load(path: String?, overrides: [String]) throws -> TrainConfig {
-        var root: Any = [String: Any]()
+        var root = JSONValue.object([:])
         if let path {
             guard let data = FileManager.default.contents(atPath: path) else { throw TrainError.config("cannot read \(path)") }
-            root = try JSONSerialization.jsonObject(with: data)
+            do { root = try JSONDecoder().decode(JSONValue.self, from: data) }
+            catch { throw TrainError.config("\(path) is not JSON: \(error)") }
         }
         for o in overrides {
-            guard let eq = o.firstIndex(of: "=") else { throw TrainError.config("override \(o) is not path=value") }
-            let path = o[..<eq].split(separator: ".").map(String.init)
+            guard let eq = o.firstIndex(of: "="), eq != o.startIndex else { throw TrainError.config("--set \(o): expected path=value") }
+            let keys = o[..<eq].split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+            guard !keys.contains(where: \.isEmpty) else { throw TrainError.config("--set \(o): empty key in the path") }
             let text = String(o[o.index(after: eq)...])
-            let value: Any = (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: .fragmentsAllowed)) ?? text
-            root = try set(root, path[...], value, whole: o)
+            let value = (try? JSONValue.parse(text)) ?? .string(text)
+            root = try set(root, keys[...], value, whole: o)
         }
-        let data = try JSONSerialization.data(withJSONObject: root)
-        do { return try JSONDecoder().decode(TrainConfig.self, from: data) }
-        catch { throw TrainError.config("\(path ?? "config"): \(error)") }
+        return try read(root, source: path ?? "config")
     }
 
-    private static func set(_ node: Any, _ path: ArraySlice<String>, _ value: Any, whole: String) throws -> Any {
+    private static func set(_ node: JSONValue, _ path: ArraySlice<String>, _ value: JSONValue, whole: String) throws -> JSONValue {
         guard let key = path.first else { return value }
-        if var array = node as? [Any] {
-            guard let i = Int(key), i >= 0, i < array.count else { throw TrainError.config("\(whole): no element \(key)") }
+        if case .array(var array) = node {
+            guard let i = Int(key), i >= 0, i < array.count else {
+                throw TrainError.config("--set \(whole): there is no element \(key) (the list has \(array.count))")
+            }
             array[i] = try set(array[i], path.dropFirst(), value, whole: whole)
-            return array
+            return .array(array)
         }
-        var dict = node as? [String: Any] ?? [:]
-        if key == "stages" && dict["stages"] == nil { dict["stages"] = [[String: Any]()] }
-        dict[key] = try set(dict[key] ?? [String: Any](), path.dropFirst(), value, whole: whole)
-        return dict
+        var dict: [String: JSONValue] = [:]
+        if case .object(let o) = node { dict = o }
+        if key == "stages" && dict["stages"] == nil { dict["stages"] = .array([.object([:])]) }
+        dict[key] = try set(dict[key] ?? .object([:]), path.dropFirst(), value, whole: whole)
+        return .object(dict)
     }
 
+    /// The config as JSON with sorted keys and every default written out (what a resumed run must match).
     public func jsonString() -> String {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
-        return (try? String(decoding: e.encode(self), as: UTF8.self)) ?? "{}"
+        return (try? String(decoding: e.encode(ConfigReader.write(self, fields: Self.fields)), as: UTF8.self)) ?? "{}"
+    }
+
+    /// What training allocates for parameters, worked out from the config alone: the weights, their gradients,
+    /// AdamW's two moments, the best parameters kept, a parameter average when a stage keeps one, and the rotary
+    /// table. Activations are bounded by the batch and token settings, not counted here.
+    public func trainingMemory() -> MemoryUsage {
+        let c = model.configuration(vocabularySize: vocabSize)
+        let weights = c.inferenceMemory(packed: nil)
+        let parameters = weights.parts.first { $0.what == "parameters" }!.bytes
+        let copies = 4 + (stages.contains { $0.ema > 0 } ? 1 : 0)
+        return weights + MemoryUsage([("gradients, AdamW moments, best parameters" + (copies == 5 ? ", average" : ""),
+                                       parameters.multipliedReportingOverflow(by: copies).overflow ? .max : parameters * copies)])
+    }
+
+    /// Checks what the config needs from the machine, before any file is written: the dataset directory exists
+    /// and the parameters fit `budget` (the sizes named when they do not).
+    public func checkResources(budget: MemoryBudget) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dataset, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw TrainError.config("dataset: no directory \(dataset)")
+        }
+        do {
+            try budget.check(trainingMemory(), what: "a model of hidden_size \(model.hiddenSize), intermediate_size " +
+                             "\(model.intermediateSize), num_hidden_layers \(model.numHiddenLayers), vocab_size \(vocabSize)")
+        } catch let e as CheckpointError {
+            throw TrainError.config("model: \(e)")
+        }
     }
 }
 

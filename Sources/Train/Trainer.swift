@@ -1,7 +1,9 @@
-// The training run: tokenizer, model, then each configured stage (lm, rec, recpo) with AdamW and its schedule,
-// validation NDCG@10 evaluations (the Eval evaluator, history masked) with early stopping and the best parameters
-// kept, resumable state saved as it goes, and at the end the best checkpoint (weights, tokenizer, item table,
-// r2ec_train.json with tau, split and the top-N calibrator) plus validation and test reports.
+// The training run: tokenizer, model, then each configured stage (LMStage, RecStage, RecPOStage) through one loop
+// (`run(_:)`) with AdamW and its schedule, validation NDCG@10 evaluations (the Eval evaluator, history masked) with
+// early stopping and the best parameters kept, resumable state saved as it goes, and at the end the best checkpoint
+// (weights, tokenizer, item table, r2ec_train.json with tau, split and the top-N calibrator) plus validation and
+// test reports. Everything is written into `OUT.partial`, which becomes OUT only when the run has finished: a
+// failed run never leaves a half-written OUT (its scratch folder stays only when it holds resumable state).
 import Data
 import Eval
 import Foundation
@@ -10,7 +12,10 @@ import Tensor
 
 public final class Trainer: @unchecked Sendable {
     public let config: TrainConfig
+    /// Where the finished checkpoint goes.
     public let out: String
+    /// Where the run writes until it has finished (`out` + ".partial"); renamed to `out` at the end.
+    public let work: String
     public let log: TrainLog
     public let corpus: TrainingCorpus
     public private(set) var model: Qwen2Model!
@@ -29,8 +34,9 @@ public final class Trainer: @unchecked Sendable {
     var stopAll = false
     /// Tests simulate a crash: after this many state saves the run throws, leaving the state as a kill would.
     var crashAfterSaves: Int?
+    /// Tests simulate a failure before this global step (no state saved since the last save).
+    var failAtStep: Int?
     private var saves = 0
-    public var trustModel: TrustRecogniser?
 
     public struct Summary {
         public var validation: EvalResult
@@ -46,58 +52,119 @@ public final class Trainer: @unchecked Sendable {
         public var withoutReasoningTest: EvalResult?
     }
 
-    /// Where a recipe with a RecPO stage keeps the checkpoint it had before RecPO ("w/o reasoning").
-    public var withoutReasoningDirectory: String { out + "/without-reasoning" }
+    /// Where a recipe with a RecPO stage keeps the checkpoint it had before RecPO ("w/o reasoning"), inside the
+    /// run's folder.
+    public var withoutReasoningDirectory: String { work + "/without-reasoning" }
 
-    public init(config: TrainConfig, out: String, logPath: String?) throws {
-        self.config = config
-        self.out = out
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        log = try TrainLog(path: logPath)
-        guard let kind = Splits.Kind(rawValue: config.split) else { throw TrainError.config("split must be loo or temporal") }
-        let dataset = try DatasetLoader.load(config.dataset)
-        corpus = TrainingCorpus(dataset: dataset, split: Splits.make(kind, dataset), includeValidation: config.fitValidation)
+    /// The scratch folder a run into `out` writes in.
+    public static func workDirectory(for out: String) -> String {
+        (out.hasSuffix("/") ? String(out.dropLast()) : out) + ".partial"
     }
 
-    var stateDirectory: String { out + "/" + TrainingState.directoryName }
+    /// Whether `run()` continues from the resumable state of an earlier run (when there is one).
+    public let resume: Bool
+
+    /// Checks the machine can take the config (dataset, memory budget) and reads the dataset before anything is
+    /// written; `logPath` nil logs to stderr only. With `resume` an earlier run's scratch folder (and its state) is
+    /// kept; otherwise a stale one is removed.
+    public init(config: TrainConfig, out: String, logPath: String?, budget: MemoryBudget = .unlimited,
+                resume: Bool = false) throws {
+        self.config = config
+        self.resume = resume
+        self.out = out
+        self.work = Self.workDirectory(for: out)
+        try config.checkResources(budget: budget)
+        guard let kind = Splits.Kind(rawValue: config.split) else { throw TrainError.config("split: expected loo or temporal") }
+        let dataset = try DatasetLoader.load(config.dataset)
+        corpus = TrainingCorpus(dataset: dataset, split: Splits.make(kind, dataset), includeValidation: config.fitValidation)
+        if !resume { try? FileManager.default.removeItem(atPath: work) }
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        log = try TrainLog(path: logPath)
+    }
+
+    var stateDirectory: String { work + "/" + TrainingState.directoryName }
     public var seconds: Double { priorSeconds + log.elapsed }
 
-    /// Builds or resumes the model, then runs every stage; returns the final reports.
-    public func run(resume: Bool) throws -> Summary {
-        if resume && TrainingState.exists(directory: stateDirectory) {
-            try resumeState()
-        } else {
-            try start()
-        }
-        while progress.stage < config.stages.count && !stopAll {
-            let s = config.stages[progress.stage]
-            graph.dropout = s.dropout
-            graph.dropoutSeed = dropoutSeed
-            switch s.stage {
-            case "lm": try runLM(s)
-            case "rec": try runRec(s)
-            case "recpo": try runRecPO(s)
-            default: throw TrainError.config("stage \(s.stage): expected lm, rec or recpo")
+    /// Builds or resumes the model, runs every stage, and moves the finished checkpoint to `out`; returns the final
+    /// reports. A run that throws removes its scratch folder unless it holds resumable state (`--resume` continues
+    /// from it).
+    public func run() throws -> Summary {
+        let summary: Summary
+        do {
+            if resume && TrainingState.exists(directory: stateDirectory) {
+                try resumeState()
+            } else {
+                try start()
             }
-            progress.stage += 1
-            progress.step = 0
-            optimizer = nil
-            average = nil
-            progress.averageUpdates = -1
-            if let bestParameters, progress.stage < config.stages.count {
-                // Early stopping keeps the best parameters, not the last: the next stage starts from them.
-                model.parameters.base.update(from: bestParameters.base, count: bestParameters.count)
-                table = nil
-                log.note(String(format: "stage %d starts from the best parameters so far (stage %d step %d, validation NDCG@10 %.4f)",
-                                progress.stage, progress.bestStage, progress.bestStep, progress.bestScore))
-                if config.stages[progress.stage].stage == "recpo" {
-                    try Checkpoint.save(model, tokenizer: tokenizer, directory: withoutReasoningDirectory)
-                    log.note("the model without reasoning (before RecPO) is saved in \(withoutReasoningDirectory)")
+            while progress.stage < config.stages.count && !stopAll {
+                let stage = config.stages[progress.stage]
+                graph.dropout = stage.dropout
+                graph.dropoutSeed = dropoutSeed
+                try run(stage)
+                progress.stage += 1
+                progress.step = 0
+                optimizer = nil
+                average = nil
+                progress.averageUpdates = -1
+                if let bestParameters, progress.stage < config.stages.count {
+                    // Early stopping keeps the best parameters, not the last: the next stage starts from them.
+                    model.parameters.base.update(from: bestParameters.base, count: bestParameters.count)
+                    table = nil
+                    log.note(String(format: "stage %d starts from the best parameters so far (stage %d step %d, validation NDCG@10 %.4f)",
+                                    progress.stage, progress.bestStage, progress.bestStep, progress.bestScore))
+                    if config.stages[progress.stage] is RecPOStage {
+                        try Checkpoint.save(model, tokenizer: tokenizer, directory: withoutReasoningDirectory)
+                        log.note("the model without reasoning (before RecPO) is saved in \(withoutReasoningDirectory)")
+                    }
+                }
+                try saveState()
+            }
+            summary = try finish()
+        } catch {
+            if !TrainingState.exists(directory: stateDirectory) { try? FileManager.default.removeItem(atPath: work) }
+            throw error
+        }
+        // The finished checkpoint stays in the scratch folder if the move fails.
+        try publish()
+        return summary
+    }
+
+    /// The loop every stage shares: per step the time limit, the step's batch, the stage's forward and backward,
+    /// one optimiser update, a log line and the progress line; validation evaluations (for stages that evaluate)
+    /// with early stopping; resumable state every `save_every` steps.
+    func run(_ stage: any TrainingStage) throws {
+        let o = stage.optimizer, kind = stage.kind
+        var batches = WindowSchedule(corpus: corpus, seed: stage.batchSeed(seed: config.seed, stage: progress.stage),
+                                     batch: o.batch)
+        try stage.begin(self)
+        let stageStart = Date()
+        var tokens = 0
+        for step in progress.step..<o.steps {
+            if outOfTime { stopAll = true; log.note("time limit reached at \(kind) step \(step)"); break }
+            if let failAtStep, progress.globalStep >= failAtStep { throw SimulatedCrash() }
+            let t0 = Date()
+            let (windows, epoch) = batches.windows(step: step)
+            let report = try stage.step(self, step: step, windows: windows)
+            let norm = update(stage, step: step)
+            tokens += report.tokens
+            let elapsed = Date().timeIntervalSince(t0)
+            log.write([("step", progress.globalStep), ("stage", kind), ("stage_step", step), ("loss", report.loss),
+                       ("tokens_per_s", Double(report.tokens) / elapsed), ("lr", Double(o.learningRate.rate(step))),
+                       ("grad_norm", norm), ("epoch", epoch)] + report.fields + [("seconds", seconds)])
+            log.progress(stage: kind, step: step, total: o.steps, loss: report.loss,
+                         tokensPerSecond: Double(tokens) / Date().timeIntervalSince(stageStart),
+                         stageSeconds: Date().timeIntervalSince(stageStart),
+                         extra: String(format: " epoch %.2f", epoch) + report.progress, every: stage.progressEvery)
+            progress.step = step + 1
+            let last = step + 1 == o.steps
+            if let e = stage.evaluation, (e.every > 0 && (step + 1) % e.every == 0) || last || outOfTime {
+                if try evaluateAndTrack(stage, step: step + 1, recommender: stage.validationRecommender(self)) {
+                    log.note("early stop at \(kind) step \(step + 1)")
+                    break
                 }
             }
-            try saveState()
+            if config.saveEvery > 0 && (step + 1) % config.saveEvery == 0 && !last { try saveState() }
         }
-        return try finish()
     }
 
     func start() throws {
@@ -114,7 +181,7 @@ public final class Trainer: @unchecked Sendable {
         try setUp()
         progress.config = config.jsonString()
         progress.parameterCount = model.parameterCount
-        try Checkpoint.save(model, tokenizer: tokenizer, directory: out)
+        try Checkpoint.save(model, tokenizer: tokenizer, directory: work)
     }
 
     func resumeState() throws {
@@ -122,18 +189,17 @@ public final class Trainer: @unchecked Sendable {
         guard p.config == config.jsonString() else {
             throw TrainError.state("the state in \(stateDirectory) was written with another config; use the same config or drop --resume")
         }
-        tokenizer = try Checkpoint.loadTokenizer(directory: out)
-        let c = try Checkpoint.loadConfiguration(directory: out)
+        tokenizer = try Checkpoint.loadTokenizer(directory: work)
+        let c = try Checkpoint.loadConfiguration(directory: work)
         model = try Qwen2Model(randomWith: c, seed: config.seed)
         if p.bestStage >= 0 {
-            let best = try Checkpoint.loadModel(directory: out)
-            bestParameters = best.parameters.copy()
+            bestParameters = try Checkpoint.loadModel(directory: work).parameters
         }
         progress = p
         priorSeconds = p.elapsed
         try setUp()
         if p.step > 0 {
-            optimizer = AdamW(layout: model.parameters.layout, settings: adamSettings(config.stages[p.stage]))
+            optimizer = AdamW(layout: model.parameters.layout, settings: config.stages[p.stage].optimizer.adam)
             optimizer!.step = p.optimizerStep
         }
         if p.averageUpdates >= 0 {
@@ -141,42 +207,29 @@ public final class Trainer: @unchecked Sendable {
         }
         table = try TrainingState.load(directory: stateDirectory, parameters: model.parameters, optimizer: optimizer,
                                        average: average?.average)
-        log.note("resumed stage \(p.stage) (\(config.stages[min(p.stage, config.stages.count - 1)].stage)) at step \(p.step)")
+        log.note("resumed stage \(p.stage) (\(config.stages[min(p.stage, config.stages.count - 1)].kind)) at step \(p.step)")
     }
 
     func setUp() throws {
         corpus.use(tokenizer: tokenizer, maxPositions: model.configuration.maxPositionEmbeddings)
         graph = TrainingGraph(model: model)
         if ProcessInfo.processInfo.environment["R2EC_TRAIN_PROFILE"] != nil { graph.profile = PhaseProfile() }
-        if config.atjt { trustModel = TrustRecogniser(catalogSize: corpus.catalogCount) }
         log.note("model: \(model.parameterCount) parameters, d_model \(model.configuration.hiddenSize), " +
                  "\(model.configuration.numHiddenLayers) layers, vocab \(model.configuration.vocabSize)")
     }
 
-    func adamSettings(_ s: StageSettings) -> AdamWSettings {
-        var a = AdamWSettings()
-        a.weightDecay = s.weightDecay
-        a.clipNorm = s.clip
-        return a
-    }
-
-    func schedule(_ s: StageSettings) -> LearningRateSchedule {
-        LearningRateSchedule(peak: s.lr, warmup: s.warmup, total: s.steps,
-                             decay: s.schedule == "cosine" ? .cosine : .constant, minRatio: s.minLRRatio)
-    }
-
     /// The optimiser of the current stage (created at its first step; loaded on resume).
-    func stageOptimizer(_ s: StageSettings) -> AdamW {
+    func stageOptimizer(_ s: any TrainingStage) -> AdamW {
         if let optimizer { return optimizer }
-        let o = AdamW(layout: model.parameters.layout, settings: adamSettings(s))
+        let o = AdamW(layout: model.parameters.layout, settings: s.optimizer.adam)
         optimizer = o
         return o
     }
 
     /// One optimiser update after the gradients of a step are in `graph.gradients`; returns the gradient norm.
-    func update(_ s: StageSettings, step: Int) -> Double {
+    func update(_ s: any TrainingStage, step: Int) -> Double {
         let o = stageOptimizer(s)
-        let norm = o.update(parameters: model.parameters, gradients: graph.gradients, lr: schedule(s).rate(step))
+        let norm = o.update(parameters: model.parameters, gradients: graph.gradients, lr: s.optimizer.learningRate.rate(step))
         progress.optimizerStep = o.step
         progress.globalStep += 1
         if s.ema > 0 {
@@ -251,28 +304,29 @@ public final class Trainer: @unchecked Sendable {
         return o
     }
 
-    /// Validation NDCG@10 (and friends) of the current parameters, or of their moving average when the stage keeps
-    /// one; logs an eval line, keeps the best parameters (saving them as the checkpoint) and returns whether the
-    /// stage should stop early.
-    func evaluateAndTrack(stage s: StageSettings, step: Int, recommender: Recommender? = nil) throws -> Bool {
+    /// Validation NDCG@10 (and friends) of `recommender`, or when nil of the current parameters (their moving
+    /// average when the stage keeps one); logs an eval line, keeps the best parameters (saving them as the
+    /// checkpoint) and returns whether the stage should stop early.
+    func evaluateAndTrack(_ stage: any TrainingStage, step: Int, recommender: Recommender?) throws -> Bool {
         if let average, recommender == nil {
-            return try average.withAverage(in: model.parameters) { try track(stage: s, step: step, recommender: nil) }
+            return try average.withAverage(in: model.parameters) { try track(stage, step: step, recommender: nil) }
         }
-        return try track(stage: s, step: step, recommender: recommender)
+        return try track(stage, step: step, recommender: recommender)
     }
 
-    private func track(stage s: StageSettings, step: Int, recommender: Recommender?) throws -> Bool {
+    private func track(_ stage: any TrainingStage, step: Int, recommender: Recommender?) throws -> Bool {
         let began = Date()
+        let schedule = stage.evaluation ?? EvaluationSchedule()
         let r = recommender ?? currentRecommender()
-        let result = try Self.evaluate(r, on: validationSubset(s.evalUsers), options: evalOptions(bootstrap: 0))
+        let result = try Self.evaluate(r, on: validationSubset(schedule.users), options: evalOptions(bootstrap: 0))
         let ndcg = result.metrics["NDCG@10"] ?? 0
-        var fields: [(String, Any)] = [("eval", progress.globalStep), ("stage", s.stage), ("stage_step", step)]
+        var fields: [(String, Any)] = [("eval", progress.globalStep), ("stage", stage.kind), ("stage_step", step)]
         for name in result.names { fields.append((name, result.metrics[name] ?? 0)) }
         fields.append(("users", result.samples))
         fields.append(("seconds", Date().timeIntervalSince(began)))
         log.write(fields)
         let improved = ndcg > progress.bestScore
-        log.note(String(format: "[%@] step %d: validation NDCG@10 %.4f HR@10 %.4f on %d users (%.1f s)%@", s.stage, step,
+        log.note(String(format: "[%@] step %d: validation NDCG@10 %.4f HR@10 %.4f on %d users (%.1f s)%@", stage.kind, step,
                         ndcg, result.metrics["HR@10"] ?? 0, result.samples, Date().timeIntervalSince(began),
                         improved ? " (best)" : ""))
         if improved {
@@ -283,11 +337,11 @@ public final class Trainer: @unchecked Sendable {
             let copy = bestParameters ?? ParameterBuffer(layout: model.parameters.layout)
             copy.base.update(from: model.parameters.base, count: copy.count)
             bestParameters = copy
-            try Checkpoint.save(model, tokenizer: tokenizer, directory: out)
+            try Checkpoint.save(model, tokenizer: tokenizer, directory: work)
         } else {
             progress.evaluationsWithoutImprovement += 1
         }
-        return s.patience > 0 && progress.evaluationsWithoutImprovement >= s.patience
+        return schedule.patience > 0 && progress.evaluationsWithoutImprovement >= schedule.patience
     }
 
     /// The Eval evaluator on a dual-head recommender, prompts counting back from each sample's target time (as
@@ -316,18 +370,21 @@ public final class Trainer: @unchecked Sendable {
             log.note("training passes, seconds per phase: " + profile.order.map {
                 String(format: "%@ %.1f", $0, profile.seconds[$0]!) }.joined(separator: ", "))
         }
-        try Checkpoint.save(model, tokenizer: tokenizer, directory: out)
+        try Checkpoint.save(model, tokenizer: tokenizer, directory: work)
         let began = Date()
-        // The tau the checkpoint will be served with, so the calibrator is fitted on the scores the server computes.
-        let recommender = try DualHeadLoader.load(directory: out, dataset: corpus.dataset, tau: config.tau)
-        let options = evalOptions(bootstrap: 1000)
+        // The tau the checkpoint will be served with, so the calibrator is fitted on the scores the server computes;
+        // the item table is cached in the checkpoint, which training owns.
+        let recommender = try DualHeadLoader.load(directory: work, dataset: corpus.dataset, tau: config.tau,
+                                                  writeItemTable: true)
+        var options = evalOptions(bootstrap: 1000)
+        options.calibrationN = config.calibrationRanks
         let validation = try Self.evaluate(recommender, on: corpus.split.validation, options: options)
         let calibrator = config.calibrate ? TopNCalibrator.fit(validation.topN, n: options.calibrationN) : nil
         let test = try Self.evaluate(recommender, on: corpus.split.test, options: options, calibrator: calibrator)
         let calibrated = calibrator == nil ? nil : test
         // With a RecPO stage, the reasoning path (greedy chains) is measured on the same parameters too.
         var reasoningValidation: EvalResult?, reasoningTest: EvalResult?
-        if let recpo = config.stages.last(where: { $0.stage == "recpo" }) {
+        if let recpo = config.stages.last(where: { $0 is RecPOStage }) as? RecPOStage {
             let reasoning = ReasoningRecommender(base: recommender, maxNewTokens: recpo.maxNewTokens)
             reasoningValidation = try Self.evaluate(reasoning, on: corpus.split.validation, options: options)
             reasoningTest = try Self.evaluate(reasoning, on: corpus.split.test, options: options)
@@ -338,13 +395,13 @@ public final class Trainer: @unchecked Sendable {
         // The model before RecPO, on its direct path: the "w/o reasoning" row RecPO is judged against. When the
         // checkpoint kept is RecPO's step 0 (or earlier), those are the parameters just measured.
         var withoutValidation: EvalResult?, withoutTest: EvalResult?
-        if let recpo = config.stages.firstIndex(where: { $0.stage == "recpo" }),
+        if let recpo = config.stages.firstIndex(where: { $0 is RecPOStage }),
            FileManager.default.fileExists(atPath: withoutReasoningDirectory + "/model.safetensors") {
             if progress.bestStage < recpo || (progress.bestStage == recpo && progress.bestStep == 0) {
                 (withoutValidation, withoutTest) = (validation, test)
             } else {
                 let without = try DualHeadLoader.load(directory: withoutReasoningDirectory, dataset: corpus.dataset,
-                                                      tau: config.tau)
+                                                      tau: config.tau, writeItemTable: true)
                 withoutValidation = try Self.evaluate(without, on: corpus.split.validation, options: options)
                 withoutTest = try Self.evaluate(without, on: corpus.split.test, options: options)
             }
@@ -355,7 +412,7 @@ public final class Trainer: @unchecked Sendable {
                                     calibrator: calibrator, validation: validation.metrics, test: test.metrics,
                                     testReasoning: reasoningTest?.metrics,
                                     trainSeconds: trainSeconds, config: config.jsonString())
-        try info.save(directory: out)
+        try info.save(directory: work)
         // The final report line has neither "step" nor "eval", so curve plotters keep it apart from validation.
         var fields: [(String, Any)] = [("final", "best checkpoint"), ("after_step", progress.globalStep)]
         for name in test.names { fields.append(("test " + name, test.metrics[name] ?? 0)) }
@@ -370,5 +427,20 @@ public final class Trainer: @unchecked Sendable {
         return Summary(validation: validation, test: test, calibratedTest: calibrated, trainSeconds: trainSeconds,
                        reasoningValidation: reasoningValidation, reasoningTest: reasoningTest,
                        withoutReasoningValidation: withoutValidation, withoutReasoningTest: withoutTest)
+    }
+
+    /// Moves the finished run from its scratch folder to `out`, replacing an earlier checkpoint there only now
+    /// that the new one is complete.
+    func publish() throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: out) {
+            let old = out + ".old"
+            try? fm.removeItem(atPath: old)
+            try fm.moveItem(atPath: out, toPath: old)
+            try fm.moveItem(atPath: work, toPath: out)
+            try? fm.removeItem(atPath: old)
+        } else {
+            try fm.moveItem(atPath: work, toPath: out)
+        }
     }
 }

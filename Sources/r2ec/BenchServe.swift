@@ -65,7 +65,7 @@ struct BenchServe: ParsableCommand {
         }
         let registry = ModelRegistry()
         Console.status("bench serve: loading \(model)")
-        registry.install(try ModelLoader(dataset: data, checkpoints: Serve.readCheckpoint).load(spec: model))
+        registry.install(try ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: nil)).load(spec: model))
         var batching = BatchingConfig()
         batching.maxBatchSize = batch
         var reasoning = ReasoningConfig()

@@ -53,6 +53,12 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Bootstrap resamples for the 95% intervals.")
     var bootstrap = 1000
 
+    @Option(help: "Ranks 1...N the top-N calibrator is fitted on (validation) and ECE@N is taken over (test): the ranks a server gives probabilities for.")
+    var calibrationRanks = 10
+
+    @Option(help: "Most memory loading --model may take (bytes, or with K/M/G: 8G). Default: 80% of the memory available.")
+    var memoryBudget: String?
+
     func run() throws {
         let wall = Date()
         if precision == .bfloat16 && !precision.isSupported {
@@ -65,6 +71,10 @@ struct EvalCommand: ParsableCommand {
             throw ValidationError("give exactly one of --baseline pop|wals|bpr, --model PATH or --random-model")
         }
         guard let kind = Splits.Kind(rawValue: split) else { throw ValidationError("--split must be loo or temporal") }
+        guard (1...1000).contains(calibrationRanks) else {
+            throw ValidationError("--calibration-ranks must be in 1...1000, got \(calibrationRanks)")
+        }
+        guard bootstrap >= 0 else { throw ValidationError("--bootstrap must be >= 0, got \(bootstrap)") }
         if baseline == nil && (sweep || trainedUsers || !options.isEmpty) {
             throw ValidationError("--sweep, --trained-users and --options apply to baselines only")
         }
@@ -75,6 +85,7 @@ struct EvalCommand: ParsableCommand {
         let splitSeconds = Date().timeIntervalSince(loaded)
         var evalOptions = EvalOptions()
         evalOptions.bootstrapResamples = bootstrap
+        evalOptions.calibrationN = calibrationRanks
 
         var points: [SweepPoint] = []
         var chosen = try Baselines.parseOptions(options)
@@ -162,11 +173,18 @@ struct EvalCommand: ParsableCommand {
         let itemPrompts = data.catalog.items.enumerated().map { Prompts.item($1, stats: stats[$0]) }
         if let model {
             // Train's loader: tau and the item table cache from the checkpoint, item prompts from its split.
-            if let info = TrainedModelInfo.load(directory: model), info.datasetFingerprint != data.fingerprint {
+            if let info = try TrainedModelInfo.load(directory: model), info.datasetFingerprint != data.fingerprint {
                 FileHandle.standardError.write(Data(("warning: \(model) was trained on dataset \(info.datasetFingerprint), " +
                     "evaluating on \(data.fingerprint)\n").utf8))
             }
-            return try DualHeadLoader.load(directory: model, dataset: data, precision: precision)
+            var budget = MemoryBudget.available()
+            if let memoryBudget {
+                guard let b = MemoryBudget.parse(memoryBudget, source: "--memory-budget") else {
+                    throw ValidationError("--memory-budget: expected bytes or a size like 512M or 8G, got '\(memoryBudget)'")
+                }
+                budget = b
+            }
+            return try DualHeadLoader.load(directory: model, dataset: data, budget: budget, precision: precision)
         }
         let texts = itemPrompts + s.validation.prefix(200).map {
             Prompts.user(history: $0.history, catalog: data.catalog, targetTime: $0.targetTime)

@@ -47,6 +47,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds accepted calls may take to finish after SIGTERM/SIGINT.") var drainTimeout = 30.0
     @Option(help: "File of bearer tokens, one per line; a line 'admin TOKEN' also allows the Admin service. Enables auth.")
     var authTokenFile: String?
+    @Option(help: "Most memory one checkpoint load may take (bytes, or with K/M/G: 8G); checked against config.json and the weights before allocating. Default: 80% of the memory available at each load.")
+    var memoryBudget: String?
 
     func run() throws {
         var config = ServerConfig()
@@ -61,7 +63,12 @@ struct Serve: ParsableCommand {
         config.frameReadTimeoutSeconds = frameReadTimeout
         config.drainTimeoutSeconds = drainTimeout
         if let authTokenFile {
-            (config.tokens, config.adminTokens) = try TokenFile.read(authTokenFile)
+            do {
+                let file = try TokenFile.read(authTokenFile)
+                (config.tokens, config.adminTokens) = (file.tokens, file.admin)
+            } catch let e as TokenFile.Error {
+                throw ValidationError("--auth-token-file: \(e)")
+            }
         }
         if config.tokens.isEmpty && config.adminTokens.isEmpty && !["127.0.0.1", "::1", "localhost"].contains(host) {
             FileHandle.standardError.write(Data("r2ec: warning: serving on \(host) without authentication (--auth-token-file)\n".utf8))
@@ -70,7 +77,13 @@ struct Serve: ParsableCommand {
         let start = Date()
         let data = try DatasetLoader.load(dataset)
         let registry = ModelRegistry()
-        let loader = ModelLoader(dataset: data, checkpoints: Serve.readCheckpoint)
+        let budget = try memoryBudget.map { text in
+            guard let b = MemoryBudget.parse(text, source: "--memory-budget") else {
+                throw ValidationError("--memory-budget: expected bytes or a size like 512M or 8G, got '\(text)'")
+            }
+            return b
+        }
+        let loader = ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: budget))
         for spec in (models.isEmpty ? ["popularity"] : models) {
             let model = try loader.load(spec: spec)
             registry.install(model)
@@ -99,7 +112,7 @@ struct Serve: ParsableCommand {
                                limits: limits)
         let server = Server(config: config, core: core)
         server.modelLoader = { name, path in
-            try loader.load(spec: path, name: name, version: registry.nextVersion(for: name))
+            try loader.load(spec: path, name: name)
         }
         try server.run { port in
             let elapsed = String(format: "%.1f", Date().timeIntervalSince(start))
@@ -111,34 +124,16 @@ struct Serve: ParsableCommand {
     }
 }
 
-/// Reads bearer tokens from a file: one per line, `admin TOKEN` for admin tokens, `#` comments.
-enum TokenFile {
-    static func read(_ path: String) throws -> (Set<String>, Set<String>) {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ValidationError("--auth-token-file: cannot read \(path)")
-        }
-        var tokens = Set<String>(), admin = Set<String>()
-        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces)
-            if line.isEmpty || line.hasPrefix("#") { continue }
-            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
-            switch parts.count {
-            case 1: tokens.insert(String(parts[0]))
-            case 2 where parts[0] == "admin": admin.insert(String(parts[1]))
-            default: throw ValidationError("--auth-token-file: \(path):\(n + 1): expected 'TOKEN' or 'admin TOKEN'")
-            }
-        }
-        guard !tokens.isEmpty || !admin.isEmpty else { throw ValidationError("--auth-token-file: \(path) holds no token") }
-        return (tokens, admin)
-    }
-}
-
 extension Serve {
-    /// Reads a dual-head checkpoint directory (weights, tokenizer, item table, calibrator) over the dataset.
-    static let readCheckpoint: CheckpointLoader = { directory, dataset in
-        Console.status("loading dual-head checkpoint \(directory)")
-        let model = try DualHeadLoader.load(directory: directory, dataset: dataset, progress: true)
-        return (model, DualHeadLoader.calibrator(directory: directory))
+    /// Reads a dual-head checkpoint directory (weights, tokenizer, item table, calibrator) over the dataset, within
+    /// `budget` (or 80% of the memory available at the time of each load). Never writes into the directory.
+    static func checkpointLoader(budget: MemoryBudget?) -> CheckpointLoader {
+        { directory, dataset in
+            Console.status("loading dual-head checkpoint \(directory)")
+            let model = try DualHeadLoader.load(directory: directory, dataset: dataset, budget: budget ?? .available(),
+                                                progress: true)
+            return (model, try DualHeadLoader.calibrator(directory: directory))
+        }
     }
 }
 

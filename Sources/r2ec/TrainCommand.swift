@@ -4,6 +4,7 @@
 import ArgumentParser
 import Eval
 import Foundation
+import Model
 import Train
 
 struct TrainCommand: ParsableCommand {
@@ -15,7 +16,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Training recipe (JSON), e.g. configs/default.json or configs/full.json.")
     var config: String?
 
-    @Option(help: "Checkpoint directory (the best parameters, tokenizer, item table, r2ec_train.json).")
+    @Option(help: "Checkpoint directory (the best parameters, tokenizer, item table, r2ec_train.json). The run writes into OUT.partial and renames it to OUT when it has finished.")
     var out = "models/default"
 
     @Option(help: "JSONL log of every step and evaluation (default: OUT/train.jsonl).")
@@ -30,24 +31,35 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Stop after this many seconds (overrides the config's time_limit; the best checkpoint is kept).")
     var timeLimit: Double?
 
-    @Flag(help: "Continue from OUT/state when it exists (same config), else start afresh.")
+    @Option(help: "Most memory the model's parameters, gradients and optimiser state may take (bytes, or with K/M/G: 8G); checked before anything is allocated. Default: 80% of the memory available.")
+    var memoryBudget: String?
+
+    @Flag(help: "Continue from the state in OUT.partial when there is one (same config), else start afresh.")
     var resume = false
 
     func run() throws {
         var extra = overrides
-        if let dataset { extra.append("dataset=\"\(dataset)\"") }
+        if let dataset { extra.append("dataset=\(String(decoding: try JSONEncoder().encode(dataset), as: UTF8.self))") }
         if let timeLimit { extra.append("time_limit=\(timeLimit)") }
+        // The whole config is read and checked before anything is written.
         let recipe = try TrainConfig.load(path: config, overrides: extra)
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let logPath = log ?? out + "/train.jsonl"
-        if !resume { try? FileManager.default.removeItem(atPath: logPath) }
+        var budget = MemoryBudget.available()
+        if let memoryBudget {
+            guard let b = MemoryBudget.parse(memoryBudget, source: "--memory-budget") else {
+                throw ValidationError("--memory-budget: expected bytes or a size like 512M or 8G, got '\(memoryBudget)'")
+            }
+            budget = b
+        }
+        let logPath = log ?? Trainer.workDirectory(for: out) + "/train.jsonl"
+        if !resume, log != nil { try? FileManager.default.removeItem(atPath: logPath) }
         let wall = Date()
-        let trainer = try Trainer(config: recipe, out: out, logPath: logPath)
-        let summary = try trainer.run(resume: resume)
+        let trainer = try Trainer(config: recipe, out: out, logPath: logPath, budget: budget, resume: resume)
+        let summary = try trainer.run()
+        let shownLog = log ?? out + "/train.jsonl"
         let command = (["r2ec"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
         print("## r2ec train\n\n`\(command)`\n")
         print(String(format: "training %.1f s, wall %.1f s (load, tokenizer, final evaluation included); log %@\n",
-                     summary.trainSeconds, Date().timeIntervalSince(wall), logPath))
+                     summary.trainSeconds, Date().timeIntervalSince(wall), shownLog))
         print("| split | " + summary.test.names.joined(separator: " | ") + " |")
         print("|---|" + String(repeating: "---|", count: summary.test.names.count))
         var rows = [("validation, direct path", summary.validation), ("test, direct path", summary.test)]
@@ -62,12 +74,21 @@ struct TrainCommand: ParsableCommand {
             print("| \(name) | " + r.names.map { String(format: "%.4f", r.metrics[$0] ?? 0) }.joined(separator: " | ") + " |")
         }
         if let calibrated = summary.calibratedTest, let ece = calibrated.ece {
+            // The same model with one Platt scaling over the whole top-N (every rank one group), for comparison.
+            let n = calibrated.calibrationN
             let global = TopNCalibrator.fit(summary.validation.topN.map { (rank: 1, score: $0.score, hit: $0.hit) }, n: 1)
             var probabilities: [Double] = [], labels: [Bool] = []
-            for e in summary.test.topN { probabilities.append(global.probability(score: e.score, rank: 1)); labels.append(e.hit) }
+            for e in summary.test.topN {
+                if let p = global.probability(score: e.score, rank: 1) as Double? { probabilities.append(p); labels.append(e.hit) }
+            }
             let before = Calibration.ece(probabilities: probabilities, labels: labels)
-            print(String(format: "\ntest ECE@10: one Platt scaling over the top-10 %.4f -> per-rank-group Platt (ranks %@) %.4f",
-                         before, calibrated.ece.map { _ in "1 | 2-3 | 4-10" } ?? "", ece))
+            print(String(format: "\ntest ECE@%d: one Platt scaling over the top-%d %.4f -> monotone rank-group Platt (ranks %@) %.4f",
+                         n, n, before, Self.groups(TopNCalibrator.defaultGroups(n: n)), ece))
         }
+    }
+
+    /// "1 | 2-3 | 4-10".
+    static func groups(_ ends: [Int]) -> String {
+        zip([0] + ends, ends).map { $0 + 1 == $1 ? "\($1)" : "\($0 + 1)-\($1)" }.joined(separator: " | ")
     }
 }

@@ -81,23 +81,4 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(e, 0.25, accuracy: 1e-12)
         XCTAssertEqual(Calibration.ece(probabilities: [0.5, 0.5], labels: [true, false]), 0, accuracy: 1e-12)
     }
-
-    func testTopNCalibratorLearnsRankGroupHitRates() {
-        XCTAssertEqual(TopNCalibrator.defaultGroups(n: 10), [1, 3, 9, 10])
-        var entries: [(rank: Int, score: Float, hit: Bool)] = []
-        var rng = SplitMix64(seed: 5)
-        for u in 0..<2000 {
-            for r in 1...10 {
-                // Rank 1 hits 30% of the time, other ranks 2%; scores carry no extra signal.
-                let rate = r == 1 ? 0.3 : 0.02
-                entries.append((r, Float(10 - r) + rng.nextUniform() * 0.01, Double(rng.nextUniform()) < rate))
-            }
-            _ = u
-        }
-        let c = TopNCalibrator.fit(entries, n: 10)
-        XCTAssertEqual(c.probability(score: 9.005, rank: 1), 0.3, accuracy: 0.03)
-        XCTAssertEqual(c.probability(score: 5.005, rank: 5), 0.02, accuracy: 0.01)
-        let probs = entries.map { c.probability(score: $0.score, rank: $0.rank) }
-        XCTAssertLessThan(Calibration.ece(probabilities: probs, labels: entries.map(\.hit)), 0.01)
-    }
 }

@@ -92,9 +92,9 @@ final class CheckpointTests: XCTestCase {
         var wrong = tied; wrong.intermediateSize = 65
         try wrong.jsonData().write(to: URL(fileURLWithPath: dir + "/config.json"))
         XCTAssertThrowsError(try Checkpoint.loadModel(directory: dir)) {
-            guard case .wrongShape(let name, let expected, let found)? = $0 as? CheckpointError else { return XCTFail("\($0)") }
-            XCTAssertEqual(name, "model.layers.0.mlp.gate_proj.weight")
-            XCTAssertEqual(expected, [65, 32]); XCTAssertEqual(found, [64, 32])
+            guard case .configurationMismatch(let field, let detail)? = $0 as? CheckpointError else { return XCTFail("\($0)") }
+            XCTAssertEqual(field, "intermediate_size")
+            XCTAssertTrue(detail.contains("model.layers.0.mlp.gate_proj.weight [65, 32]") && detail.contains("[64, 32]"), detail)
         }
         try FileManager.default.removeItem(atPath: dir + "/config.json")
         XCTAssertThrowsError(try Checkpoint.loadModel(directory: dir)) {

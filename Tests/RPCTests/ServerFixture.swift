@@ -53,7 +53,7 @@ class ServerFixture: XCTestCase {
         cfg.port = 0
         let server = Server(config: cfg, core: ServingCore(registry: registry, limits: limits))
         let loader = ModelLoader(dataset: data)
-        server.modelLoader = { name, spec in try loader.load(spec: spec, name: name, version: registry.nextVersion(for: name)) }
+        server.modelLoader = { name, spec in try loader.load(spec: spec, name: name) }
         let ready = DispatchSemaphore(value: 0)
         let thread = Thread {
             try! server.run { _ in ready.signal() }

@@ -187,25 +187,3 @@ final class DirectBatcherTests: XCTestCase {
         XCTAssertEqual(e.field, "priority")
     }
 }
-
-/// A calibrator that reports the rank it was asked about, to check which rank the server passes.
-struct RankEcho: ProbabilityCalibrator {
-    func probability(score: Float, rank: Int) -> Float { Float(rank) }
-}
-
-final class CalibrationTests: XCTestCase {
-    func testCalibratorsSeeOneBasedRanks() throws {
-        let m = RecordingModel()
-        let model = ServedModel(name: "m", recommender: m, datasetName: "t", userHistories: [:],
-                                itemStats: Array(repeating: ItemStats(count: 0, meanRating: 0), count: m.catalog.count),
-                                calibrator: RankEcho())
-        var q = RecommendQuery()
-        q.history = HistorySpec(events: [HistoryEvent(itemId: "1")])
-        q.topK = 3
-        q.returnProbabilities = true
-        let prepared = try RecommendService.prepare(q, for: model)
-        let result = try RecommendService.recommendDirect([prepared], model: model, probabilities: [true])[0]
-        XCTAssertEqual(result.items.map(\.probability), [1, 2, 3])
-        XCTAssertEqual(result.items.map(\.rank), [1, 2, 3])
-    }
-}

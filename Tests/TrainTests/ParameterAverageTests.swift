@@ -35,11 +35,13 @@ final class ParameterAverageTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: data) }
         func run(steps: Int, ema: Float) throws -> ParameterBuffer {
             var config = TrainFixtures.toyRecipe(dataset: data)
-            config.stages[0].steps = steps
-            config.stages[0].dropout = 0.2
-            config.stages[0].ema = ema
+            var stage = TrainFixtures.toyRecStage()
+            stage.optimizer.steps = steps
+            stage.dropout = 0.2
+            stage.ema = ema
+            config.stages = [stage]
             let out = data + "/out-\(steps)-\(ema)"
-            _ = try Trainer(config: config, out: out, logPath: nil).run(resume: false)
+            _ = try Trainer(config: config, out: out, logPath: nil).run()
             return try Checkpoint.loadModel(directory: out).parameters
         }
         // One evaluation per run (at its end): the checkpoint is the last iterate, or with ema the average.
@@ -69,18 +71,22 @@ final class ResumeTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: data) }
         var config = TrainFixtures.toyRecipe(dataset: data)
         config.saveEvery = 2
-        config.stages[0].steps = 4
-        config.stages[0].dropout = 0.2
-        config.stages[0].ema = 0.9
+        var stage = TrainFixtures.toyRecStage()
+        stage.optimizer.steps = 4
+        stage.dropout = 0.2
+        stage.ema = 0.9
+        config.stages = [stage]
         let whole = data + "/whole", resumed = data + "/resumed"
-        _ = try Trainer(config: config, out: whole, logPath: nil).run(resume: false)
+        _ = try Trainer(config: config, out: whole, logPath: nil).run()
         let crashing = try Trainer(config: config, out: resumed, logPath: nil)
         crashing.crashAfterSaves = 1
-        XCTAssertThrowsError(try crashing.run(resume: false)) { XCTAssertTrue($0 is Trainer.SimulatedCrash) }
-        let progress = try TrainingState.loadProgress(directory: resumed + "/state")
+        XCTAssertThrowsError(try crashing.run()) { XCTAssertTrue($0 is Trainer.SimulatedCrash) }
+        // The crashed run left its scratch folder (with its state) and no checkpoint where the finished one goes.
+        XCTAssertFalse(FileManager.default.fileExists(atPath: resumed))
+        let progress = try TrainingState.loadProgress(directory: Trainer.workDirectory(for: resumed) + "/state")
         XCTAssertEqual(progress.step, 2)
         XCTAssertEqual(progress.averageUpdates, 2)
-        _ = try Trainer(config: config, out: resumed, logPath: nil).run(resume: true)
+        _ = try Trainer(config: config, out: resumed, logPath: nil, resume: true).run()
         let a = try Checkpoint.loadModel(directory: whole).parameters
         let b = try Checkpoint.loadModel(directory: resumed).parameters
         var worst: Float = 0

@@ -13,13 +13,13 @@ final class StageHandOverTests: XCTestCase {
         let data = try TrainFixtures.toyDataset()
         defer { try? FileManager.default.removeItem(atPath: data) }
         var config = TrainFixtures.toyRecipe(dataset: data)
-        var first = config.stages[0]
-        first.steps = 8; first.lr = 0.08; first.evalEvery = 1
+        var first = TrainFixtures.toyRecStage()
+        first.optimizer.steps = 8; first.optimizer.lr = 0.08; first.validation.every = 1
         var second = first
-        second.steps = 1; second.lr = 0
+        second.optimizer.steps = 1; second.optimizer.lr = 0
         config.stages = [first, second]
         let out = data + "/out", logPath = data + "/train.jsonl"
-        _ = try Trainer(config: config, out: out, logPath: logPath).run(resume: false)
+        _ = try Trainer(config: config, out: out, logPath: logPath).run()
 
         let evals = try String(contentsOfFile: logPath, encoding: .utf8).split(separator: "\n").compactMap {
             try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]

@@ -62,11 +62,17 @@ enum TrainFixtures {
         config.model.maxPositionEmbeddings = 512
         config.model.initStd = 0.05
         config.calibrate = false
-        var s = StageSettings()
-        s.stage = "rec"; s.steps = 3; s.batch = 8; s.lr = 0.05; s.warmup = 1; s.schedule = "constant"
-        s.fullTable = false; s.freshItems = 32
-        config.stages = [s]
+        config.stages = [toyRecStage()]
         return config
+    }
+
+    /// The toy recipe's rec stage: 3 steps of 8 prompts at a constant lr 0.05, in-batch negatives only.
+    static func toyRecStage() -> RecStage {
+        var s = RecStage()
+        s.optimizer.steps = 3; s.optimizer.batch = 8; s.optimizer.lr = 0.05; s.optimizer.warmup = 1
+        s.optimizer.schedule = "constant"
+        s.fullTable = false; s.freshItems = 32
+        return s
     }
 
     static func temporaryDirectory(_ name: String) -> String {
