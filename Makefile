@@ -74,12 +74,10 @@ build: deps-system
 release: deps-system
 	swift build -c release --product r2ec $(SWIFT_BUILD_FLAGS)
 
-# The quick default recipe, trained once when no checkpoint is there (into a scratch folder, then moved, so an
-# interrupted run never leaves a half-written model behind).
+# The quick default recipe, trained once when no checkpoint is there (r2ec train writes into MODEL_DIR.partial and
+# renames it when it has finished, so an interrupted run never leaves a half-written model behind).
 $(MODEL_DIR)/model.safetensors: | deps data release
-	rm -rf $(MODEL_DIR).partial
-	.build/release/r2ec train --config configs/default.json --dataset $(DATASET) --out $(MODEL_DIR).partial
-	rm -rf $(MODEL_DIR) && mv $(MODEL_DIR).partial $(MODEL_DIR)
+	.build/release/r2ec train --config configs/default.json --dataset $(DATASET) --out $(MODEL_DIR)
 
 train: deps data release
 	.build/release/r2ec train --config configs/full.json --dataset $(DATASET) --out models/full

@@ -22,6 +22,8 @@ public struct TrainedModelInfo: Codable, Sendable {
     public var testReasoning: [String: Double]?
     public var trainSeconds: Double
     public var config: String
+    /// Why a stored calibrator was not usable (nil when there was none or it was read).
+    public var droppedCalibrator: String?
 
     public static let fileName = "r2ec_train.json"
 
@@ -42,8 +44,7 @@ public struct TrainedModelInfo: Codable, Sendable {
     /// The metadata of checkpoint `directory`; nil when it has none (a bare Hugging Face checkpoint). A file that
     /// is there but unreadable is an error, never a silent fallback to defaults (a wrong tau would serve wrong
     /// scores). A calibrator this build cannot use (the per-group format of earlier builds, whose probabilities
-    /// were not monotone, or one failing its checks) is dropped with a warning on stderr: the model then serves
-    /// without probabilities until it is recalibrated (`r2ec train` writes a new one).
+    /// were not monotone, or one failing its checks) is dropped and `droppedCalibrator` says why.
     public static func load(directory: String) throws -> TrainedModelInfo? {
         guard FileManager.default.fileExists(atPath: directory + "/" + fileName) else { return nil }
         let path = try Checkpoint.file(fileName, in: directory)
@@ -67,14 +68,22 @@ public struct TrainedModelInfo: Codable, Sendable {
             calibrator = try c.decodeIfPresent(TopNCalibrator.self, forKey: .calibrator)
         } catch {
             calibrator = nil
-            FileHandle.standardError.write(Data(("warning: \(Self.fileName): its calibrator is not usable by this build " +
-                "(\(error)); serving without probabilities until the model is recalibrated\n").utf8))
+            droppedCalibrator = Self.describe(error)
         }
         validation = try c.decode([String: Double].self, forKey: .validation)
         test = try c.decode([String: Double].self, forKey: .test)
         testReasoning = try c.decodeIfPresent([String: Double].self, forKey: .testReasoning)
         trainSeconds = try c.decode(Double.self, forKey: .trainSeconds)
         config = try c.decode(String.self, forKey: .config)
+    }
+
+    static func describe(_ error: Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, _):
+            return "it lacks \"\(key.stringValue)\" (the per-group format of earlier builds, whose probabilities were not monotone)"
+        case DecodingError.dataCorrupted(let context): return context.debugDescription
+        default: return "\(error)"
+        }
     }
 
     public func save(directory: String) throws {
@@ -121,8 +130,14 @@ public enum DualHeadLoader {
                                  progress: progress)
     }
 
-    /// The top-N calibrator stored with the checkpoint, if any (see TrainedModelInfo.load).
+    /// The top-N calibrator stored with the checkpoint, if any. One this build cannot use is dropped with a warning
+    /// on stderr (see TrainedModelInfo.load): the model then serves without probabilities.
     public static func calibrator(directory: String) throws -> TopNCalibrator? {
-        try TrainedModelInfo.load(directory: directory)?.calibrator
+        let info = try TrainedModelInfo.load(directory: directory)
+        if let why = info?.droppedCalibrator {
+            FileHandle.standardError.write(Data(("warning: \(directory)/\(TrainedModelInfo.fileName): calibrator dropped: " +
+                "\(why); the model serves without probabilities until `r2ec train` fits a new one\n").utf8))
+        }
+        return info?.calibrator
     }
 }

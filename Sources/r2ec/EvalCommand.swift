@@ -11,7 +11,7 @@ import Tensor
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Evaluate a baseline or a model: HR/NDCG@5/10/20, MRR, intervals, coverage, list errors, ECE@10."
+        abstract: "Evaluate a baseline or a model: HR/NDCG@5/10/20, MRR, intervals, coverage, list errors, ECE@N of a top-N calibrator."
     )
 
     @Option(help: "Dataset directory (RecBole atomic, raw MovieLens or Amazon 2023 JSONL).")

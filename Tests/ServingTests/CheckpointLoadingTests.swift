@@ -136,4 +136,24 @@ final class CheckpointLoadingTests: XCTestCase {
         XCTAssertEqual(model.recommender.kind, "dual-head")
         XCTAssertEqual(try snapshot(), before)
     }
+
+    /// r2ec_train.json of an earlier build holds a per-group calibrator (free slopes: not monotone). It is dropped
+    /// - the model serves without probabilities - while the rest of the file (tau) still counts; a file that
+    /// cannot be read at all is an error, not a silent fallback to default settings.
+    func testAnOldCalibratorIsDroppedAndABrokenInfoFileRefused() throws {
+        let dir = try Self.checkpoint("oldcalibrator")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let info = #"{"tau": 0.5, "split": "loo", "dataset_fingerprint": "", "validation": {}, "test": {}, "#
+            + #""train_seconds": 1, "config": "{}", "calibrator": {"groupEnds": [1, 3, 9, 10], "mean": [0, 0, 0, 0], "#
+            + #""std": [1, 1, 1, 1], "slope": [1, -1, 1, 1], "intercept": [-3, -1, -2, -2]}}"#
+        try Data(info.utf8).write(to: URL(fileURLWithPath: dir + "/r2ec_train.json"))
+        let model = try loader().load(spec: dir)
+        XCTAssertNil(model.calibrator)
+        XCTAssertEqual(model.facts.calibratedRanks, 0)
+        XCTAssertEqual(model.dualHead?.tau, 0.5)
+        try Data("{\"tau\": 0}".utf8).write(to: URL(fileURLWithPath: dir + "/r2ec_train.json"))
+        XCTAssertThrowsError(try loader().load(spec: dir)) {
+            XCTAssertTrue("\($0)".contains("r2ec_train.json"), "\($0)")
+        }
+    }
 }
