@@ -130,14 +130,32 @@ public enum DualHeadLoader {
                                  progress: progress)
     }
 
-    /// The top-N calibrator stored with the checkpoint, if any. One this build cannot use is dropped with a warning
-    /// on stderr (see TrainedModelInfo.load): the model then serves without probabilities.
-    public static func calibrator(directory: String) throws -> TopNCalibrator? {
-        let info = try TrainedModelInfo.load(directory: directory)
-        if let why = info?.droppedCalibrator {
-            FileHandle.standardError.write(Data(("warning: \(directory)/\(TrainedModelInfo.fileName): calibrator dropped: " +
-                "\(why); the model serves without probabilities until `r2ec train` fits a new one\n").utf8))
-        }
-        return info?.calibrator
+    /// The top-N calibrator of checkpoint `directory` for `model` (as `load` returned it) over `dataset`. One
+    /// this build cannot use - the per-group format of earlier builds, whose probabilities were not monotone, or
+    /// one failing its checks - is refitted in memory on the dataset's validation split exactly as `r2ec train`
+    /// fits it (same split, same scores, same ranks), with a note on stderr; the directory is not written. A
+    /// checkpoint trained without calibration has none.
+    public static func calibrator(directory: String, model: DualHeadModel, dataset: Dataset) throws -> TopNCalibrator? {
+        guard let info = try TrainedModelInfo.load(directory: directory) else { return nil }
+        guard let why = info.droppedCalibrator else { return info.calibrator }
+        let began = Date()
+        let split = Splits.make(Splits.Kind(rawValue: info.split) ?? .loo, dataset)
+        var options = EvalOptions()
+        options.bootstrapResamples = 0
+        options.batchSize = 128
+        options.calibrationN = calibrationRanks(config: info.config)
+        let validation = try Trainer.evaluate(model, on: split.validation, options: options)
+        let refitted = TopNCalibrator.fit(validation.topN, n: options.calibrationN)
+        FileHandle.standardError.write(Data(String(format: "note: %@/%@: stored calibrator not usable (%@); refitted on " +
+            "%d validation samples in %.1f s (in memory; retraining stores one)\n", directory, TrainedModelInfo.fileName,
+            why, validation.samples, Date().timeIntervalSince(began)).utf8))
+        return refitted
+    }
+
+    /// `calibration_ranks` of a stored training config (10, the default, for configs that predate it).
+    static func calibrationRanks(config: String) -> Int {
+        guard let value = try? JSONValue.parse(config), case .object(let o) = value,
+              case .integer(let n)? = o["calibration_ranks"], (1...1000).contains(n) else { return 10 }
+        return n
     }
 }

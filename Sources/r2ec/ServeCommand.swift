@@ -132,7 +132,7 @@ extension Serve {
             Console.status("loading dual-head checkpoint \(directory)")
             let model = try DualHeadLoader.load(directory: directory, dataset: dataset, budget: budget ?? .available(),
                                                 progress: true)
-            return (model, try DualHeadLoader.calibrator(directory: directory))
+            return (model, try DualHeadLoader.calibrator(directory: directory, model: model, dataset: dataset))
         }
     }
 }

@@ -83,16 +83,23 @@ final class DualHeadModelTests: XCTestCase {
         let tokenizer = try Fixtures.tokenizer()
         let dir = Fixtures.temporaryDirectory("itemtable")
         let path = dir + "/" + ItemTable.fileName
+        // Without writeCache (serving, evaluation) nothing is written; with it (training) the table is cached.
+        _ = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
+                              cachePath: path, progress: false)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path))
         let first = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
-                                      cachePath: path, progress: false)
+                                      cachePath: path, writeCache: true, progress: false)
         XCTAssertTrue(FileManager.default.fileExists(atPath: path))
+        let reused = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
+                                       cachePath: path, progress: false)
+        XCTAssertEqual(reused.itemTable.vectors.toArray(), first.itemTable.vectors.toArray(), "a matching cache is read")
         let cached = try ItemTable.load(path: path, weightsHash: first.itemTable.weightsHash,
                                         promptsHash: first.itemTable.promptsHash, count: catalog.count, dimension: 32)
         XCTAssertEqual(cached?.vectors.toArray(), first.itemTable.vectors.toArray())
         // Change one weight: the stale table is ignored and rebuilt.
         model.parameters.tensor("model.norm.weight")[0] += 0.5
         let second = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
-                                       cachePath: path, progress: false)
+                                       cachePath: path, writeCache: true, progress: false)
         XCTAssertNotEqual(second.itemTable.weightsHash, first.itemTable.weightsHash)
         XCTAssertNotEqual(second.itemTable.vectors.toArray(), first.itemTable.vectors.toArray())
         let reread = try SafetensorsFile(path: path)

@@ -36,8 +36,8 @@ final class CheckpointLoadingTests: XCTestCase {
     /// What `r2ec serve` installs: the Train loader, within `budget`.
     func loader(budget: MemoryBudget = .available()) -> ModelLoader {
         ModelLoader(dataset: Self.dataset(), checkpoints: { directory, dataset in
-            (try DualHeadLoader.load(directory: directory, dataset: dataset, budget: budget),
-             try DualHeadLoader.calibrator(directory: directory))
+            let model = try DualHeadLoader.load(directory: directory, dataset: dataset, budget: budget)
+            return (model, try DualHeadLoader.calibrator(directory: directory, model: model, dataset: dataset))
         })
     }
 
@@ -137,10 +137,11 @@ final class CheckpointLoadingTests: XCTestCase {
         XCTAssertEqual(try snapshot(), before)
     }
 
-    /// r2ec_train.json of an earlier build holds a per-group calibrator (free slopes: not monotone). It is dropped
-    /// - the model serves without probabilities - while the rest of the file (tau) still counts; a file that
-    /// cannot be read at all is an error, not a silent fallback to default settings.
-    func testAnOldCalibratorIsDroppedAndABrokenInfoFileRefused() throws {
+    /// r2ec_train.json of an earlier build holds a per-group calibrator (free slopes: not monotone). It is not
+    /// used: a monotone one is refitted in memory on the validation split, exactly the one `r2ec train` would
+    /// store, while the rest of the file (tau) still counts and nothing is written. A file that cannot be read at
+    /// all is an error, not a silent fallback to default settings.
+    func testAnOldCalibratorIsRefittedAndABrokenInfoFileRefused() throws {
         let dir = try Self.checkpoint("oldcalibrator")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let info = #"{"tau": 0.5, "split": "loo", "dataset_fingerprint": "", "validation": {}, "test": {}, "#
@@ -148,9 +149,16 @@ final class CheckpointLoadingTests: XCTestCase {
             + #""std": [1, 1, 1, 1], "slope": [1, -1, 1, 1], "intercept": [-3, -1, -2, -2]}}"#
         try Data(info.utf8).write(to: URL(fileURLWithPath: dir + "/r2ec_train.json"))
         let model = try loader().load(spec: dir)
-        XCTAssertNil(model.calibrator)
-        XCTAssertEqual(model.facts.calibratedRanks, 0)
         XCTAssertEqual(model.dualHead?.tau, 0.5)
+        XCTAssertEqual(model.facts.calibratedRanks, 10)
+        // The refit is what training fits: the same validation evaluation of the same model, fitted the same way.
+        let dual = try XCTUnwrap(model.dualHead)
+        var options = EvalOptions()
+        options.bootstrapResamples = 0
+        let validation = try Trainer.evaluate(dual, on: Splits.make(.loo, Self.dataset()).validation, options: options)
+        XCTAssertEqual(model.calibrator as? TopNCalibrator, TopNCalibrator.fit(validation.topN, n: 10))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(),
+                       ["config.json", "model.safetensors", "r2ec_train.json", "tokenizer.json"])
         try Data("{\"tau\": 0}".utf8).write(to: URL(fileURLWithPath: dir + "/r2ec_train.json"))
         XCTAssertThrowsError(try loader().load(spec: dir)) {
             XCTAssertTrue("\($0)".contains("r2ec_train.json"), "\($0)")

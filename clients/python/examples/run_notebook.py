@@ -9,6 +9,7 @@ so a test can tell whether a re-run against the same models must reproduce the s
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -21,12 +22,19 @@ LISTENING = re.compile(r"listening on (\S+):(\d+)")
 
 
 def checkpoint_digests(serve_options: list[str], root: Path = Path(".")) -> dict[str, str]:
-    """model.safetensors' SHA-256 of every --model that is a checkpoint directory (relative paths from `root`)."""
+    """Per --model that is a checkpoint directory (relative paths from `root`), the SHA-256 of what its answers
+    depend on: model.safetensors, then the calibrator stored in r2ec_train.json as canonical JSON (the rest of that
+    file, such as the training time, changes from run to run without changing an answer)."""
     digests = {}
     for flag, value in zip(serve_options, serve_options[1:]):
         weights = root / value / "model.safetensors"
         if flag == "--model" and weights.is_file():
-            digests[value] = hashlib.sha256(weights.read_bytes()).hexdigest()
+            digest = hashlib.sha256(weights.read_bytes())
+            info = root / value / "r2ec_train.json"
+            if info.is_file():
+                calibrator = json.loads(info.read_text()).get("calibrator")
+                digest.update(json.dumps(calibrator, sort_keys=True).encode())
+            digests[value] = digest.hexdigest()
     return digests
 
 
