@@ -74,6 +74,12 @@ final class CheckpointLimitsTests: XCTestCase {
         // The estimate counts the allocation (parameters, padded per group) within a few floats per tensor group.
         let parameterBytes = model.configuration.inferenceMemory(packed: nil).parts[0].bytes
         XCTAssertEqual(Double(parameterBytes), Double(model.parameters.count * 4), accuracy: 64.0 * 16 * 4)
+        // The packed copies are counted with the kernel's own size formula: exactly what packing allocates.
+        let packed = try Checkpoint.loadModel(directory: dir, packed: .float32)
+        if packed.isPacked {
+            XCTAssertEqual(model.configuration.inferenceMemory(packed: .float32).parts.first { $0.what == "packed projections" }?.bytes,
+                           packed.packedByteCount)
+        }
         XCTAssertThrowsError(try Checkpoint.loadModel(directory: dir, budget: MemoryBudget(bytes: needed - 1, source: "test"))) {
             guard case .overBudget(let m)? = $0 as? CheckpointError else { return XCTFail("\($0)") }
             XCTAssertTrue(m.contains("parameters") && m.contains("rotary table") && m.contains("(test)"), m)
