@@ -50,6 +50,12 @@ public final class Client {
     /// The socket, for tests that speak other protocols over it.
     public var rawDescriptor: Int32 { fd }
 
+    /// Closes the socket (both directions).
+    public func close() {
+        if fd >= 0 { Foundation.close(fd) }
+        fd = -1
+    }
+
     /// Half-closes the write side.
     public func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
 

@@ -1,46 +1,28 @@
-// One client connection on the loop thread: its read buffer and frame decoder, its calls in flight by stream id,
-// and its outgoing bytes with backpressure (stop reading above the high-water mark, resume below the low one).
+// One client connection on the loop thread, the libuv transport of the call core: its read buffer and frame
+// decoder, its outgoing bytes with backpressure (stop reading above the high-water mark, resume below the low one),
+// timers. The call rules live in ConnectionStateMachine; this class feeds it frames and carries out its actions.
 // Every method here runs on the loop thread.
 import CLibUV
 import Foundation
 import Serving
 
 final class Connection {
-    /// A call in flight.
-    final class Call {
-        let id: UInt32
-        let method: Method
-        let ctx: CallContext
-        /// When the CALL frame was read (monotonic ns).
-        let opened = DispatchTime.now().uptimeNanoseconds
-        /// False until the request MESSAGE arrived.
-        var started = false
-
-        init(id: UInt32, method: Method, ctx: CallContext) {
-            self.id = id
-            self.method = method
-            self.ctx = ctx
-        }
-    }
-
     unowned let server: Server
     let tcp: UnsafeMutablePointer<uv_tcp_t>
     let peer: String
+    /// The call rules; this class only feeds it frames and carries out its actions.
+    private var machine: ConnectionStateMachine
     private let input = ByteBuffer(capacity: 16 << 10)
     private var decoder: FrameDecoder
     private let output = ByteBuffer(capacity: 16 << 10)
     private var bytesInFlight = 0
     private var writesInFlight = 0
 
-    private(set) var calls: [UInt32: Call] = [:]
-    private(set) var highestStreamId: UInt32 = 0
-    /// Set once GOAWAY went out: calls above it are refused.
-    private(set) var goAwayLastId: UInt32?
     private var readingPaused = false
-    /// Close once every call is answered and the output is written (graceful drain, peer half-close).
-    private var closeWhenIdle = false
-    /// Close as soon as the output is written (after a protocol-violation GOAWAY).
+    /// Close once the output is written (the state machine said so).
     private var closeAfterFlush = false
+    /// Half-close and linger before closing (after a violation GOAWAY, while the peer may still send).
+    private var lingerWanted = false
     private(set) var closed = false
     /// The peer closed its write side (EOF).
     private var peerClosed = false
@@ -57,10 +39,14 @@ final class Connection {
         self.tcp = tcp
         self.peer = peer
         self.decoder = FrameDecoder(maxPayload: server.config.maxFramePayload)
+        self.machine = ConnectionStateMachine(router: server.router, authorizer: server.authorizer,
+                                              settings: server.machineSettings, peer: peer)
     }
 
     var stream: UnsafeMutablePointer<uv_stream_t> { UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self) }
     var handle: UnsafeMutablePointer<uv_handle_t> { UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self) }
+
+    var callsInFlight: Int { machine.callsInFlight }
 
     // MARK: Reading
 
@@ -85,12 +71,12 @@ final class Connection {
     private func onRead(_ nread: Int) {
         if nread < 0 {
             if nread == Int(UV_EOF.rawValue) {
-                // Half-close: answer what was opened, then close.
+                // Half-close (or a full close we cannot tell from one): answer what can still be answered, then close.
                 uv_read_stop(stream)
                 if decoder.isMidFrame { server.log("\(peer): disconnected in the middle of a frame") }
                 peerClosed = true
-                closeWhenIdle = true
-                closeIfIdle()
+                perform(machine.peerFinished())
+                closeIfFlushed()
             } else {
                 close()
             }
@@ -98,16 +84,19 @@ final class Connection {
         }
         guard nread > 0 else { return }
         input.commit(nread)
-        lastActivity = DispatchTime.now().uptimeNanoseconds
-        if closeAfterFlush { input.consume(input.readable); return }  // discarding until close
+        let now = DispatchTime.now().uptimeNanoseconds
+        lastActivity = now
         do {
-            while !closed, !closeAfterFlush, let frame = try decoder.next(from: input) {
-                handle(frame)
+            while !closed, machine.isReading, let frame = try decoder.next(from: input) {
+                perform(machine.receive(frame, now: now))
             }
         } catch {
-            violation(error.code, error.description)
+            perform(machine.violation(error.code, error.description))
         }
-        if input.readable == 0 && !decoder.isMidFrame {
+        if !machine.isReading {
+            input.consume(input.readable)  // discarding until close
+            partialSince = nil
+        } else if input.readable == 0 && !decoder.isMidFrame {
             partialSince = nil
         } else if partialSince == nil {
             partialSince = lastActivity
@@ -115,153 +104,76 @@ final class Connection {
         input.shrinkIfIdle(to: 16 << 10)
     }
 
-    // MARK: Frames
+    // MARK: Actions
 
-    private func handle(_ frame: Frame) {
-        let h = frame.header
-        switch h.type {
-        case .ping:
-            guard h.streamId == 0 else { return violation(.invalidArgument, "PING on stream \(h.streamId) (must be 0)") }
-            guard frame.payload.count == 8 else {
-                return violation(.invalidArgument, "PING payload of \(frame.payload.count) bytes (must be 8)")
-            }
-            send(.pong, stream: 0, payload: frame.payload)
-        case .pong:
-            guard h.streamId == 0 else { return violation(.invalidArgument, "PONG on stream \(h.streamId) (must be 0)") }
-        case .goAway:
-            guard h.streamId == 0 else { return violation(.invalidArgument, "GOAWAY on stream \(h.streamId) (must be 0)") }
-            closeWhenIdle = true
-            closeIfIdle()
-        case .trailer:
-            violation(.invalidArgument, "TRAILER frames are sent by the server only")
-        case .call:
-            guard h.streamId != 0 else { return violation(.invalidArgument, "CALL on stream 0") }
-            guard h.streamId > highestStreamId, h.streamId <= UInt32(Int32.max) else {
-                return violation(.invalidArgument,
-                                 "CALL on stream \(h.streamId), not above the previous id \(highestStreamId)")
-            }
-            highestStreamId = h.streamId
-            openCall(h.streamId, payload: frame.payload)
-        case .message:
-            guard h.streamId != 0 else { return violation(.invalidArgument, "MESSAGE on stream 0") }
-            guard let call = calls[h.streamId] else {
-                if h.streamId > highestStreamId {
-                    violation(.invalidArgument, "MESSAGE for stream \(h.streamId), which was never opened")
+    private func perform(_ actions: [ConnectionAction]) {
+        for action in actions {
+            switch action {
+            case .send(let frame):
+                send(frame)
+            case .start(let id, let call, let method, let request):
+                let sink = ConnectionSink(connection: self, id: id, call: call)
+                if request.count >= server.config.offloadRequestBytes {
+                    // A large request is decoded (and validated) off the loop thread.
+                    server.offload { method.handler(request, call, sink) }
+                } else {
+                    method.handler(request, call, sink)
                 }
-                return  // the call already ended: the answer crossed this frame on the wire
+            case .cancel(let call):
+                call.context.cancel()
+            case .ended(let call, let status):
+                server.record(call, status: status)
+                call.end()
+            case .refused(let error):
+                server.recordRefused(error, peer: peer)
+            case .violation(let error):
+                server.log("\(peer): protocol violation: \(error.message)")
+                server.core.metrics.protocolViolation()
+                if error.code == .resourceExhausted { server.core.metrics.limitHit("frame_size") }
+            case .limitHit(let limit):
+                server.core.metrics.limitHit(limit)
+            case .close(let linger):
+                closeAfterFlush = true
+                lingerWanted = linger
+                server.markDirty(self)
             }
-            guard !call.started else {
-                return finish(call, status: .invalidArgument, "a call takes exactly one request message")
-            }
-            guard h.flags.contains(.endStream) else {
-                return finish(call, status: .invalidArgument,
-                              "the request MESSAGE must carry END_STREAM (client streaming is not supported)")
-            }
-            call.started = true
-            server.dispatch(call, payload: frame.payload, on: self)
-        case .cancel:
-            guard let call = calls[h.streamId] else { return }  // unknown or finished: ignored
-            call.ctx.cancel()
-            finish(call, status: .cancelled, "cancelled by the client")
         }
     }
 
-    private func openCall(_ id: UInt32, payload: [UInt8]) {
-        let header: ProtoCodec.CallHeader
-        do {
-            header = try ProtoCodec.decodeCallHeader(payload)
-        } catch {
-            return trailer(id, error as? ServingError ?? ServingError(.invalidArgument, "CallHeader: malformed"))
-        }
-        if let last = goAwayLastId, id > last {
-            return trailer(id, ServingError(.unavailable, "server is draining: call \(id) is above GOAWAY's last id \(last)"))
-        }
-        guard let method = Method(rawValue: header.method) else {
-            return trailer(id, ServingError(.unimplemented, "unknown method '\(header.method)'"))
-        }
-        if let denied = server.authorize(method, metadata: header.metadata) { return trailer(id, denied) }
-        guard calls.count < server.config.maxCallsPerConnection else {
-            server.core.metrics.limitHit("calls_per_connection")
-            return trailer(id, ServingError(.resourceExhausted,
-                "too many calls in flight on this connection (limit \(server.config.maxCallsPerConnection))"))
-        }
-        let ctx = CallContext(timeoutMs: header.timeoutMs != 0 ? header.timeoutMs : server.config.defaultTimeoutMs)
-        let call = Call(id: id, method: method, ctx: ctx)
-        calls[id] = call
-        if ctx.deadline != nil { server.watchDeadline(of: call, on: self) }
-        if header.timeoutMs < 0 {
-            finish(call, status: .deadlineExceeded, "deadline already passed when the call arrived")
-        }
+    /// A response MESSAGE from a call's handler (on the loop thread).
+    func deliver(_ id: UInt32, _ call: RPCCall, message payload: [UInt8]) {
+        guard !closed else { return }
+        perform(machine.message(id, of: call, payload, pendingOutput: pendingOutput))
     }
 
-    // MARK: Answers
-
-    /// Sends one response MESSAGE of a call still in flight. Returns false when the call is gone.
-    @discardableResult
-    func message(_ call: Call, _ payload: [UInt8]) -> Bool {
-        guard !closed, calls[call.id] === call else { return false }
-        send(.message, stream: call.id, payload: payload)
-        return true
-    }
-
-    /// Ends a call in flight with its trailer (after an optional last message).
-    func finish(_ call: Call, payload: [UInt8]? = nil, status: StatusCode = .ok, _ text: String = "", field: String = "") {
-        guard !closed, calls[call.id] === call else { return }
-        if let payload { send(.message, stream: call.id, payload: payload) }
-        calls[call.id] = nil
-        server.record(call, status: status, message: text, peer: peer)
-        send(.trailer, stream: call.id, payload: ProtoCodec.encodeStatus(status, text, field: field))
-        closeIfIdle()
-    }
-
-    func finish(_ call: Call, _ error: ServingError) {
-        finish(call, status: error.code, error.message, field: error.field)
-    }
-
-    /// A trailer for a call that never got registered (refused at CALL time).
-    private func trailer(_ id: UInt32, _ error: ServingError) {
-        server.recordRefused(error, peer: peer)
-        send(.trailer, stream: id, payload: ProtoCodec.encodeStatus(error.code, error.message, field: error.field))
-    }
-
-    func goAway(_ code: StatusCode, _ text: String) {
-        guard goAwayLastId == nil, !closed else { return }
-        goAwayLastId = highestStreamId
-        send(.goAway, stream: 0, payload: ProtoCodec.encodeGoAway(lastStreamId: highestStreamId, code: code, message: text))
+    /// A call's end from its handler (on the loop thread).
+    func deliver(_ id: UInt32, _ call: RPCCall, finish status: CallStatus, lastMessage: [UInt8]?) {
+        guard !closed else { return }
+        perform(machine.finish(id, of: call, status, lastMessage: lastMessage, pendingOutput: pendingOutput))
     }
 
     /// Graceful drain: GOAWAY, finish what was accepted, then close.
-    func drain() {
-        goAway(.ok, "server is shutting down")
-        closeWhenIdle = true
-        closeIfIdle()
-    }
+    func drain() { perform(machine.goAway("server is shutting down")) }
 
-    /// A protocol violation: GOAWAY naming it, cancel every call, close once the GOAWAY is written.
-    private func violation(_ code: StatusCode, _ text: String) {
-        server.log("\(peer): protocol violation: \(text)")
-        server.core.metrics.protocolViolation()
-        if code == .resourceExhausted { server.core.metrics.limitHit("frame_size") }
-        goAway(code, text)
-        for call in calls.values { call.ctx.cancel() }
-        calls.removeAll()
-        closeAfterFlush = true
-        closeIfIdle()
+    /// The drain timeout: every call still in flight is answered UNAVAILABLE, then the connection closes.
+    func abort(_ text: String) {
+        perform(machine.abortCalls(CallStatus(.unavailable, text)))
+        flush()
+        close()
     }
 
     /// Refuses a connection over the server's limit.
-    func refuse(_ text: String) {
-        goAway(.resourceExhausted, text)
-        closeAfterFlush = true
-        closeIfIdle()
-    }
+    func refuse(_ text: String) { perform(machine.refuseConnection(text)) }
 
     // MARK: Writing
 
-    func send(_ type: FrameType, stream id: UInt32, flags: FrameFlags = [], payload: [UInt8]) {
+    func send(_ frame: Frame) {
         guard !closed else { return }
+        let payload = frame.payload
         let p = output.reserve(FrameHeader.size + payload.count)
-        FrameHeader(type: type, flags: flags, streamId: id, length: UInt32(payload.count)).write(to: p)
+        var header = frame.header
+        header.length = UInt32(payload.count)
+        header.write(to: p)
         if !payload.isEmpty {
             payload.withUnsafeBytes { UnsafeMutableRawPointer(p + FrameHeader.size).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         }
@@ -298,7 +210,7 @@ final class Connection {
         }
         // Checked on every flush, also while a write is in flight: that is when unsent output piles up.
         applyBackpressure()
-        closeIfIdle()
+        closeIfFlushed()
     }
 
     private func writeCompleted(bytes: Int, status: Int32) {
@@ -307,14 +219,13 @@ final class Connection {
         bytesInFlight -= bytes
         if status < 0 { close(); return }
         flush()
-        applyBackpressure()
-        closeIfIdle()
     }
 
+    /// Bytes written by the calls but not yet taken by the socket.
     var pendingOutput: Int { output.readable + bytesInFlight }
 
     private func applyBackpressure() {
-        guard !closed, !closeAfterFlush, !closeWhenIdle else { return }
+        guard !closed, !closeAfterFlush, !peerClosed else { return }
         if !readingPaused && pendingOutput > server.config.writeHighWater {
             readingPaused = true
             uv_read_stop(stream)
@@ -326,28 +237,25 @@ final class Connection {
 
     // MARK: Timeouts
 
-    /// Closes a connection that left a frame unfinished too long (slowloris), and retires one idle too long.
-    func checkTimeouts(now: UInt64, idleNanos: UInt64, frameNanos: UInt64) {
-        guard !closed, !closeAfterFlush else { return }
+    /// Deadlines and request timeouts of the calls; a frame left unfinished too long (slowloris); idleness.
+    func checkTimers(now: UInt64, idleNanos: UInt64, frameNanos: UInt64, slow: Bool) {
+        guard !closed else { return }
+        perform(machine.tick(now: now))
+        guard slow, !closeAfterFlush else { return }
         if let since = partialSince, now > since + frameNanos {
             server.core.metrics.limitHit("frame_read_timeout")
-            violation(.deadlineExceeded, "frame not completed within \(frameNanos / 1_000_000_000) s")
-        } else if calls.isEmpty, pendingOutput == 0, now > lastActivity + idleNanos, goAwayLastId == nil {
+            perform(machine.violation(.deadlineExceeded, "frame not completed within \(frameNanos / 1_000_000_000) s"))
+        } else if machine.callsInFlight == 0, pendingOutput == 0, now > lastActivity + idleNanos, machine.state == .open {
             server.core.metrics.limitHit("idle_timeout")
-            goAway(.ok, "idle for \(idleNanos / 1_000_000_000) s")
-            closeWhenIdle = true
-            closeIfIdle()
+            perform(machine.goAway("idle for \(idleNanos / 1_000_000_000) s"))
         }
     }
 
     // MARK: Closing
 
-    private func closeIfIdle() {
-        guard !closed else { return }
-        let flushed = output.readable == 0 && writesInFlight == 0
-        if closeAfterFlush && flushed && peerClosed {
-            close()
-        } else if closeAfterFlush && flushed {
+    private func closeIfFlushed() {
+        guard !closed, closeAfterFlush, output.readable == 0, writesInFlight == 0 else { return }
+        if lingerWanted && !peerClosed {
             // Half-close and keep discarding input for a moment, so that unread bytes do not turn into a reset
             // that could destroy the GOAWAY before the peer reads it.
             if lingerDeadline == nil {
@@ -355,7 +263,7 @@ final class Connection {
                 let req = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
                 if uv_shutdown(req, stream, { req, _ in req?.deallocate() }) != 0 { req.deallocate(); close() }
             }
-        } else if closeWhenIdle && calls.isEmpty && flushed {
+        } else {
             close()
         }
     }
@@ -363,8 +271,7 @@ final class Connection {
     func close() {
         guard !closed else { return }
         closed = true
-        for call in calls.values { call.ctx.cancel() }
-        calls.removeAll()
+        perform(machine.closed())
         uv_read_stop(stream)
         uv_close(handle) { h in
             let conn = Connection.from(h!)
@@ -372,6 +279,38 @@ final class Connection {
             Unmanaged<Connection>.fromOpaque(h!.pointee.data).release()
             h!.deallocate(capacity: MemoryLayout<uv_tcp_t>.size)
         }
+    }
+}
+
+/// A call's response sink on this transport: answers from any thread are carried to the loop thread (at once when
+/// already on it) and handed to the connection's state machine there.
+final class ConnectionSink: ResponseSink, @unchecked Sendable {
+    let connection: Connection
+    let id: UInt32
+    let call: RPCCall
+
+    init(connection: Connection, id: UInt32, call: RPCCall) {
+        self.connection = connection
+        self.id = id
+        self.call = call
+    }
+
+    @discardableResult
+    func message(_ payload: [UInt8]) -> Bool {
+        guard !call.isEnded else { return false }
+        let (conn, id, call) = (connection, self.id, self.call)
+        connection.server.onLoop { conn.deliver(id, call, message: payload) }
+        return true
+    }
+
+    func finish(_ status: CallStatus) {
+        let (conn, id, call) = (connection, self.id, self.call)
+        connection.server.onLoop { conn.deliver(id, call, finish: status, lastMessage: nil) }
+    }
+
+    func respond(_ payload: [UInt8]) {
+        let (conn, id, call) = (connection, self.id, self.call)
+        connection.server.onLoop { conn.deliver(id, call, finish: .ok, lastMessage: payload) }
     }
 }
 

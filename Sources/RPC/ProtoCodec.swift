@@ -62,13 +62,25 @@ enum ProtoCodec {
         }
     }
 
-    static func encodeStatus(_ code: StatusCode, _ message: String, field: String = "") -> [UInt8] {
-        if code == .ok && message.isEmpty && field.isEmpty { return [] }  // Status{} encodes to no bytes
+    static func encodeStatus(_ code: StatusCode, _ message: String, field: String = "",
+                             metadata: [(key: String, value: String)] = []) -> [UInt8] {
+        if code == .ok && message.isEmpty && field.isEmpty && metadata.isEmpty { return [] }  // Status{}: no bytes
         let arena = CArena()
         let m = arena.message(R2ec__V1__Status.self, r2ec__v1__status__init)
         m.pointee.code = code.rawValue
         m.pointee.message = arena.string(message)
         m.pointee.field = arena.string(field)
+        if !metadata.isEmpty {
+            let list = arena.array(UnsafeMutablePointer<R2ec__V1__MetadataEntry>?.self, count: metadata.count)
+            for (i, e) in metadata.enumerated() {
+                let entry = arena.message(R2ec__V1__MetadataEntry.self, r2ec__v1__metadata_entry__init)
+                entry.pointee.key = arena.string(e.key)
+                entry.pointee.value = arena.string(e.value)
+                list[i] = entry
+            }
+            m.pointee.n_metadata = metadata.count
+            m.pointee.metadata = list
+        }
         return packMessage(m)
     }
 
@@ -89,14 +101,15 @@ enum ProtoCodec {
     }
 
     static func encodeHealthResponse(serving: Bool) -> [UInt8] { serving ? servingResponse : notServingResponse }
-    private static let servingResponse = packHealthResponse(serving: true)
-    private static let notServingResponse = packHealthResponse(serving: false)
+    /// HealthCheckResponse{status: SERVICE_UNKNOWN} (Watch of a service the server does not know).
+    static let serviceUnknownResponse = packHealthResponse(R2EC__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN)
+    private static let servingResponse = packHealthResponse(R2EC__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING)
+    private static let notServingResponse = packHealthResponse(R2EC__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING)
 
-    private static func packHealthResponse(serving: Bool) -> [UInt8] {
+    private static func packHealthResponse(_ status: R2ec__V1__HealthCheckResponse__ServingStatus) -> [UInt8] {
         var m = R2ec__V1__HealthCheckResponse()
         r2ec__v1__health_check_response__init(&m)
-        m.status = serving ? R2EC__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-            : R2EC__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+        m.status = status
         return withUnsafeMutablePointer(to: &m) { packMessage($0) }
     }
 

@@ -9,8 +9,17 @@ import Serving
 public final class Server: @unchecked Sendable {
     public let config: ServerConfig
     public let core: ServingCore
+    /// Every method this server answers, by name (shared with any other front door of the same core).
+    public let router: ServiceRouter
+    public let health: HealthService
+    public let admin: AdminService
+    let authorizer: CallAuthorizer
+    let machineSettings: ConnectionStateMachine.Settings
     /// Loads a model for the Admin service (name, path) on a background thread.
-    public var modelLoader: (@Sendable (String, String) throws -> ServedModel)?
+    public var modelLoader: (@Sendable (String, String) throws -> ServedModel)? {
+        get { admin.loader }
+        set { admin.loader = newValue }
+    }
 
     private let loop: UnsafeMutablePointer<uv_loop_t>
     private let listener = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
@@ -25,9 +34,12 @@ public final class Server: @unchecked Sendable {
     /// sees pthread locks but not the futex the stdlib's Mutex uses on Linux, and reported the hand-over as a race.
     private let completionsLock = NSLock()
     private var completions: [() -> Void] = []
-    private var deadlineCalls: [(Connection.Call, Connection)] = []
-    private var watchers: [(Connection.Call, Connection, String)] = []
+    /// The loop thread, once running (handlers answering on it are applied at once, not queued).
+    private var loopThread: pthread_t?
+    /// Large requests are decoded here, off the loop thread.
+    private let decodeQueue = DispatchQueue(label: "r2ec-decode", attributes: .concurrent)
     private var draining = false
+    private var drainAborted = false
     private var drainDeadline: UInt64 = 0
     private var listenerClosed = false
     public private(set) var boundPort = 0
@@ -38,12 +50,28 @@ public final class Server: @unchecked Sendable {
     private var callsFinished = 0
     private var callsFailed = 0
 
-    public init(config: ServerConfig, core: ServingCore) {
+    /// The standard services (Recommender, Health, Admin, Events) plus `services`.
+    public init(config: ServerConfig, core: ServingCore, services: [RPCService] = []) {
         self.config = config
         self.core = core
+        health = HealthService()
+        admin = AdminService(core: core)
+        router = ServiceRouter(Server.standardServices(core: core, health: health, admin: admin) + services)
+        authorizer = CallAuthorizer(tokens: config.tokens, adminTokens: config.adminTokens)
+        var settings = ConnectionStateMachine.Settings()
+        settings.maxCallsPerConnection = config.maxCallsPerConnection
+        settings.defaultTimeoutMs = config.defaultTimeoutMs
+        settings.requestTimeoutNanos = UInt64(config.frameReadTimeoutSeconds * 1e9)
+        settings.outputBudget = config.connectionOutputBudget
+        machineSettings = settings
         loop = .allocate(capacity: 1)
         uv_loop_init(loop)
         logger.logLevel = .info
+    }
+
+    /// The services every server answers, over one serving core.
+    public static func standardServices(core: ServingCore, health: HealthService, admin: AdminService) -> [RPCService] {
+        [RecommenderService(core: core), health, admin]
     }
 
     // MARK: Running
@@ -51,6 +79,7 @@ public final class Server: @unchecked Sendable {
     /// Binds, listens and runs the loop until a drain completes. Calls `ready` with the bound port once listening.
     public func run(ready: (Int) -> Void = { _ in }) throws {
         signal(SIGPIPE, SIG_IGN)
+        loopThread = pthread_self()
         let me = Unmanaged.passUnretained(self).toOpaque()
 
         uv_async_init(loop, wakeup) { h in Server.from(h!).drainCompletions() }
@@ -107,6 +136,20 @@ public final class Server: @unchecked Sendable {
         uv_async_send(wakeup)
     }
 
+    /// True on the loop thread.
+    var isOnLoopThread: Bool {
+        guard let t = loopThread else { return false }
+        return pthread_equal(t, pthread_self()) != 0
+    }
+
+    /// Runs `work` on the loop thread: at once when called on it, else queued.
+    func onLoop(_ work: @escaping () -> Void) {
+        if isOnLoopThread { work() } else { post(work) }
+    }
+
+    /// Runs `work` off the loop thread (decoding large requests).
+    func offload(_ work: @escaping @Sendable () -> Void) { decodeQueue.async(execute: work) }
+
     private func drainCompletions() {
         completionsLock.lock()
         let batch = completions
@@ -150,8 +193,6 @@ public final class Server: @unchecked Sendable {
 
     func connectionClosed(_ conn: Connection) {
         connections[ObjectIdentifier(conn)] = nil
-        deadlineCalls.removeAll { $0.1 === conn }
-        watchers.removeAll { $0.1 === conn }
         if draining { finishDrainIfDone() }
     }
 
@@ -174,163 +215,23 @@ public final class Server: @unchecked Sendable {
         }
     }
 
-    // MARK: Calls
-
-    func authorize(_ method: Method, metadata: [(String, String)]) -> ServingError? {
-        guard !config.tokens.isEmpty || !config.adminTokens.isEmpty else { return nil }
-        let presented = metadata.first { $0.0 == "authorization" }.map { value -> String in
-            let v = value.1
-            return v.hasPrefix("Bearer ") ? String(v.dropFirst(7)) : ""
-        }
-        guard let token = presented, !token.isEmpty else {
-            return ServingError(.unauthenticated, "missing bearer token (metadata 'authorization: Bearer <token>')")
-        }
-        let isAdmin = TokenCompare.contains(config.adminTokens, token)
-        guard isAdmin || TokenCompare.contains(config.tokens, token) else {
-            return ServingError(.unauthenticated, "invalid bearer token")
-        }
-        if method.isAdmin && !isAdmin {
-            return ServingError(.permissionDenied, "\(method.rawValue) needs an admin token")
-        }
-        return nil
-    }
-
-    func watchDeadline(of call: Connection.Call, on conn: Connection) {
-        deadlineCalls.append((call, conn))
-    }
-
-    /// Answers `call` on the loop thread with the outcome of work done elsewhere.
-    private func complete<T>(_ call: Connection.Call, on conn: Connection, _ result: Result<T, ServingError>,
-                             encode: (T) -> [UInt8]) {
-        switch result {
-        case .success(let value): conn.finish(call, payload: encode(value))
-        case .failure(let error): conn.finish(call, error)
-        }
-    }
-
-    /// Decodes a request and starts its work. Runs on the loop thread.
-    func dispatch(_ call: Connection.Call, payload: [UInt8], on conn: Connection) {
-        do {
-            switch call.method {
-            case .healthCheck:
-                let service = try ProtoCodec.decodeHealthRequest(payload)
-                guard Method.healthServices.contains(service) else {
-                    throw ServingError(.notFound, "service: unknown service '\(service)'", field: "service")
-                }
-                conn.finish(call, payload: ProtoCodec.encodeHealthResponse(serving: !draining))
-            case .healthWatch:
-                let service = try ProtoCodec.decodeHealthRequest(payload)
-                conn.message(call, ProtoCodec.encodeHealthResponse(serving: !draining))
-                watchers.append((call, conn, service))
-            case .recommend:
-                let q = try ProtoCodec.decodeRecommendRequest(payload)
-                core.recommend(q, ctx: call.ctx) { [self] r in
-                    post { [self] in complete(call, on: conn, r, encode: ProtoCodec.encodeRecommendResponse) }
-                }
-            case .recommendStream:
-                let q = try ProtoCodec.decodeRecommendRequest(payload)
-                core.recommendStream(q, ctx: call.ctx, onDelta: { [self] text in
-                    post { conn.message(call, ProtoCodec.encodeStreamDelta(text)) }
-                }, done: { [self] r in
-                    post { [self] in complete(call, on: conn, r, encode: ProtoCodec.encodeStreamResult) }
-                })
-            case .recommendBatch:
-                let queries = try ProtoCodec.decodeRecommendBatchRequest(payload)
-                guard !queries.isEmpty else { throw ServingError.invalid("requests", "empty batch") }
-                guard queries.count <= core.limits.maxBatchRequests else {
-                    core.metrics.limitHit("batch_requests")
-                    throw ServingError(.invalidArgument,
-                                       "requests: \(queries.count) exceeds the server's limit of \(core.limits.maxBatchRequests)",
-                                       field: "requests", limit: "batch_requests")
-                }
-                var results = [Result<RecommendResult, ServingError>?](repeating: nil, count: queries.count)
-                var remaining = queries.count
-                for (i, q) in queries.enumerated() {
-                    core.recommend(q, ctx: call.ctx) { [self] r in
-                        post { [self] in
-                            results[i] = r
-                            remaining -= 1
-                            if remaining == 0 {
-                                conn.finish(call, payload: ProtoCodec.encodeRecommendBatchResponse(results.map { $0! }))
-                            }
-                        }
-                    }
-                }
-            case .scoreItems:
-                let q = try ProtoCodec.decodeScoreItemsRequest(payload)
-                let name = try core.registry.model(q.model).name
-                core.scoreItems(q, ctx: call.ctx) { [self] r in
-                    post { [self] in complete(call, on: conn, r) { ProtoCodec.encodeScoreItemsResponse($0, model: name) } }
-                }
-            case .similarItems:
-                let q = try ProtoCodec.decodeSimilarItemsRequest(payload)
-                let name = try core.registry.model(q.model).name
-                core.similarItems(q, ctx: call.ctx) { [self] r in
-                    post { [self] in complete(call, on: conn, r) { ProtoCodec.encodeSimilarItemsResponse($0, model: name) } }
-                }
-            case .getItems:
-                let (ids, model) = try ProtoCodec.decodeGetItemsRequest(payload)
-                conn.finish(call, payload: ProtoCodec.encodeGetItemsResponse(try core.getItems(ids, model: model)))
-            case .modelInfo:
-                let info = try core.modelInfo(try ProtoCodec.decodeModelInfoRequest(payload))
-                conn.finish(call, payload: ProtoCodec.encodeModelInfoResponse(model: info.model, loaded: info.loaded,
-                                                                             defaultName: info.defaultName))
-            case .loadModel:
-                let (name, path, makeDefault) = try ProtoCodec.decodeLoadModelRequest(payload)
-                guard !name.isEmpty else { throw ServingError.invalid("name", "empty") }
-                guard !path.isEmpty else { throw ServingError.invalid("path", "empty") }
-                guard let loader = modelLoader else {
-                    throw ServingError(.unimplemented, "this server was started without a model loader")
-                }
-                let registry = core.registry
-                let thread = Thread { [self] in
-                    let r = Result<ServedModel, Error> { try loader(name, path) }
-                    post { [self] in
-                        switch r {
-                        case .success(let model):
-                            registry.install(model, makeDefault: makeDefault)
-                            log("loaded model '\(name)' version \(model.version) from \(path)")
-                            conn.finish(call, payload: ProtoCodec.encodeLoadModelResponse(name: name, version: model.version))
-                        case .failure(let e as ServingError): conn.finish(call, e)
-                        case .failure(let e): conn.finish(call, ServingError(.invalidArgument, "path: \(e)", field: "path"))
-                        }
-                    }
-                }
-                thread.start()
-            case .unloadModel:
-                try core.registry.remove(try ProtoCodec.decodeUnloadModelRequest(payload))
-                conn.finish(call, payload: ProtoCodec.encodeUnloadModelResponse())
-            }
-        } catch let e as ServingError {
-            conn.finish(call, e)
-        } catch {
-            conn.finish(call, ServingError(.internal, "\(error)"))
-        }
-    }
-
     // MARK: Timers, signals, drain
 
     private func sweepTimers() {
         let now = DispatchTime.now().uptimeNanoseconds
-        if !deadlineCalls.isEmpty {
-            deadlineCalls.removeAll { call, conn in
-                guard conn.calls[call.id] === call else { return true }
-                guard let d = call.ctx.deadline, now >= d else { return false }
-                call.ctx.cancel()
-                conn.finish(call, status: .deadlineExceeded, "deadline exceeded")
-                return true
-            }
-        }
         sweeps &+= 1
-        let checkTimeouts = sweeps % 10 == 0  // every 100 ms
+        let slow = sweeps % 10 == 0  // every 100 ms
         let idle = UInt64(config.idleTimeoutSeconds * 1e9), frame = UInt64(config.frameReadTimeoutSeconds * 1e9)
         for conn in Array(connections.values) {
             if let linger = conn.lingerDeadline, now >= linger { conn.close(); continue }
-            if checkTimeouts { conn.checkTimeouts(now: now, idleNanos: idle, frameNanos: frame) }
+            conn.checkTimers(now: now, idleNanos: idle, frameNanos: frame, slow: slow)
         }
-        if draining && now >= drainDeadline {
-            log("drain timeout: closing \(connections.count) connection(s) with calls still in flight")
-            for conn in connections.values { conn.close() }
+        if draining && now >= drainDeadline && !drainAborted {
+            drainAborted = true
+            log("drain timeout: answering UNAVAILABLE and closing \(connections.count) connection(s) with calls still in flight")
+            for conn in Array(connections.values) {
+                conn.abort("server shut down before the call finished (drain timeout \(config.drainTimeoutSeconds) s)")
+            }
         }
         flushDirty()
     }
@@ -350,12 +251,7 @@ public final class Server: @unchecked Sendable {
         draining = true
         drainDeadline = DispatchTime.now().uptimeNanoseconds + UInt64(config.drainTimeoutSeconds * 1e9)
         log("draining (\(reason)): \(connections.count) connection(s)")
-        let notServing = ProtoCodec.encodeHealthResponse(serving: false)
-        for (call, conn, _) in watchers {
-            conn.message(call, notServing)
-            conn.finish(call, status: .unavailable, "server is shutting down")
-        }
-        watchers.removeAll()
+        health.stopServing()
         metricsEndpoint?.stop()
         uv_close(UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_handle_t.self)) { h in
             Server.from(h!).listenerClosed = true
@@ -395,14 +291,14 @@ public final class Server: @unchecked Sendable {
 
     // MARK: Logging and stats
 
-    func record(_ call: Connection.Call, status: StatusCode, message: String, peer: String) {
+    func record(_ call: RPCCall, status: CallStatus) {
         callsFinished += 1
-        core.metrics.call(method: call.method.rawValue, code: status,
-                          seconds: Double(DispatchTime.now().uptimeNanoseconds - call.opened) / 1e9)
-        if status != .ok {
+        core.metrics.call(method: call.method, code: status.code,
+                          seconds: Double(DispatchTime.now().uptimeNanoseconds &- call.opened) / 1e9)
+        if status.code != .ok {
             callsFailed += 1
-            logger.warning("call failed", metadata: ["method": "\(call.method.rawValue)", "stream": "\(call.id)",
-                                                    "peer": "\(peer)", "code": "\(status.name)", "message": "\(message)"])
+            logger.warning("call failed", metadata: ["method": "\(call.method)", "peer": "\(call.peer)",
+                                                    "code": "\(status.code.name)", "message": "\(status.message)"])
         }
     }
 
@@ -478,23 +374,5 @@ public enum ServerError: Error, CustomStringConvertible {
         case .badAddress(let h, let e): return "cannot use host '\(h)': \(e)"
         case .bind(let a, let e): return "cannot listen on \(a): \(e)"
         }
-    }
-}
-
-/// Token membership without early exit on the first differing byte.
-enum TokenCompare {
-    static func equal(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        var diff = UInt8(truncatingIfNeeded: x.count ^ y.count)
-        for i in 0..<max(x.count, y.count) {
-            diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
-        }
-        return diff == 0
-    }
-
-    static func contains(_ set: Set<String>, _ token: String) -> Bool {
-        var found = false
-        for t in set where equal(t, token) { found = true }
-        return found
     }
 }

@@ -13,6 +13,12 @@ public struct ServerConfig: Sendable {
     /// Stop reading a connection whose unsent output passes this many bytes; resume below the low mark.
     public var writeHighWater = 8 << 20
     public var writeLowWater = 1 << 20
+    /// Unsent answers one connection may hold (bytes): an answer that would take it past this is shed with
+    /// RESOURCE_EXHAUSTED, unless nothing else is pending (one answer alone may be larger). A connection holds at
+    /// most this plus one answer.
+    public var connectionOutputBudget = 32 << 20
+    /// Requests at least this large are decoded off the loop thread.
+    public var offloadRequestBytes = 64 << 10
     /// After SIGTERM/SIGINT: how long accepted calls may take to finish before connections are closed anyway.
     public var drainTimeoutSeconds = 30.0
     /// Port of the HTTP endpoint with /metrics and /healthz (on `host`); nil = none, 0 = a free port.

@@ -1,7 +1,8 @@
 // `r2ec bench soak`: a bounded soak and fault test against a real `r2ec serve` child process on loopback. Client
 // threads pace mixed traffic at a fraction of the measured saturated rate: direct and reasoning Recommend, streams
-// cancelled mid-way, connections dropped mid-stream, clients that stop reading, over-limit and garbage frames;
-// a hot reload (SIGHUP) half-way and SIGTERM at the end. Every call the server accepted must end with OK or an
+// cancelled mid-way, connections dropped mid-stream, clients that stop reading, non-reading RecommendBatch clients,
+// ~1 MB requests, Watch/CANCEL churn, clients that close with a call open, over-limit and garbage frames; a hot
+// reload (SIGHUP) half-way and SIGTERM at the end. Bystander Health/Check latency is reported (p50/p99). Every call the server accepted must end with OK or an
 // expected status; the report counts calls sent, answered and lost, statuses, and the server's RSS over time.
 import ArgumentParser
 import Data
@@ -97,13 +98,17 @@ struct BenchSoak: ParsableCommand {
         print(String(format: "| server RSS | start %d KiB, after warm-up %d KiB, end %d KiB (%+.1f%% after warm-up) |",
                      rssStart, warm, rssEnd, growth))
         print("| server exit | \(exit.map { "code \($0)" } ?? "did not exit within 60 s") |")
+        let health = t.healthMs.sorted()
+        let p99 = health.isEmpty ? 0 : health[min(health.count - 1, Int(Double(health.count) * 0.99))]
+        print(String(format: "| bystander Health/Check | %d calls, p50 %.2f ms, p99 %.2f ms, max %.2f ms |", health.count,
+                     health.isEmpty ? 0 : health[health.count / 2], p99, health.last ?? 0))
         if let json {
             let body: [String: Any] = ["offered_rate": rate, "saturated_rate": saturated, "seconds": seconds,
                                        "sent": t.sent, "answered": t.answered, "abandoned": t.abandoned, "not_accepted": t.notAccepted,
                                        "lost": t.lost,
                                        "unexpected": t.unexpected, "statuses": t.statuses, "faults": t.faults,
                                        "rss_kib": rssSamples.map { [$0.0, Double($0.1)] }, "rss_growth_percent": growth,
-                                       "exit_code": exit ?? -1]
+                                       "exit_code": exit ?? -1, "health_p99_ms": p99]
             try JSONSerialization.data(withJSONObject: body, options: [.prettyPrinted, .sortedKeys])
                 .write(to: URL(fileURLWithPath: json))
         }
@@ -118,6 +123,8 @@ final class Tally: @unchecked Sendable {
         var sent = 0, answered = 0, abandoned = 0, notAccepted = 0, unexpected = 0
         var statuses: [String: Int] = [:]
         var faults: [String: Int] = [:]
+        /// Bystander Health/Check latencies (ms).
+        var healthMs: [Double] = []
         var lost: Int { sent - answered - abandoned - notAccepted }
     }
     private let lock = NSLock()
@@ -127,6 +134,7 @@ final class Tally: @unchecked Sendable {
     func abandoned(_ n: Int) { lock.lock(); s.abandoned += n; lock.unlock() }
     func notAccepted() { lock.lock(); s.notAccepted += 1; lock.unlock() }
     func fault(_ name: String) { lock.lock(); s.faults[name, default: 0] += 1; lock.unlock() }
+    func health(_ ms: Double) { lock.lock(); s.healthMs.append(ms); lock.unlock() }
     /// A trailer arrived; `expected` says whether its status is one the scenario allows.
     func answered(_ code: StatusCode, expected: Bool) {
         lock.lock()
@@ -203,8 +211,16 @@ final class SoakClient {
         if !reasoning && (70..<88).contains(roll) { roll = 0 }
         let history = histories[Int.random(in: 0..<histories.count, using: &rng)]
         switch roll {
-        case 0..<70:
+        case 0..<62:
             unary("/r2ec.v1.Recommender/Recommend", RequestEncoding.recommend(itemIds: history, topK: 10))
+        case 62..<64:
+            nonReadingBatch(history)
+        case 64..<66:
+            hugeRequest()
+        case 66..<68:
+            watchChurn()
+        case 68..<70:
+            vanishesMidCall()
         case 70..<80:
             unary("/r2ec.v1.Recommender/Recommend",
                   RequestEncoding.recommend(itemIds: history, topK: 10, reasoning: true, maxReasoningTokens: reasoningTokens))
@@ -217,7 +233,9 @@ final class SoakClient {
         case 90..<92:
             badFrames(overLimit: roll == 90)
         case 92..<96:
+            let t0 = DispatchTime.now().uptimeNanoseconds
             unary("/r2ec.v1.Health/Check", [])
+            tally.health(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
         default:
             unary("/r2ec.v1.Recommender/Recommend", RequestEncoding.recommend(itemIds: history, topK: 10), timeoutMs: 1,
                   allowed: SoakClient.fine.union([.deadlineExceeded]))
@@ -279,6 +297,66 @@ final class SoakClient {
             : (0..<64).map { _ in UInt8.random(in: 0...255) }
         try? c.sendRaw(bytes)
         _ = try? c.readFrame(timeout: 2)
+    }
+
+    /// A fresh connection that asks for big RecommendBatch answers and never reads them, then goes away: the
+    /// server holds at most its output budget for it and sheds the rest.
+    private func nonReadingBatch(_ history: [String]) {
+        guard let c = try? Client(port: port) else { return }
+        tally.fault("non-reading RecommendBatch")
+        let one = RequestEncoding.recommend(itemIds: history, topK: 500)
+        var batch: [UInt8] = []
+        for _ in 0..<256 { batch += [0x0a] + SoakClient.varint(one.count) + one }  // field 1: requests
+        var n = 0
+        for _ in 0..<8 {
+            guard (try? c.start("/r2ec.v1.Recommender/RecommendBatch", batch)) != nil else { break }
+            n += 1
+        }
+        tally.sent(n)
+        tally.abandoned(n)
+        Thread.sleep(forTimeInterval: 0.5)
+    }
+
+    /// A request of ~1 MB of empty history events (decoded off the loop thread, then refused on the history limit).
+    private func hugeRequest() {
+        tally.fault("huge request")
+        let event: [UInt8] = [0x12, 0x00]  // field 2 (history): an empty HistoryEvent
+        let request = [UInt8]((0..<(1_000_000 / event.count)).map { _ in event }.joined())
+        unary("/r2ec.v1.Recommender/Recommend", request, allowed: SoakClient.fine.union([.invalidArgument, .notFound]))
+    }
+
+    /// Health/Watch then CANCEL, ten times on the shared connection: each ends CANCELLED and its watcher is freed.
+    private func watchChurn() {
+        guard let c = connection() else { return }
+        tally.fault("Watch/CANCEL churn")
+        do {
+            for _ in 0..<10 {
+                let id = try c.start("/r2ec.v1.Health/Watch", [])
+                tally.sent()
+                try c.sendRaw(Frame(header: FrameHeader(type: .cancel, streamId: id, length: 0), payload: []).bytes)
+                try awaitTrailer(c, id, allowed: SoakClient.fine.union([.cancelled]))
+            }
+        } catch {
+            client = nil
+            goAwayLast = nil
+        }
+    }
+
+    /// A fresh connection that sends a CALL and half of its MESSAGE, then closes: its slot must be freed at once.
+    private func vanishesMidCall() {
+        guard let c = try? Client(port: port) else { return }
+        tally.fault("closed with a call open")
+        try? c.sendRaw(Frame(header: FrameHeader(type: .call, streamId: 1, length: 0),
+                             payload: Client.callHeader(method: "/r2ec.v1.Recommender/Recommend", timeoutMs: 0,
+                                                        metadata: [])).bytes
+                       + FrameHeader(type: .message, flags: .endStream, streamId: 1, length: 100).bytes.prefix(9))
+        c.close()
+    }
+
+    static func varint(_ v: Int) -> [UInt8] {
+        var v = UInt64(v), out: [UInt8] = []
+        while v >= 0x80 { out.append(UInt8(v & 0x7f) | 0x80); v >>= 7 }
+        return out + [UInt8(v)]
     }
 
     func finish() { client = nil }

@@ -23,6 +23,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Largest frame payload in bytes.") var maxFrameBytes = FrameHeader.defaultMaxPayload
     @Option(help: "Most open connections.") var maxConnections = 4096
     @Option(help: "Most calls in flight per connection.") var maxCallsPerConnection = 1024
+    @Option(help: "Bytes of unsent answers one connection may hold; an answer beyond it is shed with RESOURCE_EXHAUSTED (one answer alone may be larger when nothing else is pending).")
+    var connectionOutputBudget = 32 << 20
     @Option(help: "Most requests scored in one batch (direct path).") var maxBatchSize = 32
     @Option(help: "Longest wait, in microseconds, for a batch to fill after its oldest request arrived.")
     var maxQueueDelayUs = 1000
@@ -57,6 +59,7 @@ struct Serve: ParsableCommand {
         config.maxFramePayload = maxFrameBytes
         config.maxConnections = maxConnections
         config.maxCallsPerConnection = maxCallsPerConnection
+        config.connectionOutputBudget = connectionOutputBudget
         config.defaultTimeoutMs = defaultTimeoutMs
         config.metricsPort = metricsPort
         config.idleTimeoutSeconds = idleTimeout

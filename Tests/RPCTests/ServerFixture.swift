@@ -39,7 +39,8 @@ class ServerFixture: XCTestCase {
     var thread: Thread!
     var port = 0
 
-    func startServer(delay: Double = 0, config: ServerConfig = ServerConfig(), limits: RequestLimits = RequestLimits()) throws {
+    func startServer(delay: Double = 0, config: ServerConfig = ServerConfig(), limits: RequestLimits = RequestLimits(),
+                     services: [RPCService] = []) throws {
         let data = Self.tinyDataset()
         let pop = Popularity(training: data.interactions, catalog: data.catalog)
         let base = try ModelLoader(dataset: data).load(spec: "popularity")
@@ -51,7 +52,7 @@ class ServerFixture: XCTestCase {
         registry.install(model)
         var cfg = config
         cfg.port = 0
-        let server = Server(config: cfg, core: ServingCore(registry: registry, limits: limits))
+        let server = Server(config: cfg, core: ServingCore(registry: registry, limits: limits), services: services)
         let loader = ModelLoader(dataset: data)
         server.modelLoader = { name, spec in try loader.load(spec: spec, name: name) }
         let ready = DispatchSemaphore(value: 0)

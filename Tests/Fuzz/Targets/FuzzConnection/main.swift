@@ -1,7 +1,9 @@
-// libFuzzer target: one connection's input as the server handles it, without a socket: frames from FrameDecoder go
-// through the call rules of Connection.handle (stream ids, CALL then one END_STREAM MESSAGE, CANCEL) and the
-// request is decoded and answered as Server.dispatch does, synchronously, by RecommendService against a popularity
-// model over a 12-item catalogue; answers are encoded and decoded again. Input: the raw byte stream.
+// libFuzzer target: one connection's input through the production call core, without a socket. Frames from
+// FrameDecoder go into ConnectionStateMachine (the rules the libuv transport runs), its `.start` actions run the
+// server's real services (ServiceRouter over a ServingCore with a popularity model on a 12-item catalogue; the
+// Admin loader is absent, so no path from fuzz input is ever loaded), and the answers go back into the machine as
+// the transport hands them over. Checked: every call started is ended exactly once, nothing is answered after its
+// call ended, and what the server writes is valid framing. Input: the raw byte stream.
 import Data
 import Foundation
 import FuzzSupport
@@ -23,79 +25,51 @@ let model: ServedModel = {
     return try! ModelLoader(dataset: dataset).load(spec: "popularity")
 }()
 
-/// Answers one request, mapping a model's RecommenderError to a status as ServingCore does.
-func answer(_ method: Method, _ payload: [UInt8]) throws -> [UInt8] {
-    do {
-        return try dispatch(method, payload)
-    } catch let e as RecommenderError {
-        throw status(of: e)
-    }
-}
+let core: ServingCore = {
+    let registry = ModelRegistry()
+    registry.install(model)
+    var batching = BatchingConfig()
+    batching.maxQueueDelayMicros = 0
+    var limits = RequestLimits()
+    limits.maxBatchRequests = 64
+    return ServingCore(registry: registry, batching: batching, limits: limits)
+}()
+let health = HealthService()
+let router = ServiceRouter(Server.standardServices(core: core, health: health, admin: AdminService(core: core)))
 
-func status(of e: RecommenderError) -> ServingError {
-    switch e {
-    case .invalidQuery(let m): return ServingError(.invalidArgument, m)
-    case .unsupported(let m): return ServingError(.failedPrecondition, m)
-    }
-}
+/// Answers of one call, from whichever thread the handler answers on.
+final class FuzzSink: ResponseSink, @unchecked Sendable {
+    let lock = NSCondition()
+    var answers: [(payload: [UInt8]?, status: CallStatus?)] = []
+    var finished = false
 
-/// Answers one request as Server.dispatch would, returning the response payload.
-func dispatch(_ method: Method, _ payload: [UInt8]) throws -> [UInt8] {
-    switch method {
-    case .healthCheck, .healthWatch:
-        let service = try ProtoCodec.decodeHealthRequest(payload)
-        guard Method.healthServices.contains(service) else { throw ServingError(.notFound, "unknown service", field: "service") }
-        return ProtoCodec.encodeHealthResponse(serving: true)
-    case .recommend, .recommendStream:
-        let q = try ProtoCodec.decodeRecommendRequest(payload)
-        let prepared = try RecommendService.prepare(q, for: model)
-        let r = try RecommendService.recommendDirect([prepared], model: model, probabilities: [q.returnProbabilities])[0]
-        precondition(r.items.count <= max(q.topK, RecommendService.defaultTopK), "more items than top_k")
-        let out = method == .recommend ? ProtoCodec.encodeRecommendResponse(r) : ProtoCodec.encodeStreamResult(r)
-        if method == .recommend {
-            precondition(RequestEncoding.recommendedItems(out).map(\.id) == r.items.map(\.itemId), "response round trip")
+    func message(_ payload: [UInt8]) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard !finished else { return false }
+        answers.append((payload, nil))
+        return true
+    }
+    func finish(_ status: CallStatus) { end(nil, status) }
+    func respond(_ payload: [UInt8]) { end(payload, .ok) }
+    private func end(_ payload: [UInt8]?, _ status: CallStatus) {
+        lock.lock()
+        if !finished {
+            finished = true
+            answers.append((payload, status))
         }
+        lock.signal()
+        lock.unlock()
+    }
+
+    /// Waits (bounded) for the call's end; returns the answers so far.
+    func take(wait: Bool) -> [(payload: [UInt8]?, status: CallStatus?)] {
+        lock.lock(); defer { lock.unlock() }
+        let deadline = Date().addingTimeInterval(10)
+        while wait && !finished && lock.wait(until: deadline) {}
+        precondition(!wait || finished, "a call was never answered")
+        let out = answers
+        answers = []
         return out
-    case .recommendBatch:
-        let queries = try ProtoCodec.decodeRecommendBatchRequest(payload)
-        guard !queries.isEmpty else { throw ServingError.invalid("requests", "empty batch") }
-        let results = queries.map { q -> Result<RecommendResult, ServingError> in
-            do {
-                return .success(try RecommendService.recommendDirect([RecommendService.prepare(q, for: model)], model: model,
-                                                                     probabilities: [q.returnProbabilities])[0])
-            } catch let e as ServingError {
-                return .failure(e)
-            } catch let e as RecommenderError {
-                return .failure(status(of: e))
-            } catch {
-                preconditionFailure("non-ServingError \(error)")
-            }
-        }
-        return ProtoCodec.encodeRecommendBatchResponse(results)
-    case .scoreItems:
-        let q = try ProtoCodec.decodeScoreItemsRequest(payload)
-        return ProtoCodec.encodeScoreItemsResponse(try RecommendService.scoreItems(q, model: model), model: model.name)
-    case .similarItems:
-        let q = try ProtoCodec.decodeSimilarItemsRequest(payload)
-        return ProtoCodec.encodeSimilarItemsResponse(try RecommendService.similarItems(q, model: model), model: model.name)
-    case .getItems:
-        let (ids, _) = try ProtoCodec.decodeGetItemsRequest(payload)
-        let items = try RecommendService.getItems(ids, model: model)
-        let out = ProtoCodec.encodeGetItemsResponse(items)
-        precondition(RequestEncoding.items(out).map(\.id) == items.map(\.itemId), "GetItems round trip")
-        return out
-    case .modelInfo:
-        _ = try ProtoCodec.decodeModelInfoRequest(payload)
-        return ProtoCodec.encodeModelInfoResponse(model: model.facts, loaded: [model.facts], defaultName: model.name)
-    case .loadModel:
-        // Decoded and checked only: no path from fuzz input is ever loaded.
-        let (name, path, _) = try ProtoCodec.decodeLoadModelRequest(payload)
-        guard !name.isEmpty else { throw ServingError.invalid("name", "empty") }
-        guard !path.isEmpty else { throw ServingError.invalid("path", "empty") }
-        return ProtoCodec.encodeLoadModelResponse(name: name, version: 2)
-    case .unloadModel:
-        _ = try ProtoCodec.decodeUnloadModelRequest(payload)
-        return ProtoCodec.encodeUnloadModelResponse()
     }
 }
 
@@ -104,84 +78,69 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let buffer = ByteBuffer(capacity: 256)
     if let data, size > 0 { buffer.append(UnsafeRawBufferPointer(start: data, count: size)) }
     var decoder = FrameDecoder(maxPayload: 1 << 16)
-    var calls: [UInt32: (method: Method, started: Bool)] = [:]
-    var highest: UInt32 = 0
+    var settings = ConnectionStateMachine.Settings()
+    settings.maxCallsPerConnection = 8
+    settings.outputBudget = 1 << 12
+    var machine = ConnectionStateMachine(router: router, settings: settings, peer: "fuzz")
     var output: [UInt8] = []
-    func send(_ type: FrameType, _ id: UInt32, _ payload: [UInt8]) {
-        output += Frame(header: FrameHeader(type: type, streamId: id, length: UInt32(payload.count)), payload: payload).bytes
+    var started = Set<ObjectIdentifier>(), ended = Set<ObjectIdentifier>()
+    var now: UInt64 = 1_000_000_000
+
+    func perform(_ actions: [ConnectionAction]) {
+        for action in actions {
+            switch action {
+            case .send(let f):
+                output += f.bytes
+            case .start(let id, let call, let method, let request):
+                precondition(started.insert(ObjectIdentifier(call)).inserted, "a call started twice")
+                let sink = FuzzSink()
+                method.handler(request, call, sink)
+                // The transport hands answers over in order; an open-ended stream is not waited for.
+                for answer in sink.take(wait: !method.openEnded) {
+                    if let status = answer.status {
+                        perform(machine.finish(id, of: call, status, lastMessage: answer.payload, pendingOutput: output.count))
+                    } else {
+                        perform(machine.message(id, of: call, answer.payload!, pendingOutput: output.count))
+                    }
+                }
+            case .ended(let call, _):
+                precondition(ended.insert(ObjectIdentifier(call)).inserted, "a call ended twice")
+                call.end()
+            case .cancel(let call):
+                call.context.cancel()
+            case .refused, .violation, .limitHit, .close:
+                break
+            }
+        }
     }
-    func trailer(_ id: UInt32, _ e: ServingError) {
-        calls[id] = nil
-        send(.trailer, id, ProtoCodec.encodeStatus(e.code, e.message, field: e.field))
-    }
-    connection: while true {
+
+    while machine.isReading {
         let frame: Frame
         do {
             guard let f = try decoder.next(from: buffer) else { break }
             frame = f
         } catch {
-            send(.goAway, 0, ProtoCodec.encodeGoAway(lastStreamId: highest, code: error.code, message: error.description))
+            perform(machine.violation(error.code, error.description))
             break
         }
-        let h = frame.header
-        switch h.type {
-        case .ping:
-            guard h.streamId == 0, frame.payload.count == 8 else { break connection }
-            send(.pong, 0, frame.payload)
-        case .pong, .goAway:
-            guard h.streamId == 0 else { break connection }
-        case .trailer:
-            break connection
-        case .call:
-            guard h.streamId != 0, h.streamId > highest, h.streamId <= UInt32(Int32.max) else { break connection }
-            highest = h.streamId
-            do {
-                let header = try ProtoCodec.decodeCallHeader(frame.payload)
-                guard let method = Method(rawValue: header.method) else {
-                    trailer(h.streamId, ServingError(.unimplemented, "unknown method '\(header.method)'"))
-                    continue
-                }
-                _ = CallContext(timeoutMs: header.timeoutMs)
-                calls[h.streamId] = (method, false)
-            } catch let e as ServingError {
-                trailer(h.streamId, e)
-            } catch {
-                preconditionFailure("CallHeader: non-ServingError \(error)")
-            }
-        case .message:
-            guard h.streamId != 0 else { break connection }
-            guard let call = calls[h.streamId] else {
-                if h.streamId > highest { break connection }
-                continue
-            }
-            guard !call.started, h.flags.contains(.endStream) else {
-                trailer(h.streamId, ServingError(.invalidArgument, "one END_STREAM request message"))
-                continue
-            }
-            calls[h.streamId]!.started = true
-            do {
-                send(.message, h.streamId, try answer(call.method, frame.payload))
-                calls[h.streamId] = nil
-                send(.trailer, h.streamId, ProtoCodec.encodeStatus(.ok, ""))
-            } catch let e as ServingError {
-                trailer(h.streamId, e)
-            } catch {
-                preconditionFailure("\(call.method): non-ServingError \(error)")
-            }
-        case .cancel:
-            if calls[h.streamId] != nil { trailer(h.streamId, ServingError(.cancelled, "cancelled")) }
-        }
+        perform(machine.receive(frame, now: now))
+        now += 1_000_000  // 1 ms per frame, so deadlines and request timeouts fire
+        perform(machine.tick(now: now))
     }
+    perform(machine.peerFinished())
+    perform(machine.tick(now: now + 60_000_000_000))
+    perform(machine.closed())
+    precondition(machine.callsInFlight == 0, "calls left after close")
+    precondition(started.isSubset(of: ended), "a started call never ended")
+
     // What the server wrote must itself be valid framing.
     var check = FrameDecoder(maxPayload: Int(UInt32.max))
-    let out = ByteBuffer(capacity: output.count)
+    let out = ByteBuffer(capacity: max(output.count, 64))
     out.append(output)
-    var answered = 0
-    while let f = try! check.next(from: out) { answered += f.header.type == .trailer ? 1 : 0 }
+    while let f = try! check.next(from: out) { _ = f }
     precondition(out.readable == 0, "server output ends mid-frame")
-    _ = answered
     return 0
 }
 
-_ = model
+_ = router
 fuzzMain(fuzzOne)

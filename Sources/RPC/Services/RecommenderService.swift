@@ -1,0 +1,71 @@
+// r2ec.v1.Recommender (Protos/r2ec/v1/recommender.proto): decode, hand to the serving core, encode the answer on
+// the worker that produced it (never on an event loop), answer through the sink.
+import Serving
+
+public final class RecommenderService: RPCService {
+    public let serviceName = "r2ec.v1.Recommender"
+    let core: ServingCore
+
+    public init(core: ServingCore) { self.core = core }
+
+    public var methods: [RPCMethod] {
+        let core = self.core
+        return [
+            RPCMethod("/r2ec.v1.Recommender/Recommend") { request, call, response in
+                guard let q = decode(response, { try ProtoCodec.decodeRecommendRequest(request) }) else { return }
+                core.recommend(q, ctx: call.context) { response.complete($0, encode: ProtoCodec.encodeRecommendResponse) }
+            },
+            RPCMethod("/r2ec.v1.Recommender/RecommendStream", .serverStreaming) { request, call, response in
+                guard let q = decode(response, { try ProtoCodec.decodeRecommendRequest(request) }) else { return }
+                core.recommendStream(q, ctx: call.context, onDelta: { text in
+                    response.message(ProtoCodec.encodeStreamDelta(text))
+                }, done: { response.complete($0, encode: ProtoCodec.encodeStreamResult) })
+            },
+            RPCMethod("/r2ec.v1.Recommender/RecommendBatch") { request, call, response in
+                guard let qs = decode(response, { try ProtoCodec.decodeRecommendBatchRequest(request) }) else { return }
+                core.recommendBatch(qs, ctx: call.context) {
+                    response.complete($0, encode: ProtoCodec.encodeRecommendBatchResponse)
+                }
+            },
+            RPCMethod("/r2ec.v1.Recommender/ScoreItems") { request, call, response in
+                guard let q = decode(response, { try ProtoCodec.decodeScoreItemsRequest(request) }),
+                      let name = decode(response, { try core.registry.model(q.model).name }) else { return }
+                core.scoreItems(q, ctx: call.context) {
+                    response.complete($0) { ProtoCodec.encodeScoreItemsResponse($0, model: name) }
+                }
+            },
+            RPCMethod("/r2ec.v1.Recommender/SimilarItems") { request, call, response in
+                guard let q = decode(response, { try ProtoCodec.decodeSimilarItemsRequest(request) }),
+                      let name = decode(response, { try core.registry.model(q.model).name }) else { return }
+                core.similarItems(q, ctx: call.context) {
+                    response.complete($0) { ProtoCodec.encodeSimilarItemsResponse($0, model: name) }
+                }
+            },
+            RPCMethod("/r2ec.v1.Recommender/GetItems") { request, _, response in
+                guard let items = decode(response, {
+                    let (ids, model) = try ProtoCodec.decodeGetItemsRequest(request)
+                    return try core.getItems(ids, model: model)
+                }) else { return }
+                response.respond(ProtoCodec.encodeGetItemsResponse(items))
+            },
+            RPCMethod("/r2ec.v1.Recommender/ModelInfo") { request, _, response in
+                guard let info = decode(response, { try core.modelInfo(try ProtoCodec.decodeModelInfoRequest(request)) })
+                else { return }
+                response.respond(ProtoCodec.encodeModelInfoResponse(model: info.model, loaded: info.loaded,
+                                                                    defaultName: info.defaultName))
+            },
+        ]
+    }
+}
+
+/// Runs `body`; a thrown error fails the call (ServingError as it is, anything else INTERNAL) and gives nil.
+func decode<T>(_ response: ResponseSink, _ body: () throws -> T) -> T? {
+    do {
+        return try body()
+    } catch let e as ServingError {
+        response.fail(e)
+    } catch {
+        response.fail(ServingError(.internal, "\(error)"))
+    }
+    return nil
+}
