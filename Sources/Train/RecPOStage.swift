@@ -156,10 +156,16 @@ public struct RecPOStage: TrainingStage {
             masked.append(histories[u].items.compactMap { $0 == targets[u] ? nil : column[$0] })
         }
         if !userRows.isEmpty {
-            loss += graph.contrastiveLoss(ContrastiveBatch(
+            var batch = ContrastiveBatch(
                 userRows: userRows, itemRows: fresh.indices.map { graph.lastRow(sequence: chains.count + $0) },
                 targets: recTargets, weights: recWeights, tau: config.tau, fixed: UnsafePointer(fixed.data),
-                fixedCount: fixedItems.count, masked: masked)).loss
+                fixedCount: fixedItems.count, masked: masked)
+            // With id vectors the fresh columns are unit(text + id) like the table's (which has them applied).
+            let offsets = trainer.ids?.gather(fresh)
+            if let offsets { batch.itemOffsets = UnsafePointer(offsets.data) }
+            let result = graph.contrastiveLoss(batch)
+            loss += result.loss
+            if let ids = trainer.ids, let g = result.offsetGradients { ids.accumulate(fresh, gradients: g) }
         }
         graph.backward()
         let n = Double(chains.count)

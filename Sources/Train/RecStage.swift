@@ -121,12 +121,16 @@ public struct RecStage: TrainingStage {
                 Float(-Foundation.log(max(1e-6, -expm1(-draws * corpus.itemFrequency[item]))))
             }
         }
+        // Learned id vectors (when the run has them): each fresh column is unit(unit(text) + id vector).
+        let offsets = useTable && memoryBank ? nil : t.ids?.gather(fresh)
+        if let offsets { batch.itemOffsets = UnsafePointer(offsets.data) }
         let bank = FloatBuffer(shape: [max(1, fresh.count), d])
         if useTable && memoryBank {
             for (i, item) in fresh.enumerated() { (bank.data + i * d).update(from: t.table!.data + item * d, count: d) }
             batch.itemValues = UnsafePointer(bank.data)
         }
         let result = graph.contrastiveLoss(batch)
+        if let ids = t.ids, let g = result.offsetGradients { ids.accumulate(fresh, gradients: g) }
         if useTable && memoryBank {
             for (i, item) in fresh.enumerated() { (t.table!.data + item * d).update(from: result.itemVectors.data + i * d, count: d) }
         }

@@ -26,6 +26,10 @@ public struct ContrastiveBatch {
     /// Added to every user's logit of each column (e.g. -log of a sampled column's inclusion probability: the
     /// logQ correction of in-batch softmax, so that training approximates the full-catalogue softmax).
     public var columnOffsets: [Float]?
+    /// Per batch item, a vector [items, hidden] added to its unit read-out before a second L2 normalisation: the
+    /// item's column is unit(unit(read-out) + offset) (a learned per-item id vector beside the text); the result's
+    /// `offsetGradients` holds d loss / d offset. Not with `itemValues`.
+    public var itemOffsets: UnsafePointer<Float>?
 
     public init(userRows: [Int], itemRows: [Int], targets: [Int], weights: [Float], tau: Float,
                 fixed: UnsafePointer<Float>? = nil, fixedCount: Int = 0, masked: [[Int]]? = nil) {
@@ -41,6 +45,8 @@ public struct ContrastiveResult {
     public var targetProbability: [Float]
     /// The batch items' fresh unit vectors [items, hidden] (to refresh a memory bank).
     public var itemVectors: FloatBuffer
+    /// With `itemOffsets`: d loss / d offset [items, hidden].
+    public var offsetGradients: FloatBuffer?
 }
 
 extension TrainingGraph {
@@ -55,6 +61,18 @@ extension TrainingGraph {
         for (i, r) in b.itemRows.enumerated() { (all.data + i * d).update(from: hidden + r * d, count: d) }
         L2Normalize.forward(out: u.data, input: u.data, rows: users, dim: d, norms: uNorms.data)
         L2Normalize.forward(out: all.data, input: all.data, rows: items, dim: d, norms: iNorms.data)
+        // With id vectors: text unit vectors kept for the backward, then unit(text + offset) in the columns.
+        precondition(b.itemOffsets == nil || b.itemValues == nil, "item offsets and item values do not combine")
+        var textUnits: FloatBuffer?, offsetNorms: FloatBuffer?
+        if let offsets = b.itemOffsets, items > 0 {
+            let text = FloatBuffer(shape: [items, d])
+            text.data.update(from: all.data, count: items * d)
+            for i in 0..<(items * d) { all.data[i] += offsets[i] }
+            let norms = FloatBuffer(shape: [items])
+            L2Normalize.forward(out: all.data, input: all.data, rows: items, dim: d, norms: norms.data)
+            textUnits = text
+            offsetNorms = norms
+        }
         if let fixed = b.fixed { (all.data + items * d).update(from: fixed, count: b.fixedCount * d) }
         let freshItems = FloatBuffer(shape: [max(items, 1), d])
         freshItems.data.update(from: all.data, count: items * d)
@@ -94,12 +112,25 @@ extension TrainingGraph {
             let target = dHidden + r * d, source = dRaw.data + i * d
             for j in 0..<d { target[j] += source[j] }
         }
-        L2Normalize.backward(dInput: dRaw.data, dOut: dI.data, output: freshItems.data, norms: iNorms.data, rows: items,
-                             dim: d, accumulate: false)
+        var offsetGradients: FloatBuffer?
+        if let textUnits, let offsetNorms {
+            // dPre = d loss / d(text unit + offset): the offsets' gradient, and what flows back into the text unit.
+            let dPre = FloatBuffer(shape: [items, d])
+            L2Normalize.backward(dInput: dPre.data, dOut: dI.data, output: freshItems.data, norms: offsetNorms.data,
+                                 rows: items, dim: d, accumulate: false)
+            offsetGradients = dPre
+            dI.data.update(from: dPre.data, count: items * d)
+            L2Normalize.backward(dInput: dRaw.data, dOut: dI.data, output: textUnits.data, norms: iNorms.data, rows: items,
+                                 dim: d, accumulate: false)
+        } else {
+            L2Normalize.backward(dInput: dRaw.data, dOut: dI.data, output: freshItems.data, norms: iNorms.data, rows: items,
+                                 dim: d, accumulate: false)
+        }
         for (i, r) in b.itemRows.enumerated() {
             let target = dHidden + r * d, source = dRaw.data + i * d
             for j in 0..<d { target[j] += source[j] }
         }
-        return ContrastiveResult(loss: loss, targetProbability: probability, itemVectors: freshItems)
+        return ContrastiveResult(loss: loss, targetProbability: probability, itemVectors: freshItems,
+                                 offsetGradients: offsetGradients)
     }
 }

@@ -26,6 +26,8 @@ public final class Trainer: @unchecked Sendable {
     var progress = TrainingProgress()
     var optimizer: AdamW?
     var bestParameters: ParameterBuffer?
+    /// Learned per-item id vectors (`item_id_vectors`), added to the text read-outs of items seen in training.
+    var ids: ItemIDVectors?
     /// The current stage's moving average of the parameters (stages with `ema` > 0).
     var average: ParameterAverage?
     /// Seconds spent before this process (a resumed run continues the clock).
@@ -37,10 +39,14 @@ public final class Trainer: @unchecked Sendable {
     /// Tests simulate a failure before this global step (no state saved since the last save).
     var failAtStep: Int?
     private var saves = 0
+    /// Measure the finished checkpoint on validation only: no test evaluation at all (`r2ec tune`'s trials, which
+    /// must never see test); r2ec_train.json then has empty test metrics.
+    public var validationOnly = false
 
     public struct Summary {
         public var validation: EvalResult
-        public var test: EvalResult
+        /// Nil when the run measured validation only (`validationOnly`, as `r2ec tune` runs its trials).
+        public var test: EvalResult?
         public var calibratedTest: EvalResult?
         public var trainSeconds: Double
         /// The reasoning path (greedy chains), when the recipe has a RecPO stage.
@@ -50,6 +56,9 @@ public final class Trainer: @unchecked Sendable {
         /// recommendation loss only), saved in OUT/without-reasoning and measured on its direct path.
         public var withoutReasoningValidation: EvalResult?
         public var withoutReasoningTest: EvalResult?
+        /// Optimiser steps taken over all stages, and whether the time limit cut the run.
+        public var steps = 0
+        public var timeLimited = false
     }
 
     /// Where a recipe with a RecPO stage keeps the checkpoint it had before RecPO ("w/o reasoning"), inside the
@@ -69,7 +78,6 @@ public final class Trainer: @unchecked Sendable {
     /// kept; otherwise a stale one is removed.
     public init(config: TrainConfig, out: String, logPath: String?, budget: MemoryBudget = .unlimited,
                 resume: Bool = false) throws {
-        self.config = config
         self.resume = resume
         self.out = out
         self.work = Self.workDirectory(for: out)
@@ -77,9 +85,21 @@ public final class Trainer: @unchecked Sendable {
         guard let kind = Splits.Kind(rawValue: config.split) else { throw TrainError.config("split: expected loo or temporal") }
         let dataset = try DatasetLoader.load(config.dataset)
         corpus = TrainingCorpus(dataset: dataset, split: Splits.make(kind, dataset), includeValidation: config.fitValidation)
+        self.config = Self.resolved(config, corpus: corpus)
         if !resume { try? FileManager.default.removeItem(atPath: work) }
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         log = try TrainLog(path: logPath)
+    }
+
+    /// `config` with every stage given in epochs turned into steps for this corpus (an epoch is the stage's
+    /// first epoch of windows; its length varies by a few windows between seeds).
+    static func resolved(_ config: TrainConfig, corpus: TrainingCorpus) -> TrainConfig {
+        var c = config
+        for i in c.stages.indices where c.stages[i].optimizer.epochs > 0 {
+            let length = corpus.epoch(seed: c.stages[i].batchSeed(seed: c.seed, stage: i)).count
+            c.stages[i].optimizer = c.stages[i].optimizer.resolved(epochLength: length)
+        }
+        return c
     }
 
     var stateDirectory: String { work + "/" + TrainingState.directoryName }
@@ -103,17 +123,20 @@ public final class Trainer: @unchecked Sendable {
                 try run(stage)
                 progress.stage += 1
                 progress.step = 0
+                progress.recentScores = nil
                 optimizer = nil
                 average = nil
                 progress.averageUpdates = -1
                 if let bestParameters, progress.stage < config.stages.count {
                     // Early stopping keeps the best parameters, not the last: the next stage starts from them.
                     model.parameters.base.update(from: bestParameters.base, count: bestParameters.count)
+                    ids?.restoreBest()
                     table = nil
                     log.note(String(format: "stage %d starts from the best parameters so far (stage %d step %d, validation NDCG@10 %.4f)",
                                     progress.stage, progress.bestStage, progress.bestStep, progress.bestScore))
                     if config.stages[progress.stage] is RecPOStage {
                         try Checkpoint.save(model, tokenizer: tokenizer, directory: withoutReasoningDirectory)
+                        try ids?.save(ids: corpus.dataset.catalog.items.map(\.id), directory: withoutReasoningDirectory)
                         log.note("the model without reasoning (before RecPO) is saved in \(withoutReasoningDirectory)")
                     }
                 }
@@ -139,6 +162,11 @@ public final class Trainer: @unchecked Sendable {
         try stage.begin(self)
         let stageStart = Date()
         var tokens = 0
+        if o.epochs > 0 {
+            log.note(String(format: "%@ stage: %.2f epochs of %d windows in batches of %d = %d steps", kind, o.epochs,
+                            corpus.epoch(seed: stage.batchSeed(seed: config.seed, stage: progress.stage)).count,
+                            o.batch, o.steps))
+        }
         for step in progress.step..<o.steps {
             if outOfTime { stopAll = true; log.note("time limit reached at \(kind) step \(step)"); break }
             if let failAtStep, progress.globalStep >= failAtStep { throw SimulatedCrash() }
@@ -157,7 +185,8 @@ public final class Trainer: @unchecked Sendable {
                          extra: String(format: " epoch %.2f", epoch) + report.progress, every: stage.progressEvery)
             progress.step = step + 1
             let last = step + 1 == o.steps
-            if let e = stage.evaluation, (e.every > 0 && (step + 1) % e.every == 0) || last || outOfTime {
+            if let e = stage.evaluation, case let every = e.interval(steps: o.steps),
+               (every > 0 && (step + 1) % every == 0) || last || outOfTime {
                 if try evaluateAndTrack(stage, step: step + 1, recommender: stage.validationRecommender(self)) {
                     log.note("early stop at \(kind) step \(step + 1)")
                     break
@@ -178,6 +207,7 @@ public final class Trainer: @unchecked Sendable {
                         Date().timeIntervalSince(began)))
         let c = config.model.configuration(vocabularySize: tokenizer.vocabularySize)
         model = try Qwen2Model(randomWith: c, seed: config.seed, std: config.model.initStd)
+        makeIDVectors()
         try setUp()
         progress.config = config.jsonString()
         progress.parameterCount = model.parameterCount
@@ -207,7 +237,20 @@ public final class Trainer: @unchecked Sendable {
         }
         table = try TrainingState.load(directory: stateDirectory, parameters: model.parameters, optimizer: optimizer,
                                        average: average?.average)
+        makeIDVectors()
+        try ids?.loadState(directory: stateDirectory)
         log.note("resumed stage \(p.stage) (\(config.stages[min(p.stage, config.stages.count - 1)].kind)) at step \(p.step)")
+    }
+
+    func makeIDVectors() {
+        guard config.itemIDVectors else { return }
+        ids = ItemIDVectors(count: corpus.catalogCount, dimension: model.configuration.hiddenSize,
+                            trainable: corpus.itemFrequency.map { $0 > 0 })
+    }
+
+    /// Writes the id vectors (when the run has them) beside the checkpoint in the scratch folder.
+    func saveIDVectors() throws {
+        try ids?.save(ids: corpus.dataset.catalog.items.map(\.id), directory: work)
     }
 
     func setUp() throws {
@@ -231,6 +274,7 @@ public final class Trainer: @unchecked Sendable {
         let o = stageOptimizer(s)
         let norm = o.update(parameters: model.parameters, gradients: graph.gradients, lr: s.optimizer.learningRate.rate(step))
         progress.optimizerStep = o.step
+        ids?.step(lr: s.optimizer.learningRate.rate(step) * config.itemIDLRScale)
         progress.globalStep += 1
         if s.ema > 0 {
             if average == nil { average = ParameterAverage(of: model.parameters, decay: s.ema) }
@@ -252,6 +296,7 @@ public final class Trainer: @unchecked Sendable {
         progress.elapsed = seconds
         try TrainingState.save(directory: stateDirectory, parameters: model.parameters, optimizer: optimizer,
                                table: table, average: average?.average, progress: progress)
+        try ids?.saveState(directory: stateDirectory)
         saves += 1
         if let crashAfterSaves, saves >= crashAfterSaves { throw SimulatedCrash() }
     }
@@ -274,6 +319,7 @@ public final class Trainer: @unchecked Sendable {
             (t.data + start * d).update(from: unit.data, count: (end - start) * d)
             start = end
         }
+        ids?.apply(to: t)
         table = t
     }
 
@@ -324,13 +370,20 @@ public final class Trainer: @unchecked Sendable {
         for name in result.names { fields.append((name, result.metrics[name] ?? 0)) }
         fields.append(("users", result.samples))
         fields.append(("seconds", Date().timeIntervalSince(began)))
+        // The selection score: the mean of the stage's last `smooth` evaluations (the evaluation's own when 1).
+        var recent = (progress.recentScores ?? []) + [ndcg]
+        recent.removeFirst(max(0, recent.count - schedule.smooth))
+        progress.recentScores = recent
+        let score = recent.reduce(0, +) / Double(recent.count)
+        fields.append(("selection_score", score))
         log.write(fields)
-        let improved = ndcg > progress.bestScore
-        log.note(String(format: "[%@] step %d: validation NDCG@10 %.4f HR@10 %.4f on %d users (%.1f s)%@", stage.kind, step,
+        let improved = score > progress.bestScore
+        log.note(String(format: "[%@] step %d: validation NDCG@10 %.4f HR@10 %.4f on %d users (%.1f s)%@%@", stage.kind, step,
                         ndcg, result.metrics["HR@10"] ?? 0, result.samples, Date().timeIntervalSince(began),
+                        schedule.smooth > 1 ? String(format: ", mean of the last %d %.4f", recent.count, score) : "",
                         improved ? " (best)" : ""))
         if improved {
-            progress.bestScore = ndcg
+            progress.bestScore = score
             progress.bestStage = progress.stage
             progress.bestStep = step
             progress.evaluationsWithoutImprovement = 0
@@ -338,6 +391,8 @@ public final class Trainer: @unchecked Sendable {
             copy.base.update(from: model.parameters.base, count: copy.count)
             bestParameters = copy
             try Checkpoint.save(model, tokenizer: tokenizer, directory: work)
+            ids?.keepBest()
+            try saveIDVectors()
         } else {
             progress.evaluationsWithoutImprovement += 1
         }
@@ -362,6 +417,7 @@ public final class Trainer: @unchecked Sendable {
     func finish() throws -> Summary {
         if let bestParameters {
             model.parameters.base.update(from: bestParameters.base, count: bestParameters.count)
+            ids?.restoreBest()
             log.note(String(format: "best validation NDCG@10 %.4f (stage %d step %d)", progress.bestScore,
                             progress.bestStage, progress.bestStep))
         }
@@ -371,6 +427,7 @@ public final class Trainer: @unchecked Sendable {
                 String(format: "%@ %.1f", $0, profile.seconds[$0]!) }.joined(separator: ", "))
         }
         try Checkpoint.save(model, tokenizer: tokenizer, directory: work)
+        try saveIDVectors()
         let began = Date()
         // The tau the checkpoint will be served with, so the calibrator is fitted on the scores the server computes;
         // the item table is cached in the checkpoint, which training owns.
@@ -380,11 +437,12 @@ public final class Trainer: @unchecked Sendable {
         options.calibrationN = config.calibrationRanks
         let validation = try Self.evaluate(recommender, on: corpus.split.validation, options: options)
         let calibrator = config.calibrate ? TopNCalibrator.fit(validation.topN, n: options.calibrationN) : nil
-        let test = try Self.evaluate(recommender, on: corpus.split.test, options: options, calibrator: calibrator)
+        let test = validationOnly ? nil
+            : try Self.evaluate(recommender, on: corpus.split.test, options: options, calibrator: calibrator)
         let calibrated = calibrator == nil ? nil : test
         // With a RecPO stage, the reasoning path (greedy chains) is measured on the same parameters too.
         var reasoningValidation: EvalResult?, reasoningTest: EvalResult?
-        if let recpo = config.stages.last(where: { $0 is RecPOStage }) as? RecPOStage {
+        if !validationOnly, let recpo = config.stages.last(where: { $0 is RecPOStage }) as? RecPOStage {
             let reasoning = ReasoningRecommender(base: recommender, maxNewTokens: recpo.maxNewTokens)
             reasoningValidation = try Self.evaluate(reasoning, on: corpus.split.validation, options: options)
             reasoningTest = try Self.evaluate(reasoning, on: corpus.split.test, options: options)
@@ -395,7 +453,7 @@ public final class Trainer: @unchecked Sendable {
         // The model before RecPO, on its direct path: the "w/o reasoning" row RecPO is judged against. When the
         // checkpoint kept is RecPO's step 0 (or earlier), those are the parameters just measured.
         var withoutValidation: EvalResult?, withoutTest: EvalResult?
-        if let recpo = config.stages.firstIndex(where: { $0 is RecPOStage }),
+        if !validationOnly, let test, let recpo = config.stages.firstIndex(where: { $0 is RecPOStage }),
            FileManager.default.fileExists(atPath: withoutReasoningDirectory + "/model.safetensors") {
             if progress.bestStage < recpo || (progress.bestStage == recpo && progress.bestStep == 0) {
                 (withoutValidation, withoutTest) = (validation, test)
@@ -409,24 +467,25 @@ public final class Trainer: @unchecked Sendable {
                             withoutValidation!.metrics["NDCG@10"] ?? 0, withoutTest!.metrics["NDCG@10"] ?? 0))
         }
         let info = TrainedModelInfo(tau: config.tau, split: config.split, datasetFingerprint: corpus.dataset.fingerprint,
-                                    calibrator: calibrator, validation: validation.metrics, test: test.metrics,
+                                    calibrator: calibrator, validation: validation.metrics, test: test?.metrics ?? [:],
                                     testReasoning: reasoningTest?.metrics,
                                     trainSeconds: trainSeconds, config: config.jsonString())
         try info.save(directory: work)
         // The final report line has neither "step" nor "eval", so curve plotters keep it apart from validation.
         var fields: [(String, Any)] = [("final", "best checkpoint"), ("after_step", progress.globalStep)]
-        for name in test.names { fields.append(("test " + name, test.metrics[name] ?? 0)) }
+        if let test { for name in test.names { fields.append(("test " + name, test.metrics[name] ?? 0)) } }
         for name in validation.names { fields.append(("validation " + name, validation.metrics[name] ?? 0)) }
         if let t = reasoningTest { for name in t.names { fields.append(("test reasoning " + name, t.metrics[name] ?? 0)) } }
         if let t = withoutTest { for name in t.names { fields.append(("test without reasoning " + name, t.metrics[name] ?? 0)) } }
         log.write(fields)
         log.note(String(format: "final: validation NDCG@10 %.4f, test NDCG@10 %.4f HR@10 %.4f (evaluation %.1f s, training %.1f s)",
-                        validation.metrics["NDCG@10"] ?? 0, test.metrics["NDCG@10"] ?? 0, test.metrics["HR@10"] ?? 0,
+                        validation.metrics["NDCG@10"] ?? 0, test?.metrics["NDCG@10"] ?? .nan, test?.metrics["HR@10"] ?? .nan,
                         Date().timeIntervalSince(began), trainSeconds))
         try? FileManager.default.removeItem(atPath: stateDirectory)
         return Summary(validation: validation, test: test, calibratedTest: calibrated, trainSeconds: trainSeconds,
                        reasoningValidation: reasoningValidation, reasoningTest: reasoningTest,
-                       withoutReasoningValidation: withoutValidation, withoutReasoningTest: withoutTest)
+                       withoutReasoningValidation: withoutValidation, withoutReasoningTest: withoutTest,
+                       steps: progress.globalStep, timeLimited: stopAll)
     }
 
     /// Moves the finished run from its scratch folder to `out`, replacing an earlier checkpoint there only now

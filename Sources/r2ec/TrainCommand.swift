@@ -60,9 +60,10 @@ struct TrainCommand: ParsableCommand {
         print("## r2ec train\n\n`\(command)`\n")
         print(String(format: "training %.1f s, wall %.1f s (load, tokenizer, final evaluation included); log %@\n",
                      summary.trainSeconds, Date().timeIntervalSince(wall), shownLog))
-        print("| split | " + summary.test.names.joined(separator: " | ") + " |")
-        print("|---|" + String(repeating: "---|", count: summary.test.names.count))
-        var rows = [("validation, direct path", summary.validation), ("test, direct path", summary.test)]
+        print("| split | " + summary.validation.names.joined(separator: " | ") + " |")
+        print("|---|" + String(repeating: "---|", count: summary.validation.names.count))
+        var rows = [("validation, direct path", summary.validation)]
+        if let test = summary.test { rows.append(("test, direct path", test)) }
         if let v = summary.reasoningValidation, let t = summary.reasoningTest {
             rows += [("validation, reasoning (greedy)", v), ("test, reasoning (greedy)", t)]
         }
@@ -78,7 +79,7 @@ struct TrainCommand: ParsableCommand {
             let n = calibrated.calibrationN
             let global = TopNCalibrator.fit(summary.validation.topN.map { (rank: 1, score: $0.score, hit: $0.hit) }, n: 1)
             var probabilities: [Double] = [], labels: [Bool] = []
-            for e in summary.test.topN {
+            for e in calibrated.topN {
                 if let p = global.probability(score: e.score, rank: 1) as Double? { probabilities.append(p); labels.append(e.hit) }
             }
             let before = Calibration.ece(probabilities: probabilities, labels: labels)
