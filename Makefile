@@ -23,7 +23,7 @@ SERVE_MODELS ?= $(MODEL_DIR) wals popularity
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help deps deps-system deps-python bench-deps data build release serve train test test-swift test-python \
-        check-protos protos clean fuzz-smoke test-sanitizers notebook
+        check-protos protos clean fuzz-smoke test-sanitizers notebook eval-table
 
 help:
 	@echo "make serve   install what is missing, fetch the dataset, build release, serve on $(HOST):$(PORT)"
@@ -33,6 +33,7 @@ help:
 	@echo "make fuzz-smoke        every libFuzzer target of Tests/Fuzz for FUZZ_SECONDS (default 20) each"
 	@echo "make test-sanitizers   the Swift tests under AddressSanitizer and ThreadSanitizer (.build-asan, .build-tsan)"
 	@echo "make bench-deps        PyTorch (CPU) in .venv-bench, the peer that r2ec bench engine/train run"
+	@echo "make eval-table        popularity, WALS, BPR and the default recipe on ml-100k and ml-1m (docs/evaluation.md)"
 	@echo "make data | build | release | protos | clean"
 
 deps: deps-system deps-python
@@ -67,6 +68,14 @@ bench-deps: .venv-bench/.installed
 
 data: deps-python
 	scripts/fetch-data.sh $(DATASET)
+
+# The multi-dataset table of docs/evaluation.md: popularity, WALS, BPR and the default recipe on ml-100k and ml-1m
+# (leave-one-out, full ranking, bootstrap intervals); reports and checkpoints in runs/table, reused when present.
+EVAL_TABLE_ROWS ?= pop,wals,bpr,default
+eval-table: deps-python release
+	scripts/fetch-data.sh data/ml-100k
+	scripts/fetch-data.sh data/ml-1m
+	python3 benchmarks/eval_table.py --datasets data/ml-100k,data/ml-1m --rows $(EVAL_TABLE_ROWS)
 
 build: deps-system
 	swift build $(SWIFT_BUILD_FLAGS)

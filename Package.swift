@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "Collectives", dependencies: ["CMPI"]),
         .target(name: "Model", dependencies: ["Tensor", "Data", "CKernels"], swiftSettings: fastMath),
         .target(name: "Eval", dependencies: ["Data", "Tensor", "COpenBLAS"], swiftSettings: fastMath),
-        .target(name: "Train", dependencies: ["Model", "Data", "Eval", "Tensor", "Collectives"], swiftSettings: fastMath),
+        .target(name: "Train", dependencies: ["Model", "Data", "Eval", "Tensor"], swiftSettings: fastMath),
         // The live loop's store: SQLite through GRDB, PostgreSQL through libpq (the EventStore protocol is in Data).
         .target(name: "Store", dependencies: ["Data", "CLibPQ", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "Serving", dependencies: ["Model", "Data", "Eval", .product(name: "Logging", package: "swift-log"),
@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "RPC", dependencies: ["Serving", "Data", "R2ecProtoC", "CProtobufC", "CLibUV", "CHTTPParser",
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "r2ec", dependencies: [
-            "RPC", "Serving", "Store", "Train", "Eval", "Model", "Data", "Tensor", "Collectives",
+            "RPC", "Serving", "Store", "Train", "Eval", "Model", "Data", "Tensor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: fastMath),
@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Data"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor", "Data"]),
         .testTarget(name: "EvalTests", dependencies: ["Eval", "Data"]),
-        .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Tensor", "Collectives", "Data"]),
+        .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Tensor"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Data", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Data", "Eval", "Model", "Store", "Train"]),
         .testTarget(name: "RPCTests", dependencies: ["RPC", "R2ecProtoC", "CProtobufC", "Serving", "Data", "Eval"]),

@@ -124,10 +124,17 @@ public enum DualHeadLoader {
         let prompts = (0..<items).map { Prompts.item(dataset.catalog[$0], stats: stats[$0]) }
         var cachePath = directory + "/" + ItemTable.fileName
         if FileManager.default.fileExists(atPath: cachePath) { cachePath = try Checkpoint.file(ItemTable.fileName, in: directory) }
-        return try DualHeadModel(model: model, tokenizer: tokenizer, catalog: dataset.catalog, itemPrompts: prompts,
-                                 tau: tau ?? info?.tau ?? 0.02, cachePath: precision == .float32 ? cachePath : nil,
-                                 writeCache: writeItemTable && precision == .float32,
-                                 progress: progress)
+        let loaded = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: dataset.catalog, itemPrompts: prompts,
+                                       tau: tau ?? info?.tau ?? 0.02, cachePath: precision == .float32 ? cachePath : nil,
+                                       writeCache: writeItemTable && precision == .float32,
+                                       progress: progress)
+        // Learned id vectors (item_id_vectors.safetensors), matched by item id: each item that has one scores with
+        // unit(text + id); the cached table stays text-only, and items without one (new items) keep the text alone.
+        guard let ids = try ItemIDVectors.load(directory: directory, catalog: dataset.catalog,
+                                               dimension: configuration.hiddenSize) else { return loaded }
+        ItemIDVectors.apply(ids.values.pointer, ids.has, to: loaded.itemTable.vectors)
+        return DualHeadModel(model: loaded.model, tokenizer: loaded.tokenizer, catalog: loaded.catalog,
+                             itemTable: loaded.itemTable, tau: loaded.tau)
     }
 
     /// The top-N calibrator of checkpoint `directory` for `model` (as `load` returned it) over `dataset`. One

@@ -12,6 +12,9 @@ public final class ReasoningRecommender: Recommender, @unchecked Sendable {
     /// Mean generated tokens per chain over every call so far.
     public private(set) var meanChainLength = 0.0
     private var chains = 0
+    /// With `recordChains`, every chain's text and the history it was written for, in call order.
+    public var recordChains = false
+    public private(set) var recorded: [(text: String, history: UserHistory)] = []
 
     public init(base: DualHeadModel, settings: SamplingSettings = .greedy, maxNewTokens: Int) {
         self.base = base; self.settings = settings; self.maxNewTokens = maxNewTokens
@@ -29,6 +32,7 @@ public final class ReasoningRecommender: Recommender, @unchecked Sendable {
     /// Chains whose prompts count back from `targetTimes` (the last history item's time when nil).
     public func scoreAll(_ histories: [UserHistory], targetTimes: [Int64]?) throws -> [Float] {
         let results = base.reason(histories, targetTimes: targetTimes, settings: settings, maxNewTokens: maxNewTokens)
+        if recordChains { for (r, h) in zip(results, histories) { recorded.append((r.text, h)) } }
         for r in results {
             meanChainLength = (meanChainLength * Double(chains) + Double(r.tokens.count)) / Double(chains + 1)
             chains += 1

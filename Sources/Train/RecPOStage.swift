@@ -47,7 +47,7 @@ public struct RecPOStage: TrainingStage {
     /// The stage keeps its own best (by the reasoning path's validation NDCG@10), starting from an evaluation of
     /// the parameters it received: if RecPO never beats them, they are what the checkpoint keeps.
     public func begin(_ t: Trainer) throws {
-        if t.table == nil { try t.refreshTable() }
+        if t.table == nil { t.refreshTable() }
         if t.progress.step == 0 {
             t.progress.bestScore = -1
             t.progress.evaluationsWithoutImprovement = 0
@@ -60,7 +60,7 @@ public struct RecPOStage: TrainingStage {
     }
 
     public func step(_ t: Trainer, step: Int, windows: [TrainingCorpus.Window]) throws -> StepReport {
-        if refreshEvery > 0 && step > 0 && step % refreshEvery == 0 { try t.refreshTable() }
+        if refreshEvery > 0 && step > 0 && step % refreshEvery == 0 { t.refreshTable() }
         let r = recpoStep(t, windows: windows, step: step)
         return StepReport(loss: r.loss, tokens: r.tokens,
                           fields: [("reward", r.reward), ("reasoning_len", r.length), ("ndcg1000", r.ndcg)],
@@ -156,10 +156,16 @@ public struct RecPOStage: TrainingStage {
             masked.append(histories[u].items.compactMap { $0 == targets[u] ? nil : column[$0] })
         }
         if !userRows.isEmpty {
-            loss += graph.contrastiveLoss(ContrastiveBatch(
+            var batch = ContrastiveBatch(
                 userRows: userRows, itemRows: fresh.indices.map { graph.lastRow(sequence: chains.count + $0) },
                 targets: recTargets, weights: recWeights, tau: config.tau, fixed: UnsafePointer(fixed.data),
-                fixedCount: fixedItems.count, masked: masked)).loss
+                fixedCount: fixedItems.count, masked: masked)
+            // With id vectors the fresh columns are unit(text + id) like the table's (which has them applied).
+            let offsets = trainer.ids?.gather(fresh)
+            if let offsets { batch.itemOffsets = UnsafePointer(offsets.data) }
+            let result = graph.contrastiveLoss(batch)
+            loss += result.loss
+            if let ids = trainer.ids, let g = result.offsetGradients { ids.accumulate(fresh, gradients: g) }
         }
         graph.backward()
         let n = Double(chains.count)

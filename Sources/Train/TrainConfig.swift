@@ -74,6 +74,11 @@ public struct TrainConfig: Sendable {
     public var timeLimit: Double = 0
     /// Save resumable state every this many steps (0: only at stage ends).
     public var saveEvery = 100
+    /// Learn a vector per item seen in training, added to its text read-out (`ItemIDVectors`); new items keep the
+    /// text alone.
+    public var itemIDVectors = false
+    /// The id vectors' learning rate as a multiple of the stage's.
+    public var itemIDLRScale: Float = 1
 
     public init() {}
 
@@ -105,6 +110,8 @@ public struct TrainConfig: Sendable {
         .int("calibration_ranks", \.calibrationRanks, .within(1, 1000)),
         .double("time_limit", \.timeLimit, .within(0, 1e9)),
         .int("save_every", \.saveEvery, .within(0, 10_000_000)),
+        .bool("item_id_vectors", \.itemIDVectors),
+        .float("item_id_lr_scale", \.itemIDLRScale, .within(0, 1000)),
     ]
 
     /// Reads and checks `value` (the config as JSON); throws every error found, one per line.

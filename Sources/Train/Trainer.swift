@@ -4,13 +4,6 @@
 // (weights, tokenizer, item table, r2ec_train.json with tau, split and the top-N calibrator) plus validation and
 // test reports. Everything is written into `OUT.partial`, which becomes OUT only when the run has finished: a
 // failed run never leaves a half-written OUT (its scratch folder stays only when it holds resumable state).
-//
-// Data-parallel (under mpirun, `communicator` of size N > 1): every rank builds the same tokenizer, model and seeded
-// batch order, computes its share of each global batch (the stage's step splits it) and the gradients are summed
-// over the ranks before every optimiser update, so each rank holds the same parameters; rank 0 alone evaluates,
-// logs, saves state and writes the checkpoint, and broadcasts the decisions every rank must share (time limit,
-// early stop, best parameters).
-import Collectives
 import Data
 import Eval
 import Foundation
@@ -25,8 +18,6 @@ public final class Trainer: @unchecked Sendable {
     public let work: String
     public let log: TrainLog
     public let corpus: TrainingCorpus
-    /// Every process of the run (a single process unless started by mpirun).
-    public let world: Communicator
     public private(set) var model: Qwen2Model!
     public private(set) var tokenizer: Tokenizer!
     var graph: TrainingGraph!
@@ -35,6 +26,8 @@ public final class Trainer: @unchecked Sendable {
     var progress = TrainingProgress()
     var optimizer: AdamW?
     var bestParameters: ParameterBuffer?
+    /// Learned per-item id vectors (`item_id_vectors`), added to the text read-outs of items seen in training.
+    var ids: ItemIDVectors?
     /// The current stage's moving average of the parameters (stages with `ema` > 0).
     var average: ParameterAverage?
     /// Seconds spent before this process (a resumed run continues the clock).
@@ -46,12 +39,14 @@ public final class Trainer: @unchecked Sendable {
     /// Tests simulate a failure before this global step (no state saved since the last save).
     var failAtStep: Int?
     private var saves = 0
-    /// Whether the last evaluation found the best parameters so far.
-    var lastEvaluationImproved = false
+    /// Measure the finished checkpoint on validation only: no test evaluation at all (`r2ec tune`'s trials, which
+    /// must never see test); r2ec_train.json then has empty test metrics.
+    public var validationOnly = false
 
     public struct Summary {
         public var validation: EvalResult
-        public var test: EvalResult
+        /// Nil when the run measured validation only (`validationOnly`, as `r2ec tune` runs its trials).
+        public var test: EvalResult?
         public var calibratedTest: EvalResult?
         public var trainSeconds: Double
         /// The reasoning path (greedy chains), when the recipe has a RecPO stage.
@@ -61,6 +56,9 @@ public final class Trainer: @unchecked Sendable {
         /// recommendation loss only), saved in OUT/without-reasoning and measured on its direct path.
         public var withoutReasoningValidation: EvalResult?
         public var withoutReasoningTest: EvalResult?
+        /// Optimiser steps taken over all stages, and whether the time limit cut the run.
+        public var steps = 0
+        public var timeLimited = false
     }
 
     /// Where a recipe with a RecPO stage keeps the checkpoint it had before RecPO ("w/o reasoning"), inside the
@@ -78,61 +76,39 @@ public final class Trainer: @unchecked Sendable {
     /// Checks the machine can take the config (dataset, memory budget) and reads the dataset before anything is
     /// written; `logPath` nil logs to stderr only. With `resume` an earlier run's scratch folder (and its state) is
     /// kept; otherwise a stale one is removed.
-    /// `communicator` is every process of a data-parallel run (each must be given the same arguments); only its
-    /// rank 0 writes anything.
     public init(config: TrainConfig, out: String, logPath: String?, budget: MemoryBudget = .unlimited,
-                resume: Bool = false, communicator: Communicator = SingleProcess()) throws {
-        self.config = config
+                resume: Bool = false) throws {
         self.resume = resume
         self.out = out
         self.work = Self.workDirectory(for: out)
-        world = communicator
-        if world.size > 1 {
-            if resume {
-                throw TrainError.config("--resume: a data-parallel run (\(world.size) ranks) cannot resume yet; resume it as one process")
-            }
-            if let i = config.stages.firstIndex(where: { $0 is RecPOStage }) {
-                throw TrainError.config("stages[\(i)]: recpo stages do not run data-parallel yet (\(world.size) ranks); run them as one process")
-            }
-        }
         try config.checkResources(budget: budget)
         guard let kind = Splits.Kind(rawValue: config.split) else { throw TrainError.config("split: expected loo or temporal") }
         let dataset = try DatasetLoader.load(config.dataset)
         corpus = TrainingCorpus(dataset: dataset, split: Splits.make(kind, dataset), includeValidation: config.fitValidation)
-        // Every rank must train the same recipe on the same data.
-        try world.checkAgreement(Self.fingerprint(config.jsonString() + "\u{0}" + dataset.fingerprint), what: "the config or dataset")
-        if world.isRoot {
-            if !resume { try? FileManager.default.removeItem(atPath: work) }
-            try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-            log = try TrainLog(path: logPath)
-        } else {
-            log = try TrainLog(path: nil, quiet: true)
+        self.config = Self.resolved(config, corpus: corpus)
+        if !resume { try? FileManager.default.removeItem(atPath: work) }
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        log = try TrainLog(path: logPath)
+    }
+
+    /// `config` with every stage given in epochs turned into steps for this corpus (an epoch is the stage's
+    /// first epoch of windows; its length varies by a few windows between seeds).
+    static func resolved(_ config: TrainConfig, corpus: TrainingCorpus) -> TrainConfig {
+        var c = config
+        for i in c.stages.indices where c.stages[i].optimizer.epochs > 0 {
+            let length = corpus.epoch(seed: c.stages[i].batchSeed(seed: c.seed, stage: i)).count
+            c.stages[i].optimizer = c.stages[i].optimizer.resolved(epochLength: length)
         }
-    }
-
-    /// FNV-1a of a text (what ranks compare to agree on their inputs).
-    static func fingerprint(_ text: String) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for b in text.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
-        return h
-    }
-
-    /// FNV-1a of the parameters' bits.
-    func parameterFingerprint() -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        let p = model.parameters.base
-        for i in 0..<model.parameters.count { h = (h ^ UInt64(p[i].bitPattern)) &* 0x100_0000_01B3 }
-        return h
+        return c
     }
 
     var stateDirectory: String { work + "/" + TrainingState.directoryName }
     public var seconds: Double { priorSeconds + log.elapsed }
 
     /// Builds or resumes the model, runs every stage, and moves the finished checkpoint to `out`; returns the final
-    /// reports (nil on the ranks other than 0 of a data-parallel run, which only train). A run that throws removes
-    /// its scratch folder unless it holds resumable state (`--resume` continues from it).
-    @discardableResult
-    public func run() throws -> Summary? {
+    /// reports. A run that throws removes its scratch folder unless it holds resumable state (`--resume` continues
+    /// from it).
+    public func run() throws -> Summary {
         let summary: Summary
         do {
             if resume && TrainingState.exists(directory: stateDirectory) {
@@ -147,27 +123,28 @@ public final class Trainer: @unchecked Sendable {
                 try run(stage)
                 progress.stage += 1
                 progress.step = 0
+                progress.recentScores = nil
                 optimizer = nil
                 average = nil
                 progress.averageUpdates = -1
                 if let bestParameters, progress.stage < config.stages.count {
                     // Early stopping keeps the best parameters, not the last: the next stage starts from them.
                     model.parameters.base.update(from: bestParameters.base, count: bestParameters.count)
+                    ids?.restoreBest()
                     table = nil
                     log.note(String(format: "stage %d starts from the best parameters so far (stage %d step %d, validation NDCG@10 %.4f)",
                                     progress.stage, progress.bestStage, progress.bestStep, progress.bestScore))
-                    if config.stages[progress.stage] is RecPOStage && world.isRoot {
+                    if config.stages[progress.stage] is RecPOStage {
                         try Checkpoint.save(model, tokenizer: tokenizer, directory: withoutReasoningDirectory)
+                        try ids?.save(ids: corpus.dataset.catalog.items.map(\.id), directory: withoutReasoningDirectory)
                         log.note("the model without reasoning (before RecPO) is saved in \(withoutReasoningDirectory)")
                     }
                 }
                 try saveState()
             }
-            // The other ranks have trained the same parameters; rank 0 measures and writes them.
-            guard world.isRoot else { return nil }
             summary = try finish()
         } catch {
-            if world.isRoot && !TrainingState.exists(directory: stateDirectory) { try? FileManager.default.removeItem(atPath: work) }
+            if !TrainingState.exists(directory: stateDirectory) { try? FileManager.default.removeItem(atPath: work) }
             throw error
         }
         // The finished checkpoint stays in the scratch folder if the move fails.
@@ -185,21 +162,18 @@ public final class Trainer: @unchecked Sendable {
         try stage.begin(self)
         let stageStart = Date()
         var tokens = 0
+        if o.epochs > 0 {
+            log.note(String(format: "%@ stage: %.2f epochs of %d windows in batches of %d = %d steps", kind, o.epochs,
+                            corpus.epoch(seed: stage.batchSeed(seed: config.seed, stage: progress.stage)).count,
+                            o.batch, o.steps))
+        }
         for step in progress.step..<o.steps {
-            // Rank 0's clock decides for every rank (their clocks differ; all must stop at the same step).
-            let timeUp = try world.broadcast(outOfTime)
-            if timeUp { stopAll = true; log.note("time limit reached at \(kind) step \(step)"); break }
+            if outOfTime { stopAll = true; log.note("time limit reached at \(kind) step \(step)"); break }
             if let failAtStep, progress.globalStep >= failAtStep { throw SimulatedCrash() }
             let t0 = Date()
             let (windows, epoch) = batches.windows(step: step)
-            var report = try stage.step(self, step: step, windows: windows)
-            if world.size > 1 {
-                // Each rank reported its share of the batch's loss and tokens.
-                let sums = try world.sum([report.loss, Double(report.tokens)])
-                report.loss = sums[0]
-                report.tokens = Int(sums[1])
-            }
-            let norm = try update(stage, step: step)
+            let report = try stage.step(self, step: step, windows: windows)
+            let norm = update(stage, step: step)
             tokens += report.tokens
             let elapsed = Date().timeIntervalSince(t0)
             log.write([("step", progress.globalStep), ("stage", kind), ("stage_step", step), ("loss", report.loss),
@@ -211,11 +185,9 @@ public final class Trainer: @unchecked Sendable {
                          extra: String(format: " epoch %.2f", epoch) + report.progress, every: stage.progressEvery)
             progress.step = step + 1
             let last = step + 1 == o.steps
-            let evaluate = stage.evaluation.map { e in (e.every > 0 && (step + 1) % e.every == 0) || last } ?? false
-            // The time limit evaluates early too (rank 0's clock again).
-            let timeUpNow = !evaluate && stage.evaluation != nil ? try world.broadcast(outOfTime) : false
-            if evaluate || timeUpNow {
-                if try evaluateShared(stage, step: step + 1) {
+            if let e = stage.evaluation, case let every = e.interval(steps: o.steps),
+               (every > 0 && (step + 1) % every == 0) || last || outOfTime {
+                if try evaluateAndTrack(stage, step: step + 1, recommender: stage.validationRecommender(self)) {
                     log.note("early stop at \(kind) step \(step + 1)")
                     break
                 }
@@ -235,17 +207,11 @@ public final class Trainer: @unchecked Sendable {
                         Date().timeIntervalSince(began)))
         let c = config.model.configuration(vocabularySize: tokenizer.vocabularySize)
         model = try Qwen2Model(randomWith: c, seed: config.seed, std: config.model.initStd)
+        makeIDVectors()
         try setUp()
         progress.config = config.jsonString()
         progress.parameterCount = model.parameterCount
-        if world.size > 1 {
-            try world.checkAgreement(Self.fingerprint(tokenizer.vocabularySize.description + "\u{0}" +
-                                                      corpus.itemTokens.map { $0.description }.joined(separator: ";")),
-                                     what: "the trained tokenizer")
-            try world.checkAgreement(parameterFingerprint(), what: "the initial parameters")
-            log.note("data-parallel: \(world.size) ranks, each computing 1/\(world.size) of every batch")
-        }
-        if world.isRoot { try Checkpoint.save(model, tokenizer: tokenizer, directory: work) }
+        try Checkpoint.save(model, tokenizer: tokenizer, directory: work)
     }
 
     func resumeState() throws {
@@ -271,7 +237,20 @@ public final class Trainer: @unchecked Sendable {
         }
         table = try TrainingState.load(directory: stateDirectory, parameters: model.parameters, optimizer: optimizer,
                                        average: average?.average)
+        makeIDVectors()
+        try ids?.loadState(directory: stateDirectory)
         log.note("resumed stage \(p.stage) (\(config.stages[min(p.stage, config.stages.count - 1)].kind)) at step \(p.step)")
+    }
+
+    func makeIDVectors() {
+        guard config.itemIDVectors else { return }
+        ids = ItemIDVectors(count: corpus.catalogCount, dimension: model.configuration.hiddenSize,
+                            trainable: corpus.itemFrequency.map { $0 > 0 })
+    }
+
+    /// Writes the id vectors (when the run has them) beside the checkpoint in the scratch folder.
+    func saveIDVectors() throws {
+        try ids?.save(ids: corpus.dataset.catalog.items.map(\.id), directory: work)
     }
 
     func setUp() throws {
@@ -290,13 +269,12 @@ public final class Trainer: @unchecked Sendable {
         return o
     }
 
-    /// One optimiser update after the gradients of a step are in `graph.gradients` (each rank's share, summed over
-    /// the ranks first); returns the gradient norm.
-    func update(_ s: any TrainingStage, step: Int) throws -> Double {
-        if world.size > 1 { try world.allreduceSum(graph.gradients.base, count: graph.gradients.count) }
+    /// One optimiser update after the gradients of a step are in `graph.gradients`; returns the gradient norm.
+    func update(_ s: any TrainingStage, step: Int) -> Double {
         let o = stageOptimizer(s)
         let norm = o.update(parameters: model.parameters, gradients: graph.gradients, lr: s.optimizer.learningRate.rate(step))
         progress.optimizerStep = o.step
+        ids?.step(lr: s.optimizer.learningRate.rate(step) * config.itemIDLRScale)
         progress.globalStep += 1
         if s.ema > 0 {
             if average == nil { average = ParameterAverage(of: model.parameters, decay: s.ema) }
@@ -315,10 +293,10 @@ public final class Trainer: @unchecked Sendable {
     }
 
     func saveState() throws {
-        guard world.isRoot else { return }
         progress.elapsed = seconds
         try TrainingState.save(directory: stateDirectory, parameters: model.parameters, optimizer: optimizer,
                                table: table, average: average?.average, progress: progress)
+        try ids?.saveState(directory: stateDirectory)
         saves += 1
         if let crashAfterSaves, saves >= crashAfterSaves { throw SimulatedCrash() }
     }
@@ -330,36 +308,24 @@ public final class Trainer: @unchecked Sendable {
 
     // MARK: Item table and evaluation
 
-    /// Reads out every item with the current parameters. Every rank of a data-parallel run must call it together
-    /// (`shared`): each reads out its slice of the catalogue and the slices are gathered; with `shared` false this
-    /// process reads out every item alone.
-    func refreshTable(shared: Bool = true) throws {
+    /// Reads out every item with the current parameters.
+    func refreshTable() {
         let d = model.configuration.hiddenSize, n = corpus.catalogCount
         let t = table ?? FloatBuffer(shape: [n, d])
-        let split = shared && world.size > 1
-        // Equal blocks for allgather: every rank reads out up to ceil(n / size) items into its block.
-        let block = split ? (n + world.size - 1) / world.size : n
-        let mine = split ? min(n, world.rank * block)..<min(n, (world.rank + 1) * block) : 0..<n
-        let local = split ? FloatBuffer(shape: [max(1, block), d]) : t
-        var start = mine.lowerBound
-        while start < mine.upperBound {
-            let end = min(mine.upperBound, start + 128)
+        var start = 0
+        while start < n {
+            let end = min(n, start + 128)
             let unit = model.readout(Array(corpus.itemTokens[start..<end]))
-            (local.data + (split ? start - mine.lowerBound : start) * d).update(from: unit.data, count: (end - start) * d)
+            (t.data + start * d).update(from: unit.data, count: (end - start) * d)
             start = end
         }
-        if split {
-            let all = FloatBuffer(shape: [block * world.size, d])
-            try world.allgather(local.data, bytes: block * d * 4, into: all.data)
-            t.data.update(from: all.data, count: n * d)
-        }
+        ids?.apply(to: t)
         table = t
     }
 
     /// The current parameters as a DualHeadModel over a freshly refreshed table.
     func currentRecommender() -> DualHeadModel {
-        // Only rank 0 evaluates: it reads out the whole table alone (no collective, nothing to throw).
-        try! refreshTable(shared: false)
+        refreshTable()
         let copy = FloatBuffer(shape: table!.shape)
         copy.copy(from: table!)
         return DualHeadModel(model: model, tokenizer: tokenizer, catalog: corpus.dataset.catalog,
@@ -384,39 +350,6 @@ public final class Trainer: @unchecked Sendable {
         return o
     }
 
-    /// Rank 0 evaluates and tracks; the others wait for its decisions (stop early; whether these parameters are the
-    /// best so far, which each rank then keeps too, so the next stage starts from the same parameters everywhere).
-    func evaluateShared(_ stage: any TrainingStage, step: Int) throws -> Bool {
-        if world.size == 1 {
-            return try evaluateAndTrack(stage, step: step, recommender: stage.validationRecommender(self))
-        }
-        var decision: (stop: Bool, improved: Bool, score: Double) = (false, false, 0)
-        if world.isRoot {
-            let stop = try evaluateAndTrack(stage, step: step, recommender: stage.validationRecommender(self))
-            decision = (stop, lastEvaluationImproved, progress.bestScore)
-        }
-        decision.stop = try world.broadcast(decision.stop)
-        decision.improved = try world.broadcast(decision.improved)
-        decision.score = try world.broadcast(decision.score)
-        if !world.isRoot {
-            if decision.improved {
-                progress.bestScore = decision.score
-                progress.bestStage = progress.stage
-                progress.bestStep = step
-                progress.evaluationsWithoutImprovement = 0
-                let keep = { [self] in
-                    let copy = bestParameters ?? ParameterBuffer(layout: model.parameters.layout)
-                    copy.base.update(from: model.parameters.base, count: copy.count)
-                    bestParameters = copy
-                }
-                if let average { average.withAverage(in: model.parameters, keep) } else { keep() }
-            } else {
-                progress.evaluationsWithoutImprovement += 1
-            }
-        }
-        return decision.stop
-    }
-
     /// Validation NDCG@10 (and friends) of `recommender`, or when nil of the current parameters (their moving
     /// average when the stage keeps one); logs an eval line, keeps the best parameters (saving them as the
     /// checkpoint) and returns whether the stage should stop early.
@@ -437,14 +370,20 @@ public final class Trainer: @unchecked Sendable {
         for name in result.names { fields.append((name, result.metrics[name] ?? 0)) }
         fields.append(("users", result.samples))
         fields.append(("seconds", Date().timeIntervalSince(began)))
+        // The selection score: the mean of the stage's last `smooth` evaluations (the evaluation's own when 1).
+        var recent = (progress.recentScores ?? []) + [ndcg]
+        recent.removeFirst(max(0, recent.count - schedule.smooth))
+        progress.recentScores = recent
+        let score = recent.reduce(0, +) / Double(recent.count)
+        fields.append(("selection_score", score))
         log.write(fields)
-        let improved = ndcg > progress.bestScore
-        lastEvaluationImproved = improved
-        log.note(String(format: "[%@] step %d: validation NDCG@10 %.4f HR@10 %.4f on %d users (%.1f s)%@", stage.kind, step,
+        let improved = score > progress.bestScore
+        log.note(String(format: "[%@] step %d: validation NDCG@10 %.4f HR@10 %.4f on %d users (%.1f s)%@%@", stage.kind, step,
                         ndcg, result.metrics["HR@10"] ?? 0, result.samples, Date().timeIntervalSince(began),
+                        schedule.smooth > 1 ? String(format: ", mean of the last %d %.4f", recent.count, score) : "",
                         improved ? " (best)" : ""))
         if improved {
-            progress.bestScore = ndcg
+            progress.bestScore = score
             progress.bestStage = progress.stage
             progress.bestStep = step
             progress.evaluationsWithoutImprovement = 0
@@ -452,6 +391,8 @@ public final class Trainer: @unchecked Sendable {
             copy.base.update(from: model.parameters.base, count: copy.count)
             bestParameters = copy
             try Checkpoint.save(model, tokenizer: tokenizer, directory: work)
+            ids?.keepBest()
+            try saveIDVectors()
         } else {
             progress.evaluationsWithoutImprovement += 1
         }
@@ -476,6 +417,7 @@ public final class Trainer: @unchecked Sendable {
     func finish() throws -> Summary {
         if let bestParameters {
             model.parameters.base.update(from: bestParameters.base, count: bestParameters.count)
+            ids?.restoreBest()
             log.note(String(format: "best validation NDCG@10 %.4f (stage %d step %d)", progress.bestScore,
                             progress.bestStage, progress.bestStep))
         }
@@ -485,6 +427,7 @@ public final class Trainer: @unchecked Sendable {
                 String(format: "%@ %.1f", $0, profile.seconds[$0]!) }.joined(separator: ", "))
         }
         try Checkpoint.save(model, tokenizer: tokenizer, directory: work)
+        try saveIDVectors()
         let began = Date()
         // The tau the checkpoint will be served with, so the calibrator is fitted on the scores the server computes;
         // the item table is cached in the checkpoint, which training owns.
@@ -494,11 +437,12 @@ public final class Trainer: @unchecked Sendable {
         options.calibrationN = config.calibrationRanks
         let validation = try Self.evaluate(recommender, on: corpus.split.validation, options: options)
         let calibrator = config.calibrate ? TopNCalibrator.fit(validation.topN, n: options.calibrationN) : nil
-        let test = try Self.evaluate(recommender, on: corpus.split.test, options: options, calibrator: calibrator)
+        let test = validationOnly ? nil
+            : try Self.evaluate(recommender, on: corpus.split.test, options: options, calibrator: calibrator)
         let calibrated = calibrator == nil ? nil : test
         // With a RecPO stage, the reasoning path (greedy chains) is measured on the same parameters too.
         var reasoningValidation: EvalResult?, reasoningTest: EvalResult?
-        if let recpo = config.stages.last(where: { $0 is RecPOStage }) as? RecPOStage {
+        if !validationOnly, let recpo = config.stages.last(where: { $0 is RecPOStage }) as? RecPOStage {
             let reasoning = ReasoningRecommender(base: recommender, maxNewTokens: recpo.maxNewTokens)
             reasoningValidation = try Self.evaluate(reasoning, on: corpus.split.validation, options: options)
             reasoningTest = try Self.evaluate(reasoning, on: corpus.split.test, options: options)
@@ -509,7 +453,7 @@ public final class Trainer: @unchecked Sendable {
         // The model before RecPO, on its direct path: the "w/o reasoning" row RecPO is judged against. When the
         // checkpoint kept is RecPO's step 0 (or earlier), those are the parameters just measured.
         var withoutValidation: EvalResult?, withoutTest: EvalResult?
-        if let recpo = config.stages.firstIndex(where: { $0 is RecPOStage }),
+        if !validationOnly, let test, let recpo = config.stages.firstIndex(where: { $0 is RecPOStage }),
            FileManager.default.fileExists(atPath: withoutReasoningDirectory + "/model.safetensors") {
             if progress.bestStage < recpo || (progress.bestStage == recpo && progress.bestStep == 0) {
                 (withoutValidation, withoutTest) = (validation, test)
@@ -523,24 +467,25 @@ public final class Trainer: @unchecked Sendable {
                             withoutValidation!.metrics["NDCG@10"] ?? 0, withoutTest!.metrics["NDCG@10"] ?? 0))
         }
         let info = TrainedModelInfo(tau: config.tau, split: config.split, datasetFingerprint: corpus.dataset.fingerprint,
-                                    calibrator: calibrator, validation: validation.metrics, test: test.metrics,
+                                    calibrator: calibrator, validation: validation.metrics, test: test?.metrics ?? [:],
                                     testReasoning: reasoningTest?.metrics,
                                     trainSeconds: trainSeconds, config: config.jsonString())
         try info.save(directory: work)
         // The final report line has neither "step" nor "eval", so curve plotters keep it apart from validation.
         var fields: [(String, Any)] = [("final", "best checkpoint"), ("after_step", progress.globalStep)]
-        for name in test.names { fields.append(("test " + name, test.metrics[name] ?? 0)) }
+        if let test { for name in test.names { fields.append(("test " + name, test.metrics[name] ?? 0)) } }
         for name in validation.names { fields.append(("validation " + name, validation.metrics[name] ?? 0)) }
         if let t = reasoningTest { for name in t.names { fields.append(("test reasoning " + name, t.metrics[name] ?? 0)) } }
         if let t = withoutTest { for name in t.names { fields.append(("test without reasoning " + name, t.metrics[name] ?? 0)) } }
         log.write(fields)
         log.note(String(format: "final: validation NDCG@10 %.4f, test NDCG@10 %.4f HR@10 %.4f (evaluation %.1f s, training %.1f s)",
-                        validation.metrics["NDCG@10"] ?? 0, test.metrics["NDCG@10"] ?? 0, test.metrics["HR@10"] ?? 0,
+                        validation.metrics["NDCG@10"] ?? 0, test?.metrics["NDCG@10"] ?? .nan, test?.metrics["HR@10"] ?? .nan,
                         Date().timeIntervalSince(began), trainSeconds))
         try? FileManager.default.removeItem(atPath: stateDirectory)
         return Summary(validation: validation, test: test, calibratedTest: calibrated, trainSeconds: trainSeconds,
                        reasoningValidation: reasoningValidation, reasoningTest: reasoningTest,
-                       withoutReasoningValidation: withoutValidation, withoutReasoningTest: withoutTest)
+                       withoutReasoningValidation: withoutValidation, withoutReasoningTest: withoutTest,
+                       steps: progress.globalStep, timeLimited: stopAll)
     }
 
     /// Moves the finished run from its scratch folder to `out`, replacing an earlier checkpoint there only now

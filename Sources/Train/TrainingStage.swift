@@ -8,6 +8,9 @@ import Foundation
 /// The optimiser side of a stage, the same for every kind.
 public struct OptimizerSchedule: Sendable, Equatable {
     public var steps = 100
+    /// When > 0, the stage's length in epochs of the training windows (`steps` is then worked out from the data by
+    /// `resolved(epochLength:)`, so one recipe adapts to datasets of any size); 0: `steps` as given.
+    public var epochs = 0.0
     /// Sequences (lm), user prompts (rec) or users (recpo, each with `group` chains) per step.
     public var batch = 32
     public var lr: Float = 1e-3
@@ -22,6 +25,7 @@ public struct OptimizerSchedule: Sendable, Equatable {
 
     static let fields: [ConfigField<OptimizerSchedule>] = [
         .int("steps", \.steps, .within(1, 10_000_000)),
+        .double("epochs", \.epochs, .within(0, 100_000)),
         .int("batch", \.batch, .within(1, 65_536)),
         .float("lr", \.lr, .within(0, 10)),
         .int("warmup", \.warmup, .within(0, 10_000_000)),
@@ -44,7 +48,17 @@ public struct OptimizerSchedule: Sendable, Equatable {
     }
 
     func check(path: String, errors: inout ConfigErrors) {
-        if warmup > steps { errors.add(path + ".warmup", "must be <= steps (\(steps)), got \(warmup)") }
+        if epochs == 0 && warmup > steps { errors.add(path + ".warmup", "must be <= steps (\(steps)), got \(warmup)") }
+    }
+
+    /// The schedule with `steps` worked out from `epochs` (when set) for an epoch of `epochLength` windows:
+    /// round(epochs * epochLength / batch), at least 1; the warm-up is held to at most the steps.
+    public func resolved(epochLength: Int) -> OptimizerSchedule {
+        guard epochs > 0 else { return self }
+        var o = self
+        o.steps = min(10_000_000, max(1, Int((epochs * Double(max(1, epochLength)) / Double(batch)).rounded())))
+        o.warmup = min(warmup, o.steps)
+        return o
     }
 }
 
@@ -56,6 +70,12 @@ public struct EvaluationSchedule: Sendable, Equatable {
     public var users = 0
     /// Evaluations without improvement before the stage stops (0: never stops early).
     public var patience = 0
+    /// When > 0, this many evaluations spread evenly over the stage (overrides `every`, so a stage measured in
+    /// epochs evaluates as often on any dataset).
+    public var count = 0
+    /// The score that selects the kept parameters is the mean validation NDCG@10 of the last `smooth` evaluations
+    /// of the stage (1: the evaluation's own), so one lucky evaluation does not choose the checkpoint.
+    public var smooth = 1
 
     public init() {}
 
@@ -63,7 +83,14 @@ public struct EvaluationSchedule: Sendable, Equatable {
         .int("eval_every", \.every, .within(0, 10_000_000)),
         .int("eval_users", \.users, .within(0, 100_000_000)),
         .int("patience", \.patience, .within(0, 1_000_000)),
+        .int("evaluations", \.count, .within(0, 100_000)),
+        .int("smooth", \.smooth, .within(1, 100)),
     ]
+
+    /// Steps between evaluations in a stage of `steps` steps (0: only at its end).
+    public func interval(steps: Int) -> Int {
+        count > 0 ? max(1, steps / count) : every
+    }
 }
 
 /// What one step did, for the log line and the progress line.

@@ -20,6 +20,8 @@ public struct TrainingProgress: Codable, Sendable, Equatable {
     public var bestStage = -1
     public var bestStep = -1
     public var evaluationsWithoutImprovement = 0
+    /// The current stage's last validation NDCG@10 values (as many as its `smooth`), for the smoothed selection.
+    public var recentScores: [Double]?
     /// Updates folded into the stage's parameter average (-1: the stage keeps none).
     public var averageUpdates = -1
     public var elapsed = 0.0

@@ -26,6 +26,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "A dual-head checkpoint directory (config.json, model.safetensors, tokenizer.json).")
     var model: String?
 
+    @Option(help: "With --model: score with the reasoning path (greedy chains of at most N new tokens, then <answer>) instead of the direct path, and report the chains' text quality (quoted titles in the catalogue and in the history, distinct-2, repetition-4).")
+    var reasoning: Int?
+
     @Option(help: "Weights of --model in inference: float32, or bfloat16 (projections and item table in bfloat16, float32 sums; needs a CPU with AVX512_BF16).")
     var precision: PackedMatrix.Precision = .float32
 
@@ -34,6 +37,9 @@ struct EvalCommand: ParsableCommand {
 
     @Option(help: "Baseline options, key=value,... (e.g. factors=32,alpha=3,reg=1).")
     var options = ""
+
+    @Option(help: "Samples evaluated: all, warm (the target item has a training interaction) or cold (it has none: a new item to the model).")
+    var targets = "all"
 
     @Option(help: "Keep only users and items with at least this many interactions (0: no filtering).")
     var kcore = 0
@@ -64,6 +70,9 @@ struct EvalCommand: ParsableCommand {
         if precision == .bfloat16 && !precision.isSupported {
             throw ValidationError("--precision bfloat16 needs a CPU with AVX512_BF16 (this one runs the \(CPU.isa) kernels without it)")
         }
+        if let reasoning, model == nil || !(1...4096).contains(reasoning) {
+            throw ValidationError("--reasoning N needs --model and N in 1...4096, got \(reasoning)")
+        }
         if precision != .float32 && model == nil {
             throw ValidationError("--precision applies to --model only")
         }
@@ -81,7 +90,19 @@ struct EvalCommand: ParsableCommand {
         var data = try DatasetLoader.load(dataset)
         if kcore > 1 { data = try Splits.kCore(data, k: kcore) }
         let loaded = Date()
-        let s = Splits.make(kind, data)
+        guard ["all", "warm", "cold"].contains(targets) else {
+            throw ValidationError("--targets must be all, warm or cold, got '\(targets)'")
+        }
+        var s = Splits.make(kind, data)
+        if targets != "all" {
+            // Warm: the target has a training interaction; cold: it has none. Models still train on all of train.
+            var seen = [Bool](repeating: false, count: data.catalog.count)
+            for x in s.train { seen[x.item] = true }
+            let keep = { (e: EvalSample) in seen[e.target] == (targets == "warm") }
+            s.validation = s.validation.filter(keep)
+            s.test = s.test.filter(keep)
+            guard !s.test.isEmpty else { throw ValidationError("--targets \(targets): no test sample has such a target") }
+        }
         let splitSeconds = Date().timeIntervalSince(loaded)
         var evalOptions = EvalOptions()
         evalOptions.bootstrapResamples = bootstrap
@@ -104,7 +125,21 @@ struct EvalCommand: ParsableCommand {
             first = (result.model, result.best.fitSeconds)
         }
 
+        var chains: ReasoningRecommender?
         let evaluate = { (recommender: Recommender, samples: [EvalSample], calibrator: TopNCalibrator?) throws -> EvalResult in
+            if let dual = recommender as? DualHeadModel, let reasoning {
+                // The reasoning path: greedy chains, the read-out after <answer>; the chains are kept for their
+                // text quality (the last call's, test's, are reported).
+                let path = ReasoningRecommender(base: dual, maxNewTokens: reasoning)
+                path.recordChains = true
+                chains = path
+                var o = evalOptions
+                o.scoresAreLogits = true
+                return try Evaluator.evaluate(kind: path.kind, catalogSize: data.catalog.count, on: samples,
+                                              options: o, calibrator: calibrator) {
+                    try path.scoreAll($0.map(\.history), targetTimes: $0.map(\.targetTime))
+                }
+            }
             if let dual = recommender as? DualHeadModel {
                 // The prompt's times count back from each sample's target time, as in training; scores are
                 // cosine / tau, the logits of the model's p.
@@ -161,8 +196,27 @@ struct EvalCommand: ParsableCommand {
         report.loadSeconds = loaded.timeIntervalSince(wall)
         report.splitSeconds = splitSeconds
         print(report.markdown())
+        var quality: ReasoningQuality?
+        if let chains {
+            let titles = data.catalog.items.map(Prompts.displayTitle)
+            let shown = chains.recorded.map { c in c.history.items.suffix(Prompts.historyLength).map { titles[$0] } }
+            let q = ReasoningQuality.measure(chains: chains.recorded.map(\.text), histories: Array(shown),
+                                             catalogue: Set(titles))
+            quality = q
+            print(String(format: "\nreasoning text (test chains, mean %.1f tokens): ", chains.meanChainLength) + q.summary)
+            for c in chains.recorded.prefix(3) { print("\n```\n\(c.text)\n```") }
+        }
         if let json {
-            try report.json().write(toFile: json, atomically: true, encoding: .utf8)
+            var object = report.jsonObject()
+            if let q = quality {
+                func value(_ v: Double?) -> Any { v.map { $0 as Any } ?? NSNull() }
+                object["reasoning_quality"] = ["chains": q.chains, "quoted_titles": q.quotedTitles,
+                    "titles_in_catalogue": value(q.titlesInCatalogue), "titles_in_history": value(q.titlesInHistory),
+                    "distinct_2": value(q.distinct2), "repetition_4": value(q.repetition4), "mean_words": q.meanWords,
+                    "mean_tokens": chains?.meanChainLength ?? 0]
+            }
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            try data.write(to: URL(fileURLWithPath: json))
         }
     }
 

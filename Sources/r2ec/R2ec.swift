@@ -6,7 +6,7 @@ struct R2ecCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "r2ec",
         abstract: "A dual-head recommender network: serve, train, evaluate, benchmark, make data.",
-        subcommands: [Serve.self, Call.self, TrainCommand.self, EvalCommand.self, StoreCommand.self, DataCommand.self,
+        subcommands: [Serve.self, Call.self, TrainCommand.self, TuneCommand.self, EvalCommand.self, StoreCommand.self, DataCommand.self,
                       Bench.self]
     )
 }

@@ -1,9 +1,7 @@
 // `r2ec train --config FILE`: trains the dual-head network through the config's stages (lm, rec, recpo) into a
 // checkpoint directory, with a progress line on stderr, a JSONL log of every step and evaluation, resumable state,
-// and a markdown summary (validation and test metrics, ECE@10 of top-N calibration) on stdout. Under mpirun
-// (`mpirun -np N r2ec train ...`) it trains data-parallel over the N ranks; rank 0 writes the log and checkpoint.
+// and a markdown summary (validation and test metrics, ECE@10 of top-N calibration) on stdout.
 import ArgumentParser
-import Collectives
 import Eval
 import Foundation
 import Model
@@ -12,14 +10,7 @@ import Train
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Train the dual-head network (stages lm, rec, recpo) from a config file into a checkpoint directory.",
-        discussion: """
-        Data-parallel: `mpirun -np N r2ec train --config FILE ...` (every rank given the same arguments) splits each \
-        batch over the N ranks, sums the gradients over them every step (Open MPI allreduce) and keeps the \
-        single-process run's seeded batch order, so the losses are the single process's up to float rounding. Rank \
-        0 evaluates and writes the log and the checkpoint. Set R2EC_THREADS per rank (mpirun -x R2EC_THREADS=1). \
-        lm and rec stages only; --resume only as one process.
-        """
+        abstract: "Train the dual-head network (stages lm, rec, recpo) from a config file into a checkpoint directory."
     )
 
     @Option(help: "Training recipe (JSON), e.g. configs/default.json or configs/full.json.")
@@ -59,22 +50,20 @@ struct TrainCommand: ParsableCommand {
             }
             budget = b
         }
-        let world = try Collectives.world()
         let logPath = log ?? Trainer.workDirectory(for: out) + "/train.jsonl"
-        if !resume, log != nil, world.isRoot { try? FileManager.default.removeItem(atPath: logPath) }
+        if !resume, log != nil { try? FileManager.default.removeItem(atPath: logPath) }
         let wall = Date()
-        let trainer = try Trainer(config: recipe, out: out, logPath: logPath, budget: budget, resume: resume,
-                                  communicator: world)
-        // Only rank 0 has a summary; the other ranks have trained with it and are done.
-        guard let summary = try trainer.run() else { return }
+        let trainer = try Trainer(config: recipe, out: out, logPath: logPath, budget: budget, resume: resume)
+        let summary = try trainer.run()
         let shownLog = log ?? out + "/train.jsonl"
         let command = (["r2ec"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
         print("## r2ec train\n\n`\(command)`\n")
         print(String(format: "training %.1f s, wall %.1f s (load, tokenizer, final evaluation included); log %@\n",
                      summary.trainSeconds, Date().timeIntervalSince(wall), shownLog))
-        print("| split | " + summary.test.names.joined(separator: " | ") + " |")
-        print("|---|" + String(repeating: "---|", count: summary.test.names.count))
-        var rows = [("validation, direct path", summary.validation), ("test, direct path", summary.test)]
+        print("| split | " + summary.validation.names.joined(separator: " | ") + " |")
+        print("|---|" + String(repeating: "---|", count: summary.validation.names.count))
+        var rows = [("validation, direct path", summary.validation)]
+        if let test = summary.test { rows.append(("test, direct path", test)) }
         if let v = summary.reasoningValidation, let t = summary.reasoningTest {
             rows += [("validation, reasoning (greedy)", v), ("test, reasoning (greedy)", t)]
         }
@@ -90,7 +79,7 @@ struct TrainCommand: ParsableCommand {
             let n = calibrated.calibrationN
             let global = TopNCalibrator.fit(summary.validation.topN.map { (rank: 1, score: $0.score, hit: $0.hit) }, n: 1)
             var probabilities: [Double] = [], labels: [Bool] = []
-            for e in summary.test.topN {
+            for e in calibrated.topN {
                 if let p = global.probability(score: e.score, rank: 1) as Double? { probabilities.append(p); labels.append(e.hit) }
             }
             let before = Calibration.ece(probabilities: probabilities, labels: labels)
