@@ -1,6 +1,9 @@
 // The HTTP side door on the server's loop: GET /metrics (Prometheus text exposition) and GET /healthz
 // (200 SERVING / 503 NOT_SERVING). Requests are parsed by Debian's http-parser; one response per connection, then
-// close. Runs on the loop thread like everything else there.
+// close. Runs on the loop thread like everything else there. Bounded: at most `maxConnections` open at once (one
+// more is answered 503 and closed at once), and a connection must have sent its whole request within
+// `requestTimeout` (else 408 and close) and be gone within twice that, so half-sent requests cannot hold
+// descriptors for long or starve the RPC port of them.
 import CHTTPParser
 import CLibUV
 import Foundation
@@ -8,36 +11,58 @@ import Foundation
 final class MetricsEndpoint {
     unowned let server: Server
     private let listener = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
+    private let timer = UnsafeMutablePointer<uv_timer_t>.allocate(capacity: 1)
+    private var initialized = false
+    private var stopped = false
     private var open: [ObjectIdentifier: HTTPConnection] = [:]
     /// The bound port.
     private(set) var port = 0
+    let maxConnections: Int
+    let requestTimeoutNanos: UInt64
 
-    init(server: Server) { self.server = server }
+    init(server: Server) {
+        self.server = server
+        maxConnections = max(1, server.config.metricsMaxConnections)
+        requestTimeoutNanos = UInt64(max(0.001, server.config.metricsRequestTimeoutSeconds) * 1e9)
+    }
 
-    func start(loop: UnsafeMutablePointer<uv_loop_t>, host: String, port: Int) throws {
+    func start(loop: UnsafeMutablePointer<uv_loop_t>, address: ListenAddress) throws {
         uv_tcp_init(loop, listener)
-        listener.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        var addr = sockaddr_in()
-        guard uv_ip4_addr(host, Int32(port), &addr) == 0 else { throw ServerError.badAddress(host, "not an IPv4 address") }
-        let bound = withUnsafePointer(to: &addr) { uv_tcp_bind(listener, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), 0) }
-        guard bound == 0 else { throw ServerError.bind("\(host):\(port) (metrics)", uvError(bound)) }
+        uv_timer_init(loop, timer)
+        initialized = true
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        listener.pointee.data = me
+        timer.pointee.data = me
+        let bound = address.withSockaddr { uv_tcp_bind(listener, $0, 0) }
+        guard bound == 0 else { throw ServerError.bind("\(address) (metrics)", uvError(bound)) }
         let r = uv_listen(UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_stream_t.self), 128) { s, status in
-            guard status == 0 else { return }
-            Unmanaged<MetricsEndpoint>.fromOpaque(s!.pointee.data).takeUnretainedValue().accept()
+            let endpoint = Unmanaged<MetricsEndpoint>.fromOpaque(s!.pointee.data).takeUnretainedValue()
+            guard status == 0 else { return endpoint.server.log("metrics: accept failed: \(uvError(status))") }
+            endpoint.accept()
         }
-        guard r == 0 else { throw ServerError.bind("\(host):\(port) (metrics)", uvError(r)) }
-        var storage = sockaddr_in()
-        var len = Int32(MemoryLayout<sockaddr_in>.size)
+        guard r == 0 else { throw ServerError.bind("\(address) (metrics)", uvError(r)) }
+        var storage = sockaddr_storage()
+        var len = Int32(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &storage) {
             uv_tcp_getsockname(listener, UnsafeMutableRawPointer($0).assumingMemoryBound(to: sockaddr.self), &len)
         }
-        self.port = Int(UInt16(bigEndian: storage.sin_port))
+        self.port = withUnsafeBytes(of: &storage) { Int(UInt16(bigEndian: $0.load(fromByteOffset: 2, as: UInt16.self))) }
+        let tick = max(UInt64(10), min(UInt64(250), requestTimeoutNanos / 4_000_000))
+        uv_timer_start(timer, { t in
+            Unmanaged<MetricsEndpoint>.fromOpaque(t!.pointee.data).takeUnretainedValue().sweep()
+        }, tick, tick)
     }
 
     func stop() {
+        guard initialized, !stopped else { return }
+        stopped = true
         uv_close(UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_handle_t.self), nil)
-        for c in open.values { c.close() }
+        uv_close(UnsafeMutableRawPointer(timer).assumingMemoryBound(to: uv_handle_t.self), nil)
+        for c in Array(open.values) { c.close() }
     }
+
+    /// Connections open now (tests, metrics).
+    var openCount: Int { open.count }
 
     private func accept() {
         let c = HTTPConnection(endpoint: self)
@@ -48,7 +73,27 @@ final class MetricsEndpoint {
             return
         }
         open[ObjectIdentifier(c)] = c
+        if open.count > maxConnections {
+            server.core.metrics.limitHit("metrics_connections")
+            server.log("metrics: refused a connection: \(maxConnections) already open")
+            c.refuse("503 Service Unavailable", "too many connections to the metrics endpoint (limit \(maxConnections))\n")
+            return
+        }
         c.start()
+    }
+
+    /// Answers 408 to a request not complete within the timeout; closes whatever is still open at twice it.
+    private func sweep() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        for c in Array(open.values) {
+            if now >= c.opened + 2 * requestTimeoutNanos {
+                c.close()
+            } else if now >= c.opened + requestTimeoutNanos && !c.isAnswered {
+                server.core.metrics.limitHit("metrics_request_timeout")
+                c.refuse("408 Request Timeout",
+                         "request not complete within \(Double(requestTimeoutNanos) / 1e9) s\n")
+            }
+        }
     }
 
     func closed(_ c: HTTPConnection) { open[ObjectIdentifier(c)] = nil }
@@ -80,6 +125,9 @@ final class HTTPConnection {
     private let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: HTTPConnection.bufferSize)
     private var answered = false
     private var closing = false
+    /// When the connection was accepted (monotonic ns).
+    let opened = DispatchTime.now().uptimeNanoseconds
+    var isAnswered: Bool { answered }
     private var retained: Unmanaged<HTTPConnection>?
 
     /// http-parser's callbacks, shared by every connection (they find theirs through parser.data).
@@ -142,6 +190,12 @@ final class HTTPConnection {
         let method = String(cString: http_method_str(http_method(rawValue: parser.pointee.method)))
         let (status, type, body) = endpoint.respond(method: method, path: String(decoding: url, as: UTF8.self))
         write(status, type, body, head: method == "HEAD")
+    }
+
+    /// Answers `status` with a plain-text body (refusal, timeout) and closes.
+    func refuse(_ status: String, _ body: String) {
+        guard !answered, !closing else { return }
+        write(status, "text/plain", Array(body.utf8), head: false)
     }
 
     private func write(_ status: String, _ type: String, _ body: [UInt8], head: Bool) {

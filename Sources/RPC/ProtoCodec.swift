@@ -17,7 +17,20 @@ enum ProtoCodec {
             throw malformed(payload, name, descriptor: nil as UnsafePointer<ProtobufCMessageDescriptor>?, unpackSample: unpack, free: free)
         }
         defer { free(message, nil) }
+        let descriptor = UnsafeMutableRawPointer(message).assumingMemoryBound(to: ProtobufCMessage.self).pointee.descriptor!
+        if let refused = payload.withUnsafeBytes({ nulInString($0, name, descriptor) }) { throw refused }
         return try convert(message)
+    }
+
+    /// INVALID_ARGUMENT naming the first string field holding a NUL byte (protobuf-c's C strings would end there:
+    /// "Bearer T\0junk" read as "Bearer T", item "50\0zzz" as "50"), or nil.
+    private static func nulInString(_ bytes: UnsafeRawBufferPointer, _ name: String,
+                                    _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>) -> ServingError? {
+        guard bytes.contains(0), WireDiagnosis.hasNULInString(bytes, descriptor: descriptor) else { return nil }
+        let finding = WireDiagnosis.diagnose(bytes, descriptor: descriptor)
+        let field = finding?.field ?? ""
+        return ServingError(.invalidArgument, "\(name): \(field): \(finding?.problem ?? "string contains a NUL byte")",
+                            field: field)
     }
 
     private static let emptyByte: UnsafePointer<UInt8> = {
@@ -68,8 +81,8 @@ enum ProtoCodec {
         let arena = CArena()
         let m = arena.message(R2ec__V1__Status.self, r2ec__v1__status__init)
         m.pointee.code = code.rawValue
-        m.pointee.message = arena.string(message)
-        m.pointee.field = arena.string(field)
+        m.pointee.message = arena.string(ClientText.clip(message))
+        m.pointee.field = arena.string(ClientText.clip(field, limit: 256))
         if !metadata.isEmpty {
             let list = arena.array(UnsafeMutablePointer<R2ec__V1__MetadataEntry>?.self, count: metadata.count)
             for (i, e) in metadata.enumerated() {
@@ -89,7 +102,7 @@ enum ProtoCodec {
         let m = arena.message(R2ec__V1__GoAway.self, r2ec__v1__go_away__init)
         m.pointee.last_stream_id = lastStreamId
         m.pointee.code = code.rawValue
-        m.pointee.message = arena.string(message)
+        m.pointee.message = arena.string(ClientText.clip(message))
         return packMessage(m)
     }
 
@@ -269,7 +282,7 @@ enum ProtoCodec {
                 e.pointee.response = recommendResponse(ok, arena)
             case .failure(let err):
                 e.pointee.code = err.code.rawValue
-                e.pointee.message = arena.string(err.message)
+                e.pointee.message = arena.string(ClientText.clip(err.message))
             }
             list[i] = e
         }

@@ -27,6 +27,7 @@ public final class Server: @unchecked Sendable {
     private let sweep = UnsafeMutablePointer<uv_timer_t>.allocate(capacity: 1)
     private var signals: [UnsafeMutablePointer<uv_signal_t>] = []
     private var logger = Logger(label: "r2ec.rpc")
+    private var logLimiter = LogLimiter()
 
     private var connections: [ObjectIdentifier: Connection] = [:]
     private var dirty: [Connection] = []
@@ -42,6 +43,7 @@ public final class Server: @unchecked Sendable {
     private var drainAborted = false
     private var drainDeadline: UInt64 = 0
     private var listenerClosed = false
+    private var listenerInitialized = false
     public private(set) var boundPort = 0
     /// The bound port of the /metrics endpoint, when one was asked for.
     public var metricsPort: Int? { metricsEndpoint?.port }
@@ -81,6 +83,14 @@ public final class Server: @unchecked Sendable {
         signal(SIGPIPE, SIG_IGN)
         loopThread = pthread_self()
         let me = Unmanaged.passUnretained(self).toOpaque()
+        // Listening first: when it fails, nothing but the listeners is on the loop, and the core's threads are
+        // stopped before the error goes up (a core dropped with its threads running crashed the process).
+        do {
+            try listen()
+        } catch {
+            abandon()
+            throw error
+        }
 
         uv_async_init(loop, wakeup) { h in Server.from(h!).drainCompletions() }
         wakeup.pointee.data = me
@@ -94,31 +104,42 @@ public final class Server: @unchecked Sendable {
             uv_signal_start(s, { s, signum in Server.from(s!).onSignal(signum) }, signum)
             signals.append(s)
         }
+        ready(boundPort)
+        uv_run(loop, UV_RUN_DEFAULT)
+        core.shutdown()
+    }
 
+    /// Binds and listens on the RPC address and, when asked for, the metrics port on the same address.
+    private func listen() throws {
+        let address = try ListenAddress(host: config.host, port: config.port)
+        let metricsAddress = try config.metricsPort.map { try address.with(port: $0) }
+        if let m = config.metricsPort, m == config.port, m != 0 {
+            throw ServerError.config("the metrics port \(m) is the RPC port; give the metrics endpoint another port (or 0 for a free one)")
+        }
         uv_tcp_init(loop, listener)
-        listener.pointee.data = me
-        var storage = sockaddr_storage()
-        let parsed = withUnsafeMutablePointer(to: &storage) { p -> Int32 in
-            config.host.contains(":")
-                ? uv_ip6_addr(config.host, Int32(config.port), UnsafeMutableRawPointer(p).assumingMemoryBound(to: sockaddr_in6.self))
-                : uv_ip4_addr(config.host, Int32(config.port), UnsafeMutableRawPointer(p).assumingMemoryBound(to: sockaddr_in.self))
-        }
-        guard parsed == 0 else { throw ServerError.badAddress(config.host, uvError(parsed)) }
-        let bound = withUnsafePointer(to: &storage) {
-            uv_tcp_bind(listener, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), 0)
-        }
-        guard bound == 0 else { throw ServerError.bind("\(config.host):\(config.port)", uvError(bound)) }
+        listener.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        listenerInitialized = true
+        let bound = address.withSockaddr { uv_tcp_bind(listener, $0, 0) }
+        guard bound == 0 else { throw ServerError.bind("\(address)", uvError(bound)) }
         let listening = uv_listen(listenerStream, 1024) { s, status in
             Server.from(s!).onConnection(status)
         }
-        guard listening == 0 else { throw ServerError.bind("\(config.host):\(config.port)", uvError(listening)) }
+        guard listening == 0 else { throw ServerError.bind("\(address)", uvError(listening)) }
         boundPort = localPort()
-        if let port = config.metricsPort {
+        if let metricsAddress {
             let endpoint = MetricsEndpoint(server: self)
-            try endpoint.start(loop: loop, host: config.host.contains(":") ? "127.0.0.1" : config.host, port: port)
             metricsEndpoint = endpoint
+            try endpoint.start(loop: loop, address: metricsAddress)
         }
-        ready(boundPort)
+    }
+
+    /// After a failed start: closes what listen() opened, lets the loop run the close callbacks, stops the core.
+    private func abandon() {
+        metricsEndpoint?.stop()
+        metricsEndpoint = nil
+        if listenerInitialized {
+            uv_close(UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_handle_t.self), nil)
+        }
         uv_run(loop, UV_RUN_DEFAULT)
         core.shutdown()
     }
@@ -221,6 +242,7 @@ public final class Server: @unchecked Sendable {
         let now = DispatchTime.now().uptimeNanoseconds
         sweeps &+= 1
         let slow = sweeps % 10 == 0  // every 100 ms
+        if sweeps % 100 == 0 { flushLogNotes() }
         let idle = UInt64(config.idleTimeoutSeconds * 1e9), frame = UInt64(config.frameReadTimeoutSeconds * 1e9)
         for conn in Array(connections.values) {
             if let linger = conn.lingerDeadline, now >= linger { conn.close(); continue }
@@ -297,8 +319,8 @@ public final class Server: @unchecked Sendable {
                           seconds: Double(DispatchTime.now().uptimeNanoseconds &- call.opened) / 1e9)
         if status.code != .ok {
             callsFailed += 1
-            logger.warning("call failed", metadata: ["method": "\(call.method)", "peer": "\(call.peer)",
-                                                    "code": "\(status.code.name)", "message": "\(status.message)"])
+            emit("call failed", kind: "call failed \(call.method) \(status.code.name)",
+                 metadata: ["method": call.method, "peer": call.peer, "code": status.code.name, "message": status.message])
         }
     }
 
@@ -306,13 +328,30 @@ public final class Server: @unchecked Sendable {
         callsFinished += 1
         callsFailed += 1
         core.metrics.call(method: "(refused)", code: error.code, seconds: 0)
-        logger.warning("call refused", metadata: ["peer": "\(peer)", "code": "\(error.code.name)", "message": "\(error.message)"])
+        emit("call refused", kind: "call refused \(error.code.name)",
+             metadata: ["peer": peer, "code": error.code.name, "message": error.message])
     }
 
     var openConnections: Int { connections.count }
     var isServing: Bool { !draining }
 
-    func log(_ message: String) { logger.info("\(message)") }
+    func log(_ message: String) { emit(message, kind: LogLimiter.kind(message), level: .info) }
+
+    /// Every log line of the server goes through here: the message and each metadata value sanitised with
+    /// ClientText (escaped, at most ClientText.logLimit bytes), and lines of one kind rate-limited (LogLimiter).
+    private func emit(_ message: String, kind: String, level: Logger.Level = .warning, metadata: [String: String] = [:]) {
+        let (write, note) = logLimiter.admit(kind)
+        if let note { logger.notice("\(note)") }
+        guard write else { return }
+        var md: Logger.Metadata = [:]
+        for (k, v) in metadata { md[k] = .string(ClientText.clip(v, limit: ClientText.logLimit)) }
+        logger.log(level: level, "\(ClientText.clip(message, limit: ClientText.logLimit))", metadata: md.isEmpty ? nil : md)
+    }
+
+    /// Notes of rate-limited log kinds whose window closed (from the sweep, about once a second).
+    private func flushLogNotes() {
+        for note in logLimiter.expire() { logger.notice("\(note)") }
+    }
 
     // MARK: Helpers
 
@@ -368,11 +407,14 @@ public enum ServerError: Error, CustomStringConvertible {
     case badAddress(String, String)
     /// Binding or listening failed (port in use, no permission).
     case bind(String, String)
+    /// Settings that cannot work together.
+    case config(String)
 
     public var description: String {
         switch self {
         case .badAddress(let h, let e): return "cannot use host '\(h)': \(e)"
         case .bind(let a, let e): return "cannot listen on \(a): \(e)"
+        case .config(let m): return m
         }
     }
 }

@@ -23,6 +23,10 @@ public struct ServerConfig: Sendable {
     public var drainTimeoutSeconds = 30.0
     /// Port of the HTTP endpoint with /metrics and /healthz (on `host`); nil = none, 0 = a free port.
     public var metricsPort: Int?
+    /// Open connections to the metrics endpoint at once; one more is answered 503 and closed.
+    public var metricsMaxConnections = 64
+    /// Seconds a metrics connection may take to send its whole request (else 408 and close; closed at twice this).
+    public var metricsRequestTimeoutSeconds = 10.0
     /// A connection with no call in flight and no bytes in or out for this long gets GOAWAY and is closed.
     public var idleTimeoutSeconds = 300.0
     /// A frame whose first bytes arrived must be complete within this time (slowloris); else GOAWAY and close.

@@ -56,9 +56,13 @@ enum WireDiagnosis {
                 if let fd, fd.pointee.type == PROTOBUF_C_TYPE_MESSAGE, let sub = fd.pointee.descriptor {
                     let subDescriptor = sub.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
                     if let f = diagnose(body, descriptor: subDescriptor, path: fieldPath, depth: depth + 1) { return f }
-                } else if let fd, fd.pointee.type == PROTOBUF_C_TYPE_STRING,
-                          String(validating: body.bindMemory(to: UInt8.self), as: UTF8.self) == nil {
-                    return Finding(field: fieldPath, problem: "string is not valid UTF-8")
+                } else if let fd, fd.pointee.type == PROTOBUF_C_TYPE_STRING {
+                    if String(validating: body.bindMemory(to: UInt8.self), as: UTF8.self) == nil {
+                        return Finding(field: fieldPath, problem: "string is not valid UTF-8")
+                    }
+                    if let zero = body.firstIndex(of: 0) {
+                        return Finding(field: fieldPath, problem: "string contains a NUL byte (U+0000) at byte \(zero)")
+                    }
                 }
                 i += Int(len)
             default:
@@ -66,6 +70,49 @@ enum WireDiagnosis {
             }
         }
         return nil
+    }
+
+    /// Whether any string field, at any depth, holds a NUL byte: protobuf-c hands strings over as NUL-terminated C
+    /// strings, so "50\0zzz" would silently read as "50". A lean walk (no paths built) run on every decoded
+    /// payload; `diagnose` then names the field. Only called on payloads protobuf-c accepted.
+    static func hasNULInString(_ bytes: UnsafeRawBufferPointer, descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
+                               depth: Int = 0) -> Bool {
+        let n = bytes.count
+        var i = 0
+        func varint() -> UInt64? {
+            var v: UInt64 = 0, shift: UInt64 = 0
+            while i < n, shift < 64 {
+                let b = bytes[i]; i += 1
+                v |= UInt64(b & 0x7f) << shift
+                if b & 0x80 == 0 { return v }
+                shift += 7
+            }
+            return nil
+        }
+        guard depth <= 64 else { return false }
+        while i < n {
+            guard let key = varint() else { return false }
+            switch key & 7 {
+            case 0: guard varint() != nil else { return false }
+            case 1: i += 8
+            case 5: i += 4
+            case 2:
+                guard let len = varint(), len <= UInt64(n - i) else { return false }
+                let number = UInt32(truncatingIfNeeded: key >> 3)
+                if let fd = protobuf_c_message_descriptor_get_field(descriptor, number) {
+                    let body = UnsafeRawBufferPointer(rebasing: bytes[i..<(i + Int(len))])
+                    if fd.pointee.type == PROTOBUF_C_TYPE_STRING {
+                        if body.contains(0) { return true }
+                    } else if fd.pointee.type == PROTOBUF_C_TYPE_MESSAGE, let sub = fd.pointee.descriptor {
+                        if hasNULInString(body, descriptor: sub.assumingMemoryBound(to: ProtobufCMessageDescriptor.self),
+                                          depth: depth + 1) { return true }
+                    }
+                }
+                i += Int(len)
+            default: return false
+            }
+        }
+        return false
     }
 
     private static func expectedWireType(_ t: ProtobufCType) -> Int? {

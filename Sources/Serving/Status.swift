@@ -43,8 +43,9 @@ public struct ServingError: Error, Equatable, CustomStringConvertible {
 
     public init(_ code: StatusCode, _ message: String, field: String = "", limit: String? = nil) {
         self.code = code
-        self.message = message
-        self.field = field
+        // Messages quote client strings (item ids, model names): escaped and bounded here, once for every door.
+        self.message = ClientText.clip(message)
+        self.field = ClientText.clip(field, limit: 256)
         self.limit = limit
     }
 

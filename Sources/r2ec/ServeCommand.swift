@@ -11,17 +11,23 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve models over the r2ec RPC protocol (docs/protocol.md).")
 
-    @Option(help: "Address to bind (IPv4 or IPv6).") var host = "127.0.0.1"
-    @Option(help: "TCP port; 0 picks a free one (printed when listening).") var port = 7878
+    @Option(help: "Address to bind: an IPv4 or IPv6 address, or a host name resolved at start (IPv4 preferred).")
+    var host = "127.0.0.1"
+    @Option(help: "TCP port, 0...65535; 0 picks a free one (printed when listening).") var port = 7878
     @Option(help: "Dataset directory the models serve (catalogue, known users, item statistics).")
     var dataset = "data/ml-100k"
     @Option(name: .customLong("model"),
             help: "A model to load: popularity, wals, bpr or a checkpoint directory; repeat for several. The first is the default.")
     var models: [String] = []
-    @Option(help: "Port of the HTTP endpoint serving /metrics (Prometheus) and /healthz; off when not given.")
+    @Option(help: "Port of the HTTP endpoint serving /metrics (Prometheus) and /healthz on --host, 0...65535 and not --port (0 picks a free one); off when not given.")
     var metricsPort: Int?
+    @Option(help: "Most open connections to the metrics endpoint; one more is answered 503 and closed.")
+    var metricsMaxConnections = 64
+    @Option(help: "Seconds a metrics connection may take to send its whole request (else 408 and close; closed at twice this).")
+    var metricsRequestTimeout = 10.0
     @Option(help: "Largest frame payload in bytes.") var maxFrameBytes = FrameHeader.defaultMaxPayload
-    @Option(help: "Most open connections.") var maxConnections = 4096
+    @Option(help: "Most open connections. At start the open-file soft limit (RLIMIT_NOFILE) is raised to fit them plus the metrics connections plus 64; when the hard limit is too low, this is lowered to fit, and the log says so.")
+    var maxConnections = 4096
     @Option(help: "Most calls in flight per connection.") var maxCallsPerConnection = 1024
     @Option(help: "Bytes of unsent answers one connection may hold; an answer beyond it is shed with RESOURCE_EXHAUSTED (one answer alone may be larger when nothing else is pending).")
     var connectionOutputBudget = 32 << 20
@@ -52,16 +58,41 @@ struct Serve: ParsableCommand {
     @Option(help: "Most memory one checkpoint load may take (bytes, or with K/M/G: 8G); checked against config.json and the weights before allocating. Default: 80% of the memory available at each load.")
     var memoryBudget: String?
 
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port: \(port) is not a TCP port (0...65535)") }
+        if let m = metricsPort {
+            guard (0...65535).contains(m) else { throw ValidationError("--metrics-port: \(m) is not a TCP port (0...65535)") }
+            guard m == 0 || m != port else {
+                throw ValidationError("--metrics-port: \(m) is also --port; give the metrics endpoint another port (or 0)")
+            }
+        }
+        guard !host.isEmpty else { throw ValidationError("--host: empty") }
+        let positive: [(String, Int)] = [("--max-connections", maxConnections), ("--max-calls-per-connection", maxCallsPerConnection),
+                                         ("--max-frame-bytes", maxFrameBytes), ("--metrics-max-connections", metricsMaxConnections)]
+        for (name, value) in positive where value < 1 { throw ValidationError("\(name): \(value) must be at least 1") }
+        let seconds: [(String, Double)] = [("--metrics-request-timeout", metricsRequestTimeout), ("--idle-timeout", idleTimeout),
+                                           ("--frame-read-timeout", frameReadTimeout)]
+        for (name, value) in seconds where !(value > 0 && value.isFinite) {
+            throw ValidationError("\(name): \(value) must be a positive number of seconds")
+        }
+        guard drainTimeout >= 0 && drainTimeout.isFinite else { throw ValidationError("--drain-timeout: \(drainTimeout) must be >= 0") }
+    }
+
     func run() throws {
         var config = ServerConfig()
         config.host = host
         config.port = port
         config.maxFramePayload = maxFrameBytes
-        config.maxConnections = maxConnections
         config.maxCallsPerConnection = maxCallsPerConnection
         config.connectionOutputBudget = connectionOutputBudget
         config.defaultTimeoutMs = defaultTimeoutMs
         config.metricsPort = metricsPort
+        config.metricsMaxConnections = metricsMaxConnections
+        config.metricsRequestTimeoutSeconds = metricsRequestTimeout
+        let fitted = DescriptorLimit.fit(maxConnections: maxConnections,
+                                         metricsConnections: metricsPort == nil ? 0 : metricsMaxConnections)
+        config.maxConnections = fitted.maxConnections
+        if let note = fitted.note { Console.status(note) }
         config.idleTimeoutSeconds = idleTimeout
         config.frameReadTimeoutSeconds = frameReadTimeout
         config.drainTimeoutSeconds = drainTimeout

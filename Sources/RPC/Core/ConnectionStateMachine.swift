@@ -184,7 +184,7 @@ public struct ConnectionStateMachine {
         let isAdmin: Bool?
         do { isAdmin = try authorizer.authenticate(metadata) } catch { return refuse(error) }
         guard let method = router[header.method] else {
-            return refuse(ServingError(.unimplemented, "unknown method '\(header.method)'"))
+            return refuse(ServingError(.unimplemented, "unknown method \(ClientText.quote(header.method))"))
         }
         do { try authorizer.authorize(method, isAdmin: isAdmin) } catch { return refuse(error) }
         guard calls.count < settings.maxCallsPerConnection else {

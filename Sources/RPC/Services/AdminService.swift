@@ -37,7 +37,7 @@ public final class AdminService: RPCService, @unchecked Sendable {
                     do {
                         let model = try loader(name, path)
                         core.registry.install(model, makeDefault: makeDefault)
-                        logger.info("loaded model '\(name)' version \(model.version) from \(path)")
+                        logger.info("loaded model \(ClientText.quote(name)) version \(model.version) from \(ClientText.quote(path, limit: 512))")
                         response.respond(ProtoCodec.encodeLoadModelResponse(name: name, version: model.version))
                     } catch let e as ServingError {
                         response.fail(e)

@@ -26,14 +26,14 @@ LISTENING = re.compile(r"listening on (\S+):(\d+)")
 class ServerProcess:
     """A running server, its address and everything it printed so far."""
 
-    def __init__(self, command: list[str]) -> None:
+    def __init__(self, command: list[str], preexec_fn=None) -> None:
         self.command = command
         self.lines: list[str] = []
         self._ready = threading.Event()
         self.host = ""
         self.port = 0
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        cwd=REPO)
+                                        cwd=REPO, preexec_fn=preexec_fn)
         # Drain its output for the whole run: a full pipe would stall the server.
         self._drain = threading.Thread(target=self._read_output, daemon=True)
         self._drain.start()
