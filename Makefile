@@ -8,6 +8,9 @@ SHELL := /bin/bash
 # iproute2 (the network-namespace hosts of the two-host test).
 APT_PACKAGES := libuv1-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libhttp-parser-dev protobuf-compiler socat pkg-config \
                 libsqlite3-dev libpq-dev postgresql sqlite3 libopenmpi-dev openmpi-bin iproute2
+# The gRPC door's real peers: stunnel4 (TLS in front of the custom protocol) and openssl (test certificates); Go with
+# Debian's gRPC packages runs clients/go/example against both ports (GOPATH mode, nothing downloaded).
+APT_PACKAGES += stunnel4 openssl golang-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go protoc-gen-go-grpc
 BENCH_APT_PACKAGES := redis-server redis-tools
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -105,6 +108,7 @@ test: deps data check-protos test-swift test-python
 
 check-protos: deps-system
 	scripts/gen-protos.sh --check
+	scripts/gen-grpc-methods.sh --check
 
 test-swift: deps-system
 	swift build --build-tests $(SWIFT_BUILD_FLAGS)

@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 // r2ec: a dual-head recommender network served over a framed protobuf RPC protocol on libuv.
 // Layers (data flows one way): RPC -> Serving -> Model -> Tensor; Train and Eval use Model and Data; Store
 // implements Data's EventStore over SQLite and PostgreSQL.
@@ -13,11 +13,20 @@ let package = Package(
     products: [
         .executable(name: "r2ec", targets: ["r2ec"]),
     ],
+    // GRPC (on by default): the gRPC front door (`r2ec serve --grpc-port`), grpc-swift 2 on swift-nio. The sanitizer
+    // builds turn it off (`--disable-default-traits`): its dependencies would triple their build time, and the door
+    // is tested by the Python grpcio suite against the debug build.
+    traits: [
+        .trait(name: "GRPC", description: "The gRPC front door (grpc-swift 2, swift-nio, swift-nio-ssl)"),
+        .default(enabledTraits: ["GRPC"]),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", exact: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", exact: "2.9.2"),
     ],
     targets: [
         // System-library shims over Debian's -dev packages, nothing else.
@@ -47,7 +56,15 @@ let package = Package(
                 swiftSettings: fastMath),
         .target(name: "RPC", dependencies: ["Serving", "Data", "R2ecProtoC", "CProtobufC", "CLibUV", "CHTTPParser",
                                             .product(name: "Logging", package: "swift-log")]),
+        // The gRPC front door: raw protobuf bytes from grpc-swift 2 to the service router (only with the GRPC trait).
+        .target(name: "GRPCDoor", dependencies: [
+            "RPC", "Serving",
+            .product(name: "GRPCCore", package: "grpc-swift-2", condition: .when(traits: ["GRPC"])),
+            .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport",
+                     condition: .when(traits: ["GRPC"])),
+        ]),
         .executableTarget(name: "r2ec", dependencies: [
+            "GRPCDoor",
             "RPC", "Serving", "Store", "Train", "Eval", "Model", "Data", "Tensor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -61,6 +78,7 @@ let package = Package(
         .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Tensor"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Data", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Data", "Eval", "Model", "Store", "Train"]),
+        .testTarget(name: "GRPCDoorTests", dependencies: ["GRPCDoor", "RPC", "Serving"]),
         .testTarget(name: "RPCTests", dependencies: ["RPC", "R2ecProtoC", "CProtobufC", "Serving", "Data", "Eval"]),
     ],
     swiftLanguageModes: [.v5]

@@ -6,6 +6,9 @@ import Foundation
 import R2ecProtoC
 import RPC
 import Serving
+#if GRPC
+import GRPCDoor
+#endif
 
 struct BenchRPC: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,6 +25,9 @@ struct BenchRPC: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Also run redis-benchmark PING (no pipelining, same client count) on a private redis-server.")
     var redis = true
     @Option(help: "Write the results as JSON here.") var json: String?
+    @Flag(help: "Also load the same methods over the gRPC door of the same server (--grpc-target with --target), and a grpc-swift echo server as gRPC's own anchor.")
+    var grpc = false
+    @Option(help: "The gRPC port (HOST:PORT) of the --target server, for --grpc.") var grpcTarget: String?
 
     func run() throws {
         let data = try DatasetLoader.load(dataset)
@@ -35,6 +41,22 @@ struct BenchRPC: ParsableCommand {
             local = try InProcessServer(registry: registry)
             port = local!.port
         }
+        var grpcHost = host, grpcPort = 0
+        #if GRPC
+        var door: GRPCDoor?
+        if grpc {
+            if let grpcTarget {
+                (grpcHost, grpcPort) = try parseTarget(grpcTarget)
+            } else if let local {
+                door = GRPCDoor(config: GRPCDoorConfig(), router: local.server.router, metrics: local.server.core.metrics)
+                grpcPort = try door!.start()
+            } else {
+                throw ValidationError("--grpc with --target needs --grpc-target HOST:PORT (the server's --grpc-port)")
+            }
+        }
+        #else
+        if grpc { throw ValidationError("--grpc: this r2ec was built without the GRPC package trait") }
+        #endif
 
         var rows: [[String: Any]] = []
         Console.status("bench rpc: \(connections) connection(s) x \(inFlight) in flight, \(seconds) s per method, port \(port)")
@@ -54,7 +76,32 @@ struct BenchRPC: ParsableCommand {
             rows.append(["load": "r2ec \(method)", "clients": connections, "in_flight": inFlight, "throughput": r.throughput,
                          "p50_ms": r.percentile(50) * 1e3, "p90_ms": r.percentile(90) * 1e3,
                          "p99_ms": r.percentile(99) * 1e3, "errors": errors])
+            #if GRPC
+            if grpc {
+                var g = GRPCLoad.Plan(port: grpcPort, path: name, requests: requests)
+                g.host = grpcHost
+                g.connections = connections
+                g.inFlight = inFlight
+                g.duration = seconds
+                rows.append(grpcRow("gRPC \(method)", try GRPCLoad.run(g)))
+            }
+            #endif
         }
+        #if GRPC
+        if grpc {
+            door?.shutdown()
+            door?.wait(seconds: 10)
+            // gRPC's anchor: the same client and HTTP/2 stack against a handler that only echoes.
+            let echo = try GRPCEchoServer()
+            var g = GRPCLoad.Plan(port: echo.port, path: GRPCEchoServer.path, requests: [[]])
+            g.connections = connections
+            g.inFlight = inFlight
+            g.duration = seconds
+            rows.append(grpcRow("grpc-swift echo", try GRPCLoad.run(g)))
+            echo.stop()
+        }
+        #endif
+        _ = (grpcHost, grpcPort)
         local?.stop()
 
         if redis, let r = try RedisPeer.pingRate(clients: connections, seconds: seconds) {
@@ -66,12 +113,34 @@ struct BenchRPC: ParsableCommand {
                let t = health["throughput"] as? Double {
                 print(String(format: "\nHealth/Check calls per second over redis PING: %.2fx", t / r.rate))
             }
+            if let health = rows.first(where: { ($0["load"] as? String) == "gRPC health" }),
+               let t = health["throughput"] as? Double {
+                print(String(format: "gRPC Health/Check calls per second over redis PING: %.2fx", t / r.rate))
+            }
+        }
+        if let health = rows.first(where: { ($0["load"] as? String) == "gRPC health" }),
+           let echo = rows.first(where: { ($0["load"] as? String) == "grpc-swift echo" }),
+           let t = health["throughput"] as? Double, let e = echo["throughput"] as? Double {
+            print(String(format: "gRPC Health/Check calls per second over the grpc-swift echo server: %.2fx", t / e))
         }
         if let json {
             let body = try JSONSerialization.data(withJSONObject: ["bench": "rpc", "levels": rows], options: [.prettyPrinted, .sortedKeys])
             try body.write(to: URL(fileURLWithPath: json))
         }
     }
+
+    #if GRPC
+    /// Prints a gRPC load's row and returns it for the JSON.
+    private func grpcRow(_ load: String, _ r: GRPCLoad.Result) -> [String: Any] {
+        let errors = r.errors.values.reduce(0, +)
+        print(String(format: "| %@ | %d | %d | %.0f | %.3f | %.3f | %.3f | %d |", load, connections, inFlight,
+                     r.throughput, r.percentile(50) * 1e3, r.percentile(90) * 1e3, r.percentile(99) * 1e3, errors))
+        if !r.errors.isEmpty { Console.status("\(load): errors \(r.errors)") }
+        return ["load": load, "clients": connections, "in_flight": inFlight, "throughput": r.throughput,
+                "p50_ms": r.percentile(50) * 1e3, "p90_ms": r.percentile(90) * 1e3, "p99_ms": r.percentile(99) * 1e3,
+                "errors": errors]
+    }
+    #endif
 
     /// The method name and request payloads of a workload.
     private func workload(_ method: String, data: Dataset) throws -> (String, [[UInt8]]) {

@@ -19,6 +19,10 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("model"),
             help: "A model to load: popularity, wals, bpr or a checkpoint directory; repeat for several. The first is the default.")
     var models: [String] = []
+    @Option(help: "Also serve every method over gRPC (HTTP/2) on this port, on --host; 0 picks a free one. Off when not given.")
+    var grpcPort: Int?
+    @Option(help: "PEM certificate chain for TLS on the gRPC port (with --tls-key).") var tlsCert: String?
+    @Option(help: "PEM private key for TLS on the gRPC port (with --tls-cert).") var tlsKey: String?
     @Option(help: "Port of the HTTP endpoint serving /metrics (Prometheus) and /healthz on --host, 0...65535 and not --port (0 picks a free one); off when not given.")
     var metricsPort: Int?
     @Option(help: "Most open connections to the metrics endpoint; one more is answered 503 and closed.")
@@ -79,6 +83,7 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
+        try ServeGRPC.validate(grpcPort: grpcPort, tlsCert: tlsCert, tlsKey: tlsKey)
         var config = ServerConfig()
         config.host = host
         config.port = port
@@ -148,10 +153,13 @@ struct Serve: ParsableCommand {
         server.modelLoader = { name, path in
             try loader.load(spec: path, name: name)
         }
+        let grpc = try ServeGRPC(server: server, host: host, port: grpcPort, tlsCert: tlsCert, tlsKey: tlsKey,
+                                 drainTimeout: drainTimeout)
         try server.run { port in
             let elapsed = String(format: "%.1f", Date().timeIntervalSince(start))
             let metrics = server.metricsPort.map { ", metrics on http://\(host):\($0)/metrics" } ?? ""
-            print("r2ec: listening on \(host):\(port) (default model \(registry.defaultModelName)\(metrics), ready in \(elapsed) s)")
+            let door = grpc.banner.map { ", \($0)" } ?? ""
+            print("r2ec: listening on \(host):\(port) (default model \(registry.defaultModelName)\(door)\(metrics), ready in \(elapsed) s)")
             fflush(stdout)
         }
         print("r2ec: drained, exiting")
