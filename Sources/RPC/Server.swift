@@ -16,6 +16,10 @@ public final class Server: @unchecked Sendable {
     let authorizer: CallAuthorizer
     let machineSettings: ConnectionStateMachine.Settings
     /// Loads a model for the Admin service (name, path) on a background thread.
+    /// Called on the loop thread when a drain begins (another front door of the same router drains with it).
+    public var onDrain: (() -> Void)?
+    /// Called after the loop ended, before the serving core shuts down (another door waits for its calls here).
+    public var beforeCoreShutdown: (() -> Void)?
     public var modelLoader: (@Sendable (String, String) throws -> ServedModel)? {
         get { admin.loader }
         set { admin.loader = newValue }
@@ -141,6 +145,7 @@ public final class Server: @unchecked Sendable {
             uv_close(UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_handle_t.self), nil)
         }
         uv_run(loop, UV_RUN_DEFAULT)
+        beforeCoreShutdown?()
         core.shutdown()
     }
 
@@ -274,6 +279,7 @@ public final class Server: @unchecked Sendable {
         drainDeadline = DispatchTime.now().uptimeNanoseconds + UInt64(config.drainTimeoutSeconds * 1e9)
         log("draining (\(reason)): \(connections.count) connection(s)")
         health.stopServing()
+        onDrain?()
         metricsEndpoint?.stop()
         uv_close(UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_handle_t.self)) { h in
             Server.from(h!).listenerClosed = true
