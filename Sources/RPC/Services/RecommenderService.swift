@@ -8,6 +8,9 @@ public final class RecommenderService: RPCService {
 
     public init(core: ServingCore) { self.core = core }
 
+    /// GetItems of at most this many ids answers inside the handler; longer lists go to a worker.
+    static let inlineGetItems = 256
+
     public var methods: [RPCMethod] {
         let core = self.core
         return [
@@ -41,12 +44,16 @@ public final class RecommenderService: RPCService {
                     response.complete($0) { ProtoCodec.encodeSimilarItemsResponse($0, model: name) }
                 }
             },
-            RPCMethod("/r2ec.v1.Recommender/GetItems") { request, _, response in
-                guard let items = decode(response, {
-                    let (ids, model) = try ProtoCodec.decodeGetItemsRequest(request)
-                    return try core.getItems(ids, model: model)
-                }) else { return }
-                response.respond(ProtoCodec.encodeGetItemsResponse(items))
+            RPCMethod("/r2ec.v1.Recommender/GetItems") { request, call, response in
+                guard let (ids, model) = decode(response, { try ProtoCodec.decodeGetItemsRequest(request) }) else { return }
+                guard ids.count > RecommenderService.inlineGetItems else {
+                    guard let items = decode(response, { try core.getItems(ids, model: model) }) else { return }
+                    return response.respond(ProtoCodec.encodeGetItemsResponse(items))
+                }
+                // A long list is looked up and its (large) answer encoded on a worker, not where the request arrived.
+                core.submit(call.context, { try core.getItems(ids, model: model) }) {
+                    response.complete($0, encode: ProtoCodec.encodeGetItemsResponse)
+                }
             },
             RPCMethod("/r2ec.v1.Recommender/ModelInfo") { request, _, response in
                 guard let info = decode(response, { try core.modelInfo(try ProtoCodec.decodeModelInfoRequest(request)) })
