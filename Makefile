@@ -18,6 +18,8 @@ SWIFT_BUILD_FLAGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 7878
 DATASET ?= data/ml-100k
+# The store `make serve` serves (r2ec serve --store): SQLite, filled from DATASET the first time.
+STORE ?= data/r2ec.sqlite
 MODEL_DIR ?= models/default
 # The first model is the default one: the dual-head network, with the classic baselines beside it.
 SERVE_MODELS ?= $(MODEL_DIR) wals popularity
@@ -29,7 +31,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
         check-protos protos clean fuzz-smoke test-sanitizers notebook eval-table
 
 help:
-	@echo "make serve   install what is missing, fetch the dataset, build release, serve on $(HOST):$(PORT)"
+	@echo "make serve   install what is missing, fetch the dataset, build release, fill $(STORE) from it once, serve on $(HOST):$(PORT)"
 	@echo "make test    install what is missing, build, run the Swift, Python-client and shell-client tests"
 	@echo "make train   the full training recipe (configs/full.json) into models/full"
 	@echo "make notebook          run clients/python/examples/quickstart.ipynb against a server started as make serve starts it, saving its outputs"
@@ -94,8 +96,16 @@ $(MODEL_DIR)/model.safetensors: | deps data release
 train: deps data release
 	.build/release/r2ec train --config configs/full.json --dataset $(DATASET) --out models/full
 
-serve: deps data release $(MODEL_DIR)/model.safetensors
-	.build/release/r2ec serve --host $(HOST) --port $(PORT) --dataset $(DATASET) $(addprefix --model ,$(SERVE_MODELS))
+# The live loop's store: made from DATASET on first use (written beside, renamed when the import has finished, so
+# an interrupted import never leaves a half-filled store behind); the server records events and items into it.
+$(STORE): | deps data release
+	rm -f $(STORE).partial $(STORE).partial-wal $(STORE).partial-shm
+	.build/release/r2ec store import --dataset $(DATASET) --store sqlite:$(STORE).partial
+	mv $(STORE).partial $(STORE)
+	rm -f $(STORE).partial.lock
+
+serve: deps data release $(MODEL_DIR)/model.safetensors $(STORE)
+	.build/release/r2ec serve --host $(HOST) --port $(PORT) --store sqlite:$(STORE) $(addprefix --model ,$(SERVE_MODELS))
 
 # The quickstart notebook, executed top to bottom against a fresh server with make serve's models, saved with its
 # outputs (tests/test_notebook.py checks a re-run reproduces them where the same checkpoint is at hand).

@@ -291,21 +291,23 @@ enum ProtoCodec {
         return packMessage(m)
     }
 
-    static func encodeScoreItemsResponse(_ items: [ScoredItemResult], model: String) -> [UInt8] {
+    static func encodeScoreItemsResponse(_ items: [ScoredItemResult], model: String, version: UInt64 = 0) -> [UInt8] {
         let arena = CArena()
         let m = arena.message(R2ec__V1__ScoreItemsResponse.self, r2ec__v1__score_items_response__init)
         m.pointee.n_items = items.count
         m.pointee.items = scoredItems(items, arena)
         m.pointee.model = arena.string(model)
+        m.pointee.model_version = version
         return packMessage(m)
     }
 
-    static func encodeSimilarItemsResponse(_ items: [ScoredItemResult], model: String) -> [UInt8] {
+    static func encodeSimilarItemsResponse(_ items: [ScoredItemResult], model: String, version: UInt64 = 0) -> [UInt8] {
         let arena = CArena()
         let m = arena.message(R2ec__V1__SimilarItemsResponse.self, r2ec__v1__similar_items_response__init)
         m.pointee.n_items = items.count
         m.pointee.items = scoredItems(items, arena)
         m.pointee.model = arena.string(model)
+        m.pointee.model_version = version
         return packMessage(m)
     }
 

@@ -43,6 +43,16 @@ public enum RequestEncoding {
         }
     }
 
+    /// A RecommendRequest by user id alone (a server with a store reads the user's history from it).
+    public static func recommend(userId: String, topK: Int = 0, model: String = "") -> [UInt8] {
+        let arena = CArena()
+        let m = arena.message(R2ec__V1__RecommendRequest.self, r2ec__v1__recommend_request__init)
+        m.pointee.user_id = arena.string(userId)
+        m.pointee.top_k = UInt32(topK)
+        m.pointee.model = arena.string(model)
+        return packMessage(m)
+    }
+
     public static func getItems(_ ids: [String], model: String = "") -> [UInt8] {
         let arena = CArena()
         let m = arena.message(R2ec__V1__GetItemsRequest.self, r2ec__v1__get_items_request__init)

@@ -77,7 +77,7 @@ public final class Server: @unchecked Sendable {
 
     /// The services every server answers, over one serving core.
     public static func standardServices(core: ServingCore, health: HealthService, admin: AdminService) -> [RPCService] {
-        [RecommenderService(core: core), health, admin]
+        [RecommenderService(core: core), health, admin, EventsService(core: core)]
     }
 
     // MARK: Running

@@ -70,6 +70,7 @@ public struct RecordEventsResult: Sendable, Equatable {
     public var recorded: Int
     /// Indices of the events skipped as duplicates of a stored idempotency key, ascending.
     public var duplicates: [Int]
+    public init(recorded: Int, duplicates: [Int]) { self.recorded = recorded; self.duplicates = duplicates }
 }
 
 public struct UpsertItemsResult: Sendable, Equatable {
@@ -78,6 +79,9 @@ public struct UpsertItemsResult: Sendable, Equatable {
     public var catalogVersion: UInt64
     /// Loaded models that can recommend the new and changed items now.
     public var encodedBy: [String]
+    public init(created: Int, updated: Int, catalogVersion: UInt64, encodedBy: [String]) {
+        self.created = created; self.updated = updated; self.catalogVersion = catalogVersion; self.encodedBy = encodedBy
+    }
 }
 
 enum EventChecks {

@@ -29,10 +29,19 @@ struct BenchServe: ParsableCommand {
     @Option(help: "In-process server: how reasoning KV caches store keys and values (float16 or float32).")
     var kvPrecision = KVPrecision.float16
     @Flag(help: "Run issue 6's three comparisons (in-process servers) instead of one sweep.") var suite = false
+    @Option(help: ArgumentHelp(
+        "Compare Recommend(user_id) against Recommend(history) at half the saturated rate, over this store (sqlite:PATH or postgres://...).",
+        discussion: "An in-process server serves --model over the store as `serve --store` does (--dataset is not read); "
+            + "saturation is measured with history requests at 64 calls in flight, then both kinds run open loop at half "
+            + "that rate for the same users: by history (each user's latest 20 items as the request's events) and by "
+            + "user id alone (the server reads the user's latest events from its cache, filled from the store in the "
+            + "warm-up)."))
+    var store: String?
     @Option(help: "Write the results as JSON here (the Python package plots it: python -m r2ec_client.plots latency).")
     var json: String?
 
     func run() throws {
+        if let store { return try compareUserId(store: store) }
         let data = try DatasetLoader.load(dataset)
         let histories = BenchServe.testHistories(data)
         var report: [String: Any] = ["bench": "serve", "mode": mode, "model": target ?? model]
@@ -119,6 +128,55 @@ struct BenchServe: ParsableCommand {
         return try concurrency.map { c in
             try measure(plan(host: host, port: port, histories: histories, reasoning: reasoning, concurrency: c),
                         label: "\(mode) x\(c)")
+        }
+    }
+
+    /// Recommend(user_id) p99 vs Recommend(history) p99 at half the saturated history rate, over a store.
+    private func compareUserId(store url: String) throws {
+        guard target == nil, !suite else { throw ValidationError("--store starts its own server; drop --target and --suite") }
+        let opened = try Serve.openStore(url)
+        defer { opened.store.close() }
+        let data = opened.snapshot.dataset
+        let registry = ModelRegistry()
+        Console.status("bench serve --store: loading \(model) over \(opened.location)")
+        registry.install(try ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: nil),
+                                         catalogVersion: opened.snapshot.catalogVersion, keepsUserHistories: false)
+            .load(spec: model))
+        var batching = BatchingConfig()
+        batching.maxBatchSize = maxBatchSize
+        let server = try InProcessServer(registry: registry, batching: batching) { metrics in
+            LiveLoop(store: opened.store, snapshot: opened.snapshot, registry: registry, metrics: metrics)
+        }
+        defer { server.stop() }
+        let sequences = data.sequences()
+        let users = data.userIds.indices.filter { !sequences[$0].items.isEmpty }
+        let byHistory = users.map { RequestEncoding.recommend(itemIds: sequences[$0].items.suffix(20).map { data.catalog[$0].id }, topK: 10) }
+        let byUser = users.map { RequestEncoding.recommend(userId: data.userIds[$0], topK: 10) }
+        func load(_ requests: [[UInt8]], rate: Double?) -> LoadGenerator.Plan {
+            var p = LoadGenerator.Plan(port: server.port, method: "/r2ec.v1.Recommender/Recommend", requests: requests)
+            p.host = "127.0.0.1"
+            p.connections = 64
+            p.inFlight = 1
+            p.duration = seconds
+            p.rate = rate
+            return p
+        }
+        header()
+        let saturated = try measure(load(byHistory, rate: nil), label: "history x64 (saturation)")["throughput"] as? Double ?? 0
+        let half = saturated / 2
+        let history = try measure(load(byHistory, rate: half), label: "history at half saturation")
+        let user = try measure(load(byUser, rate: half), label: "user_id at half saturation")
+        let (hp99, up99) = (history["p99_ms"] as? Double ?? .nan, user["p99_ms"] as? Double ?? .nan)
+        let cache = server.server.core.live!.cache.stats
+        print(String(format: "\nRecommend(user_id) p99 %.2f ms vs Recommend(history) p99 %.2f ms at %.0f calls/s (half of %.0f): %+.2f ms; "
+                     + "user cache %d users, %d hits, %d misses", up99, hp99, half, saturated, up99 - hp99, cache.users,
+                     cache.hits, cache.misses))
+        if let json {
+            let report: [String: Any] = ["bench": "serve-store", "model": model, "store": opened.location,
+                                         "saturated": saturated, "history": history, "user_id": user,
+                                         "p99_difference_ms": up99 - hp99]
+            try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+                .write(to: URL(fileURLWithPath: json))
         }
     }
 

@@ -8,11 +8,14 @@ final class InProcessServer {
     let port: Int
     private let thread: Thread
 
+    /// `live` (given the core's metrics) makes it a server with a store, as `serve --store`.
     init(registry: ModelRegistry, batching: BatchingConfig = BatchingConfig(),
-         reasoning: ReasoningConfig = ReasoningConfig()) throws {
+         reasoning: ReasoningConfig = ReasoningConfig(), live: ((ServingMetrics) -> LiveLoop)? = nil) throws {
         var config = ServerConfig()
         config.port = 0
-        let server = Server(config: config, core: ServingCore(registry: registry, batching: batching, reasoning: reasoning))
+        let core = ServingCore(registry: registry, batching: batching, reasoning: reasoning)
+        core.live = live?(core.metrics)
+        let server = Server(config: config, core: core)
         let ready = DispatchSemaphore(value: 0)
         let bound = Box(0)
         let failure = Box<Error?>(nil)

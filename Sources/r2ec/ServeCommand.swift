@@ -5,6 +5,7 @@ import Foundation
 import Model
 import RPC
 import Serving
+import Store
 import Train
 
 struct Serve: ParsableCommand {
@@ -14,8 +15,25 @@ struct Serve: ParsableCommand {
     @Option(help: "Address to bind: an IPv4 or IPv6 address, or a host name resolved at start (IPv4 preferred).")
     var host = "127.0.0.1"
     @Option(help: "TCP port, 0...65535; 0 picks a free one (printed when listening).") var port = 7878
-    @Option(help: "Dataset directory the models serve (catalogue, known users, item statistics).")
+    @Option(help: "Dataset directory the models serve (catalogue, known users, item statistics); not read with --store.")
     var dataset = "data/ml-100k"
+    @Option(help: ArgumentHelp(
+        "The live loop's store: sqlite:PATH or postgres://USER@HOST:PORT/DATABASE (r2ec store import fills it).",
+        discussion: """
+        With a store, the models serve its catalogue and events instead of --dataset; the Events service \
+        (RecordEvents, UpsertItems, GetUserHistory, DeleteUser) writes to it, answering only after the commit; \
+        Recommend, RecommendStream and ScoreItems with a user_id read the user's latest events from it (through an \
+        in-memory cache written through), and a user without events gets a cold-start answer. SQLite options: \
+        sqlite:PATH?synchronous=full|normal&max_bytes=N&busy_timeout_ms=N (full, the default, fsyncs every commit). \
+        One server writes a SQLite file; PostgreSQL takes several.
+        """))
+    var store: String?
+    @Option(help: "With --store: most events per RecordEvents call.") var maxEventsPerCall = 1000
+    @Option(help: "With --store: most items per UpsertItems call.") var maxItemsPerCall = 1000
+    @Option(help: "With --store: latest events kept per cached user (what Recommend with a user_id reads).")
+    var userHistoryEvents = 1000
+    @Option(help: "With --store: bytes the user-history cache may hold (or with K/M/G: 256M).")
+    var userCacheBytes = "256M"
     @Option(name: .customLong("model"),
             help: "A model to load: popularity, wals, bpr or a checkpoint directory; repeat for several. The first is the default.")
     var models: [String] = []
@@ -114,7 +132,8 @@ struct Serve: ParsableCommand {
         }
 
         let start = Date()
-        let data = try DatasetLoader.load(dataset)
+        let live = try store.map { try Serve.openStore($0) }
+        let data = try live?.snapshot.dataset ?? DatasetLoader.load(dataset)
         let registry = ModelRegistry()
         let budget = try memoryBudget.map { text in
             guard let b = MemoryBudget.parse(text, source: "--memory-budget") else {
@@ -122,12 +141,13 @@ struct Serve: ParsableCommand {
             }
             return b
         }
-        let loader = ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: budget))
+        let loader = ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: budget),
+                                 catalogVersion: live?.snapshot.catalogVersion ?? 0, keepsUserHistories: live == nil)
         for spec in (models.isEmpty ? ["popularity"] : models) {
             let model = try loader.load(spec: spec)
             registry.install(model)
             Console.status("loaded \(model.name) (\(model.recommender.kind)) over \(data.name): "
-                + "\(data.catalog.count) items, \(model.userHistories.count) users")
+                + "\(data.catalog.count) items, \(live == nil ? model.userHistories.count : data.numUsers) users")
         }
         var batching = BatchingConfig()
         batching.maxBatchSize = maxBatchSize
@@ -149,6 +169,20 @@ struct Serve: ParsableCommand {
         limits.maxBatchRequests = maxBatchRequests
         let core = ServingCore(registry: registry, workerThreads: workers, batching: batching, reasoning: reasoning,
                                limits: limits)
+        if let live {
+            var liveConfig = LiveLoopConfig()
+            liveConfig.limits.maxEventsPerCall = maxEventsPerCall
+            liveConfig.limits.maxItemsPerCall = maxItemsPerCall
+            liveConfig.eventsPerUser = userHistoryEvents
+            guard let bytes = MemoryBudget.parse(userCacheBytes, source: "--user-cache-bytes") else {
+                throw ValidationError("--user-cache-bytes: expected bytes or a size like 256M, got '\(userCacheBytes)'")
+            }
+            liveConfig.cacheBudgetBytes = bytes.bytes
+            core.live = LiveLoop(store: live.store, snapshot: live.snapshot, registry: registry, config: liveConfig,
+                                 metrics: core.metrics)
+            Console.status("store \(live.location): \(data.catalog.count) items, \(data.numUsers) users, "
+                + "\(data.interactions.count) events, catalogue version \(live.snapshot.catalogVersion)")
+        }
         let server = Server(config: config, core: core)
         server.modelLoader = { name, path in
             try loader.load(spec: path, name: name)
@@ -162,7 +196,32 @@ struct Serve: ParsableCommand {
             print("r2ec: listening on \(host):\(port) (default model \(registry.defaultModelName)\(door)\(metrics), ready in \(elapsed) s)")
             fflush(stdout)
         }
+        live?.store.close()
         print("r2ec: drained, exiting")
+    }
+
+    /// Opens and reads the store named by --store; an unusable or empty store stops the server before it listens.
+    static func openStore(_ url: String) throws -> (store: EventStore, snapshot: StoreSnapshot, location: String) {
+        let store: EventStore
+        do {
+            store = try Stores.open(url)
+        } catch let e as StoreError {
+            throw ValidationError("--store: \(e)")
+        }
+        do {
+            let snapshot = try store.snapshot()
+            guard !snapshot.dataset.catalog.items.isEmpty else {
+                throw ValidationError("--store \(store.location): the store holds no items; fill it first with "
+                    + "r2ec store import --dataset DIR --store URL")
+            }
+            return (store, snapshot, store.location)
+        } catch let e as StoreError {
+            store.close()
+            throw ValidationError("--store \(store.location): \(e)")
+        } catch {
+            store.close()
+            throw error
+        }
     }
 }
 

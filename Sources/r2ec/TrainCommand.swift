@@ -1,10 +1,13 @@
 // `r2ec train --config FILE`: trains the dual-head network through the config's stages (lm, rec, recpo) into a
 // checkpoint directory, with a progress line on stderr, a JSONL log of every step and evaluation, resumable state,
-// and a markdown summary (validation and test metrics, ECE@10 of top-N calibration) on stdout.
+// and a markdown summary (validation and test metrics, ECE@10 of top-N calibration) on stdout. `--store URL` trains on
+// what a live store holds (exported to atomic files first).
 import ArgumentParser
+import Data
 import Eval
 import Foundation
 import Model
+import Store
 import Train
 
 struct TrainCommand: ParsableCommand {
@@ -28,6 +31,13 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Dataset directory (overrides the config's).")
     var dataset: String?
 
+    @Option(help: ArgumentHelp(
+        "Train from a store's catalogue and events instead of a dataset directory: sqlite:PATH or postgres://...",
+        discussion: "The store is read (one consistent snapshot, no writer lock: a server may keep serving from it) "
+            + "into RecBole atomic files in OUT.store/NAME (NAME: the store's name), trained on as --dataset would be, "
+            + "and removed when the run ends. Serve the result with Admin/LoadModel or SIGHUP (hot swap)."))
+    var store: String?
+
     @Option(help: "Stop after this many seconds (overrides the config's time_limit; the best checkpoint is kept).")
     var timeLimit: Double?
 
@@ -39,7 +49,12 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         var extra = overrides
-        if let dataset { extra.append("dataset=\(String(decoding: try JSONEncoder().encode(dataset), as: UTF8.self))") }
+        if store != nil && dataset != nil { throw ValidationError("--store and --dataset: give one of them") }
+        let exported = try store.map { try Self.export(store: $0, out: out) }
+        defer { if let exported { try? FileManager.default.removeItem(atPath: exported.root) } }
+        if let chosen = exported?.dataset ?? dataset {
+            extra.append("dataset=\(String(decoding: try JSONEncoder().encode(chosen), as: UTF8.self))")
+        }
         if let timeLimit { extra.append("time_limit=\(timeLimit)") }
         // The whole config is read and checked before anything is written.
         let recipe = try TrainConfig.load(path: config, overrides: extra)
@@ -85,6 +100,32 @@ struct TrainCommand: ParsableCommand {
             let before = Calibration.ece(probabilities: probabilities, labels: labels)
             print(String(format: "\ntest ECE@%d: one Platt scaling over the top-%d %.4f -> monotone rank-group Platt (ranks %@) %.4f",
                          n, n, before, Self.groups(TopNCalibrator.defaultGroups(n: n)), ece))
+        }
+    }
+
+    /// Writes the store's catalogue and events as atomic files into OUT.store/NAME; returns that folder and OUT.store.
+    static func export(store url: String, out: String) throws -> (dataset: String, root: String) {
+        let source: EventStore
+        do { source = try Stores.open(url, writer: false) } catch let e as StoreError { throw ValidationError("--store: \(e)") }
+        defer { source.close() }
+        do {
+            let info = try source.info()
+            guard info.items > 0, info.events > 0 else {
+                throw ValidationError("--store \(source.location): \(info.items) items, \(info.events) events: nothing to train on")
+            }
+            let root = (out.hasSuffix("/") ? String(out.dropLast()) : out) + ".store"
+            try? FileManager.default.removeItem(atPath: root)
+            let name = info.name.isEmpty || info.name.contains("/") || info.name.hasPrefix(".") ? "store" : info.name
+            let directory = root + "/" + name
+            let bar = ProgressBar(label: "export")
+            let (items, events) = try StoreExporter.export(source, to: directory) { n in
+                bar.show(done: Double(n), total: Double(info.events), detail: "\(n) events")
+            }
+            bar.finish()
+            Console.status("training on \(source.location): \(items) items, \(events) events (exported to \(directory))")
+            return (directory, root)
+        } catch let e as StoreError {
+            throw ValidationError("--store \(source.location): \(e)")
         }
     }
 

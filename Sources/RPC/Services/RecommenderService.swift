@@ -32,16 +32,16 @@ public final class RecommenderService: RPCService {
             },
             RPCMethod("/r2ec.v1.Recommender/ScoreItems") { request, call, response in
                 guard let q = decode(response, { try ProtoCodec.decodeScoreItemsRequest(request) }),
-                      let name = decode(response, { try core.registry.model(q.model).name }) else { return }
+                      let model = decode(response, { try core.registry.model(q.model) }) else { return }
                 core.scoreItems(q, ctx: call.context) {
-                    response.complete($0) { ProtoCodec.encodeScoreItemsResponse($0, model: name) }
+                    response.complete($0) { ProtoCodec.encodeScoreItemsResponse($0, model: model.name, version: model.version) }
                 }
             },
             RPCMethod("/r2ec.v1.Recommender/SimilarItems") { request, call, response in
                 guard let q = decode(response, { try ProtoCodec.decodeSimilarItemsRequest(request) }),
-                      let name = decode(response, { try core.registry.model(q.model).name }) else { return }
+                      let model = decode(response, { try core.registry.model(q.model) }) else { return }
                 core.similarItems(q, ctx: call.context) {
-                    response.complete($0) { ProtoCodec.encodeSimilarItemsResponse($0, model: name) }
+                    response.complete($0) { ProtoCodec.encodeSimilarItemsResponse($0, model: model.name, version: model.version) }
                 }
             },
             RPCMethod("/r2ec.v1.Recommender/GetItems") { request, call, response in

@@ -48,6 +48,15 @@ let decoders: [(name: String, descriptor: UnsafePointer<ProtobufCMessageDescript
     }),
     ("GetItemsResponse", descriptor(r2ec__v1__get_items_response__unpack, r2ec__v1__get_items_response__free_unpacked),
      { _ = RequestEncoding.items($0) }),
+    // The Events service (appended: earlier selectors keep their message).
+    ("RecordEventsRequest", descriptor(r2ec__v1__record_events_request__unpack, r2ec__v1__record_events_request__free_unpacked),
+     { _ = try ProtoCodec.decodeRecordEventsRequest($0, maxEvents: .max) }),
+    ("UpsertItemsRequest", descriptor(r2ec__v1__upsert_items_request__unpack, r2ec__v1__upsert_items_request__free_unpacked),
+     { _ = try ProtoCodec.decodeUpsertItemsRequest($0, maxItems: .max) }),
+    ("GetUserHistoryRequest", descriptor(r2ec__v1__get_user_history_request__unpack, r2ec__v1__get_user_history_request__free_unpacked),
+     { _ = try ProtoCodec.decodeGetUserHistoryRequest($0) }),
+    ("DeleteUserRequest", descriptor(r2ec__v1__delete_user_request__unpack, r2ec__v1__delete_user_request__free_unpacked),
+     { _ = try ProtoCodec.decodeDeleteUserRequest($0) }),
 ]
 
 @_cdecl("LLVMFuzzerTestOneInput")
