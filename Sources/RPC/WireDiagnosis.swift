@@ -8,21 +8,24 @@ enum WireDiagnosis {
         var problem: String
     }
 
+    /// One base-128 varint at `i` (advanced past it); nil when the bytes end inside it or it runs past 64 bits.
+    static func readVarint(_ bytes: UnsafeRawBufferPointer, _ i: inout Int) -> UInt64? {
+        var v: UInt64 = 0, shift: UInt64 = 0
+        while i < bytes.count, shift < 64 {
+            let b = bytes[i]; i += 1
+            v |= UInt64(b & 0x7f) << shift
+            if b & 0x80 == 0 { return v }
+            shift += 7
+        }
+        return nil
+    }
+
     static func diagnose(_ bytes: UnsafeRawBufferPointer, descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
                          path: String = "", depth: Int = 0) -> Finding? {
         let n = bytes.count
         var i = 0
         var seen: [UInt32: Int] = [:]
-        func varint() -> UInt64? {
-            var v: UInt64 = 0, shift: UInt64 = 0
-            while i < n, shift < 64 {
-                let b = bytes[i]; i += 1
-                v |= UInt64(b & 0x7f) << shift
-                if b & 0x80 == 0 { return v }
-                shift += 7
-            }
-            return nil
-        }
+        func varint() -> UInt64? { readVarint(bytes, &i) }
         let here = path.isEmpty ? "(message)" : path
         if depth > 64 { return Finding(field: here, problem: "nested too deeply") }
         while i < n {
@@ -79,16 +82,7 @@ enum WireDiagnosis {
                                depth: Int = 0) -> Bool {
         let n = bytes.count
         var i = 0
-        func varint() -> UInt64? {
-            var v: UInt64 = 0, shift: UInt64 = 0
-            while i < n, shift < 64 {
-                let b = bytes[i]; i += 1
-                v |= UInt64(b & 0x7f) << shift
-                if b & 0x80 == 0 { return v }
-                shift += 7
-            }
-            return nil
-        }
+        func varint() -> UInt64? { readVarint(bytes, &i) }
         guard depth <= 64 else { return false }
         while i < n {
             guard let key = varint() else { return false }
