@@ -5,6 +5,7 @@ import CLibUV
 import Foundation
 import Logging
 import Serving
+import Synchronization
 
 public final class Server: @unchecked Sendable {
     public let config: ServerConfig
@@ -33,7 +34,11 @@ public final class Server: @unchecked Sendable {
     private var logger = Logger(label: "r2ec.rpc")
     private var logLimiter = LogLimiter()
 
-    private var connections: [ObjectIdentifier: Connection] = [:]
+    private var connections: [ObjectIdentifier: Connection] = [:] {
+        didSet { openConnectionCount.store(connections.count, ordering: .relaxed) }
+    }
+    /// `connections.count`, readable from any thread (the metrics endpoint, tests): the dictionary is the loop's.
+    private let openConnectionCount = Atomic<Int>(0)
     private var dirty: [Connection] = []
     /// Work handed back to the loop thread. An NSLock (pthread mutex), not Synchronization's Mutex: ThreadSanitizer
     /// sees pthread locks but not the futex the stdlib's Mutex uses on Linux, and reported the hand-over as a race.
@@ -338,7 +343,8 @@ public final class Server: @unchecked Sendable {
              metadata: ["peer": peer, "code": error.code.name, "message": error.message])
     }
 
-    var openConnections: Int { connections.count }
+    /// Open connections; safe to read from any thread.
+    public var openConnections: Int { openConnectionCount.load(ordering: .relaxed) }
     var isServing: Bool { !draining }
 
     func log(_ message: String) { emit(message, kind: LogLimiter.kind(message), level: .info) }
