@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
         .package(url: "https://github.com/grpc/grpc-swift-2", exact: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", exact: "2.9.2"),
+        // `r2ec serve --config FILE`: YAML (libyaml's C sources, built in about a minute; no other dependencies).
+        .package(url: "https://github.com/jpsim/Yams", exact: "6.2.2"),
     ],
     targets: [
         // System-library shims over Debian's -dev packages, nothing else.
@@ -63,8 +65,10 @@ let package = Package(
             .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport",
                      condition: .when(traits: ["GRPC"])),
         ]),
+        // Settings files and R2EC_* environment variables turned into a command's arguments (`serve --config`).
+        .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "r2ec", dependencies: [
-            "GRPCDoor",
+            "GRPCDoor", "Config",
             "RPC", "Serving", "Store", "Train", "Eval", "Model", "Data", "Tensor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -79,6 +83,7 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: ["Store", "Data", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Data", "Eval", "Model", "Store", "Train"]),
         .testTarget(name: "GRPCDoorTests", dependencies: ["GRPCDoor", "RPC", "Serving"]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "RPCTests", dependencies: ["RPC", "R2ecProtoC", "CProtobufC", "Serving", "Data", "Eval"]),
     ],
     swiftLanguageModes: [.v5]

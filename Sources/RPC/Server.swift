@@ -1,6 +1,8 @@
 // The RPC server: one libuv loop thread owns every socket, timer and signal handle; model work runs on the serving
 // core's dedicated workers and comes back through a queue plus uv_async_send (the loop drains the whole queue on
-// each wake-up). SIGTERM/SIGINT drain gracefully: GOAWAY, finish what was accepted, exit 0.
+// each wake-up). SIGTERM/SIGINT drain gracefully: with a drain grace period, health turns NOT_SERVING first (/healthz
+// answers 503) while calls are still accepted, so orchestrators stop routing here; then GOAWAY, finish what was
+// accepted, exit 0.
 import CLibUV
 import Foundation
 import Logging
@@ -49,6 +51,9 @@ public final class Server: @unchecked Sendable {
     /// Large requests are decoded here, off the loop thread.
     private let decodeQueue = DispatchQueue(label: "r2ec-decode", attributes: .concurrent)
     private var draining = false
+    /// When the grace period after a drain signal ends (monotonic ns); 0 = not in one.
+    private var graceDeadline: UInt64 = 0
+    private var graceReason = ""
     private var drainAborted = false
     private var drainDeadline: UInt64 = 0
     private var listenerClosed = false
@@ -155,7 +160,7 @@ public final class Server: @unchecked Sendable {
     }
 
     /// Starts a graceful drain from any thread (tests, embedding programs).
-    public func shutdown() { post { [self] in beginDrain(reason: "shutdown requested") } }
+    public func shutdown() { post { [self] in beginGraceOrDrain(reason: "shutdown requested") } }
 
     // MARK: Cross-thread hand-back
 
@@ -258,6 +263,7 @@ public final class Server: @unchecked Sendable {
             if let linger = conn.lingerDeadline, now >= linger { conn.close(); continue }
             conn.checkTimers(now: now, idleNanos: idle, frameNanos: frame, slow: slow)
         }
+        if graceDeadline != 0 && now >= graceDeadline && !draining { beginDrain(reason: graceReason) }
         if draining && now >= drainDeadline && !drainAborted {
             drainAborted = true
             log("drain timeout: answering UNAVAILABLE and closing \(connections.count) connection(s) with calls still in flight")
@@ -274,8 +280,24 @@ public final class Server: @unchecked Sendable {
             log("second signal \(signum): exiting at once")
             exit(1)
         }
-        beginDrain(reason: "signal \(signum)")
+        if graceDeadline != 0 {
+            log("second signal \(signum) in the drain grace period: draining now")
+            beginDrain(reason: "signal \(signum)")
+        } else {
+            beginGraceOrDrain(reason: "signal \(signum)")
+        }
         flushDirty()
+    }
+
+    /// With a drain grace period: health turns NOT_SERVING (/healthz 503, Health Check/Watch) while the listener
+    /// and every connection keep working; the drain begins when the period ends. Without one: the drain at once.
+    private func beginGraceOrDrain(reason: String) {
+        guard !draining, graceDeadline == 0 else { return }
+        guard config.drainGraceSeconds > 0 else { return beginDrain(reason: reason) }
+        graceDeadline = DispatchTime.now().uptimeNanoseconds + UInt64(config.drainGraceSeconds * 1e9)
+        graceReason = reason
+        log("not serving (\(reason)): health answers NOT_SERVING, draining in \(config.drainGraceSeconds) s")
+        health.stopServing()
     }
 
     private func beginDrain(reason: String) {
@@ -345,7 +367,8 @@ public final class Server: @unchecked Sendable {
 
     /// Open connections; safe to read from any thread.
     public var openConnections: Int { openConnectionCount.load(ordering: .relaxed) }
-    var isServing: Bool { !draining }
+    /// False from a drain signal on (during the grace period too): /healthz answers 503.
+    var isServing: Bool { !draining && graceDeadline == 0 }
 
     func log(_ message: String) { emit(message, kind: LogLimiter.kind(message), level: .info) }
 

@@ -21,6 +21,9 @@ public struct ServerConfig: Sendable {
     public var offloadRequestBytes = 64 << 10
     /// After SIGTERM/SIGINT: how long accepted calls may take to finish before connections are closed anyway.
     public var drainTimeoutSeconds = 30.0
+    /// After SIGTERM/SIGINT and before the drain: how long health answers NOT_SERVING (/healthz 503) while the
+    /// listener and connections keep serving, so load balancers and orchestrators stop routing here first.
+    public var drainGraceSeconds = 0.0
     /// Port of the HTTP endpoint with /metrics and /healthz (on `host`); nil = none, 0 = a free port.
     public var metricsPort: Int?
     /// Open connections to the metrics endpoint at once; one more is answered 503 and closed.

@@ -1,5 +1,6 @@
 // `r2ec serve`: loads the models and serves them over the r2ec protocol until SIGTERM/SIGINT drains it.
 import ArgumentParser
+import Config
 import Data
 import Foundation
 import Model
@@ -10,7 +11,18 @@ import Train
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve models over the r2ec RPC protocol (docs/protocol.md).")
+        abstract: "Serve models over the r2ec RPC protocol (docs/protocol.md).",
+        discussion: """
+        Every option may also be set in a YAML file given by --config (its key is the option's long name: \
+        'max-connections: 512'; a list for --model) or by an environment variable R2EC_ and the name in capitals with \
+        underscores (R2EC_MAX_CONNECTIONS=512; R2EC_MODEL=a,b for several models). The command line wins over the \
+        environment, which wins over the file. Unknown keys in the file are errors (docs/deployment.md).
+        """)
+
+    @Option(help: "A YAML settings file of serve options (keys are the options' long names); see the discussion above.")
+    var config: String?
+    @Flag(help: "Check the settings (file, environment, command line, token file, TLS files, model specs) and exit: 0 when usable.")
+    var checkConfig = false
 
     @Option(help: "Address to bind: an IPv4 or IPv6 address, or a host name resolved at start (IPv4 preferred).")
     var host = "127.0.0.1"
@@ -75,6 +87,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Reasoning tokens when a request asks for 0.") var defaultReasoningTokens = 64
     @Option(help: "Most reasoning tokens one request may ask for.") var maxReasoningTokens = 512
     @Option(help: "Seconds accepted calls may take to finish after SIGTERM/SIGINT.") var drainTimeout = 30.0
+    @Option(help: "Seconds between SIGTERM/SIGINT and the drain during which health answers NOT_SERVING (/healthz 503) while calls are still accepted, so a load balancer stops routing here first; 0 drains at once. A second signal drains at once.")
+    var drainGrace = 0.0
     @Option(help: "File of bearer tokens, one per line; a line 'admin TOKEN' also allows the Admin service. Enables auth.")
     var authTokenFile: String?
     @Option(help: "Most memory one checkpoint load may take (bytes, or with K/M/G: 8G); checked against config.json and the weights before allocating. Default: 80% of the memory available at each load.")
@@ -98,10 +112,54 @@ struct Serve: ParsableCommand {
             throw ValidationError("\(name): \(value) must be a positive number of seconds")
         }
         guard drainTimeout >= 0 && drainTimeout.isFinite else { throw ValidationError("--drain-timeout: \(drainTimeout) must be >= 0") }
+        guard drainGrace >= 0 && drainGrace.isFinite else { throw ValidationError("--drain-grace: \(drainGrace) must be >= 0") }
+    }
+
+    /// The file and environment settings R2ecCommand.main folded into this run's arguments (for --check-config).
+    nonisolated(unsafe) static var resolvedSettings: [Setting] = []
+
+    /// This command's arguments with the settings file (--config) and R2EC_* variables folded in; the keys are the
+    /// long names of the options above, read from ArgumentParser's own definition of them.
+    static func settings(commandLine: [String], environment: [String: String]) throws -> CommandSettings {
+        let options = try OptionSpec.table(helpDump: Serve._dumpHelp(), excluding: ["help", "config", "check-config"])
+        return try CommandSettings.resolve(commandLine: commandLine, environment: environment, options: options)
+    }
+
+    /// Checks the settings that need more than parsing: TLS and token files, sizes, model specs.
+    func checkFiles() throws {
+        try ServeGRPC.validate(grpcPort: grpcPort, tlsCert: tlsCert, tlsKey: tlsKey)
+        if let authTokenFile {
+            do { _ = try TokenFile.read(authTokenFile) } catch let e as TokenFile.Error {
+                throw ValidationError("--auth-token-file: \(e)")
+            }
+        }
+        if let memoryBudget, MemoryBudget.parse(memoryBudget, source: "--memory-budget") == nil {
+            throw ValidationError("--memory-budget: expected bytes or a size like 512M or 8G, got '\(memoryBudget)'")
+        }
+        if MemoryBudget.parse(userCacheBytes, source: "--user-cache-bytes") == nil {
+            throw ValidationError("--user-cache-bytes: expected bytes or a size like 256M, got '\(userCacheBytes)'")
+        }
+        for spec in models where !ModelLoader.baselineKinds.contains(spec) && spec != "pop" {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: spec, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("--model: '\(spec)' is not one of \(ModelLoader.baselineKinds.joined(separator: ", ")) "
+                    + "and not a checkpoint directory")
+            }
+        }
+        if store == nil, !FileManager.default.fileExists(atPath: dataset) {
+            throw ValidationError("--dataset: no such directory '\(dataset)' (and no --store)")
+        }
     }
 
     func run() throws {
-        try ServeGRPC.validate(grpcPort: grpcPort, tlsCert: tlsCert, tlsKey: tlsKey)
+        try checkFiles()
+        if checkConfig {
+            print("r2ec serve: settings OK")
+            for setting in Serve.resolvedSettings {
+                print("  \(setting.key): \(setting.values.joined(separator: ", "))  (\(setting.origin))")
+            }
+            return
+        }
         var config = ServerConfig()
         config.host = host
         config.port = port
@@ -119,6 +177,7 @@ struct Serve: ParsableCommand {
         config.idleTimeoutSeconds = idleTimeout
         config.frameReadTimeoutSeconds = frameReadTimeout
         config.drainTimeoutSeconds = drainTimeout
+        config.drainGraceSeconds = drainGrace
         if let authTokenFile {
             do {
                 let file = try TokenFile.read(authTokenFile)
