@@ -124,8 +124,8 @@ final class Connection {
             case .ended(let call, let status):
                 server.record(call, status: status)
                 call.end()
-            case .refused(let error):
-                server.recordRefused(error, peer: peer)
+            case .refused(let error, let requestId):
+                server.recordRefused(error, peer: peer, requestId: requestId)
             case .violation(let error):
                 server.log("\(peer): protocol violation: \(error.message)")
                 server.core.metrics.protocolViolation()

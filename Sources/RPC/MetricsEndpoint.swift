@@ -104,6 +104,7 @@ final class MetricsEndpoint {
         switch path.split(separator: "?").first.map(String.init) ?? path {
         case "/metrics":
             server.core.metrics.connections(open: server.openConnections)
+            server.core.sampleQueueDepths()
             return ("200 OK", "text/plain; version=0.0.4; charset=utf-8", server.core.metrics.render())
         case "/healthz":
             return server.isServing ? ("200 OK", "text/plain", Array("SERVING\n".utf8))

@@ -82,7 +82,7 @@ public final class Server: @unchecked Sendable {
         machineSettings = settings
         loop = .allocate(capacity: 1)
         uv_loop_init(loop)
-        logger.logLevel = .info
+        logger.logLevel = config.logLevel
     }
 
     /// The services every server answers, over one serving core.
@@ -348,21 +348,31 @@ public final class Server: @unchecked Sendable {
 
     func record(_ call: RPCCall, status: CallStatus) {
         callsFinished += 1
-        core.metrics.call(method: call.method, code: status.code,
-                          seconds: Double(DispatchTime.now().uptimeNanoseconds &- call.opened) / 1e9)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds &- call.opened) / 1e9
+        let model = call.servedModel
+        core.metrics.call(method: call.method, code: status.code, seconds: seconds, model: model?.name ?? "",
+                          version: model?.version)
         if status.code != .ok {
             callsFailed += 1
             emit("call failed", kind: "call failed \(call.method) \(status.code.name)",
-                 metadata: ["method": call.method, "peer": call.peer, "code": status.code.name, "message": status.message])
+                 metadata: ["method": call.method, "peer": call.peer, "code": status.code.name, "message": status.message,
+                            "request_id": call.requestId.value])
+        } else if logger.logLevel <= .debug {
+            // The access log: every call, at debug level only (its id only when the client gave one).
+            var metadata: Logger.Metadata = ["method": .string(call.method), "peer": .string(call.peer),
+                                             "code": "OK", "seconds": .string(String(format: "%.6f", seconds))]
+            if call.requestId.fromClient { metadata["request_id"] = .string(ClientText.clip(call.requestId.value, limit: 128)) }
+            if let model { metadata["model"] = .string(model.name); metadata["version"] = .string(String(model.version)) }
+            logger.debug("call", metadata: metadata)
         }
     }
 
-    func recordRefused(_ error: ServingError, peer: String) {
+    func recordRefused(_ error: ServingError, peer: String, requestId: String) {
         callsFinished += 1
         callsFailed += 1
         core.metrics.call(method: "(refused)", code: error.code, seconds: 0)
         emit("call refused", kind: "call refused \(error.code.name)",
-             metadata: ["peer": peer, "code": error.code.name, "message": error.message])
+             metadata: ["peer": peer, "code": error.code.name, "message": error.message, "request_id": requestId])
     }
 
     /// Open connections; safe to read from any thread.

@@ -1,4 +1,5 @@
 // Settings of the RPC server, every limit with its documented default (docs/protocol.md, README).
+import Logging
 
 public struct ServerConfig: Sendable {
     public var host = "127.0.0.1"
@@ -40,6 +41,8 @@ public struct ServerConfig: Sendable {
     public var tokens: Set<String> = []
     /// Bearer tokens that may also call the Admin service (always required for it when authentication is on).
     public var adminTokens: Set<String> = []
+    /// The server's log level: failed and refused calls are logged at warning, every call at debug.
+    public var logLevel: Logger.Level = .info
 
     public init() {}
 }

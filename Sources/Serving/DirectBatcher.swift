@@ -150,7 +150,7 @@ public final class DirectBatcher: @unchecked Sendable {
             let results = try RecommendService.recommendDirect(live.map(\.prepared), model: model,
                                                                probabilities: live.map(\.probabilities))
             let end = DispatchTime.now().uptimeNanoseconds
-            metrics?.batch(path: "direct", size: live.count, queueSeconds: live.map { Double(start - $0.enqueued) / 1e9 },
+            metrics?.batch(path: "direct", model: model.name, version: model.version, size: live.count, queueSeconds: live.map { Double(start - $0.enqueued) / 1e9 },
                            computeSeconds: Double(end - start) / 1e9)
             for (p, r) in zip(live, results) { p.done(.success(r)) }
         } catch let e as ServingError {

@@ -85,6 +85,9 @@ public final class ReasoningScheduler: @unchecked Sendable {
         t.start()
     }
 
+    /// Requests waiting for a decode slot.
+    public var queued: Int { condition.lock(); defer { condition.unlock() }; return queue.count }
+
     /// Queues a validated reasoning request; RESOURCE_EXHAUSTED at once when the queue is full.
     func enqueue(_ p: RecommendService.Prepared, query q: RecommendQuery, model: ServedModel, ctx: CallContext,
                  onDelta: ((String) -> Void)?, done: @escaping (Result<RecommendResult, ServingError>) -> Void) throws {

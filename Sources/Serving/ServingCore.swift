@@ -26,6 +26,13 @@ public final class ServingCore: @unchecked Sendable {
         self.reasoning = ReasoningScheduler(config: reasoning, metrics: metrics)
     }
 
+    /// Sets the queue-depth gauges (when /metrics is read): direct batching, reasoning, the other calls' workers.
+    public func sampleQueueDepths() {
+        metrics.queueDepth(path: "direct", requests: batcher.queued)
+        metrics.queueDepth(path: "reasoning", requests: reasoning.queued)
+        metrics.queueDepth(path: "workers", requests: workers.queued)
+    }
+
     /// Runs `work` on a model worker unless the call is stopped first; `done` runs on that worker.
     public func submit<T>(_ ctx: CallContext, _ work: @escaping () throws -> T,
                           done: @escaping (Result<T, ServingError>) -> Void) {

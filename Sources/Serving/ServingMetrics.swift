@@ -1,6 +1,8 @@
-// The server's metrics in a Prometheus registry (swift-prometheus), after Triton's: calls by method and status,
-// call, queue and compute time, batch sizes, reasoning tokens and their rate, connections, limit hits.
-// Exposed as Prometheus text by the RPC layer's /metrics endpoint. Never holds tokens or request contents.
+// The server's metrics in a Prometheus registry (swift-prometheus), after Triton's: calls by method, status and the
+// model (name, version) that answered, call, queue and compute time, batch sizes, queue depths, reasoning tokens and
+// their rate, connections, limit hits; then the process's own (ProcessMetrics). Exposed as Prometheus text by the
+// RPC layer's /metrics endpoint. Never holds tokens or request contents. Names follow Prometheus' rules (base units,
+// the unit once, `_total` on counters); clients/python/tests/test_metrics.py checks the exposed text.
 import Foundation
 import Prometheus
 import Synchronization
@@ -20,17 +22,20 @@ public final class ServingMetrics: @unchecked Sendable {
     /// The per-call collectors by method and code, looked up once: the registry's own lookup (labels, lock)
     /// costs more than a whole Health call.
     private let callCollectors = Mutex<[CallKey: (Counter, ValueHistogram)]>([:])
-    private struct CallKey: Hashable { let method: String; let code: StatusCode }
+    private struct CallKey: Hashable { let method: String; let code: StatusCode; let model: String; let version: UInt64? }
 
-    /// A finished call: its method, status and time from CALL to trailer.
-    public func call(method: String, code: StatusCode, seconds: Double) {
-        let key = CallKey(method: method, code: code)
+    /// A finished call: its method, status, the model that answered (name and version; "" for calls of no model)
+    /// and time from CALL to trailer.
+    public func call(method: String, code: StatusCode, seconds: Double, model: String = "", version: UInt64? = nil) {
+        let key = CallKey(method: method, code: code, model: model, version: version)
         let (count, duration) = callCollectors.withLock { cache in
             if let c = cache[key] { return c }
-            let c = (registry.makeCounter(descriptor: d("requests", "total", "Finished calls by method and status code."),
-                                          labels: [("method", method), ("code", code.name)]),
+            let versionLabel = version.map(String.init) ?? ""
+            let c = (registry.makeCounter(descriptor: d("requests", "total", "Finished calls by method, status code and the model that answered."),
+                                          labels: [("method", method), ("code", code.name), ("model", model), ("version", versionLabel)]),
                      registry.makeValueHistogram(descriptor: d("request_duration", "seconds", "Time from CALL to TRAILER."),
-                                                 labels: [("method", method)], buckets: latencyBuckets))
+                                                 labels: [("method", method), ("model", model), ("version", versionLabel)],
+                                                 buckets: latencyBuckets))
             cache[key] = c
             return c
         }
@@ -39,21 +44,29 @@ public final class ServingMetrics: @unchecked Sendable {
     }
 
     /// A batch computed by a scheduler: how long its requests waited and how long it took.
-    public func batch(path: String, size: Int, queueSeconds: [Double], computeSeconds: Double) {
+    public func batch(path: String, model: String, version: UInt64, size: Int, queueSeconds: [Double],
+                      computeSeconds: Double) {
+        let labels = [("path", path), ("model", model), ("version", String(version))]
         registry.makeValueHistogram(descriptor: d("batch_size", "requests", "Requests per computed batch."),
-                                    labels: [("path", path)], buckets: batchBuckets).record(Double(size))
+                                    labels: labels, buckets: batchBuckets).record(Double(size))
         let queue = registry.makeValueHistogram(descriptor: d("queue_duration", "seconds", "Time a request waited in the queue."),
-                                                labels: [("path", path)], buckets: latencyBuckets)
+                                                labels: labels, buckets: latencyBuckets)
         for q in queueSeconds { queue.record(q) }
         registry.makeValueHistogram(descriptor: d("compute_duration", "seconds", "Time a batch spent in the model."),
-                                    labels: [("path", path)], buckets: latencyBuckets).record(computeSeconds)
+                                    labels: labels, buckets: latencyBuckets).record(computeSeconds)
+    }
+
+    /// Requests waiting on each path now ("direct", "reasoning", "workers"), set when /metrics is read.
+    public func queueDepth(path: String, requests: Int) {
+        registry.makeGauge(descriptor: d("queue_depth", "requests", "Requests waiting to be computed, by path."),
+                           labels: [("path", path)]).set(Double(requests))
     }
 
     /// One decode iteration of the reasoning scheduler.
     public func decodeStep(tokens: Int, seconds: Double) {
         registry.makeCounter(descriptor: d("reasoning_tokens", "total", "Reasoning tokens generated.")).increment(by: Int64(tokens))
         if seconds > 0 {
-            registry.makeValueHistogram(descriptor: d("decode_tokens_per_second", "tokens", "Tokens per second of each decode step."),
+            registry.makeValueHistogram(descriptor: d("decode", "tokens_per_second", "Tokens per second of each decode step."),
                                         labels: [], buckets: rateBuckets).record(Double(tokens) / seconds)
         }
     }
@@ -73,5 +86,5 @@ public final class ServingMetrics: @unchecked Sendable {
     }
 
     /// The exposition text.
-    public func render() -> [UInt8] { registry.emitToBuffer() }
+    public func render() -> [UInt8] { registry.emitToBuffer() + ProcessMetrics.read().exposition() }
 }

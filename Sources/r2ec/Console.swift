@@ -1,9 +1,18 @@
 // Progress and status lines for long work, on stderr (stdout stays for results).
 import Foundation
+import Serving
 
 enum Console {
+    /// `serve --log-format json`: status lines as JSON log lines too.
+    nonisolated(unsafe) static var json = false
+
     static func status(_ line: String) {
-        FileHandle.standardError.write(Data("r2ec: \(line)\n".utf8))
+        if json {
+            JSONLogHandler.standardError(JSONLogHandler.line(time: Date(), level: .info, label: "r2ec", message: line,
+                                                             metadata: [:]))
+        } else {
+            FileHandle.standardError.write(Data("r2ec: \(line)\n".utf8))
+        }
     }
 
     /// Peak resident memory of this process so far (getrusage's maxrss), in MiB.

@@ -3,6 +3,7 @@ import ArgumentParser
 import Config
 import Data
 import Foundation
+import Logging
 import Model
 import RPC
 import Serving
@@ -89,6 +90,10 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds accepted calls may take to finish after SIGTERM/SIGINT.") var drainTimeout = 30.0
     @Option(help: "Seconds between SIGTERM/SIGINT and the drain during which health answers NOT_SERVING (/healthz 503) while calls are still accepted, so a load balancer stops routing here first; 0 drains at once. A second signal drains at once.")
     var drainGrace = 0.0
+    @Option(help: "Least severe log lines written: trace, debug (adds a line per call), info, notice, warning (failed and refused calls), error, critical.")
+    var logLevel = Logger.Level.info
+    @Option(help: "Log lines as text, or json (one object per line: time, level, logger, message, then fields such as request_id).")
+    var logFormat = LogFormat.text
     @Option(help: "File of bearer tokens, one per line; a line 'admin TOKEN' also allows the Admin service. Enables auth.")
     var authTokenFile: String?
     @Option(help: "Most memory one checkpoint load may take (bytes, or with K/M/G: 8G); checked against config.json and the weights before allocating. Default: 80% of the memory available at each load.")
@@ -153,6 +158,17 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         try checkFiles()
+        let (level, format) = (logLevel, logFormat)
+        LoggingSystem.bootstrap { label in
+            switch format {
+            case .json: return JSONLogHandler(label: label, level: level)
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        }
+        Console.json = format == .json
         if checkConfig {
             print("r2ec serve: settings OK")
             for setting in Serve.resolvedSettings {
@@ -178,6 +194,7 @@ struct Serve: ParsableCommand {
         config.frameReadTimeoutSeconds = frameReadTimeout
         config.drainTimeoutSeconds = drainTimeout
         config.drainGraceSeconds = drainGrace
+        config.logLevel = logLevel
         if let authTokenFile {
             do {
                 let file = try TokenFile.read(authTokenFile)
@@ -298,3 +315,8 @@ extension Serve {
 }
 
 extension KVPrecision: ExpressibleByArgument {}
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+enum LogFormat: String, CaseIterable, ExpressibleByArgument {
+    case text, json
+}

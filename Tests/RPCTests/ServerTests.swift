@@ -140,9 +140,13 @@ final class ServerTests: ServerFixture {
         let metricsPort = try XCTUnwrap(server.metricsPort)
         let metrics = try http(metricsPort, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         XCTAssertTrue(metrics.hasPrefix("HTTP/1.1 200 OK"), metrics)
-        XCTAssertTrue(metrics.contains("r2ec_requests_total{method=\"/r2ec.v1.Recommender/Recommend\",code=\"OK\"} 1"), metrics)
-        XCTAssertTrue(metrics.contains("code=\"NOT_FOUND\"} 1"), metrics)
-        XCTAssertTrue(metrics.contains("r2ec_batch_size_requests_bucket"), metrics)
+        let version = "version=\"\(try XCTUnwrap(server.core.registry.all.first).version)\""
+        XCTAssertTrue(metrics.contains("r2ec_requests_total{method=\"/r2ec.v1.Recommender/Recommend\",code=\"OK\",model=\"popularity\",\(version)} 1"), metrics)
+        // The unknown item fails before a model answers: no model label.
+        XCTAssertTrue(metrics.contains("code=\"NOT_FOUND\",model=\"\",version=\"\"} 1"), metrics)
+        XCTAssertTrue(metrics.contains("r2ec_batch_size_requests_bucket{path=\"direct\",model=\"popularity\",\(version),le="), metrics)
+        XCTAssertTrue(metrics.contains("r2ec_queue_depth_requests{path=\"direct\"} 0"), metrics)
+        XCTAssertTrue(metrics.contains("\nprocess_open_fds "), metrics)
         let health = try http(metricsPort, "GET /healthz HTTP/1.1\r\n\r\n")
         XCTAssertTrue(health.hasPrefix("HTTP/1.1 200 OK") && health.hasSuffix("SERVING\n"), health)
         XCTAssertTrue(try http(metricsPort, "GET /nope HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 404"))

@@ -17,7 +17,7 @@ public enum ConnectionAction {
     /// end hooks.
     case ended(RPCCall, CallStatus)
     /// A CALL refused before it became a call (bad header, auth, unknown method, limits); its TRAILER is above.
-    case refused(ServingError)
+    case refused(ServingError, requestId: String)
     /// A protocol violation: the GOAWAY naming it is above; log it.
     case violation(ServingError)
     /// A configured limit was hit ("calls_per_connection", "connection_output"), for the limit-hit metric.
@@ -162,9 +162,11 @@ public struct ConnectionStateMachine {
             return violation(.invalidArgument, "CALL on stream \(id), not above the previous id \(highestStreamId)", &out)
         }
         highestStreamId = id
+        var requestId: RequestId?
         func refuse(_ e: ServingError) {
-            out.append(.send(Self.trailer(id, CallStatus(e))))
-            out.append(.refused(e))
+            let rid = requestId ?? RequestId(metadata: [])
+            out.append(.send(Self.trailer(id, CallStatus(e).echoingRequestId(rid))))
+            out.append(.refused(e, requestId: rid.value))
             if let limit = e.limit { out.append(.limitHit(limit)) }
         }
         if case .goingAway(let last) = state, id > last {
@@ -181,6 +183,7 @@ public struct ConnectionStateMachine {
                                        "END_STREAM on the CALL frame: a call takes exactly one request MESSAGE"))
         }
         let metadata = header.metadata.map { (key: $0.0.lowercased(), value: $0.1) }
+        requestId = RequestId(metadata: metadata)
         let isAdmin: Bool?
         do { isAdmin = try authorizer.authenticate(metadata) } catch { return refuse(error) }
         guard let method = router[header.method] else {
@@ -381,6 +384,7 @@ public struct ConnectionStateMachine {
 
     private mutating func end(_ id: UInt32, _ status: CallStatus, cancel: Bool, _ out: inout [ConnectionAction]) {
         guard let e = calls.removeValue(forKey: id) else { return }
+        let status = status.echoingRequestId(e.call.requestId)
         out.append(.send(Self.trailer(id, status)))
         if cancel { out.append(.cancel(e.call)) }
         out.append(.ended(e.call, status))

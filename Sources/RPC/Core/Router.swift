@@ -27,6 +27,45 @@ public struct CallStatus: Sendable, CustomStringConvertible {
     public static let ok = CallStatus(.ok)
 
     public var description: String { message.isEmpty ? code.name : "\(code.name): \(message)" }
+
+    /// This status with the call's request id as trailing metadata `x-request-id`, when the client sent one or the
+    /// call failed (then the id the server logged it under); unchanged otherwise, or when the handler set one.
+    public func echoingRequestId(_ requestId: RequestId) -> CallStatus {
+        guard requestId.fromClient || code != .ok,
+              !trailingMetadata.contains(where: { $0.key == RequestId.key }) else { return self }
+        var status = self
+        status.trailingMetadata.append((key: RequestId.key, value: requestId.value))
+        return status
+    }
+}
+
+/// The id a call is logged under and echoed with: the client's `x-request-id` metadata when it is 1 to 128 visible
+/// ASCII bytes (0x21-0x7E), else 16 hex digits the server makes up.
+public struct RequestId: Sendable, Equatable {
+    public static let key = "x-request-id"
+    public let value: String
+    public let fromClient: Bool
+
+    public init(value: String, fromClient: Bool) { (self.value, self.fromClient) = (value, fromClient) }
+
+    public init(metadata: [(key: String, value: String)]) {
+        if let given = metadata.first(where: { $0.key == RequestId.key })?.value, RequestId.isUsable(given) {
+            (value, fromClient) = (given, true)
+        } else {
+            (value, fromClient) = (RequestId.generate(), false)
+        }
+    }
+
+    static func isUsable(_ text: String) -> Bool {
+        let bytes = text.utf8
+        return (1...128).contains(bytes.count) && bytes.allSatisfy { (0x21...0x7E).contains($0) }
+    }
+
+    static func generate() -> String {
+        let n = UInt64.random(in: .min ... .max)
+        let hex = String(n, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
 }
 
 /// Where a handler sends its answer. Thread-safe: any method may be called from any thread, at any time, also after
@@ -75,6 +114,24 @@ public final class RPCCall: @unchecked Sendable {
     private let lock = NSLock()
     private var ended = false
     private var endHooks: [@Sendable () -> Void] = []
+    private var servedModelValue: ServedModelLabel?
+    private var requestIdValue: RequestId?
+
+    /// The model that answered (name and version), set by the handler that resolved it: the call's metrics carry it
+    /// as labels. nil for calls of no model (Health, Events).
+    public var servedModel: ServedModelLabel? {
+        get { lock.lock(); defer { lock.unlock() }; return servedModelValue }
+        set { lock.lock(); servedModelValue = newValue; lock.unlock() }
+    }
+
+    /// The call's request id (the client's `x-request-id`, else made up on first use: most calls never need one).
+    public var requestId: RequestId {
+        lock.lock(); defer { lock.unlock() }
+        if let id = requestIdValue { return id }
+        let id = RequestId(metadata: metadata)
+        requestIdValue = id
+        return id
+    }
 
     public init(method: String, metadata: [(key: String, value: String)] = [], context: CallContext = CallContext(),
                 peer: String = "", opened: UInt64 = DispatchTime.now().uptimeNanoseconds) {
@@ -113,6 +170,13 @@ public final class RPCCall: @unchecked Sendable {
         lock.unlock()
         for hook in hooks { hook() }
     }
+}
+
+/// The model a call was answered by, as its metrics label it.
+public struct ServedModelLabel: Sendable, Hashable {
+    public let name: String
+    public let version: UInt64
+    public init(name: String, version: UInt64) { (self.name, self.version) = (name, version) }
 }
 
 /// A method's handler: decode `request`, validate, start the work, answer through `response` (now or later, from

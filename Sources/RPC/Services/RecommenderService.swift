@@ -16,23 +16,31 @@ public final class RecommenderService: RPCService {
         return [
             RPCMethod("/r2ec.v1.Recommender/Recommend") { request, call, response in
                 guard let q = decode(response, { try ProtoCodec.decodeRecommendRequest(request) }) else { return }
-                core.recommend(q, ctx: call.context) { response.complete($0, encode: ProtoCodec.encodeRecommendResponse) }
+                core.recommend(q, ctx: call.context) {
+                    call.label($0)
+                    response.complete($0, encode: ProtoCodec.encodeRecommendResponse)
+                }
             },
             RPCMethod("/r2ec.v1.Recommender/RecommendStream", .serverStreaming) { request, call, response in
                 guard let q = decode(response, { try ProtoCodec.decodeRecommendRequest(request) }) else { return }
                 core.recommendStream(q, ctx: call.context, onDelta: { text in
                     response.message(ProtoCodec.encodeStreamDelta(text))
-                }, done: { response.complete($0, encode: ProtoCodec.encodeStreamResult) })
+                }, done: {
+                    call.label($0)
+                    response.complete($0, encode: ProtoCodec.encodeStreamResult)
+                })
             },
             RPCMethod("/r2ec.v1.Recommender/RecommendBatch") { request, call, response in
                 guard let qs = decode(response, { try ProtoCodec.decodeRecommendBatchRequest(request) }) else { return }
                 core.recommendBatch(qs, ctx: call.context) {
+                    if case .success(let results) = $0 { call.label(batch: results) }
                     response.complete($0, encode: ProtoCodec.encodeRecommendBatchResponse)
                 }
             },
             RPCMethod("/r2ec.v1.Recommender/ScoreItems") { request, call, response in
                 guard let q = decode(response, { try ProtoCodec.decodeScoreItemsRequest(request) }),
                       let model = decode(response, { try core.registry.model(q.model) }) else { return }
+                call.servedModel = ServedModelLabel(name: model.name, version: model.version)
                 core.scoreItems(q, ctx: call.context) {
                     response.complete($0) { ProtoCodec.encodeScoreItemsResponse($0, model: model.name, version: model.version) }
                 }
@@ -40,6 +48,7 @@ public final class RecommenderService: RPCService {
             RPCMethod("/r2ec.v1.Recommender/SimilarItems") { request, call, response in
                 guard let q = decode(response, { try ProtoCodec.decodeSimilarItemsRequest(request) }),
                       let model = decode(response, { try core.registry.model(q.model) }) else { return }
+                call.servedModel = ServedModelLabel(name: model.name, version: model.version)
                 core.similarItems(q, ctx: call.context) {
                     response.complete($0) { ProtoCodec.encodeSimilarItemsResponse($0, model: model.name, version: model.version) }
                 }
@@ -62,6 +71,19 @@ public final class RecommenderService: RPCService {
                                                                     defaultName: info.defaultName))
             },
         ]
+    }
+}
+
+extension RPCCall {
+    /// Labels the call's metrics with the model that answered a recommendation.
+    func label(_ result: Result<RecommendResult, ServingError>) {
+        if case .success(let r) = result { servedModel = ServedModelLabel(name: r.model, version: r.modelVersion) }
+    }
+
+    /// A batch's model when every answered request used the same one.
+    func label<E>(batch results: [Result<RecommendResult, E>]) {
+        let models = Set(results.compactMap { try? $0.get() }.map { ServedModelLabel(name: $0.model, version: $0.modelVersion) })
+        if models.count == 1 { servedModel = models.first }
     }
 }
 
