@@ -29,6 +29,8 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", exact: "2.9.2"),
         // `r2ec serve --config FILE`: YAML (libyaml's C sources, built in about a minute; no other dependencies).
         .package(url: "https://github.com/jpsim/Yams", exact: "6.2.2"),
+        // Latency percentiles of the load generators (`r2ec bench rpc|serve`).
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", exact: "0.2.0"),
     ],
     targets: [
         // System-library shims over Debian's -dev packages, nothing else.
@@ -57,7 +59,8 @@ let package = Package(
                                                 .product(name: "Prometheus", package: "swift-prometheus")],
                 swiftSettings: fastMath),
         .target(name: "RPC", dependencies: ["Serving", "Data", "R2ecProtoC", "CProtobufC", "CLibUV", "CHTTPParser",
-                                            .product(name: "Logging", package: "swift-log")]),
+                                            .product(name: "Logging", package: "swift-log"),
+                                            .product(name: "Histogram", package: "hdrhistogram-swift")]),
         // The gRPC front door: raw protobuf bytes from grpc-swift 2 to the service router (only with the GRPC trait).
         .target(name: "GRPCDoor", dependencies: [
             "RPC", "Serving",

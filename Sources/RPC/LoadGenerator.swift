@@ -1,16 +1,19 @@
 // A load generator on its own libuv loop. Closed loop: N connections, each keeping M calls in flight; every answer
-// starts the next call at once. Open loop (`rate`): calls start on a clock at a fixed rate, spread over the
-// connections, whatever the answers do. Measures calls per second and latency percentiles over a timed window
-// after a warm-up. Used by `r2ec bench rpc` and `r2ec bench serve`.
+// starts the next call at once. Open loop (`rate`): calls start on a clock, evenly spaced or as a Poisson process
+// (exponential gaps, seeded), spread over the connections, whatever the answers do. Requests are sent in the plan's
+// order, round-robin. Measures calls per second and latency percentiles (an HdrHistogram, 3 significant digits) over
+// a timed window after a warm-up. Used by `r2ec bench rpc` and `r2ec bench serve`.
 import CLibUV
+import Data
 import Foundation
+import Histogram
 import Serving
 
 public struct LoadResult: Sendable {
     public var calls: Int
     public var seconds: Double
-    /// Per-call latency in seconds, sorted.
-    public var latencies: [Double]
+    /// Per-call latency in nanoseconds.
+    public var latencies: Histogram<UInt64>
     public var statuses: [StatusCode: Int]
     /// Calls still in flight when the measured window closed.
     public var unanswered: Int
@@ -19,10 +22,10 @@ public struct LoadResult: Sendable {
 
     public var throughput: Double { Double(calls) / seconds }
 
+    /// The latency (seconds) at or below which `p` percent of the window's calls finished.
     public func percentile(_ p: Double) -> Double {
-        guard !latencies.isEmpty else { return .nan }
-        let i = min(latencies.count - 1, max(0, Int((p / 100 * Double(latencies.count)).rounded(.up)) - 1))
-        return latencies[i]
+        guard latencies.totalCount > 0 else { return .nan }
+        return Double(latencies.valueAtPercentile(p)) / 1e9
     }
 }
 
@@ -41,6 +44,9 @@ public final class LoadGenerator {
         public var metadata: [(String, String)] = []
         /// Calls per second in open-loop mode; nil = closed loop.
         public var rate: Double?
+        /// Open loop: exponential gaps between calls (a Poisson process of `rate`) instead of even spacing.
+        public var poisson = false
+        public var seed: UInt64 = 1
         /// Reads a count (e.g. reasoning tokens) from each response MESSAGE; summed into LoadResult.tokens.
         public var countTokens: (([UInt8]) -> Int)?
 
@@ -75,7 +81,10 @@ public final class LoadGenerator {
     private var stopping = false
     private var windowStart: UInt64 = 0
     private var windowEnd: UInt64 = 0
-    private var latencies: [Double] = []
+    private var latencies = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
+    private var arrivals = PoissonArrivals(rate: 1, seed: 1)
+    /// Poisson arrivals: when the next call is due (ns after rateStart).
+    private var nextArrival: Double = 0
     private var statuses: [StatusCode: Int] = [:]
     private var tokens = 0
     private let ticker = UnsafeMutablePointer<uv_timer_t>.allocate(capacity: 1)
@@ -87,6 +96,7 @@ public final class LoadGenerator {
     public init(_ plan: Plan) {
         precondition(!plan.requests.isEmpty)
         self.plan = plan
+        arrivals = PoissonArrivals(rate: plan.rate ?? 1, seed: plan.seed)
         // Pre-encode CALL + MESSAGE(END_STREAM) per request; the stream id is patched in per call.
         let header = Client.callHeader(method: plan.method, timeoutMs: plan.timeoutMs, metadata: plan.metadata)
         frames = plan.requests.map { body in
@@ -132,8 +142,7 @@ public final class LoadGenerator {
         uv_run(loop, UV_RUN_DEFAULT)
         if let failure = connectFailure { throw ClientError.connect(failure) }
         let unanswered = conns.reduce(0) { $0 + $1.started.count }
-        latencies.sort()
-        return LoadResult(calls: latencies.count, seconds: Double(windowEnd - windowStart) / 1e9, latencies: latencies,
+        return LoadResult(calls: Int(latencies.totalCount), seconds: Double(windowEnd - windowStart) / 1e9, latencies: latencies,
                           statuses: statuses, unanswered: unanswered, tokens: tokens)
     }
 
@@ -163,7 +172,18 @@ public final class LoadGenerator {
     /// Open loop: starts the calls the clock says are due, round-robin over the connections.
     private func tick() {
         guard let rate = plan.rate, !stopping else { return }
-        let due = Int(Double(now() - rateStart) / 1e9 * rate)
+        let elapsed = Double(now() - rateStart)
+        let due: Int
+        if plan.poisson {
+            var count = issued
+            while nextArrival <= elapsed {
+                count += 1
+                nextArrival += arrivals.nextGap() * 1e9
+            }
+            due = count
+        } else {
+            due = Int(elapsed / 1e9 * rate)
+        }
         var touched: [Conn] = []
         while issued < due {
             let c = conns[nextConn]
@@ -249,7 +269,7 @@ public final class LoadGenerator {
                 guard f.header.type == .trailer, let t0 = c.started.removeValue(forKey: f.header.streamId) else { continue }
                 let code = (try? Client.decodeStatus(f.payload).code) ?? .unknown
                 if measuring {
-                    latencies.append(Double(now() - t0) / 1e9)
+                    _ = latencies.record(now() - t0)
                     statuses[code, default: 0] += 1
                 }
                 if !stopping && plan.rate == nil { enqueueCall(c) }
@@ -260,5 +280,22 @@ public final class LoadGenerator {
             return
         }
         flush(c)
+    }
+}
+
+/// The gaps of a Poisson process of `rate` events per second: exponential, mean 1/rate (-ln(U)/rate, U in (0, 1]).
+public struct PoissonArrivals {
+    public let rate: Double
+    private var random: SplitMix64
+
+    public init(rate: Double, seed: UInt64) {
+        self.rate = rate
+        random = SplitMix64(seed: seed)
+    }
+
+    /// Seconds until the next arrival.
+    public mutating func nextGap() -> Double {
+        let u = (Double(random.next() >> 11) + 1) / Double(UInt64(1) << 53)
+        return -log(u) / rate
     }
 }

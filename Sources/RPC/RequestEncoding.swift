@@ -3,11 +3,12 @@ import R2ecProtoC
 import Serving
 
 public enum RequestEncoding {
-    /// A RecommendRequest for a history of item ids.
-    public static func recommend(itemIds: [String], topK: Int = 0, includeSeen: Bool = false, reasoning: Bool = false,
-                                 maxReasoningTokens: Int = 0, model: String = "") -> [UInt8] {
+    /// A RecommendRequest for a history of item ids (and a user id, when given).
+    public static func recommend(itemIds: [String], userId: String = "", topK: Int = 0, includeSeen: Bool = false,
+                                 reasoning: Bool = false, maxReasoningTokens: Int = 0, model: String = "") -> [UInt8] {
         let arena = CArena()
         let m = arena.message(R2ec__V1__RecommendRequest.self, r2ec__v1__recommend_request__init)
+        m.pointee.user_id = arena.string(userId)
         let events = arena.array(UnsafeMutablePointer<R2ec__V1__HistoryEvent>?.self, count: itemIds.count)
         for (i, id) in itemIds.enumerated() {
             let e = arena.message(R2ec__V1__HistoryEvent.self, r2ec__v1__history_event__init)

@@ -1,7 +1,7 @@
 // `r2ec bench serve`: a perf_analyzer-style load generator for the serving core. A concurrency sweep (closed loop)
 // or a fixed request rate (open loop) of direct or reasoning Recommend calls whose histories come from the dataset's
-// users (each user's items but the last, as at test time), reporting throughput and p50/p90/p99 per level as a
-// table and JSON. `--suite` runs issue 6's comparisons side by side in one run against in-process servers:
+// users (each user's items but the last, as at test time), or a replay of a JSONL file of requests (--requests),
+// reporting throughput and p50/p90/p99 (HdrHistogram) per level as a table and JSON. `--suite` runs issue 6's comparisons side by side in one run against in-process servers:
 // batching vs max_batch_size 1, p99 at half the saturated rate, iteration-level vs one-at-a-time reasoning.
 import ArgumentParser
 import Data
@@ -17,11 +17,22 @@ struct BenchServe: ParsableCommand {
 
     @Option(help: "Server to load (HOST:PORT); default: one in this process serving --model.") var target: String?
     @Option(help: "Dataset the histories come from (and the in-process server serves).") var dataset = "data/ml-100k"
-    @Option(help: "Model the in-process server loads (a checkpoint directory, or popularity/wals/bpr).")
-    var model = "models/default"
+    @Option(help: "Without --target: the model the in-process server loads (a checkpoint directory, or popularity/wals/bpr; default models/default). With --target: the loaded model the requests ask for (default: the server's default model; a --requests line's own model wins).")
+    var model: String?
     @Option(help: "direct or reasoning.") var mode = "direct"
+    @Option(help: ArgumentHelp(
+        "Replay this JSONL file of Recommend requests instead of the dataset's histories.",
+        discussion: "One JSON object per line: user_id (string or integer) or history (a list of item ids), and "
+            + "optionally top_k, mode (direct or reasoning), model, max_reasoning_tokens. The lines are sent in order, "
+            + "round-robin over the connections, again from the top when the file is used up, so the calls of a run "
+            + "have the file's mix."))
+    var requests: String?
+    @Option(help: "Bearer token sent with every call (servers with --auth-token-file).") var token: String?
     @Option(help: "Concurrency levels (calls in flight) to sweep.") var concurrency: [Int] = [1, 4, 16, 64]
     @Option(help: "Open loop: calls per second (overrides the sweep).") var rate: Double?
+    @Flag(help: "Open loop: Poisson arrivals (exponential gaps of mean 1/rate) instead of evenly spaced calls.")
+    var poisson = false
+    @Option(help: "Seed of the Poisson arrivals.") var seed: UInt64 = 1
     @Option(help: "Seconds measured per level (after one second of warm-up).") var seconds = 5.0
     @Option(help: "Reasoning tokens per request (reasoning mode).") var reasoningTokens = 32
     @Option(help: "In-process server: most requests per direct batch.") var maxBatchSize = 32
@@ -40,11 +51,26 @@ struct BenchServe: ParsableCommand {
     @Option(help: "Write the results as JSON here (the Python package plots it: python -m r2ec_client.plots latency).")
     var json: String?
 
+    func validate() throws {
+        if poisson && rate == nil { throw ValidationError("--poisson: needs --rate (an open-loop rate)") }
+        if let rate, !(rate > 0 && rate.isFinite) { throw ValidationError("--rate: \(rate) must be a positive number") }
+        if requests != nil && (suite || store != nil) {
+            throw ValidationError("--requests: replays against one server; drop --suite and --store")
+        }
+        guard ["direct", "reasoning"].contains(mode) else { throw ValidationError("--mode: direct or reasoning, got '\(mode)'") }
+    }
+
+    /// The model the in-process server loads.
+    var localModel: String { model ?? "models/default" }
+    /// The model name the requests ask for: with --target, --model; in process, the loaded model is the default.
+    var requestedModel: String { target == nil ? "" : model ?? "" }
+
     func run() throws {
         if let store { return try compareUserId(store: store) }
         let data = try DatasetLoader.load(dataset)
+        if let requests { return try replay(file: requests, data: data) }
         let histories = BenchServe.testHistories(data)
-        var report: [String: Any] = ["bench": "serve", "mode": mode, "model": target ?? model]
+        var report: [String: Any] = ["bench": "serve", "mode": mode, "model": target ?? localModel]
         if suite {
             report["suite"] = try runSuite(data: data, histories: histories)
         } else {
@@ -73,8 +99,8 @@ struct BenchServe: ParsableCommand {
             return (h, p, nil)
         }
         let registry = ModelRegistry()
-        Console.status("bench serve: loading \(model)")
-        registry.install(try ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: nil)).load(spec: model))
+        Console.status("bench serve: loading \(localModel)")
+        registry.install(try ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: nil)).load(spec: localModel))
         var batching = BatchingConfig()
         batching.maxBatchSize = batch
         var reasoning = ReasoningConfig()
@@ -88,7 +114,8 @@ struct BenchServe: ParsableCommand {
 
     private func plan(host: String, port: Int, histories: [[String]], reasoning: Bool, concurrency: Int) -> LoadGenerator.Plan {
         let requests = histories.map {
-            RequestEncoding.recommend(itemIds: $0, topK: 10, reasoning: reasoning, maxReasoningTokens: reasoning ? reasoningTokens : 0)
+            RequestEncoding.recommend(itemIds: $0, topK: 10, reasoning: reasoning, maxReasoningTokens: reasoning ? reasoningTokens : 0,
+                                      model: requestedModel)
         }
         var p = LoadGenerator.Plan(port: port, method: "/r2ec.v1.Recommender/Recommend", requests: requests)
         p.host = host
@@ -96,7 +123,46 @@ struct BenchServe: ParsableCommand {
         p.inFlight = 1
         p.duration = seconds
         p.countTokens = reasoning ? RequestEncoding.reasoningTokens : nil
+        p.metadata = token.map { [("authorization", "Bearer \($0)")] } ?? []
+        p.poisson = poisson
+        p.seed = seed
         return p
+    }
+
+    /// --requests: the file's requests in order against --target (or an in-process server), per concurrency level or
+    /// at --rate; prints the file's mix first.
+    private func replay(file: String, data: Dataset) throws {
+        let lines: [ReplayRequest]
+        do { lines = try RequestFile.read(file) } catch let e as RequestFile.Error { throw ValidationError("\(e)") }
+        var mix: [String: Int] = [:]
+        for line in lines { mix[line.kind, default: 0] += 1 }
+        Console.status("replaying \(lines.count) request(s) of \(file):")
+        for (kind, count) in mix.sorted(by: { $0.key < $1.key }) { Console.status("  \(count)  \(kind)") }
+        let reasoning = lines.contains(where: \.reasoning)
+        let (host, port, local) = try server(data: data, batch: maxBatchSize, slots: reasoningSlots)
+        defer { local?.stop() }
+        let encoded = lines.map { $0.encoded(defaultModel: requestedModel) }
+        func plan(concurrency: Int) -> LoadGenerator.Plan {
+            var p = self.plan(host: host, port: port, histories: [], reasoning: reasoning, concurrency: concurrency)
+            p.requests = encoded
+            return p
+        }
+        header()
+        var levels: [[String: Any]] = []
+        if let rate {
+            var p = plan(concurrency: 64)
+            p.rate = rate
+            levels.append(try measure(p, label: "replay at \(Int(rate))/s\(poisson ? " (Poisson)" : "")"))
+        } else {
+            for c in concurrency { levels.append(try measure(plan(concurrency: c), label: "replay x\(c)")) }
+        }
+        if let json {
+            let report: [String: Any] = ["bench": "serve-replay", "requests": file, "mix": mix, "levels": levels,
+                                         "target": target ?? localModel]
+            try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+                .write(to: URL(fileURLWithPath: json))
+            Console.status("wrote \(json)")
+        }
     }
 
     /// One measured level as a JSON row, printed as a table row.
@@ -138,10 +204,10 @@ struct BenchServe: ParsableCommand {
         defer { opened.store.close() }
         let data = opened.snapshot.dataset
         let registry = ModelRegistry()
-        Console.status("bench serve --store: loading \(model) over \(opened.location)")
+        Console.status("bench serve --store: loading \(localModel) over \(opened.location)")
         registry.install(try ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: nil),
                                          catalogVersion: opened.snapshot.catalogVersion, keepsUserHistories: false)
-            .load(spec: model))
+            .load(spec: localModel))
         var batching = BatchingConfig()
         batching.maxBatchSize = maxBatchSize
         let server = try InProcessServer(registry: registry, batching: batching) { metrics in
@@ -172,7 +238,7 @@ struct BenchServe: ParsableCommand {
                      + "user cache %d users, %d hits, %d misses", up99, hp99, half, saturated, up99 - hp99, cache.users,
                      cache.hits, cache.misses))
         if let json {
-            let report: [String: Any] = ["bench": "serve-store", "model": model, "store": opened.location,
+            let report: [String: Any] = ["bench": "serve-store", "model": localModel, "store": opened.location,
                                          "saturated": saturated, "history": history, "user_id": user,
                                          "p99_difference_ms": up99 - hp99]
             try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
