@@ -67,8 +67,8 @@ struct BenchServe: ParsableCommand {
 
     func run() throws {
         if let store { return try compareUserId(store: store) }
+        if let requests { return try replay(file: requests) }
         let data = try DatasetLoader.load(dataset)
-        if let requests { return try replay(file: requests, data: data) }
         let histories = BenchServe.testHistories(data)
         var report: [String: Any] = ["bench": "serve", "mode": mode, "model": target ?? localModel]
         if suite {
@@ -131,7 +131,7 @@ struct BenchServe: ParsableCommand {
 
     /// --requests: the file's requests in order against --target (or an in-process server), per concurrency level or
     /// at --rate; prints the file's mix first.
-    private func replay(file: String, data: Dataset) throws {
+    private func replay(file: String) throws {
         let lines: [ReplayRequest]
         do { lines = try RequestFile.read(file) } catch let e as RequestFile.Error { throw ValidationError("\(e)") }
         var mix: [String: Int] = [:]
@@ -139,7 +139,14 @@ struct BenchServe: ParsableCommand {
         Console.status("replaying \(lines.count) request(s) of \(file):")
         for (kind, count) in mix.sorted(by: { $0.key < $1.key }) { Console.status("  \(count)  \(kind)") }
         let reasoning = lines.contains(where: \.reasoning)
-        let (host, port, local) = try server(data: data, batch: maxBatchSize, slots: reasoningSlots)
+        // The dataset is read only for an in-process server.
+        let (host, port, local): (String, Int, InProcessServer?)
+        if let target {
+            (host, port) = try parseTarget(target)
+            local = nil
+        } else {
+            (host, port, local) = try server(data: try DatasetLoader.load(dataset), batch: maxBatchSize, slots: reasoningSlots)
+        }
         defer { local?.stop() }
         let encoded = lines.map { $0.encoded(defaultModel: requestedModel) }
         func plan(concurrency: Int) -> LoadGenerator.Plan {
