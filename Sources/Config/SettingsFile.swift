@@ -21,6 +21,9 @@ public enum SettingsFile {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
+        } catch let YamlError.duplicatedKeysInMapping(duplicates, context) {
+            let keys = duplicates.map { "'\($0)'" }.joined(separator: ", ")
+            throw ConfigError(message: "\(path):\(context.mark.line): \(keys) set more than once")
         } catch {
             throw ConfigError(message: "\(path): not valid YAML: \(error)")
         }
@@ -30,6 +33,7 @@ public enum SettingsFile {
         }
         let byName = Dictionary(uniqueKeysWithValues: options.map { ($0.name, $0) })
         var settings: [Setting] = []
+        var seen: [String: Int] = [:]
         for (keyNode, valueNode) in mapping {
             let line = keyNode.mark?.line ?? 0
             let place = "\(path):\(line)"
@@ -39,6 +43,10 @@ public enum SettingsFile {
             guard let option = byName[key] else {
                 throw ConfigError(message: "\(place): unknown key '\(key)'" + suggestion(for: key, among: options))
             }
+            if let first = seen[key] {
+                throw ConfigError(message: "\(place): '\(key)' is set twice (first on line \(first))")
+            }
+            seen[key] = line
             settings.append(Setting(key: key, values: try values(of: valueNode, option: option, place: place),
                                     origin: .file(path: path, line: line)))
         }

@@ -80,8 +80,8 @@ public struct JSONLogHandler: LogHandler {
 
     /// Writes whole lines to stderr, one writer at a time.
     public static let standardError: @Sendable (String) -> Void = { line in
-        lock.lock()
+        JSONLogHandler.lock.lock()
         FileHandle.standardError.write(Data(line.utf8))
-        lock.unlock()
+        JSONLogHandler.lock.unlock()
     }
 }

@@ -27,11 +27,7 @@ public struct ProcessMetrics: Equatable {
             .split(separator: " ").compactMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? []
         let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
         var limit = rlimit()
-        #if os(Linux)
-        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
-        #else
-        getrlimit(RLIMIT_NOFILE, &limit)
-        #endif
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         return ProcessMetrics(cpuSeconds: cpu, residentBytes: statm.count > 1 ? statm[1] * page : 0,
                               virtualBytes: statm.first.map { $0 * page } ?? 0,
                               // the listing's own descriptor is open while it is read

@@ -30,7 +30,7 @@ public final class ServingMetrics: @unchecked Sendable {
         let key = CallKey(method: method, code: code, model: model, version: version)
         let (count, duration) = callCollectors.withLock { cache in
             if let c = cache[key] { return c }
-            let versionLabel = version.map(String.init) ?? ""
+            let versionLabel = version.map { String($0) } ?? ""
             let c = (registry.makeCounter(descriptor: d("requests", "total", "Finished calls by method, status code and the model that answered."),
                                           labels: [("method", method), ("code", code.name), ("model", model), ("version", versionLabel)]),
                      registry.makeValueHistogram(descriptor: d("request_duration", "seconds", "Time from CALL to TRAILER."),

@@ -83,7 +83,7 @@ final class SettingsTests: XCTestCase {
         assertError("model: [wals, [x]]\n", contains: ["'model': every list entry must be a plain value"])
         assertError("verbose: maybe\n", contains: ["'verbose' is a flag"])
         assertError("- port\n- 1\n", contains: ["toy.yaml:1", "expected a mapping"])
-        assertError("port: 1\nport: 2\n", contains: ["toy.yaml", "port"])
+        assertError("port: 1\nport: 2\n", contains: ["toy.yaml:", "'port' set more than once"])
         assertError("port: [1\n", contains: ["toy.yaml: not valid YAML"])
     }
 
