@@ -57,7 +57,7 @@ public enum SettingsFile {
         let key = option.name
         switch node {
         case let .scalar(scalar):
-            if scalar.tag.name == .null { throw ConfigError(message: "\(place): '\(key)' has no value") }
+            if isNull(node) { throw ConfigError(message: "\(place): '\(key)' has no value") }
             if option.kind == .flag {
                 switch scalar.string.lowercased() {
                 case "true", "yes", "on": return ["true"]
@@ -71,7 +71,7 @@ public enum SettingsFile {
                 throw ConfigError(message: "\(place): '\(key)' takes one value, not a list")
             }
             return try sequence.map { element in
-                guard let scalar = element.scalar, scalar.tag.name != .null else {
+                guard let scalar = element.scalar, !isNull(element) else {
                     throw ConfigError(message: "\(place): '\(key)': every list entry must be a plain value")
                 }
                 return scalar.string
@@ -82,6 +82,9 @@ public enum SettingsFile {
             throw ConfigError(message: "\(place): '\(key)': aliases are not supported")
         }
     }
+
+    /// `key:` with nothing after it, `~` or `null` (the tag resolved as YAML's core schema says).
+    private static func isNull(_ node: Node) -> Bool { node.tag.rawValue == Tag.Name.null.rawValue }
 
     /// " (did you mean 'max-connections'?)" for the nearest key within a small edit distance, else a pointer to the
     /// key names.
