@@ -93,7 +93,9 @@ public struct CommandSettings: Equatable {
             || message.contains("--\($0.key):") || message.hasSuffix("--\($0.key)") }
         guard !named.isEmpty else { return message }
         let origins = named.map { "--\($0.key) was set by \($0.origin)" }.joined(separator: "; ")
-        return message + " (" + origins + ")"
+        // After the first line (the error itself), before ArgumentParser's help and usage lines.
+        let end = message.firstIndex(of: "\n") ?? message.endIndex
+        return message[..<end] + " (" + origins + ")" + message[end...]
     }
 }
 
