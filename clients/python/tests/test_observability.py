@@ -124,7 +124,7 @@ def test_model_and_version_labels_and_queue_depths(observed):
     assert re.search(r'^r2ec_requests_total\{method="/r2ec.v1.Health/Check",code="OK",model="",version=""\}', text,
                      re.M) or "Health" not in text
     for path in ("direct", "reasoning", "workers"):
-        assert re.search(rf'^r2ec_queue_depth_requests\{{path="{path}"\}} 0$', text, re.M), path
+        assert re.search(rf'^r2ec_queue_depth_requests\{{path="{path}"\}} 0(\.0)?$', text, re.M), path
 
 
 def proc_numbers(pid: int) -> tuple[float, int, float]:
