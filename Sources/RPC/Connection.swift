@@ -113,8 +113,9 @@ final class Connection {
                 send(frame)
             case .start(let id, let call, let method, let request):
                 let sink = ConnectionSink(connection: self, id: id, call: call)
-                if request.count >= server.config.offloadRequestBytes {
-                    // A large request is decoded (and validated) off the loop thread.
+                if method.offLoop || request.count >= server.config.offloadRequestBytes {
+                    // A large request, or one whose preparation grows with its entries, is decoded (and
+                    // validated, prepared) off the loop thread.
                     server.offload { method.handler(request, call, sink) }
                 } else {
                     method.handler(request, call, sink)

@@ -1,5 +1,5 @@
 // Rate limit for the server's log: lines of the same kind (the same text once the peer prefix is dropped and every
-// run of digits is read as one number: stream ids, ports, sizes) get `burst` lines per `window`; the rest are
+// word holding a digit is read as one number: stream ids, ports, sizes, hex values) get `burst` lines per `window`; the rest are
 // counted and reported in one "suppressed" line when the kind's next window opens, so a client repeating a bad call
 // cannot flood the log or the disk. Loop thread only.
 import Foundation
@@ -19,23 +19,32 @@ struct LogLimiter {
     }
     private var slots: [String: Slot] = [:]
 
-    /// The kind of a line: its first 64 characters after an optional "peer: " prefix, digit runs as '#'.
+    /// The kind of a line: its first 64 characters after an optional "peer: " prefix, every word holding a digit
+    /// read as one number '#' (stream ids, ports, sizes, and hex values a client chose: the magic of a garbage frame
+    /// "0x9CAB3D69" is '#' too, so random bytes cannot make every line a kind of its own).
     static func kind(_ line: String, peer: String? = nil) -> String {
         var text = Substring(line)
         if let peer, text.hasPrefix(peer + ": ") { text = text.dropFirst(peer.count + 2) }
         var out = ""
-        var inDigits = false
+        var word = ""
+        var wordHasDigit = false
+        func endWord() {
+            out += wordHasDigit ? "#" : word
+            word = ""
+            wordHasDigit = false
+        }
         for ch in text.prefix(96) {
-            if ch.isASCII, ch.isNumber {
-                if !inDigits { out.append("#") }
-                inDigits = true
+            if ch.isASCII, ch.isLetter || ch.isNumber {
+                word.append(ch)
+                if ch.isNumber { wordHasDigit = true }
             } else {
+                endWord()
                 out.append(ch)
-                inDigits = false
             }
             if out.count >= 64 { break }
         }
-        return out
+        endWord()
+        return String(out.prefix(64))
     }
 
     /// Decides one line of `kind` at `now`: whether to write it, and a note about lines suppressed in the kind's

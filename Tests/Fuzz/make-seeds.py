@@ -12,7 +12,7 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "clients/python/src"))
 from r2ec_client import frames as fr  # noqa: E402
-from r2ec_client._proto.r2ec.v1 import admin_pb2, health_pb2, recommender_pb2 as rec, wire_pb2  # noqa: E402
+from r2ec_client._proto.r2ec.v1 import admin_pb2, events_pb2 as ev, health_pb2, recommender_pb2 as rec, wire_pb2  # noqa: E402
 
 CORPUS = HERE / "corpus"
 
@@ -58,15 +58,29 @@ requests = {
     "modelinfo": (R + "ModelInfo", rec.ModelInfoRequest().SerializeToString()),
     "load": ("/r2ec.v1.Admin/LoadModel", admin_pb2.LoadModelRequest(name="m", path="/nonexistent", make_default=True).SerializeToString()),
     "unload": ("/r2ec.v1.Admin/UnloadModel", admin_pb2.UnloadModelRequest(name="m").SerializeToString()),
+    # The Events service (FuzzConnection's world has a store: items i1...i12, users u1...u4).
+    "record-events": ("/r2ec.v1.Events/RecordEvents", ev.RecordEventsRequest(events=[
+        ev.Event(user_id="u1", item_id="i3", timestamp=1500, kind="click", rating=4.5, idempotency_key="k1"),
+        ev.Event(user_id="u9", item_id="i1"), ev.Event(user_id="u1", item_id="i3", idempotency_key="k1")]).SerializeToString()),
+    "record-unknown-item": ("/r2ec.v1.Events/RecordEvents", ev.RecordEventsRequest(events=[
+        ev.Event(user_id="u2", item_id="nope", kind="Bad Kind")]).SerializeToString()),
+    "upsert-items": ("/r2ec.v1.Events/UpsertItems", ev.UpsertItemsRequest(items=[
+        ev.ItemRecord(item_id="i13", title="New Movie (2001)", year=2001, genres=["Drama"], description="d",
+                      metadata_json='{"a": [1, {"b": null}]}'),
+        ev.ItemRecord(item_id="i2", title="Movie 2, renamed")]).SerializeToString()),
+    "user-history": ("/r2ec.v1.Events/GetUserHistory", ev.GetUserHistoryRequest(user_id="u1", limit=5).SerializeToString()),
+    "delete-user": ("/r2ec.v1.Events/DeleteUser", ev.DeleteUserRequest(user_id="u3").SerializeToString()),
 }
 
 # FuzzProto: selector byte (index into its decoder table) + payload.
 PROTO_ORDER = ["CallHeader", "HealthCheckRequest", "RecommendRequest", "RecommendBatchRequest", "ScoreItemsRequest",
                "SimilarItemsRequest", "GetItemsRequest", "ModelInfoRequest", "LoadModelRequest", "UnloadModelRequest",
-               "Status", "RecommendResponse", "GetItemsResponse"]
+               "Status", "RecommendResponse", "GetItemsResponse", "RecordEventsRequest", "UpsertItemsRequest",
+               "GetUserHistoryRequest", "DeleteUserRequest"]
 by_kind = {"health": 1, "health-service": 1, "recommend": 2, "recommend-timed": 2, "recommend-user": 2,
            "recommend-reasoning": 2, "batch": 3, "score": 4, "similar": 5, "getitems": 6, "modelinfo": 7,
-           "load": 8, "unload": 9}
+           "load": 8, "unload": 9, "record-events": 13, "record-unknown-item": 13, "upsert-items": 14,
+           "user-history": 15, "delete-user": 16}
 for name, idx in by_kind.items():
     put("FuzzProto", name, bytes([idx]) + requests[name][1])
 put("FuzzProto", "callheader", bytes([0]) + wire_pb2.CallHeader(method=R + "Recommend", timeout_ms=250,
@@ -107,6 +121,18 @@ put("FuzzConnection", "stream-id-reuse", call(3, *requests["health"]) + call(3, 
 put("FuzzConnection", "ping-goaway", fr.encode_frame(fr.FrameType.PING, 0, b"abcdefgh") + fr.encode_frame(fr.FrameType.GOAWAY, 0, b""))
 put("FuzzConnection", "bad-call-header", fr.encode_frame(fr.FrameType.CALL, 1, b"\x0a\x10/r2ec") + call(3, *requests["modelinfo"]))
 put("FuzzConnection", "expired", call(1, *requests["recommend"], timeout_ms=-5))
+# The live loop end to end on one connection: a new item, events for it, the history, Recommend by user id, GetItems
+# of the new item, the user deleted, then read again.
+put("FuzzConnection", "events-loop", b"".join(call(2 * i + 1, m, p) for i, (m, p) in enumerate([
+    requests["upsert-items"],
+    ("/r2ec.v1.Events/RecordEvents", ev.RecordEventsRequest(events=[ev.Event(user_id="u7", item_id="i13"),
+                                                                     ev.Event(user_id="u7", item_id="i2")]).SerializeToString()),
+    ("/r2ec.v1.Events/GetUserHistory", ev.GetUserHistoryRequest(user_id="u7").SerializeToString()),
+    (R + "Recommend", rec.RecommendRequest(user_id="u7", top_k=4).SerializeToString()),
+    (R + "GetItems", rec.GetItemsRequest(item_ids=["i13", "i2"]).SerializeToString()),
+    ("/r2ec.v1.Events/DeleteUser", ev.DeleteUserRequest(user_id="u7").SerializeToString()),
+    ("/r2ec.v1.Events/GetUserHistory", ev.GetUserHistoryRequest(user_id="u7").SerializeToString()),
+])))
 
 # FuzzDatasets: layout selector (0 atomic, 1 ml-100k, 2 ml-1m, 3 ml-latest csv, 4 amazon) + files split at NUL.
 def ds(name: str, layout: int, *files: str) -> None:

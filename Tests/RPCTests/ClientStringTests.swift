@@ -66,6 +66,11 @@ final class ClientStringTests: XCTestCase {
                        LogLimiter.kind("127.0.0.1:6123: protocol violation: CALL on stream 99"))
         XCTAssertNotEqual(LogLimiter.kind("a: b"), LogLimiter.kind("a: c"))
         XCTAssertLessThanOrEqual(LogLimiter.kind(String(repeating: "y", count: 10_000)).count, 64)
+        // Garbage frames carry random magic: hex values a client chose are numbers too (each was a kind of its own,
+        // so lines about garbage frames were never limited).
+        XCTAssertEqual(LogLimiter.kind("127.0.0.1:5000: protocol violation: bad frame magic 0x9CAB3D69 (expected 0x52324543, \"R2EC\")"),
+                       LogLimiter.kind("127.0.0.1:5001: protocol violation: bad frame magic 0xEE25A1FA (expected 0x52324543, \"R2EC\")"))
+        XCTAssertNotEqual(LogLimiter.kind("protocol violation: bad frame magic 0x1"), LogLimiter.kind("protocol violation: bad frame type 0x1"))
     }
 
     func testBurstThenSuppressedThenNoted() {

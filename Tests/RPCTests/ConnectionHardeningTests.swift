@@ -26,7 +26,14 @@ final class ProbeService: RPCService, @unchecked Sendable {
             response.respond([UInt8(truncatingIfNeeded: request.count)])
         },
         // An answer of 1 MiB, cheaply (the transport's budget is what is under test).
-        RPCMethod("/test.Probe/Big") { _, _, response in response.respond([UInt8](repeating: 7, count: 1 << 20)) }]
+        RPCMethod("/test.Probe/Big") { _, _, response in response.respond([UInt8](repeating: 7, count: 1 << 20)) },
+        // A handler whose work grows with its request's entries: off the loop whatever the request's size.
+        RPCMethod("/test.Probe/Heavy", offLoop: true) { [self] request, _, response in
+            lock.lock()
+            _onLoop.append(server?.isOnLoopThread ?? false)
+            lock.unlock()
+            response.respond([UInt8(truncatingIfNeeded: request.count)])
+        }]
     }
 }
 
@@ -157,6 +164,20 @@ final class ConnectionHardeningTests: ServerFixture {
         XCTAssertLessThan(Date().timeIntervalSince(t0), 0.2, "a bystander is not stalled by a large request")
         XCTAssertEqual(try big.readFrame(timeout: 5)?.header.type, .message)
         XCTAssertEqual(probe.onLoop, [true, false], "small on the loop, large off it")
+    }
+
+    /// RecommendBatch resolves up to --max-batch-requests histories before its batch is queued: a 30 KB request of
+    /// 256 requests kept the soak's loop thread busy (bystander Health p99 64 ms), so it never runs on the loop.
+    func testHeavyMethodsRunOffTheLoopThreadWhateverTheirSize() throws {
+        let probe = ProbeService()
+        try startServer(services: [probe])
+        probe.server = server
+        let c = try Client(port: port)
+        XCTAssertEqual(try c.call("/test.Probe/Heavy", [1, 2, 3]), [3])
+        XCTAssertEqual(try c.call("/test.Probe/Slow", [1, 2, 3]), [3])
+        XCTAssertEqual(probe.onLoop, [false, true], "the heavy method off the loop, a light one on it")
+        let batch = RecommenderService(core: server.core).methods.first { $0.name == "/r2ec.v1.Recommender/RecommendBatch" }
+        XCTAssertEqual(batch?.offLoop, true)
     }
 
     // MARK: Item 13

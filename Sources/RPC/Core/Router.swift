@@ -200,14 +200,19 @@ public struct RPCMethod: Sendable {
     /// A stream that only the client (or the server's shutdown) ends, e.g. Health/Watch: a peer that closes its
     /// side ends it (a transport cancels it then instead of waiting for an answer that never comes).
     public let openEnded: Bool
+    /// The handler's work before it hands off grows with the request's entries, not its bytes (RecommendBatch
+    /// resolves every request's history on the calling thread): a transport runs it off its I/O thread whatever
+    /// the request's size. Other handlers run there only for requests of `ServerConfig.offloadRequestBytes` or more.
+    public let offLoop: Bool
     public let handler: RPCHandler
 
     public init(_ name: String, _ kind: Kind = .unary, requiresAdmin: Bool = false, openEnded: Bool = false,
-                handler: @escaping RPCHandler) {
+                offLoop: Bool = false, handler: @escaping RPCHandler) {
         self.name = name
         self.kind = kind
         self.requiresAdmin = requiresAdmin
         self.openEnded = openEnded
+        self.offLoop = offLoop
         self.handler = handler
     }
 

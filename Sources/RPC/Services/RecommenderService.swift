@@ -30,7 +30,8 @@ public final class RecommenderService: RPCService {
                     response.complete($0, encode: ProtoCodec.encodeStreamResult)
                 })
             },
-            RPCMethod("/r2ec.v1.Recommender/RecommendBatch") { request, call, response in
+            // Up to --max-batch-requests histories resolved before the batch is queued: never on the loop thread.
+            RPCMethod("/r2ec.v1.Recommender/RecommendBatch", offLoop: true) { request, call, response in
                 guard let qs = decode(response, { try ProtoCodec.decodeRecommendBatchRequest(request) }) else { return }
                 core.recommendBatch(qs, ctx: call.context) {
                     if case .success(let results) = $0 { call.label(batch: results) }

@@ -242,6 +242,33 @@ def test_suppressed_lines_are_counted(own_server):
     assert note is not None and "suppressed 20 more line(s)" in note, server.output
 
 
+
+def test_dropped_answers_are_logged_through_the_rate_limiter(own_server):
+    """Answers shed over --connection-output-budget, and calls cancelled because their peer went away, each end with
+    a 'call failed' log line: those go through the same limiter, a burst per kind and then a count, so a client
+    that never reads cannot write a line per dropped answer."""
+    server = own_server("--connection-output-budget", str(256 * 1024))
+    big = recommender_pb2.RecommendRequest(history=[recommender_pb2.HistoryEvent(item_id="50")], top_k=1682,
+                                           include_seen=True).SerializeToString()
+    raw = RawConnection(server.host, server.port, timeout=5)
+    # A small receive buffer: the kernel must not take the answers on the client's behalf.
+    raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    calls = 300
+    for i in range(calls):
+        raw.send_call(1 + 2 * i, RECOMMEND, big)
+    time.sleep(3)  # answers computed and shed meanwhile
+    raw.close()  # the rest (and what was queued) is dropped with the peer
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not any("suppressed" in l and "call failed" in l for l in server.lines):
+        time.sleep(0.2)
+    failed = [l for l in server.lines if "call failed" in l and "suppressed" not in l]
+    shed = [l for l in failed if "RESOURCE_EXHAUSTED" in l]
+    assert 1 <= len(shed) <= 10, shed[-3:]
+    assert len(failed) <= 20, f"{len(failed)} 'call failed' lines for {calls} dropped answers:\n" + "\n".join(failed[-5:])
+    notes = [l for l in server.lines if "suppressed" in l and "call failed" in l]
+    suppressed = sum(int(m) for l in notes for m in re.findall(r"suppressed (\d+) more", l))
+    assert suppressed >= 50, server.output
+
 # ---- item 10: strings with a NUL byte are refused naming the field ----------------------------------------------
 
 def test_bearer_token_with_nul_does_not_authenticate(own_server, tmp_path):

@@ -1,7 +1,8 @@
 // libFuzzer target: one connection's input through the production call core, without a socket. Frames from
 // FrameDecoder go into ConnectionStateMachine (the rules the libuv transport runs), its `.start` actions run the
-// server's real services (ServiceRouter over a ServingCore with a popularity model on a 12-item catalogue; the
-// Admin loader is absent, so no path from fuzz input is ever loaded), and the answers go back into the machine as
+// server's real services (ServiceRouter over a ServingCore with a popularity model on a 12-item catalogue and the live
+// loop over a store, so the Events service records, upserts, reads and deletes; the Admin loader is absent, so no
+// path from fuzz input is ever loaded), and the answers go back into the machine as
 // the transport hands them over. Checked: every call started is ended exactly once, nothing is answered after its
 // call ended, and what the server writes is valid framing. Input: the raw byte stream.
 import Data
@@ -10,32 +11,56 @@ import FuzzSupport
 @testable import RPC
 import Serving
 
-/// The served model: popularity over a tiny RecBole dataset (items i1...i12, users u1...u4).
-let model: ServedModel = {
-    let dir = NSTemporaryDirectory() + "r2ec-fuzz-connection-\(getpid())/tiny"
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    var inter = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-    for u in 1...4 { for i in 1...12 where (u * i) % 3 != 0 { inter += "u\(u)\ti\(i)\t\(1 + (u + i) % 5)\t\(1000 * u + i)\n" } }
-    var item = "item_id:token\tmovie_title:token\tgenre:token_seq\n"
-    for i in 1...12 { item += "i\(i)\tMovie \(i) (19\(80 + i))\tDrama Comedy\n" }
-    try! inter.write(toFile: dir + "/tiny.inter", atomically: true, encoding: .utf8)
-    try! item.write(toFile: dir + "/tiny.item", atomically: true, encoding: .utf8)
-    let dataset = try! DatasetLoader.load(dir)
-    try? FileManager.default.removeItem(atPath: (dir as NSString).deletingLastPathComponent)
-    return try! ModelLoader(dataset: dataset).load(spec: "popularity")
-}()
+/// What the calls run against: a store (in memory) holding a 12-item catalogue (i1...i12) and users u1...u4, the
+/// live loop over it, and a popularity model read from the store, as `serve --store` builds them. Events calls
+/// grow the store, so a world past 64 items or 5,000 events, or whose model an Admin UnloadModel removed, is
+/// replaced by a fresh one (state stays small, and an input replayed alone meets a fresh world).
+final class World {
+    let store = MemoryStore()
+    let core: ServingCore
+    let live: LiveLoop
+    let router: ServiceRouter
 
-let core: ServingCore = {
-    let registry = ModelRegistry()
-    registry.install(model)
-    var batching = BatchingConfig()
-    batching.maxQueueDelayMicros = 0
-    var limits = RequestLimits()
-    limits.maxBatchRequests = 64
-    return ServingCore(registry: registry, batching: batching, limits: limits)
-}()
-let health = HealthService()
-let router = ServiceRouter(Server.standardServices(core: core, health: health, admin: AdminService(core: core)))
+    init() {
+        let items = (1...12).map { i in
+            CatalogItem(item: Item(id: "i\(i)", title: "Movie \(i) (19\(80 + i))", genres: ["Drama", "Comedy"]))
+        }
+        var events: [UserEvent] = []
+        for u in 1...4 {
+            for i in 1...12 where (u * i) % 3 != 0 {
+                events.append(UserEvent(userId: "u\(u)", itemId: "i\(i)", timestamp: Int64(1000 * u + i),
+                                        rating: Float(1 + (u + i) % 5)))
+            }
+        }
+        try! store.importRows(items: items, events: events, name: "tiny")
+        let snapshot = try! store.snapshot()
+        let registry = ModelRegistry()
+        registry.install(try! ModelLoader(dataset: snapshot.dataset, catalogVersion: snapshot.catalogVersion)
+            .load(spec: "popularity"))
+        var batching = BatchingConfig()
+        batching.maxQueueDelayMicros = 0
+        var limits = RequestLimits()
+        limits.maxBatchRequests = 64
+        core = ServingCore(registry: registry, batching: batching, limits: limits)
+        var config = LiveLoopConfig()
+        config.limits.maxEventsPerCall = 16
+        config.limits.maxItemsPerCall = 8
+        config.eventsPerUser = 32
+        config.cacheBudgetBytes = 64 << 10
+        live = LiveLoop(store: store, snapshot: snapshot, registry: registry, config: config)
+        core.live = live
+        router = ServiceRouter(Server.standardServices(core: core, health: HealthService(), admin: AdminService(core: core)))
+    }
+
+    var outgrown: Bool {
+        store.itemCount > 64 || store.eventCount > 5_000 || (try? core.registry.model("popularity")) == nil
+    }
+
+    /// Stops the core's workers and the live loop's.
+    func shutdown() { core.shutdown() }
+}
+
+var world = World()
 
 /// Answers of one call, from whichever thread the handler answers on.
 final class FuzzSink: ResponseSink, @unchecked Sendable {
@@ -81,7 +106,11 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     var settings = ConnectionStateMachine.Settings()
     settings.maxCallsPerConnection = 8
     settings.outputBudget = 1 << 12
-    var machine = ConnectionStateMachine(router: router, settings: settings, peer: "fuzz")
+    if world.outgrown {
+        world.shutdown()
+        world = World()
+    }
+    var machine = ConnectionStateMachine(router: world.router, settings: settings, peer: "fuzz")
     var output: [UInt8] = []
     var started = Set<ObjectIdentifier>(), ended = Set<ObjectIdentifier>()
     var now: UInt64 = 1_000_000_000
@@ -142,5 +171,4 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     return 0
 }
 
-_ = router
 fuzzMain(fuzzOne)
