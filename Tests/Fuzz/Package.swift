@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", exact: "0.2.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibUV", path: "Mirror/CLibUV", pkgConfig: "libuv"),
@@ -28,7 +29,9 @@ let package = Package(
                                                 .product(name: "Prometheus", package: "swift-prometheus")],
                 path: "Mirror/Serving"),
         .target(name: "RPC", dependencies: ["Serving", "Data", "R2ecProtoC", "CProtobufC", "CLibUV", "CHTTPParser",
-                                            .product(name: "Logging", package: "swift-log")], path: "Mirror/RPC"),
+                                            .product(name: "Logging", package: "swift-log"),
+                                            .product(name: "Histogram", package: "hdrhistogram-swift")],
+                path: "Mirror/RPC"),
 
         .target(name: "FuzzSupport", path: "Targets/FuzzSupport"),
         .executableTarget(name: "FuzzFrames", dependencies: ["FuzzSupport", "RPC", "Data"], path: "Targets/FuzzFrames"),
