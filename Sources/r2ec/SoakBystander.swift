@@ -3,7 +3,7 @@
 import Foundation
 import RPC
 
-final class Bystander: Thread {
+final class Bystander: @unchecked Sendable {
     let port: Int
     let until: Date
     private let lock = NSLock()
@@ -14,8 +14,17 @@ final class Bystander: Thread {
     init(port: Int, until: Date) {
         self.port = port
         self.until = until
-        super.init()
     }
+
+    /// The thread that calls; a Thread subclass is not used (the sanitizer builds, Swift 5 mode, cannot inherit
+    /// from Foundation's Thread).
+    private var thread: Thread?
+    func start() {
+        let t = Thread { [self] in run() }
+        thread = t
+        t.start()
+    }
+    var isFinished: Bool { thread?.isFinished ?? true }
 
     var latenciesMs: [Double] { lock.lock(); defer { lock.unlock() }; return latencies }
 
@@ -29,7 +38,7 @@ final class Bystander: Thread {
     /// Calls that failed (an error status, a broken or refused connection).
     var failures: Int { lock.lock(); defer { lock.unlock() }; return failed }
 
-    override func main() {
+    private func run() {
         var client: Client?
         let start = Date()
         while Date() < until {
