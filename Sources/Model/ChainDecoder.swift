@@ -2,6 +2,7 @@
 // iteration-level scheduler: samples the next token from the logits of the chain's last fed token, stops when the
 // generated text ends with the stop text (`<answer>`), appends the stop text at the token limit, and says which
 // tokens the next forward pass must feed (after the last of them, the pass's hidden state is the chain's readout).
+// With a title trie, the logits are masked so that quoted titles are catalogue titles (TitleConstraint).
 
 public struct ChainDecoder {
     /// Generated tokens (with the stop text's tokens when the limit appended them).
@@ -19,14 +20,18 @@ public struct ChainDecoder {
     private let tokenizer: Tokenizer
     private let stopBytes: [UInt8]
     private let stopTokens: [Int]
+    /// With a title trie: inside "[...]" only catalogue titles (TitleConstraint).
+    private var constraint: TitleConstraint?
 
-    public init(tokenizer: Tokenizer, settings: SamplingSettings, maxNewTokens: Int, stopText: String = "<answer>") {
+    public init(tokenizer: Tokenizer, settings: SamplingSettings, maxNewTokens: Int, stopText: String = "<answer>",
+                titles: TitleTrie? = nil) {
         precondition(maxNewTokens >= 1)
         self.tokenizer = tokenizer
         self.maxNewTokens = maxNewTokens
         sampler = makeSampler(settings)
         stopBytes = Array(stopText.utf8)
         stopTokens = tokenizer.encode(stopText)
+        constraint = titles.map { TitleConstraint(trie: $0) }
     }
 
     /// The chain's last token has been sampled; the next pass that feeds `next(...)`'s tokens yields its readout.
@@ -36,10 +41,21 @@ public struct ChainDecoder {
     /// stop text's tokens when the limit was reached.
     public mutating func next(logits: UnsafePointer<Float>, vocab: Int) -> [Int] {
         precondition(!isFinishing, "the chain has finished")
-        let token = sampler.sample(logits, count: vocab)
+        let token: Int
+        if let constraint {
+            var masked = Array(UnsafeBufferPointer(start: logits, count: vocab))
+            token = masked.withUnsafeMutableBufferPointer { p in
+                constraint.mask(p.baseAddress!, vocab: vocab)
+                return sampler.sample(UnsafePointer(p.baseAddress!), count: vocab)
+            }
+        } else {
+            token = sampler.sample(logits, count: vocab)
+        }
         tokens.append(token)
         sampled += 1
-        bytes += tokenizer.decodeBytes([token])
+        let tokenBytes = tokenizer.decodeBytes([token])
+        bytes += tokenBytes
+        constraint?.advance(tokenBytes)
         if bytes.count >= stopBytes.count && Array(bytes.suffix(stopBytes.count)) == stopBytes {
             stoppedByModel = true
             return [token]

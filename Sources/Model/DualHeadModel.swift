@@ -172,10 +172,10 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     /// Reasoning for each history (chains decoded together, one batched step per token), then the recommendation
     /// head on each chain's last token. With `chainsPerHistory` G > 1, each history's prompt is prefilled once and
     /// G chains continue it (RecPO's groups); results are grouped by history: index q * G + g. Chain i samples with
-    /// `settings` and seed settings.seed + i.
+    /// `settings` and seed settings.seed + i. With `titles`, quoted titles are restricted to the trie's (TitleConstraint).
     public func reason(_ histories: [UserHistory], targetTimes: [Int64]? = nil,
                        settings: SamplingSettings = .greedy, maxNewTokens: Int = 256,
-                       chainsPerHistory: Int = 1) -> [ReasoningResult] {
+                       chainsPerHistory: Int = 1, titles: TitleTrie? = nil) -> [ReasoningResult] {
         precondition(chainsPerHistory >= 1)
         if histories.isEmpty { return [] }
         let prompts = histories.indices.map { q in
@@ -183,7 +183,8 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
         }
         let room = model.configuration.maxPositionEmbeddings - (prompts.map(\.count).max() ?? 0) - 8
         let generation = Generation(model: model, tokenizer: tokenizer,
-                                    maxNewTokens: max(1, min(maxNewTokens, room)), stopText: Prompts.answerTag)
+                                    maxNewTokens: max(1, min(maxNewTokens, room)), stopText: Prompts.answerTag,
+                                    titles: titles)
         for (q, prompt) in prompts.enumerated() {
             let group = (0..<chainsPerHistory).map { g -> SamplingSettings in
                 var s = settings; s.seed = settings.seed &+ UInt64(q * chainsPerHistory + g); return s

@@ -31,6 +31,8 @@ public final class Generation {
     private var decoders: [ChainDecoder] = []
     private let stopText: String
     private let stopTokens: [Int]
+    /// Quoted titles restricted to these (nil: unconstrained).
+    private let titles: TitleTrie?
     /// Tokens each live chain feeds in the next forward pass (its prompt until it has been prefilled).
     private var pending: [[Int]] = []
     /// Logits [vocab] of each chain's last fed token; nil until its prompt has been fed.
@@ -40,13 +42,14 @@ public final class Generation {
 
     /// `settings[i]` drives chain i (give one per prompt; more chains can be added later).
     public init(model: Qwen2Model, tokenizer: Tokenizer, prompts: [[Int]] = [], settings: [SamplingSettings] = [],
-                maxNewTokens: Int, stopText: String = "<answer>") {
+                maxNewTokens: Int, stopText: String = "<answer>", titles: TitleTrie? = nil) {
         precondition(prompts.count == settings.count, "one SamplingSettings per prompt")
         precondition(maxNewTokens >= 1)
         self.model = model
         self.tokenizer = tokenizer
         self.maxNewTokens = maxNewTokens
         self.stopText = stopText
+        self.titles = titles
         stopTokens = tokenizer.encode(stopText)
         for (prompt, s) in zip(prompts, settings) { add(prompt: prompt, settings: s) }
     }
@@ -60,7 +63,7 @@ public final class Generation {
         precondition(room >= 1, "a prompt of \(prompt.count) tokens leaves no room to generate within max_position_embeddings")
         // The limit is lowered when the prompt leaves less room before max_position_embeddings.
         decoders.append(ChainDecoder(tokenizer: tokenizer, settings: settings, maxNewTokens: min(maxNewTokens, room),
-                                     stopText: stopText))
+                                     stopText: stopText, titles: titles))
         chains.append(Chain())
         caches.append(KVCache(configuration: model.configuration, reservingCapacity: prompt.count + maxNewTokens + 8))
         pending.append(prompt)

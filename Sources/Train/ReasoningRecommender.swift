@@ -1,6 +1,7 @@
 // The reasoning path as a Recommender: each history gets a greedy (or sampled) chain from the LM head until
 // `<answer>`, and the recommendation head scores the catalogue from the chain's last token. Lets the Eval evaluator
-// measure "with reasoning" exactly as it measures the direct path.
+// measure "with reasoning" exactly as it measures the direct path. With `constrainTitles`, quoted titles are decoded
+// through a trie of the catalogue's display titles (TitleConstraint).
 import Data
 import Foundation
 import Model
@@ -9,6 +10,8 @@ public final class ReasoningRecommender: Recommender, @unchecked Sendable {
     public let base: DualHeadModel
     public let settings: SamplingSettings
     public let maxNewTokens: Int
+    /// The catalogue's titles when quoted titles are constrained.
+    public let titles: TitleTrie?
     /// Mean generated tokens per chain over every call so far.
     public private(set) var meanChainLength = 0.0
     private var chains = 0
@@ -16,8 +19,10 @@ public final class ReasoningRecommender: Recommender, @unchecked Sendable {
     public var recordChains = false
     public private(set) var recorded: [(text: String, history: UserHistory)] = []
 
-    public init(base: DualHeadModel, settings: SamplingSettings = .greedy, maxNewTokens: Int) {
+    public init(base: DualHeadModel, settings: SamplingSettings = .greedy, maxNewTokens: Int, constrainTitles: Bool = false) {
         self.base = base; self.settings = settings; self.maxNewTokens = maxNewTokens
+        titles = constrainTitles
+            ? TitleTrie(titles: base.catalog.items.map(Prompts.displayTitle), tokenizer: base.tokenizer) : nil
     }
 
     public var kind: String { "dual-head-reasoning" }
@@ -31,7 +36,8 @@ public final class ReasoningRecommender: Recommender, @unchecked Sendable {
 
     /// Chains whose prompts count back from `targetTimes` (the last history item's time when nil).
     public func scoreAll(_ histories: [UserHistory], targetTimes: [Int64]?) throws -> [Float] {
-        let results = base.reason(histories, targetTimes: targetTimes, settings: settings, maxNewTokens: maxNewTokens)
+        let results = base.reason(histories, targetTimes: targetTimes, settings: settings, maxNewTokens: maxNewTokens,
+                                   titles: titles)
         if recordChains { for (r, h) in zip(results, histories) { recorded.append((r.text, h)) } }
         for r in results {
             meanChainLength = (meanChainLength * Double(chains) + Double(r.tokens.count)) / Double(chains + 1)

@@ -55,8 +55,10 @@ public struct RecPOStage: TrainingStage {
         }
     }
 
-    public func validationRecommender(_ t: Trainer) -> Recommender? {
-        ReasoningRecommender(base: t.currentRecommender(), maxNewTokens: maxNewTokens)
+    public func validationRecommender(_ t: Trainer) -> Recommender? { reasoningRecommender(base: t.currentRecommender()) }
+
+    public func reasoningRecommender(base: DualHeadModel) -> ReasoningRecommender? {
+        ReasoningRecommender(base: base, maxNewTokens: maxNewTokens)
     }
 
     public func step(_ t: Trainer, step: Int, windows: [TrainingCorpus.Window]) throws -> StepReport {

@@ -1,4 +1,4 @@
-// The training run: tokenizer, model, then each configured stage (LMStage, RecStage, RecPOStage) through one loop
+// The training run: tokenizer, model, then each configured stage (LMStage, RecStage, RationaleStage, RecPOStage) through one loop
 // (`run(_:)`) with AdamW and its schedule, validation NDCG@10 evaluations (the Eval evaluator, history masked) with
 // early stopping and the best parameters kept, resumable state saved as it goes, and at the end the best checkpoint
 // (weights, tokenizer, item table, r2ec_train.json with tau, split and the top-N calibrator) plus validation and
@@ -49,10 +49,10 @@ public final class Trainer: @unchecked Sendable {
         public var test: EvalResult?
         public var calibratedTest: EvalResult?
         public var trainSeconds: Double
-        /// The reasoning path (greedy chains), when the recipe has a RecPO stage.
+        /// The reasoning path (greedy chains), when the recipe has a reasoning stage (rationale, RecPO).
         public var reasoningValidation: EvalResult?
         public var reasoningTest: EvalResult?
-        /// The paper's "w/o reasoning" model: the best parameters before the RecPO stage (trained with the
+        /// The paper's "w/o reasoning" model: the best parameters before the first reasoning stage (trained with the
         /// recommendation loss only), saved in OUT/without-reasoning and measured on its direct path.
         public var withoutReasoningValidation: EvalResult?
         public var withoutReasoningTest: EvalResult?
@@ -61,9 +61,14 @@ public final class Trainer: @unchecked Sendable {
         public var timeLimited = false
     }
 
-    /// Where a recipe with a RecPO stage keeps the checkpoint it had before RecPO ("w/o reasoning"), inside the
-    /// run's folder.
+    /// Where a recipe with a reasoning stage keeps the checkpoint it had before the first one ("w/o reasoning"),
+    /// inside the run's folder.
     public var withoutReasoningDirectory: String { work + "/without-reasoning" }
+
+    /// The index of the first stage that trains the reasoning path (rationale, RecPO).
+    var firstReasoningStage: Int? {
+        config.stages.firstIndex { $0 is RecPOStage || $0 is RationaleStage }
+    }
 
     /// The scratch folder a run into `out` writes in.
     public static func workDirectory(for out: String) -> String {
@@ -134,10 +139,10 @@ public final class Trainer: @unchecked Sendable {
                     table = nil
                     log.note(String(format: "stage %d starts from the best parameters so far (stage %d step %d, validation NDCG@10 %.4f)",
                                     progress.stage, progress.bestStage, progress.bestStep, progress.bestScore))
-                    if config.stages[progress.stage] is RecPOStage {
+                    if progress.stage == firstReasoningStage {
                         try Checkpoint.save(model, tokenizer: tokenizer, directory: withoutReasoningDirectory)
                         try ids?.save(ids: corpus.dataset.catalog.items.map(\.id), directory: withoutReasoningDirectory)
-                        log.note("the model without reasoning (before RecPO) is saved in \(withoutReasoningDirectory)")
+                        log.note("the model without reasoning (before \(config.stages[progress.stage].kind)) is saved in \(withoutReasoningDirectory)")
                     }
                 }
                 try saveState()
@@ -440,20 +445,20 @@ public final class Trainer: @unchecked Sendable {
         let test = validationOnly ? nil
             : try Self.evaluate(recommender, on: corpus.split.test, options: options, calibrator: calibrator)
         let calibrated = calibrator == nil ? nil : test
-        // With a RecPO stage, the reasoning path (greedy chains) is measured on the same parameters too.
+        // With a stage that trains the reasoning path (rationale, RecPO), that path (greedy chains, as the last such
+        // stage evaluates it) is measured on the same parameters too.
         var reasoningValidation: EvalResult?, reasoningTest: EvalResult?
-        if !validationOnly, let recpo = config.stages.last(where: { $0 is RecPOStage }) as? RecPOStage {
-            let reasoning = ReasoningRecommender(base: recommender, maxNewTokens: recpo.maxNewTokens)
+        if !validationOnly, let reasoning = config.stages.compactMap({ $0.reasoningRecommender(base: recommender) }).last {
             reasoningValidation = try Self.evaluate(reasoning, on: corpus.split.validation, options: options)
             reasoningTest = try Self.evaluate(reasoning, on: corpus.split.test, options: options)
             log.note(String(format: "reasoning path (greedy, <= %d tokens, mean chain %.1f tokens): validation NDCG@10 %.4f, test NDCG@10 %.4f",
-                            recpo.maxNewTokens, reasoning.meanChainLength, reasoningValidation!.metrics["NDCG@10"] ?? 0,
+                            reasoning.maxNewTokens, reasoning.meanChainLength, reasoningValidation!.metrics["NDCG@10"] ?? 0,
                             reasoningTest!.metrics["NDCG@10"] ?? 0))
         }
-        // The model before RecPO, on its direct path: the "w/o reasoning" row RecPO is judged against. When the
-        // checkpoint kept is RecPO's step 0 (or earlier), those are the parameters just measured.
+        // The model before the first reasoning stage, on its direct path: the "w/o reasoning" row reasoning is judged
+        // against. When the checkpoint kept is that stage's step 0 (or earlier), those are the parameters just measured.
         var withoutValidation: EvalResult?, withoutTest: EvalResult?
-        if !validationOnly, let test, let recpo = config.stages.firstIndex(where: { $0 is RecPOStage }),
+        if !validationOnly, let test, let recpo = firstReasoningStage,
            FileManager.default.fileExists(atPath: withoutReasoningDirectory + "/model.safetensors") {
             if progress.bestStage < recpo || (progress.bestStage == recpo && progress.bestStep == 0) {
                 (withoutValidation, withoutTest) = (validation, test)
@@ -463,7 +468,7 @@ public final class Trainer: @unchecked Sendable {
                 withoutValidation = try Self.evaluate(without, on: corpus.split.validation, options: options)
                 withoutTest = try Self.evaluate(without, on: corpus.split.test, options: options)
             }
-            log.note(String(format: "without reasoning (before RecPO), direct path: validation NDCG@10 %.4f, test NDCG@10 %.4f",
+            log.note(String(format: "without reasoning (before the reasoning stages), direct path: validation NDCG@10 %.4f, test NDCG@10 %.4f",
                             withoutValidation!.metrics["NDCG@10"] ?? 0, withoutTest!.metrics["NDCG@10"] ?? 0))
         }
         let info = TrainedModelInfo(tau: config.tau, split: config.split, datasetFingerprint: corpus.dataset.fingerprint,

@@ -4,6 +4,7 @@
 // what it does before its first step, and which recommender its evaluations score.
 import Data
 import Foundation
+import Model
 
 /// The optimiser side of a stage, the same for every kind.
 public struct OptimizerSchedule: Sendable, Equatable {
@@ -128,6 +129,9 @@ public protocol TrainingStage: Sendable {
     func step(_ trainer: Trainer, step: Int, windows: [TrainingCorpus.Window]) throws -> StepReport
     /// What a validation evaluation scores: nil for the direct path of the current parameters (or their average).
     func validationRecommender(_ trainer: Trainer) -> Recommender?
+    /// For stages that train the reasoning path: that path over `base` as the stage evaluates it (the final report
+    /// measures it beside the direct path, and the parameters before the first such stage are "w/o reasoning").
+    func reasoningRecommender(base: DualHeadModel) -> ReasoningRecommender?
     /// Checks between settings of this kind, beyond each setting's own range (`path` is e.g. "stages[1]").
     func check(path: String, errors: inout ConfigErrors)
 }
@@ -139,6 +143,7 @@ extension TrainingStage {
     public var progressEvery: Int { 10 }
     public func begin(_ trainer: Trainer) throws {}
     public func validationRecommender(_ trainer: Trainer) -> Recommender? { nil }
+    public func reasoningRecommender(base: DualHeadModel) -> ReasoningRecommender? { nil }
     public func check(path: String, errors: inout ConfigErrors) {}
 
     public var kind: String { Self.kind }
@@ -153,7 +158,7 @@ extension TrainingStage {
 
 /// The stage kinds a config may name, and reading one stage's object.
 public enum StageKinds {
-    public static let all: [any TrainingStage.Type] = [LMStage.self, RecStage.self, RecPOStage.self]
+    public static let all: [any TrainingStage.Type] = [LMStage.self, RecStage.self, RationaleStage.self, RecPOStage.self]
 
     static func read(_ value: JSONValue, path: String, errors: inout ConfigErrors) -> (any TrainingStage)? {
         guard case .object(var object) = value else {

@@ -29,6 +29,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "With --model: score with the reasoning path (greedy chains of at most N new tokens, then <answer>) instead of the direct path, and report the chains' text quality (quoted titles in the catalogue and in the history, distinct-2, repetition-4).")
     var reasoning: Int?
 
+    @Flag(help: "With --reasoning: quoted titles in the chains are decoded through a trie of the catalogue's titles, so every \"[...]\" the chain closes names a catalogue item.")
+    var constrainTitles = false
+
     @Option(help: "Weights of --model in inference: float32, or bfloat16 (projections and item table in bfloat16, float32 sums; needs a CPU with AVX512_BF16).")
     var precision: PackedMatrix.Precision = .float32
 
@@ -73,6 +76,7 @@ struct EvalCommand: ParsableCommand {
         if let reasoning, model == nil || !(1...4096).contains(reasoning) {
             throw ValidationError("--reasoning N needs --model and N in 1...4096, got \(reasoning)")
         }
+        if constrainTitles && reasoning == nil { throw ValidationError("--constrain-titles needs --reasoning N") }
         if precision != .float32 && model == nil {
             throw ValidationError("--precision applies to --model only")
         }
@@ -130,7 +134,7 @@ struct EvalCommand: ParsableCommand {
             if let dual = recommender as? DualHeadModel, let reasoning {
                 // The reasoning path: greedy chains, the read-out after <answer>; the chains are kept for their
                 // text quality (the last call's, test's, are reported).
-                let path = ReasoningRecommender(base: dual, maxNewTokens: reasoning)
+                let path = ReasoningRecommender(base: dual, maxNewTokens: reasoning, constrainTitles: constrainTitles)
                 path.recordChains = true
                 chains = path
                 var o = evalOptions

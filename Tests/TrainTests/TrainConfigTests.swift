@@ -78,6 +78,15 @@ final class TrainConfigTests: XCTestCase {
             let message = error(recpo + [override])
             XCTAssertTrue(message.contains(expected), "\(override): \(message)")
         }
+        let rationale = ["stages.0.stage=rationale"]
+        for (override, expected) in [("stages.0.recent=21", "stages[0].recent: must be in [0, 20], got 21"),
+                                     ("stages.0.genres=0", "stages[0].genres: must be in [1, 100], got 0"),
+                                     ("stages.0.rec_weight=-1", "stages[0].rec_weight: must be in [0, 1000], got -1.0"),
+                                     ("stages.0.max_new_tokens=0", "stages[0].max_new_tokens: must be in [1, 4096], got 0"),
+                                     ("stages.0.constrain_titles=1", "stages[0].constrain_titles: expected true or false, got 1")] {
+            let message = error(rationale + [override])
+            XCTAssertTrue(message.contains(expected), "\(override): \(message)")
+        }
         let lm = error(["stages.0.stage=lm", "stages.0.item_share=1.5"])
         XCTAssertTrue(lm.contains("stages[0].item_share: must be in [0, 1], got 1.5"), lm)
     }
@@ -94,8 +103,8 @@ final class TrainConfigTests: XCTestCase {
             (["vocab=100"], "vocab: unknown setting of the training config; did you mean 'vocab_size'?"),
             (["model.hiden_size=64"], "model.hiden_size: unknown setting of model; did you mean 'hidden_size'?"),
             (["stages.0.group=4"], "stages[0].group: not a setting of rec stages (recpo stages have it)"),
-            (["stages.0.stage=lm", "stages.0.eval_every=5"], "stages[0].eval_every: not a setting of lm stages (rec or recpo stages have it)"),
-            (["stages.0.stage=recpo", "stages.0.dropout=0.1"], "stages[0].dropout: not a setting of recpo stages (lm or rec stages have it)"),
+            (["stages.0.stage=lm", "stages.0.eval_every=5"], "stages[0].eval_every: not a setting of lm stages (rec, rationale or recpo stages have it)"),
+            (["stages.0.stage=recpo", "stages.0.dropout=0.1"], "stages[0].dropout: not a setting of recpo stages (lm, rec or rationale stages have it)"),
             (["atjt=true"], "atjt: removed: the logistic ATJT-style trust weights lowered test NDCG@10"),
             (["zzzzzzzzzz=1"], "zzzzzzzzzz: unknown setting of the training config (known: calibrate, calibration_ranks,"),
         ]
@@ -107,7 +116,7 @@ final class TrainConfigTests: XCTestCase {
 
     func testUnknownStageKind() {
         let message = error(["stages.0.stage=rek"])
-        XCTAssertTrue(message.contains("stages[0].stage: unknown stage \"rek\"; expected lm, rec or recpo; did you mean 'rec'?"), message)
+        XCTAssertTrue(message.contains("stages[0].stage: unknown stage \"rek\"; expected lm, rec, rationale or recpo; did you mean 'rec'?"), message)
     }
 
     func testShippedConfigsReadAndRoundTrip() throws {
@@ -116,7 +125,11 @@ final class TrainConfigTests: XCTestCase {
         XCTAssertEqual((full.stages[1] as? RecStage)?.lineWeight, 0.5)
         XCTAssertEqual((full.stages[2] as? RecPOStage)?.maxNewTokens, 32)
         XCTAssertEqual(full.stages[1].optimizer.steps, 2400)
-        for path in ["configs/default.json", "configs/full.json"] {
+        let rationale = try TrainConfig.load(path: Self.repo + "/configs/rationale.json", overrides: [])
+        XCTAssertEqual(rationale.stages.map(\.kind), ["rec", "rationale"])
+        XCTAssertEqual((rationale.stages[1] as? RationaleStage)?.constrainTitles, true)
+        XCTAssertEqual((rationale.stages[1] as? RationaleStage)?.maxNewTokens, 64)
+        for path in ["configs/default.json", "configs/full.json", "configs/rationale.json"] {
             let config = try TrainConfig.load(path: Self.repo + "/" + path, overrides: [])
             let again = try TrainConfig.read(try JSONValue.parse(config.jsonString()))
             XCTAssertEqual(again.jsonString(), config.jsonString(), path)

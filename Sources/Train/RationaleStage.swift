@@ -1,0 +1,119 @@
+// The `rationale` stage (issue 16 part 3): supervised reasoning before (or instead of) RecPO. Each window's
+// sequence is the reasoning prompt (exactly the tokens the reasoning path is prefilled with), then a rationale
+// derived from the history (`Rationale.text`: the quoted titles of recent and best-rated items as the prompt quotes
+// them, the genres they share), then "\n<answer>". The loss is the next-token cross-entropy over the rationale's
+// and `<answer>`'s tokens (mean over them), plus `rec_weight` times the rec loss on the `<answer>` read-out after
+// the rationale (in-batch softmax over the batch's targets, re-encoded with gradient, logQ-corrected, history
+// masked), so the read-out the reasoning path scores with learns to recommend. Evaluations score the reasoning
+// path (greedy chains, titles optionally constrained to the catalogue); the stage keeps its own best, like RecPO.
+import Data
+import Foundation
+import Model
+import Tensor
+
+public struct RationaleStage: TrainingStage {
+    public static let kind = "rationale"
+    public var optimizer = OptimizerSchedule()
+    public var validation = EvaluationSchedule()
+    public var dropout: Float = 0
+    /// Weight of the rec loss on the read-out after the rationale (0: the LM loss alone).
+    public var recWeight: Float = 1
+    /// Titles the rationale quotes as "Recent", and the most genres it names.
+    public var recent = 2
+    public var genres = 3
+    /// Token limit of the validation chains.
+    public var maxNewTokens = 64
+    /// Validation chains quote only catalogue titles (TitleConstraint).
+    public var constrainTitles = true
+
+    public init() {}
+
+    public static let fields: [ConfigField<RationaleStage>] =
+        OptimizerSchedule.fields.map { $0.lifted(\RationaleStage.optimizer) }
+        + EvaluationSchedule.fields.map { $0.lifted(\RationaleStage.validation) } + [
+            .float("dropout", \.dropout, .from(0, below: 1)),
+            .float("rec_weight", \.recWeight, .within(0, 1000)),
+            .int("recent", \.recent, .within(0, Prompts.historyLength)),
+            .int("genres", \.genres, .within(1, 100)),
+            .int("max_new_tokens", \.maxNewTokens, .within(1, 4096)),
+            .bool("constrain_titles", \.constrainTitles),
+        ]
+
+    public var evaluation: EvaluationSchedule? { validation }
+
+    public func batchSeed(seed: UInt64, stage: Int) -> UInt64 { seed &+ 4271 &+ UInt64(stage) }
+
+    /// The stage keeps its own best by the reasoning path's validation NDCG@10 (the direct path's scores before it
+    /// measure another read-out); the parameters before it are saved as the "w/o reasoning" model.
+    public func begin(_ t: Trainer) throws {
+        if t.progress.step == 0 {
+            t.progress.bestScore = -1
+            t.progress.evaluationsWithoutImprovement = 0
+        }
+    }
+
+    public func reasoningRecommender(base: DualHeadModel) -> ReasoningRecommender? {
+        ReasoningRecommender(base: base, maxNewTokens: maxNewTokens, constrainTitles: constrainTitles)
+    }
+
+    public func validationRecommender(_ t: Trainer) -> Recommender? { reasoningRecommender(base: t.currentRecommender()) }
+
+    /// The prompt's tokens and the rationale's ("rationale\n<answer>") for one window; the prompt loses its oldest
+    /// tokens if the two do not fit in `maxPositions`.
+    static func sequence(_ corpus: TrainingCorpus, tokenizer: Tokenizer, window w: TrainingCorpus.Window, recent: Int,
+                         genres: Int, maxPositions: Int) -> (tokens: [Int], rationaleStart: Int) {
+        let h = corpus.history(w)
+        let prompt = Prompts.user(history: h, catalog: corpus.dataset.catalog, targetTime: corpus.targetTime(w))
+        let promptTokens = DualHeadFormat.keepingTail(tokenizer.encode(DualHeadFormat.reasoningText(userPrompt: prompt)),
+                                                      limit: min(DualHeadFormat.maxUserTokens, maxPositions))
+        let text = Rationale.text(history: h, catalog: corpus.dataset.catalog, recent: recent, genres: genres)
+        let rationale = tokenizer.encode(text + DualHeadFormat.separator + Prompts.answerTag)
+        let kept = Array(promptTokens.suffix(max(1, maxPositions - rationale.count)))
+        return (kept + rationale, kept.count)
+    }
+
+    public func step(_ t: Trainer, step: Int, windows: [TrainingCorpus.Window]) throws -> StepReport {
+        let corpus = t.corpus, graph = t.graph!, tokenizer = t.tokenizer!
+        let maxPositions = t.model.configuration.maxPositionEmbeddings
+        let built = windows.map {
+            Self.sequence(corpus, tokenizer: tokenizer, window: $0, recent: recent, genres: genres, maxPositions: maxPositions)
+        }
+        let targets = windows.map { corpus.target($0) }
+        var fresh: [Int] = []
+        var column = [Int](repeating: -1, count: corpus.catalogCount)
+        if recWeight > 0 { for item in targets where column[item] < 0 { column[item] = fresh.count; fresh.append(item) } }
+        graph.zeroGradients()
+        graph.forward(built.map(\.tokens) + fresh.map { corpus.itemTokens[$0] })
+        var rows: [Int] = [], tokenTargets: [Int] = []
+        for (i, b) in built.enumerated() {
+            for p in max(1, b.rationaleStart)..<b.tokens.count {
+                rows.append(graph.row(sequence: i, token: p - 1)); tokenTargets.append(b.tokens[p])
+            }
+        }
+        let weight = 1 / Float(max(1, rows.count))
+        let lmLoss = graph.tokenLoss(rows: rows, targets: tokenTargets, weights: [Float](repeating: weight, count: rows.count))
+        var recLoss = 0.0
+        if recWeight > 0 {
+            let masked = windows.indices.map { u in
+                corpus.history(windows[u]).items.compactMap { $0 == targets[u] || column[$0] < 0 ? nil : column[$0] }
+            }
+            var batch = ContrastiveBatch(
+                userRows: built.indices.map { graph.lastRow(sequence: $0) },
+                itemRows: fresh.indices.map { graph.lastRow(sequence: built.count + $0) },
+                targets: targets.map { column[$0] },
+                weights: [Float](repeating: recWeight / Float(windows.count), count: windows.count),
+                tau: t.config.tau, fixed: nil, fixedCount: 0, masked: masked)
+            let draws = Double(windows.count)
+            batch.columnOffsets = fresh.map { Float(-Foundation.log(max(1e-6, -expm1(-draws * corpus.itemFrequency[$0])))) }
+            let offsets = t.ids?.gather(fresh)
+            if let offsets { batch.itemOffsets = UnsafePointer(offsets.data) }
+            let result = graph.contrastiveLoss(batch)
+            if let ids = t.ids, let g = result.offsetGradients { ids.accumulate(fresh, gradients: g) }
+            recLoss = result.loss
+        }
+        graph.backward()
+        return StepReport(loss: lmLoss + recLoss, tokens: graph.rowCount,
+                          fields: [("lm_loss", lmLoss), ("rec_loss", recLoss)],
+                          progress: String(format: " lm %.4f rec %.4f", lmLoss, recLoss))
+    }
+}
