@@ -28,16 +28,18 @@ public struct RationaleStage: TrainingStage {
 
     public init() {}
 
-    public static let fields: [ConfigField<RationaleStage>] =
-        OptimizerSchedule.fields.map { $0.lifted(\RationaleStage.optimizer) }
-        + EvaluationSchedule.fields.map { $0.lifted(\RationaleStage.validation) } + [
-            .float("dropout", \.dropout, .from(0, below: 1)),
-            .float("rec_weight", \.recWeight, .within(0, 1000)),
-            .int("recent", \.recent, .within(0, Prompts.historyLength)),
-            .int("genres", \.genres, .within(1, 100)),
-            .int("max_new_tokens", \.maxNewTokens, .within(1, 4096)),
-            .bool("constrain_titles", \.constrainTitles),
-        ]
+    static let ownFields: [ConfigField<RationaleStage>] = [
+        .float("dropout", \.dropout, .from(0, below: 1)),
+        .float("rec_weight", \.recWeight, .within(0, 1000)),
+        .int("recent", \.recent, .within(0, 20)),
+        .int("genres", \.genres, .within(1, 100)),
+        .int("max_new_tokens", \.maxNewTokens, .within(1, 4096)),
+        .bool("constrain_titles", \.constrainTitles),
+    ]
+    static let optimizerFields: [ConfigField<RationaleStage>] = OptimizerSchedule.fields.map { $0.lifted(\RationaleStage.optimizer) }
+    static let evaluationFields: [ConfigField<RationaleStage>] =
+        EvaluationSchedule.fields.map { $0.lifted(\RationaleStage.validation) }
+    public static let fields: [ConfigField<RationaleStage>] = optimizerFields + evaluationFields + ownFields
 
     public var evaluation: EvaluationSchedule? { validation }
 
