@@ -39,8 +39,8 @@ final class RationaleStageTests: XCTestCase {
         let built = RationaleStage.sequence(corpus, tokenizer: tokenizer, window: w, recent: 2, genres: 3, maxPositions: 512)
         let prompt = trainer.currentRecommender().reasoningPromptTokens(corpus.history(w), targetTime: corpus.targetTime(w))
         XCTAssertEqual(Array(built.tokens.prefix(built.rationaleStart)), prompt)
-        let rationale = tokenizer.decode(Array(built.tokens.suffix(from: built.rationaleStart)))
-        XCTAssertEqual(rationale, Rationale.text(history: corpus.history(w), catalog: corpus.dataset.catalog) + "\n<answer>")
-        XCTAssertTrue(rationale.hasPrefix("Recent: [Film number "), rationale)
+        let written = tokenizer.decode(Array(built.tokens.suffix(from: built.rationaleStart)))
+        XCTAssertEqual(written, Rationale.text(history: corpus.history(w), catalog: corpus.dataset.catalog) + "\n<answer>")
+        XCTAssertTrue(written.hasPrefix("Recent: [Film number "), written)
     }
 }
