@@ -171,7 +171,7 @@ public final class GRPCDoor: @unchecked Sendable {
             method = m
         } catch let error as ServingError {
             record(path, error.code, since: opened)
-            throw RPCError(CallStatus(error))
+            throw RPCError(CallStatus(error).echoingRequestId(RequestId(metadata: metadata)))
         }
         var deadline: UInt64?
         if let timeoutText {
@@ -209,7 +209,7 @@ public final class GRPCDoor: @unchecked Sendable {
         let call = RPCCall(method: path, metadata: metadata, context: CallContext(deadline: deadlineAt),
                            peer: context.remotePeer, opened: opened)
         let sink = GRPCCallSink(call: call) { [weak self] status in
-            self?.record(path, status.code, since: opened)
+            self?.record(path, status.code, since: opened, model: call.servedModel)
             self?.lock.withLock { self?.inFlight -= 1 }
         }
         lock.withLock { inFlight += 1 }
@@ -265,8 +265,9 @@ public final class GRPCDoor: @unchecked Sendable {
         }
     }
 
-    private func record(_ path: String, _ code: StatusCode, since opened: UInt64) {
-        metrics?.call(method: path, code: code, seconds: Double(DispatchTime.now().uptimeNanoseconds - opened) / 1e9)
+    private func record(_ path: String, _ code: StatusCode, since opened: UInt64, model: ServedModelLabel? = nil) {
+        metrics?.call(method: path, code: code, seconds: Double(DispatchTime.now().uptimeNanoseconds - opened) / 1e9,
+                      model: model?.name ?? "", version: model?.version)
     }
 }
 
@@ -301,6 +302,7 @@ final class GRPCCallSink: ResponseSink, @unchecked Sendable {
     }
 
     func finish(_ status: CallStatus) {
+        let status = call.map { status.echoingRequestId($0.requestId) } ?? status
         lock.lock()
         guard !finished else { lock.unlock(); return }
         finished = true
