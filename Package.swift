@@ -31,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", exact: "6.2.2"),
         // Latency percentiles of the load generators (`r2ec bench rpc|serve`).
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", exact: "0.2.0"),
+        // `r2ec mcp`: the Model Context Protocol (its MCP library needs only swift-log and swift-system on Linux).
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk", exact: "0.12.1"),
     ],
     targets: [
         // System-library shims over Debian's -dev packages, nothing else.
@@ -70,8 +72,10 @@ let package = Package(
         ]),
         // Settings files and R2EC_* environment variables turned into a command's arguments (`serve --config`).
         .target(name: "Config", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // `r2ec mcp`: recommend, search, look up, similar items and feedback as MCP tools, each one RPC to a server.
+        .target(name: "AgentTools", dependencies: ["RPC", "Serving", .product(name: "MCP", package: "swift-sdk")]),
         .executableTarget(name: "r2ec", dependencies: [
-            "GRPCDoor", "Config",
+            "GRPCDoor", "Config", "AgentTools",
             "RPC", "Serving", "Store", "Train", "Eval", "Model", "Data", "Tensor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -88,6 +92,8 @@ let package = Package(
                                                   .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "GRPCDoorTests", dependencies: ["GRPCDoor", "RPC", "Serving"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "AgentToolsTests", dependencies: ["AgentTools", "RPC", "Serving", "Data", "Eval",
+                                                       .product(name: "MCP", package: "swift-sdk")]),
         .testTarget(name: "RPCTests", dependencies: ["RPC", "R2ecProtoC", "CProtobufC", "Serving", "Data", "Eval"]),
     ],
     swiftLanguageModes: [.v5]

@@ -16,6 +16,7 @@ enum GeneratedMethods {
         MethodSpec(service: "r2ec.v1.Recommender", method: "ScoreItems", request: "r2ec.v1.ScoreItemsRequest", response: "r2ec.v1.ScoreItemsResponse", serverStreaming: false),
         MethodSpec(service: "r2ec.v1.Recommender", method: "SimilarItems", request: "r2ec.v1.SimilarItemsRequest", response: "r2ec.v1.SimilarItemsResponse", serverStreaming: false),
         MethodSpec(service: "r2ec.v1.Recommender", method: "GetItems", request: "r2ec.v1.GetItemsRequest", response: "r2ec.v1.GetItemsResponse", serverStreaming: false),
+        MethodSpec(service: "r2ec.v1.Recommender", method: "SearchItems", request: "r2ec.v1.SearchItemsRequest", response: "r2ec.v1.SearchItemsResponse", serverStreaming: false),
         MethodSpec(service: "r2ec.v1.Recommender", method: "ModelInfo", request: "r2ec.v1.ModelInfoRequest", response: "r2ec.v1.ModelInfoResponse", serverStreaming: false),
     ]
 }

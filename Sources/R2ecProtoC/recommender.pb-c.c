@@ -727,6 +727,141 @@ void   r2ec__v1__get_items_response__free_unpacked
   assert(message->base.descriptor == &r2ec__v1__get_items_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   r2ec__v1__search_items_request__init
+                     (R2ec__V1__SearchItemsRequest         *message)
+{
+  static const R2ec__V1__SearchItemsRequest init_value = R2EC__V1__SEARCH_ITEMS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t r2ec__v1__search_items_request__get_packed_size
+                     (const R2ec__V1__SearchItemsRequest *message)
+{
+  assert(message->base.descriptor == &r2ec__v1__search_items_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t r2ec__v1__search_items_request__pack
+                     (const R2ec__V1__SearchItemsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &r2ec__v1__search_items_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t r2ec__v1__search_items_request__pack_to_buffer
+                     (const R2ec__V1__SearchItemsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &r2ec__v1__search_items_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+R2ec__V1__SearchItemsRequest *
+       r2ec__v1__search_items_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (R2ec__V1__SearchItemsRequest *)
+     protobuf_c_message_unpack (&r2ec__v1__search_items_request__descriptor,
+                                allocator, len, data);
+}
+void   r2ec__v1__search_items_request__free_unpacked
+                     (R2ec__V1__SearchItemsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &r2ec__v1__search_items_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   r2ec__v1__metadata_filter__init
+                     (R2ec__V1__MetadataFilter         *message)
+{
+  static const R2ec__V1__MetadataFilter init_value = R2EC__V1__METADATA_FILTER__INIT;
+  *message = init_value;
+}
+size_t r2ec__v1__metadata_filter__get_packed_size
+                     (const R2ec__V1__MetadataFilter *message)
+{
+  assert(message->base.descriptor == &r2ec__v1__metadata_filter__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t r2ec__v1__metadata_filter__pack
+                     (const R2ec__V1__MetadataFilter *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &r2ec__v1__metadata_filter__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t r2ec__v1__metadata_filter__pack_to_buffer
+                     (const R2ec__V1__MetadataFilter *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &r2ec__v1__metadata_filter__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+R2ec__V1__MetadataFilter *
+       r2ec__v1__metadata_filter__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (R2ec__V1__MetadataFilter *)
+     protobuf_c_message_unpack (&r2ec__v1__metadata_filter__descriptor,
+                                allocator, len, data);
+}
+void   r2ec__v1__metadata_filter__free_unpacked
+                     (R2ec__V1__MetadataFilter *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &r2ec__v1__metadata_filter__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   r2ec__v1__search_items_response__init
+                     (R2ec__V1__SearchItemsResponse         *message)
+{
+  static const R2ec__V1__SearchItemsResponse init_value = R2EC__V1__SEARCH_ITEMS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t r2ec__v1__search_items_response__get_packed_size
+                     (const R2ec__V1__SearchItemsResponse *message)
+{
+  assert(message->base.descriptor == &r2ec__v1__search_items_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t r2ec__v1__search_items_response__pack
+                     (const R2ec__V1__SearchItemsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &r2ec__v1__search_items_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t r2ec__v1__search_items_response__pack_to_buffer
+                     (const R2ec__V1__SearchItemsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &r2ec__v1__search_items_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+R2ec__V1__SearchItemsResponse *
+       r2ec__v1__search_items_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (R2ec__V1__SearchItemsResponse *)
+     protobuf_c_message_unpack (&r2ec__v1__search_items_response__descriptor,
+                                allocator, len, data);
+}
+void   r2ec__v1__search_items_response__free_unpacked
+                     (R2ec__V1__SearchItemsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &r2ec__v1__search_items_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   r2ec__v1__model_info_request__init
                      (R2ec__V1__ModelInfoRequest         *message)
 {
@@ -2107,6 +2242,237 @@ const ProtobufCMessageDescriptor r2ec__v1__get_items_response__descriptor =
   (ProtobufCMessageInit) r2ec__v1__get_items_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor r2ec__v1__search_items_request__field_descriptors[8] =
+{
+  {
+    "query",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__SearchItemsRequest, query),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "genres",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(R2ec__V1__SearchItemsRequest, n_genres),
+    offsetof(R2ec__V1__SearchItemsRequest, genres),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "min_year",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__SearchItemsRequest, min_year),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_year",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__SearchItemsRequest, max_year),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "metadata",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(R2ec__V1__SearchItemsRequest, n_metadata),
+    offsetof(R2ec__V1__SearchItemsRequest, metadata),
+    &r2ec__v1__metadata_filter__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__SearchItemsRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "offset",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__SearchItemsRequest, offset),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "model",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__SearchItemsRequest, model),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned r2ec__v1__search_items_request__field_indices_by_name[] = {
+  1,   /* field[1] = genres */
+  5,   /* field[5] = limit */
+  3,   /* field[3] = max_year */
+  4,   /* field[4] = metadata */
+  2,   /* field[2] = min_year */
+  7,   /* field[7] = model */
+  6,   /* field[6] = offset */
+  0,   /* field[0] = query */
+};
+static const ProtobufCIntRange r2ec__v1__search_items_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor r2ec__v1__search_items_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "r2ec.v1.SearchItemsRequest",
+  "SearchItemsRequest",
+  "R2ec__V1__SearchItemsRequest",
+  "r2ec.v1",
+  sizeof(R2ec__V1__SearchItemsRequest),
+  8,
+  r2ec__v1__search_items_request__field_descriptors,
+  r2ec__v1__search_items_request__field_indices_by_name,
+  1,  r2ec__v1__search_items_request__number_ranges,
+  (ProtobufCMessageInit) r2ec__v1__search_items_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor r2ec__v1__metadata_filter__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__MetadataFilter, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__MetadataFilter, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned r2ec__v1__metadata_filter__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange r2ec__v1__metadata_filter__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor r2ec__v1__metadata_filter__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "r2ec.v1.MetadataFilter",
+  "MetadataFilter",
+  "R2ec__V1__MetadataFilter",
+  "r2ec.v1",
+  sizeof(R2ec__V1__MetadataFilter),
+  2,
+  r2ec__v1__metadata_filter__field_descriptors,
+  r2ec__v1__metadata_filter__field_indices_by_name,
+  1,  r2ec__v1__metadata_filter__number_ranges,
+  (ProtobufCMessageInit) r2ec__v1__metadata_filter__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor r2ec__v1__search_items_response__field_descriptors[2] =
+{
+  {
+    "items",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(R2ec__V1__SearchItemsResponse, n_items),
+    offsetof(R2ec__V1__SearchItemsResponse, items),
+    &r2ec__v1__item__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "total_matches",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(R2ec__V1__SearchItemsResponse, total_matches),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned r2ec__v1__search_items_response__field_indices_by_name[] = {
+  0,   /* field[0] = items */
+  1,   /* field[1] = total_matches */
+};
+static const ProtobufCIntRange r2ec__v1__search_items_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor r2ec__v1__search_items_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "r2ec.v1.SearchItemsResponse",
+  "SearchItemsResponse",
+  "R2ec__V1__SearchItemsResponse",
+  "r2ec.v1",
+  sizeof(R2ec__V1__SearchItemsResponse),
+  2,
+  r2ec__v1__search_items_response__field_descriptors,
+  r2ec__v1__search_items_response__field_indices_by_name,
+  1,  r2ec__v1__search_items_response__number_ranges,
+  (ProtobufCMessageInit) r2ec__v1__search_items_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor r2ec__v1__model_info_request__field_descriptors[1] =
 {
   {
@@ -2418,7 +2784,7 @@ const ProtobufCEnumDescriptor r2ec__v1__mode__descriptor =
   r2ec__v1__mode__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor r2ec__v1__recommender__method_descriptors[7] =
+static const ProtobufCMethodDescriptor r2ec__v1__recommender__method_descriptors[8] =
 {
   { "Recommend", &r2ec__v1__recommend_request__descriptor, &r2ec__v1__recommend_response__descriptor },
   { "RecommendStream", &r2ec__v1__recommend_request__descriptor, &r2ec__v1__recommend_stream_response__descriptor },
@@ -2426,15 +2792,17 @@ static const ProtobufCMethodDescriptor r2ec__v1__recommender__method_descriptors
   { "ScoreItems", &r2ec__v1__score_items_request__descriptor, &r2ec__v1__score_items_response__descriptor },
   { "SimilarItems", &r2ec__v1__similar_items_request__descriptor, &r2ec__v1__similar_items_response__descriptor },
   { "GetItems", &r2ec__v1__get_items_request__descriptor, &r2ec__v1__get_items_response__descriptor },
+  { "SearchItems", &r2ec__v1__search_items_request__descriptor, &r2ec__v1__search_items_response__descriptor },
   { "ModelInfo", &r2ec__v1__model_info_request__descriptor, &r2ec__v1__model_info_response__descriptor },
 };
 const unsigned r2ec__v1__recommender__method_indices_by_name[] = {
   5,        /* GetItems */
-  6,        /* ModelInfo */
+  7,        /* ModelInfo */
   0,        /* Recommend */
   2,        /* RecommendBatch */
   1,        /* RecommendStream */
   3,        /* ScoreItems */
+  6,        /* SearchItems */
   4         /* SimilarItems */
 };
 const ProtobufCServiceDescriptor r2ec__v1__recommender__descriptor =
@@ -2444,7 +2812,7 @@ const ProtobufCServiceDescriptor r2ec__v1__recommender__descriptor =
   "Recommender",
   "R2ec__V1__Recommender",
   "r2ec.v1",
-  7,
+  8,
   r2ec__v1__recommender__method_descriptors,
   r2ec__v1__recommender__method_indices_by_name
 };
@@ -2496,13 +2864,21 @@ void r2ec__v1__recommender__get_items(ProtobufCService *service,
   assert(service->descriptor == &r2ec__v1__recommender__descriptor);
   service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void r2ec__v1__recommender__search_items(ProtobufCService *service,
+                                         const R2ec__V1__SearchItemsRequest *input,
+                                         R2ec__V1__SearchItemsResponse_Closure closure,
+                                         void *closure_data)
+{
+  assert(service->descriptor == &r2ec__v1__recommender__descriptor);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void r2ec__v1__recommender__model_info(ProtobufCService *service,
                                        const R2ec__V1__ModelInfoRequest *input,
                                        R2ec__V1__ModelInfoResponse_Closure closure,
                                        void *closure_data)
 {
   assert(service->descriptor == &r2ec__v1__recommender__descriptor);
-  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void r2ec__v1__recommender__init (R2ec__V1__Recommender_Service *service,
                                   R2ec__V1__Recommender_ServiceDestroy destroy)

@@ -193,6 +193,26 @@ enum ProtoCodec {
         }
     }
 
+    static func decodeSearchItemsRequest(_ payload: [UInt8]) throws -> ItemSearchQuery {
+        try decode(payload, "SearchItemsRequest", unpack: r2ec__v1__search_items_request__unpack,
+                   free: r2ec__v1__search_items_request__free_unpacked) { m in
+            let r = m.pointee
+            var q = ItemSearchQuery()
+            q.query = swiftString(r.query)
+            q.genres = swiftStrings(r.genres, r.n_genres)
+            q.minYear = Int(r.min_year)
+            q.maxYear = Int(r.max_year)
+            q.metadata = (0..<r.n_metadata).map { i in
+                let f = r.metadata[i]!.pointee
+                return MetadataFilter(key: swiftString(f.key), value: swiftString(f.value))
+            }
+            q.limit = Int(r.limit)
+            q.offset = Int(r.offset)
+            q.model = swiftString(r.model)
+            return q
+        }
+    }
+
     static func decodeGetItemsRequest(_ payload: [UInt8]) throws -> (ids: [String], model: String) {
         try decode(payload, "GetItemsRequest", unpack: r2ec__v1__get_items_request__unpack,
                    free: r2ec__v1__get_items_request__free_unpacked) { m in
@@ -314,6 +334,21 @@ enum ProtoCodec {
     static func encodeGetItemsResponse(_ items: [ItemInfo]) -> [UInt8] {
         let arena = CArena()
         let m = arena.message(R2ec__V1__GetItemsResponse.self, r2ec__v1__get_items_response__init)
+        m.pointee.n_items = items.count
+        m.pointee.items = itemList(items, arena)
+        return packMessage(m)
+    }
+
+    static func encodeSearchItemsResponse(_ result: ItemSearchResult) -> [UInt8] {
+        let arena = CArena()
+        let m = arena.message(R2ec__V1__SearchItemsResponse.self, r2ec__v1__search_items_response__init)
+        m.pointee.n_items = result.items.count
+        m.pointee.items = itemList(result.items, arena)
+        m.pointee.total_matches = UInt32(clamping: result.totalMatches)
+        return packMessage(m)
+    }
+
+    private static func itemList(_ items: [ItemInfo], _ arena: CArena) -> UnsafeMutablePointer<UnsafeMutablePointer<R2ec__V1__Item>?> {
         let list = arena.array(UnsafeMutablePointer<R2ec__V1__Item>?.self, count: items.count)
         for (i, it) in items.enumerated() {
             let e = arena.message(R2ec__V1__Item.self, r2ec__v1__item__init)
@@ -329,9 +364,7 @@ enum ProtoCodec {
             e.pointee.created = it.created
             list[i] = e
         }
-        m.pointee.n_items = items.count
-        m.pointee.items = list
-        return packMessage(m)
+        return list
     }
 
     private static func modelInfo(_ f: ModelFacts, _ arena: CArena) -> UnsafeMutablePointer<R2ec__V1__ModelInfo> {

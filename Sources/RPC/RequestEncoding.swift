@@ -5,7 +5,9 @@ import Serving
 public enum RequestEncoding {
     /// A RecommendRequest for a history of item ids (and a user id, when given).
     public static func recommend(itemIds: [String], userId: String = "", topK: Int = 0, includeSeen: Bool = false,
-                                 reasoning: Bool = false, maxReasoningTokens: Int = 0, model: String = "") -> [UInt8] {
+                                 reasoning: Bool = false, maxReasoningTokens: Int = 0, model: String = "",
+                                 exclude: [String] = [], returnReasoning: Bool = false,
+                                 returnProbabilities: Bool = false) -> [UInt8] {
         let arena = CArena()
         let m = arena.message(R2ec__V1__RecommendRequest.self, r2ec__v1__recommend_request__init)
         m.pointee.user_id = arena.string(userId)
@@ -22,6 +24,10 @@ public enum RequestEncoding {
         m.pointee.mode = reasoning ? R2EC__V1__MODE__MODE_REASONING : R2EC__V1__MODE__MODE_DIRECT
         m.pointee.model = arena.string(model)
         m.pointee.max_reasoning_tokens = UInt32(maxReasoningTokens)
+        m.pointee.n_exclude_item_ids = exclude.count
+        m.pointee.exclude_item_ids = arena.strings(exclude)
+        m.pointee.return_reasoning = returnReasoning ? 1 : 0
+        m.pointee.return_probabilities = returnProbabilities ? 1 : 0
         return packMessage(m)
     }
 
@@ -71,5 +77,56 @@ public enum RequestEncoding {
         return (0..<m.pointee.n_items).map { i in
             (swiftString(m.pointee.items[i]!.pointee.item_id), swiftString(m.pointee.items[i]!.pointee.title))
         }
+    }
+
+    public static func similarItems(_ itemId: String, topK: Int = 0, model: String = "") -> [UInt8] {
+        let arena = CArena()
+        let m = arena.message(R2ec__V1__SimilarItemsRequest.self, r2ec__v1__similar_items_request__init)
+        m.pointee.item_id = arena.string(itemId)
+        m.pointee.top_k = UInt32(clamping: topK)
+        m.pointee.model = arena.string(model)
+        return packMessage(m)
+    }
+
+    public static func searchItems(_ q: ItemSearchQuery) -> [UInt8] {
+        let arena = CArena()
+        let m = arena.message(R2ec__V1__SearchItemsRequest.self, r2ec__v1__search_items_request__init)
+        m.pointee.query = arena.string(q.query)
+        m.pointee.n_genres = q.genres.count
+        m.pointee.genres = arena.strings(q.genres)
+        m.pointee.min_year = Int32(clamping: q.minYear)
+        m.pointee.max_year = Int32(clamping: q.maxYear)
+        let filters = arena.array(UnsafeMutablePointer<R2ec__V1__MetadataFilter>?.self, count: q.metadata.count)
+        for (i, f) in q.metadata.enumerated() {
+            let e = arena.message(R2ec__V1__MetadataFilter.self, r2ec__v1__metadata_filter__init)
+            e.pointee.key = arena.string(f.key)
+            e.pointee.value = arena.string(f.value)
+            filters[i] = e
+        }
+        m.pointee.n_metadata = q.metadata.count
+        m.pointee.metadata = filters
+        m.pointee.limit = UInt32(clamping: q.limit)
+        m.pointee.offset = UInt32(clamping: q.offset)
+        m.pointee.model = arena.string(q.model)
+        return packMessage(m)
+    }
+
+    public static func recordEvents(_ events: [EventInput]) -> [UInt8] {
+        let arena = CArena()
+        let m = arena.message(R2ec__V1__RecordEventsRequest.self, r2ec__v1__record_events_request__init)
+        let list = arena.array(UnsafeMutablePointer<R2ec__V1__Event>?.self, count: events.count)
+        for (i, ev) in events.enumerated() {
+            let e = arena.message(R2ec__V1__Event.self, r2ec__v1__event__init)
+            e.pointee.user_id = arena.string(ev.userId)
+            e.pointee.item_id = arena.string(ev.itemId)
+            e.pointee.timestamp = ev.timestamp
+            e.pointee.kind = arena.string(ev.kind)
+            e.pointee.rating = ev.rating
+            e.pointee.idempotency_key = arena.string(ev.idempotencyKey)
+            list[i] = e
+        }
+        m.pointee.n_events = events.count
+        m.pointee.events = list
+        return packMessage(m)
     }
 }

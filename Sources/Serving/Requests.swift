@@ -103,6 +103,10 @@ public struct ScoredItemResult: Sendable, Equatable {
     public var probability: Float?
     /// 1-based.
     public var rank: Int
+
+    public init(itemId: String, title: String, score: Float, probability: Float?, rank: Int) {
+        self.itemId = itemId; self.title = title; self.score = score; self.probability = probability; self.rank = rank
+    }
 }
 
 public struct RecommendResult: Sendable, Equatable {
@@ -142,6 +146,13 @@ public struct ItemInfo: Sendable, Equatable {
     public var metadataJSON: String = "{}"
     /// Unix seconds when the item entered the store's catalogue (0 for imported items, and without a store).
     public var created: Int64 = 0
+
+    public init(itemId: String, title: String, year: Int, genres: [String], description: String, numRatings: Int,
+                meanRating: Float, metadataJSON: String = "{}", created: Int64 = 0) {
+        self.itemId = itemId; self.title = title; self.year = year; self.genres = genres
+        self.description = description; self.numRatings = numRatings; self.meanRating = meanRating
+        self.metadataJSON = metadataJSON; self.created = created
+    }
 }
 
 /// Facts of a loaded model, for ModelInfo.

@@ -123,6 +123,14 @@ public final class ServingCore: @unchecked Sendable {
         }, done: done)
     }
 
+    /// SearchItems: a pass over the catalogue, on a worker.
+    public func searchItems(_ q: ItemSearchQuery, ctx: CallContext,
+                            done: @escaping (Result<ItemSearchResult, ServingError>) -> Void) {
+        submit(ctx, { [registry, live] in
+            try ItemSearch.search(q, model: try registry.model(q.model), stored: { live?.catalogItem($0) })
+        }, done: done)
+    }
+
     /// Cheap lookups answered on the caller's thread.
     public func getItems(_ ids: [String], model name: String) throws -> [ItemInfo] {
         do {

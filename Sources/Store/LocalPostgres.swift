@@ -98,7 +98,7 @@ public final class LocalPostgres: @unchecked Sendable {
     }
 
     deinit {
-        try? asServerUser("\(bin)/pg_ctl", ["-D", "\(directory)/data", "-m", "immediate", "-w", "stop"], allowFailure: true)
+        _ = try? asServerUser("\(bin)/pg_ctl", ["-D", "\(directory)/data", "-m", "immediate", "-w", "stop"], allowFailure: true)
         try? FileManager.default.removeItem(atPath: directory)
     }
 

@@ -10,7 +10,7 @@ struct R2ecCommand: ParsableCommand {
         abstract: "A dual-head recommender network: serve, train, evaluate, benchmark, make data.",
         version: R2ecVersion.current,
         subcommands: [Serve.self, Call.self, TrainCommand.self, TuneCommand.self, EvalCommand.self, StoreCommand.self, DataCommand.self,
-                      Bench.self]
+                      Bench.self, MCPCommand.self]
     )
 
     /// Parses and runs like ArgumentParser's own main, after folding `serve`'s settings file and R2EC_* environment

@@ -65,6 +65,14 @@ public final class RecommenderService: RPCService {
                     response.complete($0, encode: ProtoCodec.encodeGetItemsResponse)
                 }
             },
+            RPCMethod("/r2ec.v1.Recommender/SearchItems") { request, call, response in
+                guard let q = decode(response, { try ProtoCodec.decodeSearchItemsRequest(request) }),
+                      let model = decode(response, { try core.registry.model(q.model) }) else { return }
+                call.servedModel = ServedModelLabel(name: model.name, version: model.version)
+                core.searchItems(q, ctx: call.context) {
+                    response.complete($0, encode: ProtoCodec.encodeSearchItemsResponse)
+                }
+            },
             RPCMethod("/r2ec.v1.Recommender/ModelInfo") { request, _, response in
                 guard let info = decode(response, { try core.modelInfo(try ProtoCodec.decodeModelInfoRequest(request)) })
                 else { return }

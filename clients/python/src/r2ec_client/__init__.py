@@ -15,11 +15,11 @@ from ._retry import RetryPolicy
 from .aio import AsyncClient
 from .client import Client, RecommendStream, ServerStream
 from .errors import ProtocolError, RpcError, StatusCode
-from .results import (BatchRecommendations, DeletedUser, Event, History, Item, Items, LoadedModel, ModelInfo,
+from .results import (BatchRecommendations, DeletedUser, Event, FoundItems, History, Item, Items, LoadedModel, ModelInfo,
                       Recommendation, Recorded, ScoredItem, ScoredItems, Upserted)
 
 __version__ = "0.2.0"
 
-__all__ = ["AsyncClient", "BatchRecommendations", "Client", "DeletedUser", "Event", "History", "Item", "Items",
+__all__ = ["AsyncClient", "BatchRecommendations", "Client", "DeletedUser", "Event", "FoundItems", "History", "Item", "Items",
            "LoadedModel", "ModelInfo", "ProtocolError", "Recommendation", "RecommendStream", "Recorded",
            "RetryPolicy", "RpcError", "ScoredItem", "ScoredItems", "ServerStream", "StatusCode", "Upserted"]

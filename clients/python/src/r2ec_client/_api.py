@@ -90,6 +90,17 @@ class CallMethods:
         asked."""
         return self._unary(P.GET_ITEMS, R.get_items_request(item_ids, model), timeout, metadata)
 
+    def search_items(self, query: str = "", genres=(), *, min_year: int = 0, max_year: int = 0,
+                     metadata_equals=None, limit: int = 20, offset: int = 0, model: str = "",
+                     timeout: float | None = None, metadata=None):
+        """Catalogue items matching every filter given: `query` a case-insensitive title substring, every genre of
+        `genres`, release years within `min_year`..`max_year` (0 = unbounded), and `metadata_equals` {key: value} against
+        the items' metadata JSON (`metadata_equals={"studio": "Pixar"}`: strings compared as text, numbers, bools and
+        None by their JSON text). Returns `FoundItems` (most-rated first; `.total_matches`; page with `offset`).
+        `metadata` is the call's metadata, as in every method."""
+        return self._unary(P.SEARCH_ITEMS, R.search_items_request(query, genres, min_year, max_year, metadata_equals,
+                                                                  limit, offset, model), timeout, metadata)
+
     def model_info(self, model: str = "", *, timeout: float | None = None, metadata=None):
         """The `ModelInfo` of a model (default: the server's default), with `.loaded` and `.default_model`."""
         return self._unary(P.MODEL_INFO, R.model_info_request(model), timeout, metadata)

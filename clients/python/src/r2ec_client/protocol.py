@@ -13,7 +13,7 @@ from google.protobuf.message import DecodeError
 from ._proto import admin_pb2, events_pb2, health_pb2, recommender_pb2, wire_pb2
 from .errors import RpcError, StatusCode
 from .frames import FLAG_END_STREAM, FrameType, encode_frame
-from .results import (BatchRecommendations, DeletedUser, History, Items, LoadedModel, ModelInfo, Recommendation,
+from .results import (BatchRecommendations, DeletedUser, FoundItems, History, Items, LoadedModel, ModelInfo, Recommendation,
                       Recorded, ScoredItems, Upserted)
 
 
@@ -73,6 +73,8 @@ SIMILAR_ITEMS = Method("/r2ec.v1.Recommender/SimilarItems", recommender_pb2.Simi
                        recommender_pb2.SimilarItemsResponse, _results(ScoredItems))
 GET_ITEMS = Method("/r2ec.v1.Recommender/GetItems", recommender_pb2.GetItemsRequest, recommender_pb2.GetItemsResponse,
                    _results(Items))
+SEARCH_ITEMS = Method("/r2ec.v1.Recommender/SearchItems", recommender_pb2.SearchItemsRequest,
+                      recommender_pb2.SearchItemsResponse, _results(FoundItems))
 MODEL_INFO = Method("/r2ec.v1.Recommender/ModelInfo", recommender_pb2.ModelInfoRequest,
                     recommender_pb2.ModelInfoResponse,
                     lambda response, request, metadata: ModelInfo.from_response(response, metadata))
@@ -95,7 +97,7 @@ DELETE_USER = Method("/r2ec.v1.Events/DeleteUser", events_pb2.DeleteUserRequest,
                      lambda response, request, metadata: DeletedUser.from_proto(response, request.user_id, metadata))
 
 METHODS = {m.path: m for m in (RECOMMEND, RECOMMEND_STREAM, RECOMMEND_BATCH, SCORE_ITEMS, SIMILAR_ITEMS, GET_ITEMS,
-                               MODEL_INFO, HEALTH_CHECK, HEALTH_WATCH, LOAD_MODEL, UNLOAD_MODEL, RECORD_EVENTS,
+                               SEARCH_ITEMS, MODEL_INFO, HEALTH_CHECK, HEALTH_WATCH, LOAD_MODEL, UNLOAD_MODEL, RECORD_EVENTS,
                                UPSERT_ITEMS, GET_USER_HISTORY, DELETE_USER)}
 
 

@@ -357,6 +357,34 @@ def get_items_request(item_ids: Any, model: str = "") -> recommender_pb2.GetItem
     return recommender_pb2.GetItemsRequest(item_ids=ids("item_ids", item_ids), model=text("model", model))
 
 
+def search_items_request(query: Any = "", genres: Any = (), min_year: Any = 0, max_year: Any = 0,
+                         metadata_equals: Any = None, limit: Any = 20, offset: Any = 0,
+                         model: str = "") -> recommender_pb2.SearchItemsRequest:
+    metadata = metadata_equals
+    if isinstance(genres, str):
+        genres = [genres]
+    genre_list = [text(f"genres[{i}]", g) for i, g in enumerate(genres or ())]
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise invalid_argument("metadata_equals", f"expected a dict of key -> value, got {type(metadata).__name__}")
+    filters = []
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key:
+            raise invalid_argument("metadata_equals", f"keys must be non-empty strings, got {key!r}")
+        if isinstance(value, str):
+            shown = value
+        elif value is None or isinstance(value, (bool, numbers.Real)):
+            shown = json.dumps(value)
+        else:
+            raise invalid_argument(f"metadata_equals.{key}", f"expected a string, number, bool or None, got {type(value).__name__}")
+        filters.append(recommender_pb2.MetadataFilter(key=key, value=shown))
+    return recommender_pb2.SearchItemsRequest(
+        query=text("query", query), genres=genre_list, min_year=int32("min_year", min_year),
+        max_year=int32("max_year", max_year), metadata=filters, limit=uint32("limit", limit),
+        offset=uint32("offset", offset), model=text("model", model))
+
+
 def model_info_request(model: str = "") -> recommender_pb2.ModelInfoRequest:
     return recommender_pb2.ModelInfoRequest(model=text("model", model))
 

@@ -206,6 +206,17 @@ class Items(_Rows):
 
 
 @dataclass(frozen=True)
+class FoundItems(Items):
+    """The answer of SearchItems: one page of matches, most-rated first, and how many match in all."""
+    total_matches: int = 0
+
+    @classmethod
+    def from_proto(cls, message, trailing_metadata=()) -> "FoundItems":
+        return cls([Item.from_proto(item) for item in message.items], _metadata_pairs(trailing_metadata),
+                   message.total_matches)
+
+
+@dataclass(frozen=True)
 class ModelInfo(_Reply):
     """One model's description. The ModelInfo call also fills `loaded` (every loaded model) and `default_model`."""
     name: str

@@ -31,6 +31,9 @@ typedef struct R2ec__V1__SimilarItemsResponse R2ec__V1__SimilarItemsResponse;
 typedef struct R2ec__V1__Item R2ec__V1__Item;
 typedef struct R2ec__V1__GetItemsRequest R2ec__V1__GetItemsRequest;
 typedef struct R2ec__V1__GetItemsResponse R2ec__V1__GetItemsResponse;
+typedef struct R2ec__V1__SearchItemsRequest R2ec__V1__SearchItemsRequest;
+typedef struct R2ec__V1__MetadataFilter R2ec__V1__MetadataFilter;
+typedef struct R2ec__V1__SearchItemsResponse R2ec__V1__SearchItemsResponse;
 typedef struct R2ec__V1__ModelInfoRequest R2ec__V1__ModelInfoRequest;
 typedef struct R2ec__V1__ModelInfo R2ec__V1__ModelInfo;
 typedef struct R2ec__V1__ModelInfoResponse R2ec__V1__ModelInfoResponse;
@@ -398,6 +401,74 @@ struct  R2ec__V1__GetItemsResponse
 #define R2EC__V1__GET_ITEMS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&r2ec__v1__get_items_response__descriptor) \
     , 0,NULL }
+
+
+/*
+ * Finds catalogue items by their facts: every filter given must hold (an empty request matches every item).
+ * Matches come most-rated first (ties: ascending item id), `offset` of them skipped, at most `limit` returned.
+ */
+struct  R2ec__V1__SearchItemsRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Case-insensitive substring of the title ("toy story"); empty: any title.
+   */
+  char *query;
+  /*
+   * Each genre named must be among the item's genres (case-insensitive; at most 16).
+   */
+  size_t n_genres;
+  char **genres;
+  /*
+   * Release year bounds, inclusive; 0: unbounded. An item with no year (0) fails a bound that is set.
+   */
+  int32_t min_year;
+  int32_t max_year;
+  /*
+   * Each filter: the item's metadata JSON object (UpsertItems) has the top-level key, and its value equals `value`:
+   * a JSON string compared as text, a number, bool or null compared by its JSON text ("1990", "true"); at most 16.
+   */
+  size_t n_metadata;
+  R2ec__V1__MetadataFilter **metadata;
+  /*
+   * Matches to return: 1..1000; 0 means 20.
+   */
+  uint32_t limit;
+  /*
+   * Matches to skip (paging): at most the number of matches.
+   */
+  uint32_t offset;
+  char *model;
+};
+#define R2EC__V1__SEARCH_ITEMS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&r2ec__v1__search_items_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0,NULL, 0, 0, (char *)protobuf_c_empty_string }
+
+
+struct  R2ec__V1__MetadataFilter
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define R2EC__V1__METADATA_FILTER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&r2ec__v1__metadata_filter__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  R2ec__V1__SearchItemsResponse
+{
+  ProtobufCMessage base;
+  size_t n_items;
+  R2ec__V1__Item **items;
+  /*
+   * Items matching every filter, before offset and limit.
+   */
+  uint32_t total_matches;
+};
+#define R2EC__V1__SEARCH_ITEMS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&r2ec__v1__search_items_response__descriptor) \
+    , 0,NULL, 0 }
 
 
 struct  R2ec__V1__ModelInfoRequest
@@ -769,6 +840,63 @@ R2ec__V1__GetItemsResponse *
 void   r2ec__v1__get_items_response__free_unpacked
                      (R2ec__V1__GetItemsResponse *message,
                       ProtobufCAllocator *allocator);
+/* R2ec__V1__SearchItemsRequest methods */
+void   r2ec__v1__search_items_request__init
+                     (R2ec__V1__SearchItemsRequest         *message);
+size_t r2ec__v1__search_items_request__get_packed_size
+                     (const R2ec__V1__SearchItemsRequest   *message);
+size_t r2ec__v1__search_items_request__pack
+                     (const R2ec__V1__SearchItemsRequest   *message,
+                      uint8_t             *out);
+size_t r2ec__v1__search_items_request__pack_to_buffer
+                     (const R2ec__V1__SearchItemsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+R2ec__V1__SearchItemsRequest *
+       r2ec__v1__search_items_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   r2ec__v1__search_items_request__free_unpacked
+                     (R2ec__V1__SearchItemsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* R2ec__V1__MetadataFilter methods */
+void   r2ec__v1__metadata_filter__init
+                     (R2ec__V1__MetadataFilter         *message);
+size_t r2ec__v1__metadata_filter__get_packed_size
+                     (const R2ec__V1__MetadataFilter   *message);
+size_t r2ec__v1__metadata_filter__pack
+                     (const R2ec__V1__MetadataFilter   *message,
+                      uint8_t             *out);
+size_t r2ec__v1__metadata_filter__pack_to_buffer
+                     (const R2ec__V1__MetadataFilter   *message,
+                      ProtobufCBuffer     *buffer);
+R2ec__V1__MetadataFilter *
+       r2ec__v1__metadata_filter__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   r2ec__v1__metadata_filter__free_unpacked
+                     (R2ec__V1__MetadataFilter *message,
+                      ProtobufCAllocator *allocator);
+/* R2ec__V1__SearchItemsResponse methods */
+void   r2ec__v1__search_items_response__init
+                     (R2ec__V1__SearchItemsResponse         *message);
+size_t r2ec__v1__search_items_response__get_packed_size
+                     (const R2ec__V1__SearchItemsResponse   *message);
+size_t r2ec__v1__search_items_response__pack
+                     (const R2ec__V1__SearchItemsResponse   *message,
+                      uint8_t             *out);
+size_t r2ec__v1__search_items_response__pack_to_buffer
+                     (const R2ec__V1__SearchItemsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+R2ec__V1__SearchItemsResponse *
+       r2ec__v1__search_items_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   r2ec__v1__search_items_response__free_unpacked
+                     (R2ec__V1__SearchItemsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* R2ec__V1__ModelInfoRequest methods */
 void   r2ec__v1__model_info_request__init
                      (R2ec__V1__ModelInfoRequest         *message);
@@ -876,6 +1004,15 @@ typedef void (*R2ec__V1__GetItemsRequest_Closure)
 typedef void (*R2ec__V1__GetItemsResponse_Closure)
                  (const R2ec__V1__GetItemsResponse *message,
                   void *closure_data);
+typedef void (*R2ec__V1__SearchItemsRequest_Closure)
+                 (const R2ec__V1__SearchItemsRequest *message,
+                  void *closure_data);
+typedef void (*R2ec__V1__MetadataFilter_Closure)
+                 (const R2ec__V1__MetadataFilter *message,
+                  void *closure_data);
+typedef void (*R2ec__V1__SearchItemsResponse_Closure)
+                 (const R2ec__V1__SearchItemsResponse *message,
+                  void *closure_data);
 typedef void (*R2ec__V1__ModelInfoRequest_Closure)
                  (const R2ec__V1__ModelInfoRequest *message,
                   void *closure_data);
@@ -916,6 +1053,10 @@ struct R2ec__V1__Recommender_Service
                     const R2ec__V1__GetItemsRequest *input,
                     R2ec__V1__GetItemsResponse_Closure closure,
                     void *closure_data);
+  void (*search_items)(R2ec__V1__Recommender_Service *service,
+                       const R2ec__V1__SearchItemsRequest *input,
+                       R2ec__V1__SearchItemsResponse_Closure closure,
+                       void *closure_data);
   void (*model_info)(R2ec__V1__Recommender_Service *service,
                      const R2ec__V1__ModelInfoRequest *input,
                      R2ec__V1__ModelInfoResponse_Closure closure,
@@ -934,6 +1075,7 @@ void r2ec__v1__recommender__init (R2ec__V1__Recommender_Service *service,
       function_prefix__ ## score_items,\
       function_prefix__ ## similar_items,\
       function_prefix__ ## get_items,\
+      function_prefix__ ## search_items,\
       function_prefix__ ## model_info  }
 void r2ec__v1__recommender__recommend(ProtobufCService *service,
                                       const R2ec__V1__RecommendRequest *input,
@@ -959,6 +1101,10 @@ void r2ec__v1__recommender__get_items(ProtobufCService *service,
                                       const R2ec__V1__GetItemsRequest *input,
                                       R2ec__V1__GetItemsResponse_Closure closure,
                                       void *closure_data);
+void r2ec__v1__recommender__search_items(ProtobufCService *service,
+                                         const R2ec__V1__SearchItemsRequest *input,
+                                         R2ec__V1__SearchItemsResponse_Closure closure,
+                                         void *closure_data);
 void r2ec__v1__recommender__model_info(ProtobufCService *service,
                                        const R2ec__V1__ModelInfoRequest *input,
                                        R2ec__V1__ModelInfoResponse_Closure closure,
@@ -983,6 +1129,9 @@ extern const ProtobufCMessageDescriptor r2ec__v1__similar_items_response__descri
 extern const ProtobufCMessageDescriptor r2ec__v1__item__descriptor;
 extern const ProtobufCMessageDescriptor r2ec__v1__get_items_request__descriptor;
 extern const ProtobufCMessageDescriptor r2ec__v1__get_items_response__descriptor;
+extern const ProtobufCMessageDescriptor r2ec__v1__search_items_request__descriptor;
+extern const ProtobufCMessageDescriptor r2ec__v1__metadata_filter__descriptor;
+extern const ProtobufCMessageDescriptor r2ec__v1__search_items_response__descriptor;
 extern const ProtobufCMessageDescriptor r2ec__v1__model_info_request__descriptor;
 extern const ProtobufCMessageDescriptor r2ec__v1__model_info__descriptor;
 extern const ProtobufCMessageDescriptor r2ec__v1__model_info_response__descriptor;
