@@ -104,7 +104,10 @@ public final class MCPHTTPServer: @unchecked Sendable {
         var headerEnd: Range<Data.Index>?
         while true {
             headerEnd = buffer.range(of: separator)
-            if headerEnd != nil { break }
+            if let end = headerEnd {
+                if end.lowerBound - buffer.startIndex > Self.maxHeaderBytes { return (HTTPRequest(method: ""), false, 431) }
+                break
+            }
             if buffer.count > Self.maxHeaderBytes { return (HTTPRequest(method: ""), false, 431) }
             guard receive(fd, &buffer) else { return nil }
         }

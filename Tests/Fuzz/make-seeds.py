@@ -76,7 +76,8 @@ requests = {
 PROTO_ORDER = ["CallHeader", "HealthCheckRequest", "RecommendRequest", "RecommendBatchRequest", "ScoreItemsRequest",
                "SimilarItemsRequest", "GetItemsRequest", "ModelInfoRequest", "LoadModelRequest", "UnloadModelRequest",
                "Status", "RecommendResponse", "GetItemsResponse", "RecordEventsRequest", "UpsertItemsRequest",
-               "GetUserHistoryRequest", "DeleteUserRequest"]
+               "GetUserHistoryRequest", "DeleteUserRequest", "SearchItemsRequest", "SearchItemsResponse",
+               "SimilarItemsResponse", "RecordEventsResponse"]
 by_kind = {"health": 1, "health-service": 1, "recommend": 2, "recommend-timed": 2, "recommend-user": 2,
            "recommend-reasoning": 2, "batch": 3, "score": 4, "similar": 5, "getitems": 6, "modelinfo": 7,
            "load": 8, "unload": 9, "record-events": 13, "record-unknown-item": 13, "upsert-items": 14,
@@ -90,6 +91,14 @@ put("FuzzProto", "response", bytes([11]) + rec.RecommendResponse(items=[rec.Scor
     reasoning="because", model="popularity", reasoning_tokens=7).SerializeToString())
 put("FuzzProto", "items-response", bytes([12]) + rec.GetItemsResponse(items=[rec.Item(item_id="i1", title="Toy Story",
     year=1995, genres=["Animation"], num_ratings=3, mean_rating=4.5)]).SerializeToString())
+put("FuzzProto", "search", bytes([17]) + rec.SearchItemsRequest(query="toy", genres=["Comedy"], min_year=1990,
+    metadata=[rec.MetadataFilter(key="studio", value="Pixar")], limit=5, offset=1).SerializeToString())
+put("FuzzProto", "search-response", bytes([18]) + rec.SearchItemsResponse(items=[rec.Item(item_id="i1", title="Toy Story",
+    metadata_json='{"studio": "Pixar"}')], total_matches=9).SerializeToString())
+put("FuzzProto", "similar-response", bytes([19]) + rec.SimilarItemsResponse(items=[rec.ScoredItem(item_id="i2", title="T",
+    score=0.9, probability=0.1, rank=1)], model="wals").SerializeToString())
+put("FuzzProto", "record-response", bytes([20]) + ev.RecordEventsResponse(recorded=2, duplicates=1,
+    duplicate_indices=[1]).SerializeToString())
 # Malformed payloads: truncated, bad UTF-8, wrong wire type, overrun length, nested garbage.
 good = requests["recommend"][1]
 put("FuzzProto", "truncated", bytes([2]) + good[:-3])

@@ -38,7 +38,13 @@ def catalogue() -> dict[str, dict]:
         next(f)
         for line in f:
             item_id, title, year, genres = (line.rstrip("\n").split("\t") + ["", "", ""])[:4]
-            rows[item_id] = {"title": title, "year": int(year) if year.isdigit() else 0, "genres": genres.split()}
+            year = int(year) if year.isdigit() else 0
+            # A row without a usable year column ("V", "unkonwn") takes it from a trailing "(1995)" in the title, as
+            # r2ec's RecBole reader does.
+            match = re.search(r"^(.*\S)\s*\((\d{4})\)$", title)
+            if year == 0 and match:
+                title, year = match.group(1), int(match.group(2))
+            rows[item_id] = {"title": title, "year": year, "genres": genres.split()}
     return rows
 
 
@@ -50,8 +56,9 @@ def store_server(tmp_path_factory):
     done = subprocess.run([str(server_binary()), "store", "import", "--dataset", str(DATASET), "--store", url],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    # WALS: a model with item vectors, so similar_items has an answer (popularity has none).
     server = ServerProcess([str(server_binary()), "serve", "--host", "127.0.0.1", "--port", "0", "--model",
-                            "popularity", "--store", url])
+                            "wals", "--store", url])
     yield server
     assert server.stop() == 0, server.output
 
@@ -161,11 +168,16 @@ def test_record_feedback_is_stored_and_idempotent(store_server, rpc):
     generated = structured(call(store_server.address, "record_feedback", {"user_id": user, "item_id": "172",
                                                                           "rating": 5}))
     assert generated["recorded"] and generated["idempotency_key"].startswith("mcp-")
-    history = rpc.get_user_history(user)
+    history = rpc.get_history(user)
     assert [(e.item_id, e.kind) for e in history.events] == [("50", "click"), ("172", "interaction")]
     # The next recommendation by user id reflects it: the recorded items are seen, so never recommended.
     recommended = structured(call(store_server.address, "recommend", {"user_id": user, "top_k": 20}))
     assert not {"50", "172"} & {i["item_id"] for i in recommended["items"]}
+
+
+def test_a_model_without_similarities_is_a_failed_precondition(store_server):
+    text = error_text(call(store_server.address, "similar_items", {"item_id": "50", "model": "popularity"}))
+    assert text.startswith("NOT_FOUND: model") or text.startswith("FAILED_PRECONDITION")
 
 
 def test_refusals_are_tool_errors_naming_the_argument(store_server):
@@ -189,7 +201,7 @@ def test_refusals_are_tool_errors_naming_the_argument(store_server):
     assert texts[3] == "INVALID_ARGUMENT: genres: expected a list of strings, got a string"
     assert texts[4] == "INVALID_ARGUMENT: item_ids: required"
     assert texts[5].startswith("NOT_FOUND: item_id")
-    assert texts[6].startswith("INVALID_ARGUMENT: events[0].item_id")
+    assert texts[6].startswith("NOT_FOUND: events[0].item_id: unknown item id")
     assert texts[7].startswith("INVALID_ARGUMENT: min_year")
 
 

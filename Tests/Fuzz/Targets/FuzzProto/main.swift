@@ -57,6 +57,15 @@ let decoders: [(name: String, descriptor: UnsafePointer<ProtobufCMessageDescript
      { _ = try ProtoCodec.decodeGetUserHistoryRequest($0) }),
     ("DeleteUserRequest", descriptor(r2ec__v1__delete_user_request__unpack, r2ec__v1__delete_user_request__free_unpacked),
      { _ = try ProtoCodec.decodeDeleteUserRequest($0) }),
+    // SearchItems and the responses the agent tools decode (appended likewise).
+    ("SearchItemsRequest", descriptor(r2ec__v1__search_items_request__unpack, r2ec__v1__search_items_request__free_unpacked),
+     { _ = try ProtoCodec.decodeSearchItemsRequest($0) }),
+    ("SearchItemsResponse", descriptor(r2ec__v1__search_items_response__unpack, r2ec__v1__search_items_response__free_unpacked),
+     { _ = try ResponseDecoding.searchItems($0) }),
+    ("SimilarItemsResponse", descriptor(r2ec__v1__similar_items_response__unpack, r2ec__v1__similar_items_response__free_unpacked),
+     { _ = try ResponseDecoding.similarItems($0) }),
+    ("RecordEventsResponse", descriptor(r2ec__v1__record_events_response__unpack, r2ec__v1__record_events_response__free_unpacked),
+     { _ = try ResponseDecoding.recordEvents($0) }),
 ]
 
 @_cdecl("LLVMFuzzerTestOneInput")
