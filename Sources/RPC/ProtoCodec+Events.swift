@@ -11,11 +11,11 @@ extension ProtoCodec {
 
     /// RecordEventsRequest's events; more than `maxEvents` is INVALID_ARGUMENT on `events` (limit events_per_call).
     static func decodeRecordEventsRequest(_ payload: [UInt8], maxEvents: Int) throws -> [EventInput] {
-        try decode(payload, "RecordEventsRequest", unpack: r2ec__v1__record_events_request__unpack,
+        try decode(payload, "RecordEventsRequest",
+                   caps: [WireCap(number: 1, field: "events", max: maxEvents, limit: "events_per_call")],
+                   unpack: r2ec__v1__record_events_request__unpack,
                    free: r2ec__v1__record_events_request__free_unpacked) { m in
-            let n = m.pointee.n_events
-            try checkCount(n, max: maxEvents, field: "events", limit: "events_per_call")
-            return (0..<n).map { i in
+            (0..<m.pointee.n_events).map { i in
                 guard let e = m.pointee.events[i]?.pointee else { return EventInput(userId: "", itemId: "") }
                 return EventInput(userId: swiftString(e.user_id), itemId: swiftString(e.item_id), timestamp: e.timestamp,
                                   kind: swiftString(e.kind), rating: e.rating, idempotencyKey: swiftString(e.idempotency_key))
@@ -25,11 +25,11 @@ extension ProtoCodec {
 
     /// UpsertItemsRequest's items; more than `maxItems` is INVALID_ARGUMENT on `items` (limit items_per_call).
     static func decodeUpsertItemsRequest(_ payload: [UInt8], maxItems: Int) throws -> [ItemInput] {
-        try decode(payload, "UpsertItemsRequest", unpack: r2ec__v1__upsert_items_request__unpack,
+        try decode(payload, "UpsertItemsRequest",
+                   caps: [WireCap(number: 1, field: "items", max: maxItems, limit: "items_per_call")],
+                   unpack: r2ec__v1__upsert_items_request__unpack,
                    free: r2ec__v1__upsert_items_request__free_unpacked) { m in
-            let n = m.pointee.n_items
-            try checkCount(n, max: maxItems, field: "items", limit: "items_per_call")
-            return (0..<n).map { i in
+            (0..<m.pointee.n_items).map { i in
                 guard let x = m.pointee.items[i]?.pointee else { return ItemInput(itemId: "", title: "") }
                 return ItemInput(itemId: swiftString(x.item_id), title: swiftString(x.title), year: Int(x.year),
                                  genres: swiftStrings(x.genres, x.n_genres), description: swiftString(x.description),
@@ -48,13 +48,6 @@ extension ProtoCodec {
     static func decodeDeleteUserRequest(_ payload: [UInt8]) throws -> String {
         try decode(payload, "DeleteUserRequest", unpack: r2ec__v1__delete_user_request__unpack,
                    free: r2ec__v1__delete_user_request__free_unpacked) { swiftString($0.pointee.user_id) }
-    }
-
-    private static func checkCount(_ n: Int, max: Int, field: String, limit: String) throws {
-        guard n <= max else {
-            throw ServingError(.invalidArgument, "\(field): \(n) exceeds the server's limit of \(max)", field: field,
-                               limit: limit)
-        }
     }
 
     // MARK: Responses

@@ -8,10 +8,12 @@ enum ProtoCodec {
     // MARK: Generic decode
 
     /// Unpacks `payload` with the generated `unpack`, converts it, frees it. Malformed input -> INVALID_ARGUMENT.
-    static func decode<M, T>(_ payload: [UInt8], _ name: String,
+    /// `caps` bound repeated top-level fields, counted on the wire before protobuf-c allocates their entries.
+    static func decode<M, T>(_ payload: [UInt8], _ name: String, caps: [WireCap] = [],
                              unpack: (UnsafeMutablePointer<ProtobufCAllocator>?, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<M>?,
                              free: (UnsafeMutablePointer<M>?, UnsafeMutablePointer<ProtobufCAllocator>?) -> Void,
                              convert: (UnsafeMutablePointer<M>) throws -> T) throws -> T {
+        if let refused = payload.withUnsafeBytes({ WireCounts.check($0, caps) }) { throw refused }
         let message = payload.withUnsafeBufferPointer { unpack(nil, $0.count, $0.baseAddress ?? emptyByte) }
         guard let message else {
             throw malformed(payload, name, descriptor: nil as UnsafePointer<ProtobufCMessageDescriptor>?, unpackSample: unpack, free: free)
@@ -157,20 +159,29 @@ enum ProtoCodec {
         return q
     }
 
-    static func decodeRecommendRequest(_ payload: [UInt8]) throws -> RecommendQuery {
-        try decode(payload, "RecommendRequest", unpack: r2ec__v1__recommend_request__unpack,
+    static func decodeRecommendRequest(_ payload: [UInt8], limits: RequestLimits = RequestLimits()) throws -> RecommendQuery {
+        try decode(payload, "RecommendRequest", caps: [
+            WireCap(number: 2, field: "history", max: limits.maxHistoryEvents, limit: "history_length"),
+            WireCap(number: 7, field: "exclude_item_ids", max: limits.maxItemIds, limit: "item_ids"),
+            WireCap(number: 8, field: "candidate_item_ids", max: limits.maxItemIds, limit: "item_ids"),
+        ], unpack: r2ec__v1__recommend_request__unpack,
                    free: r2ec__v1__recommend_request__free_unpacked, convert: recommendQuery)
     }
 
-    static func decodeRecommendBatchRequest(_ payload: [UInt8]) throws -> [RecommendQuery] {
-        try decode(payload, "RecommendBatchRequest", unpack: r2ec__v1__recommend_batch_request__unpack,
+    static func decodeRecommendBatchRequest(_ payload: [UInt8], limits: RequestLimits = RequestLimits()) throws -> [RecommendQuery] {
+        try decode(payload, "RecommendBatchRequest",
+                   caps: [WireCap(number: 1, field: "requests", max: limits.maxBatchRequests, limit: "batch_requests")],
+                   unpack: r2ec__v1__recommend_batch_request__unpack,
                    free: r2ec__v1__recommend_batch_request__free_unpacked) { m in
             (0..<m.pointee.n_requests).compactMap { i in m.pointee.requests[i].map(recommendQuery) }
         }
     }
 
-    static func decodeScoreItemsRequest(_ payload: [UInt8]) throws -> ScoreItemsQuery {
-        try decode(payload, "ScoreItemsRequest", unpack: r2ec__v1__score_items_request__unpack,
+    static func decodeScoreItemsRequest(_ payload: [UInt8], limits: RequestLimits = RequestLimits()) throws -> ScoreItemsQuery {
+        try decode(payload, "ScoreItemsRequest", caps: [
+            WireCap(number: 2, field: "history", max: limits.maxHistoryEvents, limit: "history_length"),
+            WireCap(number: 3, field: "item_ids", max: limits.maxItemIds, limit: "item_ids"),
+        ], unpack: r2ec__v1__score_items_request__unpack,
                    free: r2ec__v1__score_items_request__free_unpacked) { m in
             let r = m.pointee
             var q = ScoreItemsQuery()
@@ -213,8 +224,9 @@ enum ProtoCodec {
         }
     }
 
-    static func decodeGetItemsRequest(_ payload: [UInt8]) throws -> (ids: [String], model: String) {
-        try decode(payload, "GetItemsRequest", unpack: r2ec__v1__get_items_request__unpack,
+    static func decodeGetItemsRequest(_ payload: [UInt8], limits: RequestLimits = RequestLimits()) throws -> (ids: [String], model: String) {
+        try decode(payload, "GetItemsRequest",
+                   caps: [WireCap(number: 1, field: "item_ids", max: limits.maxItemIds, limit: "item_ids")], unpack: r2ec__v1__get_items_request__unpack,
                    free: r2ec__v1__get_items_request__free_unpacked) { m in
             (swiftStrings(m.pointee.item_ids, m.pointee.n_item_ids), swiftString(m.pointee.model))
         }

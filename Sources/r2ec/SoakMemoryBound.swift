@@ -3,9 +3,11 @@
 // starts), plus the user-history cache when full, plus per open RPC connection its read buffer (the largest frame and
 // 64 KiB of read slack), its unsent answers (the output budget, plus one answer: an answer is always sent when
 // nothing else is pending), plus per metrics connection its fixed request buffer and one /metrics page, plus per
-// request being decoded the decoded form of a frame of empty entries: protobuf-c unpacks every entry before any count
-// is checked (a 64-byte allocation and an 8-byte pointer each, then a 32-byte Swift value), 104 bytes per 2 bytes on
-// the wire, about 218 MB for a 4 MiB frame. Nothing in the server bounds how many requests decode at once (the
+// request being decoded the decoded form of a frame of empty entries: protobuf-c unpacks every entry (a 64-byte
+// allocation and an 8-byte pointer each, then a 32-byte Swift value), 104 bytes per 2 bytes on the wire, about 218 MB
+// for a 4 MiB frame. Top-level lists are counted on the wire first (WireCounts: a frame of two million events is
+// refused without decoding), but the entries nested in RecommendBatch's 1,024 requests are not, so a batch within
+// every limit can still reach this. Nothing in the server bounds how many requests decode at once (the
 // decode queue is a concurrent dispatch queue); in the soak each client thread has at most one call decoding.
 struct SoakMemoryBound {
     struct Limits {

@@ -15,14 +15,14 @@ public final class RecommenderService: RPCService {
         let core = self.core
         return [
             RPCMethod("/r2ec.v1.Recommender/Recommend") { request, call, response in
-                guard let q = decode(response, { try ProtoCodec.decodeRecommendRequest(request) }) else { return }
+                guard let q = decode(response, counting: core, { try ProtoCodec.decodeRecommendRequest(request, limits: core.limits) }) else { return }
                 core.recommend(q, ctx: call.context) {
                     call.label($0)
                     response.complete($0, encode: ProtoCodec.encodeRecommendResponse)
                 }
             },
             RPCMethod("/r2ec.v1.Recommender/RecommendStream", .serverStreaming) { request, call, response in
-                guard let q = decode(response, { try ProtoCodec.decodeRecommendRequest(request) }) else { return }
+                guard let q = decode(response, counting: core, { try ProtoCodec.decodeRecommendRequest(request, limits: core.limits) }) else { return }
                 core.recommendStream(q, ctx: call.context, onDelta: { text in
                     response.message(ProtoCodec.encodeStreamDelta(text))
                 }, done: {
@@ -32,14 +32,14 @@ public final class RecommenderService: RPCService {
             },
             // Up to --max-batch-requests histories resolved before the batch is queued: never on the loop thread.
             RPCMethod("/r2ec.v1.Recommender/RecommendBatch", offLoop: true) { request, call, response in
-                guard let qs = decode(response, { try ProtoCodec.decodeRecommendBatchRequest(request) }) else { return }
+                guard let qs = decode(response, counting: core, { try ProtoCodec.decodeRecommendBatchRequest(request, limits: core.limits) }) else { return }
                 core.recommendBatch(qs, ctx: call.context) {
                     if case .success(let results) = $0 { call.label(batch: results) }
                     response.complete($0, encode: ProtoCodec.encodeRecommendBatchResponse)
                 }
             },
             RPCMethod("/r2ec.v1.Recommender/ScoreItems") { request, call, response in
-                guard let q = decode(response, { try ProtoCodec.decodeScoreItemsRequest(request) }),
+                guard let q = decode(response, counting: core, { try ProtoCodec.decodeScoreItemsRequest(request, limits: core.limits) }),
                       let model = decode(response, { try core.registry.model(q.model) }) else { return }
                 call.servedModel = ServedModelLabel(name: model.name, version: model.version)
                 core.scoreItems(q, ctx: call.context) {
@@ -55,7 +55,7 @@ public final class RecommenderService: RPCService {
                 }
             },
             RPCMethod("/r2ec.v1.Recommender/GetItems") { request, call, response in
-                guard let (ids, model) = decode(response, { try ProtoCodec.decodeGetItemsRequest(request) }) else { return }
+                guard let (ids, model) = decode(response, counting: core, { try ProtoCodec.decodeGetItemsRequest(request, limits: core.limits) }) else { return }
                 guard ids.count > RecommenderService.inlineGetItems else {
                     guard let items = decode(response, { try core.getItems(ids, model: model) }) else { return }
                     return response.respond(ProtoCodec.encodeGetItemsResponse(items))
@@ -96,11 +96,13 @@ extension RPCCall {
     }
 }
 
-/// Runs `body`; a thrown error fails the call (ServingError as it is, anything else INTERNAL) and gives nil.
-func decode<T>(_ response: ResponseSink, _ body: () throws -> T) -> T? {
+/// Runs `body`; a thrown error fails the call (ServingError as it is, anything else INTERNAL) and gives nil. With
+/// `core`, a refusal over a configured limit is counted in r2ec_limit_hits_total.
+func decode<T>(_ response: ResponseSink, counting core: ServingCore? = nil, _ body: () throws -> T) -> T? {
     do {
         return try body()
     } catch let e as ServingError {
+        if let limit = e.limit { core?.metrics.limitHit(limit) }
         response.fail(e)
     } catch {
         response.fail(ServingError(.internal, "\(error)"))
