@@ -1,6 +1,7 @@
 // `r2ec mcp --http HOST:PORT`: MCP's Streamable HTTP transport in its stateless form (POST /mcp carries one
 // JSON-RPC message and gets its JSON answer; GET and DELETE are 405, no sessions), served over plain HTTP/1.1 with
-// keep-alive. Bounded like the server's metrics door: at most `maxConnections` at once (more are answered 503),
+// keep-alive. Stateless means every POST is answered by a server of its own (the SDK's Server remembers one
+// initialize), so any number of clients can initialize, and nothing is kept between requests. Bounded like the server's metrics door: at most `maxConnections` at once (more are answered 503),
 // headers up to 16 KiB, bodies up to 1 MiB (413), and a connection idle for `idleSeconds` is closed.
 import Foundation
 import MCP
@@ -13,7 +14,8 @@ public final class MCPHTTPServer: @unchecked Sendable {
     public static let path = "/mcp"
     static let maxHeaderBytes = 16 << 10
     static let maxBodyBytes = 1 << 20
-    let transport: StatelessHTTPServerTransport
+    /// A fresh MCP server with the tools registered, for one request.
+    let makeServer: @Sendable () async -> MCP.Server
     let maxConnections: Int
     let idleSeconds: Int
     private let listener: Int32
@@ -22,9 +24,9 @@ public final class MCPHTTPServer: @unchecked Sendable {
     private let lock = NSLock()
     private var open = 0
 
-    public init(host: String, port: Int, transport: StatelessHTTPServerTransport, maxConnections: Int = 64,
-                idleSeconds: Int = 30) throws {
-        self.transport = transport
+    public init(host: String, port: Int, maxConnections: Int = 64, idleSeconds: Int = 30,
+                makeServer: @escaping @Sendable () async -> MCP.Server) throws {
+        self.makeServer = makeServer
         self.maxConnections = maxConnections
         self.idleSeconds = idleSeconds
         var hints = addrinfo()
@@ -89,12 +91,26 @@ public final class MCPHTTPServer: @unchecked Sendable {
                 write(fd, Self.response(404, body: Data("not found: the MCP endpoint is \(Self.path)\n".utf8), close: !keepAlive))
                 if keepAlive { continue } else { return }
             }
-            answer = blocking { await self.transport.handleRequest(request) }
+            answer = blocking { await self.answer(request) }
             var headers = answer.headers
             if answer.bodyData != nil, headers["Content-Type"] == nil { headers["Content-Type"] = "application/json" }
             write(fd, Self.response(answer.statusCode, headers: headers, body: answer.bodyData ?? Data(), close: !keepAlive))
             if !keepAlive { return }
         }
+    }
+
+    /// One request answered by a server of its own over a stateless transport.
+    private func answer(_ request: HTTPRequest) async -> HTTPResponse {
+        let transport = StatelessHTTPServerTransport()
+        let server = await makeServer()
+        do {
+            try await server.start(transport: transport)
+        } catch {
+            return .error(statusCode: 500, MCPError.internalError("cannot start the MCP server: \(error)"))
+        }
+        let response = await transport.handleRequest(request)
+        await server.stop()
+        return response
     }
 
     /// The next request on the connection: nil when the peer closed or went idle; a status for a request refused

@@ -1,8 +1,8 @@
 // Counts a request's repeated entries on the wire before protobuf-c decodes it. protobuf-c allocates every entry
 // of a repeated field (a pointer, a struct, its strings) before any count can be checked, so a 4 MiB request of two
-// million empty events cost ~220 MB and a second of CPU only to be refused. The walk here reads the top-level tags
-// alone, stops at the first list past its cap, and allocates nothing; malformed bytes are left to protobuf-c and
-// WireDiagnosis, which name the broken field.
+// million empty events cost ~220 MB only to be refused. The walk here reads the top-level tags alone and allocates
+// nothing; malformed bytes are left to protobuf-c and WireDiagnosis, which name the broken field.
+import Serving
 
 /// A repeated top-level field and the most entries a request may hold in it.
 struct WireCap {

@@ -50,27 +50,26 @@ struct MCPCommand: ParsableCommand {
             throw ValidationError(e.message)
         }
         let tools = RecommenderTools(link: link, defaultModel: model)
-        let server = MCP.Server(name: "r2ec", version: R2ecVersion.current,
-                                instructions: "Recommendations, catalogue search and feedback from an r2ec server at \(target).",
-                                capabilities: .init(tools: .init(listChanged: false)))
+        let instructions = "Recommendations, catalogue search and feedback from an r2ec server at \(target)."
+        let makeServer: @Sendable () async -> MCP.Server = {
+            let server = MCP.Server(name: "r2ec", version: R2ecVersion.current, instructions: instructions,
+                                    capabilities: .init(tools: .init(listChanged: false)))
+            await tools.register(on: server)
+            return server
+        }
         if let http {
             guard let colon = http.lastIndex(of: ":"), let port = Int(http[http.index(after: colon)...]),
                   (0...65535).contains(port) else { throw ValidationError("--http: expected HOST:PORT, got '\(http)'") }
-            let transport = StatelessHTTPServerTransport()
             let listener: MCPHTTPServer
             do {
-                listener = try MCPHTTPServer(host: String(http[..<colon]), port: port, transport: transport,
-                                             maxConnections: maxConnections)
+                listener = try MCPHTTPServer(host: String(http[..<colon]), port: port, maxConnections: maxConnections,
+                                             makeServer: makeServer)
             } catch let e as ToolError { throw ValidationError(e.message) }
-            try wait {
-                await tools.register(on: server)
-                try await server.start(transport: transport)
-            }
             FileHandle.standardError.write(Data("r2ec mcp: serving http://\(http[..<colon]):\(listener.port)\(MCPHTTPServer.path) for \(target)\n".utf8))
             listener.run()
         } else {
             try wait {
-                await tools.register(on: server)
+                let server = await makeServer()
                 try await server.start(transport: StdioTransport())
                 await server.waitUntilCompleted()
             }

@@ -152,6 +152,8 @@ def cases(w: World) -> list[tuple[str, object, str]]:
         ("/r2ec.v1.Recommender/SimilarItems", R.SimilarItemsRequest(item_id="2", top_k=3, model="popularity"), USER),
         ("/r2ec.v1.Recommender/GetItems", R.GetItemsRequest(item_ids=["1", "8"]), USER),
         ("/r2ec.v1.Recommender/GetItems", R.GetItemsRequest(item_ids=["1", "404"]), USER),
+        ("/r2ec.v1.Recommender/SearchItems", R.SearchItemsRequest(limit=3), USER),
+        ("/r2ec.v1.Recommender/SearchItems", R.SearchItemsRequest(limit=5000), USER),
         ("/r2ec.v1.Recommender/ModelInfo", R.ModelInfoRequest(), USER),
         ("/r2ec.v1.Recommender/ModelInfo", R.ModelInfoRequest(model="popularity"), USER),
         ("/r2ec.v1.Admin/UnloadModel", admin_pb2.UnloadModelRequest(name="never-loaded"), ADMIN),
@@ -239,6 +241,26 @@ def test_recommend_stream_deltas_match_the_custom_protocol(world):
     result = typed.collect()
     assert typed.reasoning == stream[-1].result.reasoning
     assert [str(i.item_id) for i in result.items] == [i.item_id for i in stream[-1].result.items]
+
+
+def test_request_id_is_echoed_in_grpc_trailing_metadata(world):
+    """As on the custom port (docs/protocol.md, request ids): the client's x-request-id comes back in the trailing
+    metadata of an OK call and of a failed one; a failed call without one gets the server's own."""
+    call = world.channel.unary_unary("/r2ec.v1.Recommender/Recommend",
+                                     request_serializer=lambda m: m.SerializeToString(),
+                                     response_deserializer=lambda b: b)
+    hist = [recommender_pb2.HistoryEvent(item_id="1")]
+    _, answer = call.with_call(recommender_pb2.RecommendRequest(history=hist, top_k=2),
+                               metadata=user() + [("x-request-id", "grpc-ok-1")], timeout=30)
+    assert ("x-request-id", "grpc-ok-1") in answer.trailing_metadata()
+    with pytest.raises(grpc.RpcError) as failure:
+        call(recommender_pb2.RecommendRequest(history=hist, model="missing"),
+             metadata=user() + [("x-request-id", "grpc-bad-2")], timeout=30)
+    assert failure.value.code() is grpc.StatusCode.NOT_FOUND
+    assert ("x-request-id", "grpc-bad-2") in failure.value.trailing_metadata()
+    with pytest.raises(grpc.RpcError) as failure:
+        call(recommender_pb2.RecommendRequest(history=hist, model="missing"), metadata=user(), timeout=30)
+    assert any(key == "x-request-id" and value for key, value in failure.value.trailing_metadata())
 
 
 def test_health_watch_and_grpc_health_v1(world):

@@ -71,18 +71,14 @@ def rpc(store_server):
 
 def run(session_body, *args):
     """Runs `session_body(session, *args)` inside an initialised MCP session over stdio with `r2ec mcp`."""
-    result = {}
-
     async def main():
         params = StdioServerParameters(command=str(server_binary()), args=["mcp", *args])
         async with stdio_client(params) as (read, write):
             async with ClientSession(read, write) as session:
-                init = await session.initialize()
-                result["init"] = init
-                result["value"] = await session_body(session)
+                await session.initialize()
+                return await session_body(session)
 
-    anyio.run(main)
-    return result["value"]
+    return anyio.run(main)
 
 
 def call(address: str, name: str, arguments: dict):
@@ -247,16 +243,10 @@ def test_tools_over_streamable_http(mcp_http):
                 tools = {t.name for t in (await session.list_tools()).tools}
                 found = await session.call_tool("search_items", {"query": "toy story"})
                 return tools, found
-    out = {}
-    anyio.run(lambda: _store(out, main))
-    tools, found = out["value"]
+    tools, found = anyio.run(main)
     assert tools == TOOLS
     ids = {i["item_id"] for i in structured(found)["items"]}
     assert ids == {i for i, row in catalogue().items() if "toy story" in row["title"].lower()}
-
-
-async def _store(out, main):
-    out["value"] = await main()
 
 
 def http(url: str, raw: bytes) -> bytes:
