@@ -172,11 +172,14 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     /// Reasoning for each history (chains decoded together, one batched step per token), then the recommendation
     /// head on each chain's last token. With `chainsPerHistory` G > 1, each history's prompt is prefilled once and
     /// G chains continue it (RecPO's groups); results are grouped by history: index q * G + g. Chain i samples with
-    /// `settings` and seed settings.seed + i. With `titles`, quoted titles are restricted to the trie's (TitleConstraint).
+    /// `settings` and seed settings.seed + i. With `titles`, quoted titles are restricted to the trie's (TitleConstraint);
+    /// `historyTitles` (one trie per history) restricts each history's chains to its own trie instead.
     public func reason(_ histories: [UserHistory], targetTimes: [Int64]? = nil,
                        settings: SamplingSettings = .greedy, maxNewTokens: Int = 256,
-                       chainsPerHistory: Int = 1, titles: TitleTrie? = nil) -> [ReasoningResult] {
+                       chainsPerHistory: Int = 1, titles: TitleTrie? = nil,
+                       historyTitles: [TitleTrie]? = nil) -> [ReasoningResult] {
         precondition(chainsPerHistory >= 1)
+        precondition(historyTitles == nil || historyTitles!.count == histories.count, "one title trie per history")
         if histories.isEmpty { return [] }
         let prompts = histories.indices.map { q in
             userTokens(DualHeadFormat.reasoningText(userPrompt: userPrompt(histories[q], targetTime: targetTimes?[q])))
@@ -189,7 +192,7 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
             let group = (0..<chainsPerHistory).map { g -> SamplingSettings in
                 var s = settings; s.seed = settings.seed &+ UInt64(q * chainsPerHistory + g); return s
             }
-            generation.addGroup(prompt: prompt, settings: group)
+            generation.addGroup(prompt: prompt, settings: group, titles: historyTitles?[q])
         }
         let chains = generation.run()
         let d = model.configuration.hiddenSize, items = catalog.count

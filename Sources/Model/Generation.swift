@@ -57,13 +57,14 @@ public final class Generation {
     /// Starts a chain for `prompt` (prefilled in the next step, alongside the other chains' decode tokens);
     /// returns its index in `chains`.
     @discardableResult
-    public func add(prompt: [Int], settings: SamplingSettings) -> Int {
+    /// `titles` (when given) replaces the generation's title trie for this chain.
+    public func add(prompt: [Int], settings: SamplingSettings, titles chainTitles: TitleTrie? = nil) -> Int {
         precondition(!prompt.isEmpty, "a prompt needs at least one token")
         let room = model.configuration.maxPositionEmbeddings - prompt.count - stopTokens.count
         precondition(room >= 1, "a prompt of \(prompt.count) tokens leaves no room to generate within max_position_embeddings")
         // The limit is lowered when the prompt leaves less room before max_position_embeddings.
         decoders.append(ChainDecoder(tokenizer: tokenizer, settings: settings, maxNewTokens: min(maxNewTokens, room),
-                                     stopText: stopText, titles: titles))
+                                     stopText: stopText, titles: chainTitles ?? titles))
         chains.append(Chain())
         caches.append(KVCache(configuration: model.configuration, reservingCapacity: prompt.count + maxNewTokens + 8))
         pending.append(prompt)
@@ -76,12 +77,12 @@ public final class Generation {
     /// chain's pass) and then copied (KV cache and logits) into the others: G sampled chains per user, as RecPO
     /// draws them, cost one prefill. Returns the chains' indices.
     @discardableResult
-    public func addGroup(prompt: [Int], settings: [SamplingSettings]) -> [Int] {
+    public func addGroup(prompt: [Int], settings: [SamplingSettings], titles chainTitles: TitleTrie? = nil) -> [Int] {
         guard let first = settings.first else { return [] }
-        let head = add(prompt: prompt, settings: first)
+        let head = add(prompt: prompt, settings: first, titles: chainTitles)
         var indices = [head]
         for s in settings.dropFirst() {
-            let i = add(prompt: prompt, settings: s)
+            let i = add(prompt: prompt, settings: s, titles: chainTitles)
             caches[i] = KVCache(configuration: model.configuration, reservingCapacity: 1)  // replaced by the copy
             leader[i] = head
             indices.append(i)

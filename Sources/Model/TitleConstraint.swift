@@ -18,10 +18,21 @@ public final class TitleTrie: @unchecked Sendable {
 
     /// `titles` as the prompts quote them (Prompts.displayTitle); titles containing a bracket or a newline cannot
     /// be quoted whole and are left out.
-    public init(titles: [String], tokenizer: Tokenizer) {
+    public convenience init(titles: [String], tokenizer: Tokenizer) {
         let bytesOfToken = (0..<tokenizer.vocabularySize).map { tokenizer.decodeBytes([$0]) }
-        tokenBytes = bytesOfToken
-        opening = bytesOfToken.indices.filter { bytesOfToken[$0].contains(TitleTrie.open) }
+        self.init(titles: titles, tokenBytes: bytesOfToken,
+                  opening: bytesOfToken.indices.filter { bytesOfToken[$0].contains(TitleTrie.open) })
+    }
+
+    /// Other titles over the same vocabulary as `vocabulary` (a few titles per chain, e.g. one user's history,
+    /// without decoding the vocabulary again).
+    public convenience init(titles: [String], vocabularyOf vocabulary: TitleTrie) {
+        self.init(titles: titles, tokenBytes: vocabulary.tokenBytes, opening: vocabulary.opening)
+    }
+
+    private init(titles: [String], tokenBytes: [[UInt8]], opening: [Int]) {
+        self.tokenBytes = tokenBytes
+        self.opening = opening
         for title in titles {
             let bytes = Array(title.utf8)
             if bytes.isEmpty || bytes.contains(where: { $0 == Self.open || $0 == Self.close || $0 == 10 }) { continue }

@@ -55,7 +55,7 @@ public struct RationaleStage: TrainingStage {
     }
 
     public func reasoningRecommender(base: DualHeadModel) -> ReasoningRecommender? {
-        ReasoningRecommender(base: base, maxNewTokens: maxNewTokens, constrainTitles: constrainTitles)
+        ReasoningRecommender(base: base, maxNewTokens: maxNewTokens, constrainTitles: constrainTitles ? .catalogue : nil)
     }
 
     public func validationRecommender(_ t: Trainer) -> Recommender? { reasoningRecommender(base: t.currentRecommender()) }

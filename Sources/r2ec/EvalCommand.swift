@@ -29,8 +29,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "With --model: score with the reasoning path (greedy chains of at most N new tokens, then <answer>) instead of the direct path, and report the chains' text quality (quoted titles in the catalogue and in the history, distinct-2, repetition-4).")
     var reasoning: Int?
 
-    @Flag(help: "With --reasoning: quoted titles in the chains are decoded through a trie of the catalogue's titles, so every \"[...]\" the chain closes names a catalogue item.")
-    var constrainTitles = false
+    @Option(help: "With --reasoning: quoted titles in the chains are decoded through a trie of titles, so every \"[...]\" a chain closes is one of them: catalogue (every item's title) or history (the titles the user's prompt shows).")
+    var constrainTitles: TitleScope?
 
     @Option(help: "Weights of --model in inference: float32, or bfloat16 (projections and item table in bfloat16, float32 sums; needs a CPU with AVX512_BF16).")
     var precision: PackedMatrix.Precision = .float32
@@ -76,7 +76,7 @@ struct EvalCommand: ParsableCommand {
         if let reasoning, model == nil || !(1...4096).contains(reasoning) {
             throw ValidationError("--reasoning N needs --model and N in 1...4096, got \(reasoning)")
         }
-        if constrainTitles && reasoning == nil { throw ValidationError("--constrain-titles needs --reasoning N") }
+        if constrainTitles != nil && reasoning == nil { throw ValidationError("--constrain-titles needs --reasoning N") }
         if precision != .float32 && model == nil {
             throw ValidationError("--precision applies to --model only")
         }
@@ -256,3 +256,5 @@ struct EvalCommand: ParsableCommand {
                                  progress: false)
     }
 }
+
+extension TitleScope: ExpressibleByArgument {}

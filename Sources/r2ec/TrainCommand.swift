@@ -83,8 +83,8 @@ struct TrainCommand: ParsableCommand {
             rows += [("validation, reasoning (greedy)", v), ("test, reasoning (greedy)", t)]
         }
         if let v = summary.withoutReasoningValidation, let t = summary.withoutReasoningTest {
-            rows += [("validation, w/o reasoning (before RecPO), direct path", v),
-                     ("test, w/o reasoning (before RecPO), direct path", t)]
+            rows += [("validation, w/o reasoning (before the reasoning stages), direct path", v),
+                     ("test, w/o reasoning (before the reasoning stages), direct path", t)]
         }
         for (name, r) in rows {
             print("| \(name) | " + r.names.map { String(format: "%.4f", r.metrics[$0] ?? 0) }.joined(separator: " | ") + " |")

@@ -29,9 +29,11 @@ final class TitleConstraintTests: XCTestCase {
         return out
     }
 
-    func chains(constrained: Bool) throws -> [String] {
+    /// `only`: a trie of these titles built over the catalogue trie's vocabulary (one user's history).
+    func chains(constrained: Bool, only: [String]? = nil) throws -> [String] {
         let tokenizer = try tinyTokenizer()
-        let trie = TitleTrie(titles: titles, tokenizer: tokenizer)
+        let catalogue = TitleTrie(titles: titles, tokenizer: tokenizer)
+        let trie = only.map { TitleTrie(titles: $0, vocabularyOf: catalogue) } ?? catalogue
         let vocab = tokenizer.vocabularySize
         var rng = SplitMix64(seed: 11)
         var texts: [String] = []
@@ -60,6 +62,13 @@ final class TitleConstraintTests: XCTestCase {
         for q in quoted { XCTAssertTrue(titles.contains(q), "a closed span that is not a title: [\(q)]") }
         // Every title can be reached, including the one that is a prefix of another ("Ali" / "Alien (1979)").
         XCTAssertEqual(Set(quoted), Set(titles))
+    }
+
+    func testAHistoryTrieAllowsOnlyItsOwnTitles() throws {
+        let history = ["Heart (1999)", "Ali"]
+        let quoted = try chains(constrained: true, only: history).flatMap(spans)
+        XCTAssertGreaterThan(quoted.count, 100, "fixture: too few closed spans to test anything")
+        XCTAssertEqual(Set(quoted), Set(history))
     }
 
     func testWithoutTheConstraintSpansAreNotTitles() throws {
