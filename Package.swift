@@ -54,7 +54,7 @@ let package = Package(
         .target(name: "Collectives", dependencies: ["CMPI"]),
         .target(name: "Model", dependencies: ["Tensor", "Data", "CKernels"], swiftSettings: fastMath),
         .target(name: "Eval", dependencies: ["Data", "Tensor", "COpenBLAS"], swiftSettings: fastMath),
-        .target(name: "Train", dependencies: ["Model", "Data", "Eval", "Tensor"], swiftSettings: fastMath),
+        .target(name: "Train", dependencies: ["Model", "Data", "Eval", "Tensor", "Collectives"], swiftSettings: fastMath),
         // The live loop's store: SQLite through GRDB, PostgreSQL through libpq (the EventStore protocol is in Data).
         .target(name: "Store", dependencies: ["Data", "CLibPQ", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "Serving", dependencies: ["Model", "Data", "Eval", .product(name: "Logging", package: "swift-log"),
@@ -76,7 +76,7 @@ let package = Package(
         .target(name: "AgentTools", dependencies: ["RPC", "Serving", .product(name: "MCP", package: "swift-sdk")]),
         .executableTarget(name: "r2ec", dependencies: [
             "GRPCDoor", "Config", "AgentTools",
-            "RPC", "Serving", "Store", "Train", "Eval", "Model", "Data", "Tensor",
+            "RPC", "Serving", "Store", "Train", "Eval", "Model", "Data", "Tensor", "Collectives",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: fastMath),
@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Data"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor", "Data"]),
         .testTarget(name: "EvalTests", dependencies: ["Eval", "Data"]),
-        .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Tensor"]),
+        .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Tensor", "Collectives", "Data"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Data", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Data", "Eval", "Model", "Store", "Train",
                                                   .product(name: "Logging", package: "swift-log")]),

@@ -29,13 +29,20 @@ public struct LMStage: TrainingStage {
                 ? t.corpus.itemTokens[Int(rng.next() % UInt64(t.corpus.catalogCount))]
                 : t.corpus.example(w).tokens
         }
+        // A data-parallel rank runs its contiguous share of the sequences; every predicted token of the whole batch
+        // weighs 1 / (the batch's predicted tokens), so the ranks' losses and gradients sum to the batch's.
+        let predicted = sequences.reduce(0) { $0 + max(0, $1.count - 1) }
+        let share = BatchShare(lengths: sequences.map(\.count), world: t.world)
+        let mine = share.sequences
         t.graph.zeroGradients()
-        t.graph.forward(sequences)
+        guard !mine.isEmpty else { return StepReport(loss: 0, tokens: 0) }
+        t.graph.dropoutRowOffset = share.rowOffset
+        t.graph.forward(Array(sequences[mine]))
         var rows: [Int] = [], targets: [Int] = []
-        for (i, seq) in sequences.enumerated() where seq.count > 1 {
+        for (i, seq) in sequences[mine].enumerated() where seq.count > 1 {
             for p in 0..<(seq.count - 1) { rows.append(t.graph.row(sequence: i, token: p)); targets.append(seq[p + 1]) }
         }
-        let weight = 1 / Float(max(1, rows.count))
+        let weight = 1 / Float(max(1, predicted))
         let loss = t.graph.tokenLoss(rows: rows, targets: targets, weights: [Float](repeating: weight, count: rows.count))
         t.graph.backward()
         return StepReport(loss: loss, tokens: t.graph.rowCount)

@@ -47,7 +47,7 @@ public struct RecPOStage: TrainingStage {
     /// The stage keeps its own best (by the reasoning path's validation NDCG@10), starting from an evaluation of
     /// the parameters it received: if RecPO never beats them, they are what the checkpoint keeps.
     public func begin(_ t: Trainer) throws {
-        if t.table == nil { t.refreshTable() }
+        if t.table == nil { try t.refreshTable() }
         if t.progress.step == 0 {
             t.progress.bestScore = -1
             t.progress.evaluationsWithoutImprovement = 0
@@ -62,7 +62,7 @@ public struct RecPOStage: TrainingStage {
     }
 
     public func step(_ t: Trainer, step: Int, windows: [TrainingCorpus.Window]) throws -> StepReport {
-        if refreshEvery > 0 && step > 0 && step % refreshEvery == 0 { t.refreshTable() }
+        if refreshEvery > 0 && step > 0 && step % refreshEvery == 0 { try t.refreshTable() }
         let r = recpoStep(t, windows: windows, step: step)
         return StepReport(loss: r.loss, tokens: r.tokens,
                           fields: [("reward", r.reward), ("reasoning_len", r.length), ("ndcg1000", r.ndcg)],

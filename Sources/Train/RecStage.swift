@@ -53,19 +53,24 @@ public struct RecStage: TrainingStage {
     public func batchSeed(seed: UInt64, stage: Int) -> UInt64 { seed &+ UInt64(stage) &* 7919 }
 
     public func begin(_ t: Trainer) throws {
-        if fullTable && t.table == nil { t.refreshTable() }
+        if fullTable && t.table == nil { try t.refreshTable() }
     }
 
     public func step(_ t: Trainer, step: Int, windows: [TrainingCorpus.Window]) throws -> StepReport {
         // The refresh is a function of the step alone, so a resumed run refreshes where an uninterrupted one does.
-        if fullTable && refreshEvery > 0 && step > 0 && step % refreshEvery == 0 { t.refreshTable() }
-        let (loss, tokens, readouts) = recStep(t, windows: windows)
+        if fullTable && refreshEvery > 0 && step > 0 && step % refreshEvery == 0 { try t.refreshTable() }
+        let (loss, tokens, readouts) = try recStep(t, windows: windows)
         return StepReport(loss: loss, tokens: tokens, fields: [("readouts", readouts)])
     }
 
-    /// One forward/backward of the rec loss over `windows`; returns (loss, tokens, read-outs trained).
-    func recStep(_ t: Trainer, windows: [TrainingCorpus.Window]) -> (Double, Int, Int) {
-        let corpus = t.corpus, graph = t.graph!
+    /// One forward/backward of the rec loss over `windows`; returns (this rank's share of the loss, its tokens, the
+    /// batch's read-outs trained). Every rank builds the whole batch's columns, targets and weights; it runs its
+    /// contiguous share of the sequences (user prompts, then the fresh items); the fresh items' read-outs are summed
+    /// over the ranks (each contributes its own rows, zeros elsewhere) so every rank scores its users against every
+    /// column, and the items' gradients are summed back the same way before the backward. A single process runs the
+    /// whole batch through the same code.
+    func recStep(_ t: Trainer, windows: [TrainingCorpus.Window]) throws -> (Double, Int, Int) {
+        let corpus = t.corpus, graph = t.graph!, world = t.world
         let examples = windows.map { corpus.example($0) }
         let n = corpus.catalogCount
         let useTable = fullTable && t.table != nil
@@ -89,34 +94,56 @@ public struct RecStage: TrainingStage {
         for (i, item) in fixedItems.enumerated() { (fixed.data + i * d).update(from: t.table!.data + item * d, count: d) }
 
         let sequences = examples.map(\.tokens) + fresh.map { corpus.itemTokens[$0] }
+        let share = BatchShare(lengths: sequences.map(\.count), world: world)
+        let mine = share.sequences
         graph.zeroGradients()
-        graph.forward(sequences)
+        graph.dropoutRowOffset = share.rowOffset
+        if !mine.isEmpty { graph.forward(Array(sequences[mine])) }
+        /// The row of this graph holding token `token` (nil: the sequence's last) of global sequence s.
+        func localRow(_ s: Int, token: Int? = nil) -> Int {
+            token.map { graph.row(sequence: s - mine.lowerBound, token: $0) } ?? graph.lastRow(sequence: s - mine.lowerBound)
+        }
+        // User rows (final read-outs and line targets) of the whole batch, in one order; this rank keeps its own.
         var userRows: [Int] = [], targets: [Int] = [], weights: [Float] = [], masked: [[Int]] = []
+        var total: Float = 0, readouts = 0
         for (i, e) in examples.enumerated() {
-            userRows.append(graph.lastRow(sequence: i))
-            targets.append(column[e.target])
-            weights.append(1)
-            masked.append(e.before.compactMap { $0 == e.target || column[$0] < 0 ? nil : column[$0] })
+            let local = mine.contains(i)
+            total += 1
+            readouts += 1
+            if local {
+                userRows.append(localRow(i))
+                targets.append(column[e.target])
+                weights.append(1)
+                masked.append(e.before.compactMap { $0 == e.target || column[$0] < 0 ? nil : column[$0] })
+            }
             guard lineTargets else { continue }
             for (k, row) in e.lineRows.enumerated() where column[e.lineTargets[k]] >= 0 {
+                total += lineWeight
+                readouts += 1
+                guard local else { continue }
                 let target = e.lineTargets[k]
-                userRows.append(graph.row(sequence: i, token: row))
+                userRows.append(localRow(i, token: row))
                 targets.append(column[target])
                 weights.append(lineWeight)
                 masked.append(e.before[0..<e.lineMaskCounts[k]].compactMap { $0 == target || column[$0] < 0 ? nil : column[$0] })
             }
         }
-        let total = weights.reduce(0, +)
         let normalised = weights.map { $0 / max(total, 1e-12) }
-        let itemRows = fresh.indices.map { graph.lastRow(sequence: examples.count + $0) }
-        var batch = ContrastiveBatch(userRows: userRows, itemRows: itemRows, targets: targets, weights: normalised,
+        // Every fresh item's raw read-out: this rank's rows, the others' summed in (x + 0 is exact).
+        let rawItems = FloatBuffer(shape: [max(1, fresh.count), d])
+        let myItems = max(0, mine.lowerBound - examples.count)..<max(0, mine.upperBound - examples.count)
+        for k in myItems { (rawItems.data + k * d).update(from: graph.hidden + localRow(examples.count + k) * d, count: d) }
+        if world.size > 1 { try world.allreduceSum(rawItems.data, count: fresh.count * d) }
+        var batch = ContrastiveBatch(userRows: userRows, itemRows: [], targets: targets, weights: normalised,
                                      tau: t.config.tau, fixed: fixedItems.isEmpty ? nil : UnsafePointer(fixed.data),
                                      fixedCount: fixedItems.count, masked: masked)
+        batch.externalItems = UnsafePointer(rawItems.data)
+        batch.externalItemCount = fresh.count
         // With the table, batch items take their table values in the logits (every column equally stale), their
         // fresh read-outs take the gradient, and the table rows are then refreshed from them (a memory bank).
         if logQ && !useTable {
             // Column j is in the batch with probability ~ 1 - exp(-K q_j) for K target draws of training frequency q.
-            let draws = Double(userRows.count)
+            let draws = Double(readouts)
             batch.columnOffsets = fresh.map { item in
                 Float(-Foundation.log(max(1e-6, -expm1(-draws * corpus.itemFrequency[item]))))
             }
@@ -130,11 +157,22 @@ public struct RecStage: TrainingStage {
             batch.itemValues = UnsafePointer(bank.data)
         }
         let result = graph.contrastiveLoss(batch)
-        if let ids = t.ids, let g = result.offsetGradients { ids.accumulate(fresh, gradients: g) }
+        if let ids = t.ids, let g = result.offsetGradients {
+            // Each rank's users' share of the id vectors' gradient; summed, it is the whole batch's.
+            if world.size > 1 { try world.allreduceSum(g.data, count: fresh.count * d) }
+            ids.accumulate(fresh, gradients: g)
+        }
         if useTable && memoryBank {
             for (i, item) in fresh.enumerated() { (t.table!.data + item * d).update(from: result.itemVectors.data + i * d, count: d) }
         }
-        graph.backward()
-        return (result.loss, graph.rowCount, userRows.count)
+        // Every rank's users scored every item: the items' gradients are summed, and each rank backpropagates its own.
+        let itemGradient = result.itemGradient!
+        if world.size > 1 { try world.allreduceSum(itemGradient.data, count: fresh.count * d) }
+        for k in myItems {
+            let target = graph.dHidden + localRow(examples.count + k) * d, source = itemGradient.data + k * d
+            for j in 0..<d { target[j] += source[j] }
+        }
+        if !mine.isEmpty { graph.backward() }
+        return (result.loss, mine.isEmpty ? 0 : graph.rowCount, readouts)
     }
 }

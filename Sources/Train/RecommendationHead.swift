@@ -30,6 +30,11 @@ public struct ContrastiveBatch {
     /// item's column is unit(unit(read-out) + offset) (a learned per-item id vector beside the text); the result's
     /// `offsetGradients` holds d loss / d offset. Not with `itemValues`.
     public var itemOffsets: UnsafePointer<Float>?
+    /// The batch items' raw (final-norm) vectors [externalItemCount, hidden] when they are not rows of this graph
+    /// (a data-parallel rank gathers every rank's item read-outs): `itemRows` is then ignored, and their gradient is
+    /// returned in `ContrastiveResult.itemGradient` instead of being added to dHidden.
+    public var externalItems: UnsafePointer<Float>?
+    public var externalItemCount = 0
 
     public init(userRows: [Int], itemRows: [Int], targets: [Int], weights: [Float], tau: Float,
                 fixed: UnsafePointer<Float>? = nil, fixedCount: Int = 0, masked: [[Int]]? = nil) {
@@ -47,18 +52,26 @@ public struct ContrastiveResult {
     public var itemVectors: FloatBuffer
     /// With `itemOffsets`: d loss / d offset [items, hidden].
     public var offsetGradients: FloatBuffer?
+    /// With external items: d loss / d raw item vector [items, hidden].
+    public var itemGradient: FloatBuffer?
 }
 
 extension TrainingGraph {
     @discardableResult
     public func contrastiveLoss(_ b: ContrastiveBatch) -> ContrastiveResult {
         let d = configuration.hiddenSize
-        let users = b.userRows.count, items = b.itemRows.count, columns = items + b.fixedCount
+        let external = b.externalItems != nil
+        let users = b.userRows.count, items = external ? b.externalItemCount : b.itemRows.count
+        let columns = items + b.fixedCount
         precondition(b.targets.count == users && b.weights.count == users && b.masked.count == users)
         let u = FloatBuffer(shape: [users, d]), uNorms = FloatBuffer(shape: [users])
         let all = FloatBuffer(shape: [columns, d]), iNorms = FloatBuffer(shape: [items])
         for (i, r) in b.userRows.enumerated() { (u.data + i * d).update(from: hidden + r * d, count: d) }
-        for (i, r) in b.itemRows.enumerated() { (all.data + i * d).update(from: hidden + r * d, count: d) }
+        if let raw = b.externalItems {
+            all.data.update(from: raw, count: items * d)
+        } else {
+            for (i, r) in b.itemRows.enumerated() { (all.data + i * d).update(from: hidden + r * d, count: d) }
+        }
         L2Normalize.forward(out: u.data, input: u.data, rows: users, dim: d, norms: uNorms.data)
         L2Normalize.forward(out: all.data, input: all.data, rows: items, dim: d, norms: iNorms.data)
         // With id vectors: text unit vectors kept for the backward, then unit(text + offset) in the columns.
@@ -79,7 +92,9 @@ extension TrainingGraph {
         // Straight-through: the logits read the given values; the item gradient goes to the fresh vectors below.
         if let values = b.itemValues { all.data.update(from: values, count: items * d) }
         let logits = FloatBuffer(shape: [users, columns])
-        GEMM.forward(m: users, n: columns, k: d, a: u.data, b: all.data, transB: true, c: logits.data, alpha: 1 / b.tau)
+        if users > 0 {
+            GEMM.forward(m: users, n: columns, k: d, a: u.data, b: all.data, transB: true, c: logits.data, alpha: 1 / b.tau)
+        }
         if let offsets = b.columnOffsets {
             precondition(offsets.count == columns, "one offset per column")
             for i in 0..<users { for j in 0..<columns { logits.data[i * columns + j] += offsets[j] } }
@@ -100,9 +115,9 @@ extension TrainingGraph {
             p[t] -= factor
         }
         // dU = dLogits · all; dItems = dLogits[:, :items]^T · U.
-        let dU = FloatBuffer(shape: [users, d]), dI = FloatBuffer(shape: [max(items, 1), d])
-        GEMM.forward(m: users, n: d, k: columns, a: logits.data, b: all.data, c: dU.data)
-        if items > 0 {
+        let dU = FloatBuffer(shape: [max(users, 1), d]), dI = FloatBuffer(shape: [max(items, 1), d])
+        if users > 0 { GEMM.forward(m: users, n: d, k: columns, a: logits.data, b: all.data, c: dU.data) }
+        if items > 0 && users > 0 {
             GEMM.forward(m: items, n: d, k: users, a: logits.data, lda: columns, transA: true, b: u.data, c: dI.data)
         }
         let dRaw = FloatBuffer(shape: [max(users, items), d])
@@ -125,6 +140,12 @@ extension TrainingGraph {
         } else {
             L2Normalize.backward(dInput: dRaw.data, dOut: dI.data, output: freshItems.data, norms: iNorms.data, rows: items,
                                  dim: d, accumulate: false)
+        }
+        if external {
+            let gradient = FloatBuffer(shape: [max(items, 1), d])
+            gradient.data.update(from: dRaw.data, count: items * d)
+            return ContrastiveResult(loss: loss, targetProbability: probability, itemVectors: freshItems,
+                                     offsetGradients: offsetGradients, itemGradient: gradient)
         }
         for (i, r) in b.itemRows.enumerated() {
             let target = dHidden + r * d, source = dRaw.data + i * d

@@ -10,8 +10,12 @@ public final class TrainLog: @unchecked Sendable {
     private var lastPrint = 0.0
     public let started = Date()
 
-    /// Appends to `path` (created if missing); nil logs to stderr only.
-    public init(path: String?) throws {
+    /// Writes nothing at all (the ranks other than 0 of a data-parallel run).
+    private var quiet = false
+
+    /// Appends to `path` (created if missing); nil logs to stderr only, and with `quiet` nowhere.
+    public init(path: String?, quiet: Bool = false) throws {
+        self.quiet = quiet
         if let path {
             if !FileManager.default.fileExists(atPath: path) {
                 FileManager.default.createFile(atPath: path, contents: nil)
@@ -50,6 +54,7 @@ public final class TrainLog: @unchecked Sendable {
     /// when stderr is a terminal, every `every` steps otherwise).
     public func progress(stage: String, step: Int, total: Int, loss: Double, tokensPerSecond: Double,
                          stageSeconds: Double, extra: String = "", every: Int = 10) {
+        if quiet { return }
         let now = elapsed
         let last = step + 1 == total
         if terminal { if now - lastPrint < 0.25 && !last { return } } else if (step + 1) % every != 0 && !last { return }
@@ -62,6 +67,7 @@ public final class TrainLog: @unchecked Sendable {
 
     /// A line of its own on stderr (ends any progress line first).
     public func note(_ text: String) {
+        if quiet { return }
         FileHandle.standardError.write(((terminal ? "\r\u{1B}[K" : "") + text + "\n").data(using: .utf8)!)
     }
 

@@ -4,6 +4,13 @@
 // (weights, tokenizer, item table, r2ec_train.json with tau, split and the top-N calibrator) plus validation and
 // test reports. Everything is written into `OUT.partial`, which becomes OUT only when the run has finished: a
 // failed run never leaves a half-written OUT (its scratch folder stays only when it holds resumable state).
+//
+// Data-parallel (under mpirun, `communicator` of size N > 1): every rank builds the same tokenizer, model and seeded
+// batch order, computes its share of each global batch (the stage's step splits it) and the gradients are summed
+// over the ranks before every optimiser update, so each rank holds the same parameters; rank 0 alone evaluates,
+// logs, saves state and writes the checkpoint, and broadcasts the decisions every rank must share (time limit,
+// early stop, best parameters).
+import Collectives
 import Data
 import Eval
 import Foundation
@@ -18,6 +25,8 @@ public final class Trainer: @unchecked Sendable {
     public let work: String
     public let log: TrainLog
     public let corpus: TrainingCorpus
+    /// Every process of the run (a single process unless started by mpirun).
+    public let world: Communicator
     public private(set) var model: Qwen2Model!
     public private(set) var tokenizer: Tokenizer!
     var graph: TrainingGraph!
@@ -42,6 +51,8 @@ public final class Trainer: @unchecked Sendable {
     /// Measure the finished checkpoint on validation only: no test evaluation at all (`r2ec tune`'s trials, which
     /// must never see test); r2ec_train.json then has empty test metrics.
     public var validationOnly = false
+    /// Whether the last evaluation found the best parameters so far.
+    var lastEvaluationImproved = false
 
     public struct Summary {
         public var validation: EvalResult
@@ -81,19 +92,52 @@ public final class Trainer: @unchecked Sendable {
     /// Checks the machine can take the config (dataset, memory budget) and reads the dataset before anything is
     /// written; `logPath` nil logs to stderr only. With `resume` an earlier run's scratch folder (and its state) is
     /// kept; otherwise a stale one is removed.
+    /// `communicator` is every process of a data-parallel run (each must be given the same arguments); only its
+    /// rank 0 writes anything.
     public init(config: TrainConfig, out: String, logPath: String?, budget: MemoryBudget = .unlimited,
-                resume: Bool = false) throws {
+                resume: Bool = false, communicator: Communicator = SingleProcess()) throws {
         self.resume = resume
         self.out = out
         self.work = Self.workDirectory(for: out)
+        world = communicator
+        if world.size > 1 {
+            if resume {
+                throw TrainError.config("--resume: a data-parallel run (\(world.size) ranks) cannot resume yet; resume it as one process")
+            }
+            if let i = config.stages.firstIndex(where: { $0 is RecPOStage || $0 is RationaleStage }) {
+                throw TrainError.config("stages[\(i)]: \(config.stages[i].kind) stages do not run data-parallel yet (\(world.size) ranks); run them as one process")
+            }
+        }
         try config.checkResources(budget: budget)
         guard let kind = Splits.Kind(rawValue: config.split) else { throw TrainError.config("split: expected loo or temporal") }
         let dataset = try DatasetLoader.load(config.dataset)
         corpus = TrainingCorpus(dataset: dataset, split: Splits.make(kind, dataset), includeValidation: config.fitValidation)
         self.config = Self.resolved(config, corpus: corpus)
-        if !resume { try? FileManager.default.removeItem(atPath: work) }
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        log = try TrainLog(path: logPath)
+        // Every rank must train the same recipe on the same data.
+        try world.checkAgreement(Self.fingerprint(self.config.jsonString() + "\u{0}" + dataset.fingerprint),
+                                 what: "the config or dataset")
+        if world.isRoot {
+            if !resume { try? FileManager.default.removeItem(atPath: work) }
+            try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+            log = try TrainLog(path: logPath)
+        } else {
+            log = try TrainLog(path: nil, quiet: true)
+        }
+    }
+
+    /// FNV-1a of a text (what ranks compare to agree on their inputs).
+    static func fingerprint(_ text: String) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in text.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        return h
+    }
+
+    /// FNV-1a of the parameters' bits.
+    func parameterFingerprint() -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        let p = model.parameters.base
+        for i in 0..<model.parameters.count { h = (h ^ UInt64(p[i].bitPattern)) &* 0x100_0000_01B3 }
+        return h
     }
 
     /// `config` with every stage given in epochs turned into steps for this corpus (an epoch is the stage's
@@ -111,9 +155,10 @@ public final class Trainer: @unchecked Sendable {
     public var seconds: Double { priorSeconds + log.elapsed }
 
     /// Builds or resumes the model, runs every stage, and moves the finished checkpoint to `out`; returns the final
-    /// reports. A run that throws removes its scratch folder unless it holds resumable state (`--resume` continues
-    /// from it).
-    public func run() throws -> Summary {
+    /// reports (nil on the ranks other than 0 of a data-parallel run, which only train). A run that throws removes
+    /// its scratch folder unless it holds resumable state (`--resume` continues from it).
+    @discardableResult
+    public func run() throws -> Summary? {
         let summary: Summary
         do {
             if resume && TrainingState.exists(directory: stateDirectory) {
@@ -139,7 +184,7 @@ public final class Trainer: @unchecked Sendable {
                     table = nil
                     log.note(String(format: "stage %d starts from the best parameters so far (stage %d step %d, validation NDCG@10 %.4f)",
                                     progress.stage, progress.bestStage, progress.bestStep, progress.bestScore))
-                    if progress.stage == firstReasoningStage {
+                    if progress.stage == firstReasoningStage && world.isRoot {
                         try Checkpoint.save(model, tokenizer: tokenizer, directory: withoutReasoningDirectory)
                         try ids?.save(ids: corpus.dataset.catalog.items.map(\.id), directory: withoutReasoningDirectory)
                         log.note("the model without reasoning (before \(config.stages[progress.stage].kind)) is saved in \(withoutReasoningDirectory)")
@@ -147,9 +192,11 @@ public final class Trainer: @unchecked Sendable {
                 }
                 try saveState()
             }
+            // The other ranks have trained the same parameters; rank 0 measures and writes them.
+            guard world.isRoot else { return nil }
             summary = try finish()
         } catch {
-            if !TrainingState.exists(directory: stateDirectory) { try? FileManager.default.removeItem(atPath: work) }
+            if world.isRoot && !TrainingState.exists(directory: stateDirectory) { try? FileManager.default.removeItem(atPath: work) }
             throw error
         }
         // The finished checkpoint stays in the scratch folder if the move fails.
@@ -173,12 +220,20 @@ public final class Trainer: @unchecked Sendable {
                             o.batch, o.steps))
         }
         for step in progress.step..<o.steps {
-            if outOfTime { stopAll = true; log.note("time limit reached at \(kind) step \(step)"); break }
+            // Rank 0's clock decides for every rank (their clocks differ; all must stop at the same step).
+            let timeUp = try world.broadcast(outOfTime)
+            if timeUp { stopAll = true; log.note("time limit reached at \(kind) step \(step)"); break }
             if let failAtStep, progress.globalStep >= failAtStep { throw SimulatedCrash() }
             let t0 = Date()
             let (windows, epoch) = batches.windows(step: step)
-            let report = try stage.step(self, step: step, windows: windows)
-            let norm = update(stage, step: step)
+            var report = try stage.step(self, step: step, windows: windows)
+            if world.size > 1 {
+                // Each rank reported its share of the batch's loss and tokens.
+                let sums = try world.sum([report.loss, Double(report.tokens)])
+                report.loss = sums[0]
+                report.tokens = Int(sums[1])
+            }
+            let norm = try update(stage, step: step)
             tokens += report.tokens
             let elapsed = Date().timeIntervalSince(t0)
             log.write([("step", progress.globalStep), ("stage", kind), ("stage_step", step), ("loss", report.loss),
@@ -190,9 +245,14 @@ public final class Trainer: @unchecked Sendable {
                          extra: String(format: " epoch %.2f", epoch) + report.progress, every: stage.progressEvery)
             progress.step = step + 1
             let last = step + 1 == o.steps
-            if let e = stage.evaluation, case let every = e.interval(steps: o.steps),
-               (every > 0 && (step + 1) % every == 0) || last || outOfTime {
-                if try evaluateAndTrack(stage, step: step + 1, recommender: stage.validationRecommender(self)) {
+            let evaluate = stage.evaluation.map { e in
+                let every = e.interval(steps: o.steps)
+                return (every > 0 && (step + 1) % every == 0) || last
+            } ?? false
+            // The time limit evaluates early too (rank 0's clock again).
+            let timeUpNow = !evaluate && stage.evaluation != nil ? try world.broadcast(outOfTime) : false
+            if evaluate || timeUpNow {
+                if try evaluateShared(stage, step: step + 1) {
                     log.note("early stop at \(kind) step \(step + 1)")
                     break
                 }
@@ -216,7 +276,14 @@ public final class Trainer: @unchecked Sendable {
         try setUp()
         progress.config = config.jsonString()
         progress.parameterCount = model.parameterCount
-        try Checkpoint.save(model, tokenizer: tokenizer, directory: work)
+        if world.size > 1 {
+            try world.checkAgreement(Self.fingerprint(tokenizer.vocabularySize.description + "\u{0}" +
+                                                      corpus.itemTokens.map { $0.description }.joined(separator: ";")),
+                                     what: "the trained tokenizer")
+            try world.checkAgreement(parameterFingerprint(), what: "the initial parameters")
+            log.note("data-parallel: \(world.size) ranks, each computing 1/\(world.size) of every batch")
+        }
+        if world.isRoot { try Checkpoint.save(model, tokenizer: tokenizer, directory: work) }
     }
 
     func resumeState() throws {
@@ -274,8 +341,10 @@ public final class Trainer: @unchecked Sendable {
         return o
     }
 
-    /// One optimiser update after the gradients of a step are in `graph.gradients`; returns the gradient norm.
-    func update(_ s: any TrainingStage, step: Int) -> Double {
+    /// One optimiser update after the gradients of a step are in `graph.gradients` (each rank's share, summed over
+    /// the ranks first); returns the gradient norm.
+    func update(_ s: any TrainingStage, step: Int) throws -> Double {
+        if world.size > 1 { try world.allreduceSum(graph.gradients.base, count: graph.gradients.count) }
         let o = stageOptimizer(s)
         let norm = o.update(parameters: model.parameters, gradients: graph.gradients, lr: s.optimizer.learningRate.rate(step))
         progress.optimizerStep = o.step
@@ -298,6 +367,7 @@ public final class Trainer: @unchecked Sendable {
     }
 
     func saveState() throws {
+        guard world.isRoot else { return }
         progress.elapsed = seconds
         try TrainingState.save(directory: stateDirectory, parameters: model.parameters, optimizer: optimizer,
                                table: table, average: average?.average, progress: progress)
@@ -313,16 +383,28 @@ public final class Trainer: @unchecked Sendable {
 
     // MARK: Item table and evaluation
 
-    /// Reads out every item with the current parameters.
-    func refreshTable() {
+    /// Reads out every item with the current parameters. Every rank of a data-parallel run must call it together
+    /// (`shared`): each reads out its slice of the catalogue and the slices are gathered; with `shared` false this
+    /// process reads out every item alone.
+    func refreshTable(shared: Bool = true) throws {
         let d = model.configuration.hiddenSize, n = corpus.catalogCount
         let t = table ?? FloatBuffer(shape: [n, d])
-        var start = 0
-        while start < n {
-            let end = min(n, start + 128)
+        let split = shared && world.size > 1
+        // Equal blocks for allgather: every rank reads out up to ceil(n / size) items into its block.
+        let block = split ? (n + world.size - 1) / world.size : n
+        let mine = split ? min(n, world.rank * block)..<min(n, (world.rank + 1) * block) : 0..<n
+        let local = split ? FloatBuffer(shape: [max(1, block), d]) : t
+        var start = mine.lowerBound
+        while start < mine.upperBound {
+            let end = min(mine.upperBound, start + 128)
             let unit = model.readout(Array(corpus.itemTokens[start..<end]))
-            (t.data + start * d).update(from: unit.data, count: (end - start) * d)
+            (local.data + (split ? start - mine.lowerBound : start) * d).update(from: unit.data, count: (end - start) * d)
             start = end
+        }
+        if split {
+            let all = FloatBuffer(shape: [block * world.size, d])
+            try world.allgather(local.data, bytes: block * d * 4, into: all.data)
+            t.data.update(from: all.data, count: n * d)
         }
         ids?.apply(to: t)
         table = t
@@ -330,7 +412,8 @@ public final class Trainer: @unchecked Sendable {
 
     /// The current parameters as a DualHeadModel over a freshly refreshed table.
     func currentRecommender() -> DualHeadModel {
-        refreshTable()
+        // Only rank 0 evaluates: it reads out the whole table alone (no collective, nothing to throw).
+        try! refreshTable(shared: false)
         let copy = FloatBuffer(shape: table!.shape)
         copy.copy(from: table!)
         return DualHeadModel(model: model, tokenizer: tokenizer, catalog: corpus.dataset.catalog,
@@ -353,6 +436,40 @@ public final class Trainer: @unchecked Sendable {
         o.bootstrapResamples = bootstrap
         o.batchSize = 128
         return o
+    }
+
+    /// Rank 0 evaluates and tracks; the others wait for its decisions (stop early; whether these parameters are the
+    /// best so far, which each rank then keeps too, so the next stage starts from the same parameters everywhere).
+    func evaluateShared(_ stage: any TrainingStage, step: Int) throws -> Bool {
+        if world.size == 1 {
+            return try evaluateAndTrack(stage, step: step, recommender: stage.validationRecommender(self))
+        }
+        var decision: (stop: Bool, improved: Bool, score: Double) = (false, false, 0)
+        if world.isRoot {
+            let stop = try evaluateAndTrack(stage, step: step, recommender: stage.validationRecommender(self))
+            decision = (stop, lastEvaluationImproved, progress.bestScore)
+        }
+        decision.stop = try world.broadcast(decision.stop)
+        decision.improved = try world.broadcast(decision.improved)
+        decision.score = try world.broadcast(decision.score)
+        if !world.isRoot {
+            if decision.improved {
+                progress.bestScore = decision.score
+                progress.bestStage = progress.stage
+                progress.bestStep = step
+                progress.evaluationsWithoutImprovement = 0
+                let keep = { [self] in
+                    let copy = bestParameters ?? ParameterBuffer(layout: model.parameters.layout)
+                    copy.base.update(from: model.parameters.base, count: copy.count)
+                    bestParameters = copy
+                }
+                if let average { average.withAverage(in: model.parameters, keep) } else { keep() }
+                ids?.keepBest()
+            } else {
+                progress.evaluationsWithoutImprovement += 1
+            }
+        }
+        return decision.stop
     }
 
     /// Validation NDCG@10 (and friends) of `recommender`, or when nil of the current parameters (their moving
@@ -383,6 +500,7 @@ public final class Trainer: @unchecked Sendable {
         fields.append(("selection_score", score))
         log.write(fields)
         let improved = score > progress.bestScore
+        lastEvaluationImproved = improved
         log.note(String(format: "[%@] step %d: validation NDCG@10 %.4f HR@10 %.4f on %d users (%.1f s)%@%@", stage.kind, step,
                         ndcg, result.metrics["HR@10"] ?? 0, result.samples, Date().timeIntervalSince(began),
                         schedule.smooth > 1 ? String(format: ", mean of the last %d %.4f", recent.count, score) : "",

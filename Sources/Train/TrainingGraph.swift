@@ -42,6 +42,9 @@ public final class TrainingGraph: @unchecked Sendable {
     /// attention and MLP branch before its residual add. Masks come from `dropoutSeed` (set it per step).
     public var dropout: Float = 0
     public var dropoutSeed: UInt64 = 0
+    /// Rows of a larger batch before this one (a data-parallel rank's share): masks are drawn as for those rows of
+    /// the whole batch, so N ranks drop what one process running the whole batch drops.
+    public var dropoutRowOffset = 0
     /// The dropout of the last forward, which its backward must use.
     private(set) var forwardDropout: Float = 0
     /// Storage for the LM head's weights packed once per loss call (LanguageModelHead).
@@ -111,7 +114,7 @@ public final class TrainingGraph: @unchecked Sendable {
         /// The mask of dropout site `site` (0: embedding, 1 + 2l: layer l's attention, 2 + 2l: its MLP).
         func mask(_ slab: Slab, site: UInt64) -> UnsafeMutablePointer<Float> {
             let m = slab.ensure(n * d)
-            Dropout.fillMask(m, count: n * d, p: p, seed: dropoutSeed, site: site)
+            Dropout.fillMask(m, count: n * d, p: p, seed: dropoutSeed, site: site, offset: dropoutRowOffset * d)
             return m
         }
         if p > 0 { Dropout.apply(x, mask: mask(embeddingMask, site: 0), count: n * d) }

@@ -5,6 +5,6 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that report ratios measured in one run on this machine.",
-        subcommands: [BenchGemm.self, BenchEngine.self, BenchTrain.self, BenchRPC.self, BenchServe.self, BenchSoak.self, BenchIngest.self]
+        subcommands: [BenchGemm.self, BenchEngine.self, BenchTrain.self, BenchRPC.self, BenchServe.self, BenchSoak.self, BenchIngest.self, BenchScale.self]
     )
 }

@@ -1,8 +1,10 @@
 // `r2ec train --config FILE`: trains the dual-head network through the config's stages (lm, rec, recpo) into a
 // checkpoint directory, with a progress line on stderr, a JSONL log of every step and evaluation, resumable state,
 // and a markdown summary (validation and test metrics, ECE@10 of top-N calibration) on stdout. `--store URL` trains on
-// what a live store holds (exported to atomic files first).
+// what a live store holds (exported to atomic files first). Under mpirun (`mpirun -np N r2ec train ...`) it trains
+// data-parallel over the N ranks; rank 0 writes the log and checkpoint.
 import ArgumentParser
+import Collectives
 import Data
 import Eval
 import Foundation
@@ -13,7 +15,14 @@ import Train
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Train the dual-head network (stages lm, rec, recpo) from a config file into a checkpoint directory."
+        abstract: "Train the dual-head network (stages lm, rec, recpo) from a config file into a checkpoint directory.",
+        discussion: """
+        Data-parallel: `mpirun -np N r2ec train --config FILE ...` (every rank given the same arguments) splits each \
+        batch over the N ranks, sums the gradients over them every step (Open MPI allreduce) and keeps the \
+        single-process run's seeded batch order, so the losses are the single process's up to float rounding. Rank \
+        0 evaluates and writes the log and the checkpoint. Set R2EC_THREADS per rank (mpirun -x R2EC_THREADS=1). \
+        lm and rec stages only; --resume only as one process.
+        """
     )
 
     @Option(help: "Training recipe (JSON), e.g. configs/default.json or configs/full.json.")
@@ -65,11 +74,14 @@ struct TrainCommand: ParsableCommand {
             }
             budget = b
         }
+        let world = try Collectives.world()
         let logPath = log ?? Trainer.workDirectory(for: out) + "/train.jsonl"
-        if !resume, log != nil { try? FileManager.default.removeItem(atPath: logPath) }
+        if !resume, log != nil, world.isRoot { try? FileManager.default.removeItem(atPath: logPath) }
         let wall = Date()
-        let trainer = try Trainer(config: recipe, out: out, logPath: logPath, budget: budget, resume: resume)
-        let summary = try trainer.run()
+        let trainer = try Trainer(config: recipe, out: out, logPath: logPath, budget: budget, resume: resume,
+                                  communicator: world)
+        // Only rank 0 has a summary; the other ranks have trained with it and are done.
+        guard let summary = try trainer.run() else { return }
         let shownLog = log ?? out + "/train.jsonl"
         let command = (["r2ec"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
         print("## r2ec train\n\n`\(command)`\n")

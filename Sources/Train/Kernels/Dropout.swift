@@ -5,12 +5,26 @@ import Tensor
 
 enum Dropout {
     /// Fills mask[0..<count] for one site (embedding, a layer's attention or MLP branch) of one step.
-    static func fillMask(_ mask: UnsafeMutablePointer<Float>, count: Int, p: Float, seed: UInt64, site: UInt64) {
+    /// `offset`: elements of a larger mask before this one (mask[i] is element offset + i of it).
+    static func fillMask(_ mask: UnsafeMutablePointer<Float>, count: Int, p: Float, seed: UInt64, site: UInt64,
+                         offset: Int = 0) {
         precondition(p >= 0 && p < 1, "dropout must be in [0, 1)")
         let keep = 1 / (1 - p)
         // Element i takes 16 bits of mix(base + i / 4) as its uniform and is dropped when they are below p * 2^16.
         let threshold = UInt64((Double(p) * 65536).rounded())
-        let base = mix(seed ^ (site &* 0xD1B5_4A32_D192_ED03))
+        let origin = mix(seed ^ (site &* 0xD1B5_4A32_D192_ED03))
+        if offset % 4 != 0 {
+            // Not on a word boundary: each element finds its own word and 16 bits.
+            ThreadPool.shared.parallelSlices(count, minimumPerSlice: 16384) { elements in
+                for i in elements {
+                    let g = offset + i
+                    let bits = mix(origin &+ UInt64(g / 4)) >> UInt64(16 * (g % 4))
+                    mask[i] = bits & 0xFFFF < threshold ? 0 : keep
+                }
+            }
+            return
+        }
+        let base = origin &+ UInt64(offset / 4)
         ThreadPool.shared.parallelSlices((count + 3) / 4, minimumPerSlice: 4096) { words in
             for word in words {
                 var bits = mix(base &+ UInt64(word))

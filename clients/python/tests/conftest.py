@@ -17,6 +17,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # rawwire helper
+# This checkout's client first (a shared .venv may hold another worktree's editable install).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 STARTUP_TIMEOUT = 60.0
 SHUTDOWN_TIMEOUT = 30.0

@@ -81,3 +81,20 @@ def test_command_line_errors(tmp_path):
     empty = tmp_path / "empty.json"
     empty.write_text('{"levels": []}')
     assert plots.main(["latency", str(empty), str(tmp_path / "y.png")]) == 1
+
+
+def test_plot_scale(tmp_path):
+    rows = [{"items": n, "p50Milliseconds": 2 + n / 1e5, "p99Milliseconds": 3 + n / 8e4, "scoreMilliseconds": n / 2e5,
+             "scoreGBPerSecond": 12.0, "streamCopyGBPerSecond": 20.0, "streamTriadGBPerSecond": 22.0}
+            for n in (1000, 10000, 100000, 1000000)]
+    source = tmp_path / "scale.json"
+    source.write_text(json.dumps(rows[::-1]))
+    assert_png(plots.plot_scale(source, tmp_path / "scale.png"))
+    assert plots.main(["scale", str(source), str(tmp_path / "scale-cli.png")]) == 0
+    assert_png(tmp_path / "scale-cli.png")
+    empty = tmp_path / "empty-scale.json"
+    empty.write_text("[]")
+    assert plots.main(["scale", str(empty), str(tmp_path / "z.png")]) == 1
+    missing = tmp_path / "missing-field.json"
+    missing.write_text(json.dumps([{"items": 10}]))
+    assert plots.main(["scale", str(missing), str(tmp_path / "w.png")]) == 1

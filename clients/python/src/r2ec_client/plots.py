@@ -130,6 +130,41 @@ def plot_latency(bench_path: str | Path, out_path: str | Path, title: str | None
     return _save(figure, out_path)
 
 
+def plot_scale(bench_path: str | Path, out_path: str | Path, title: str | None = None) -> Path:
+    """Serving cost against catalogue size from `r2ec bench scale --json` rows into a PNG: Recommend latency
+    (p50, p99) and the scoring pass alone against items, and the scoring pass's table bandwidth beside STREAM."""
+    with open(bench_path) as file:
+        rows = json.load(file)
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"{bench_path}: expected a non-empty list of rows")
+    rows = sorted(rows, key=lambda row: row["items"])
+    items = [row["items"] for row in rows]
+    figure = _figure(11, 4.3)
+    left, right = figure.subplots(1, 2)
+    left.plot(items, [row["p50Milliseconds"] for row in rows], marker="o", label="Recommend p50 (batch 1)")
+    left.plot(items, [row["p99Milliseconds"] for row in rows], marker="o", label="Recommend p99 (batch 1)")
+    left.plot(items, [row["scoreMilliseconds"] for row in rows], marker="s", label="scoring + top-10 alone")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("items in the catalogue")
+    left.set_ylabel("ms")
+    left.grid(alpha=0.3, which="both")
+    left.legend(fontsize=8)
+    left.set_title("latency")
+    right.plot(items, [row["scoreGBPerSecond"] for row in rows], marker="o", label="scoring: table GB/s")
+    right.plot(items, [row["streamCopyGBPerSecond"] for row in rows], linestyle="--", label="STREAM copy (same run)")
+    right.plot(items, [row["streamTriadGBPerSecond"] for row in rows], linestyle=":", label="STREAM triad (same run)")
+    right.set_xscale("log")
+    right.set_xlabel("items in the catalogue")
+    right.set_ylabel("GB/s")
+    right.grid(alpha=0.3, which="both")
+    right.legend(fontsize=8)
+    right.set_title("memory bandwidth")
+    figure.suptitle(title or "r2ec bench scale")
+    figure.tight_layout()
+    return _save(figure, out_path)
+
+
 def _save(figure, out_path: str | Path) -> Path:
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -233,9 +268,9 @@ def plot_item_map(atlas, history=(), recommended=(), title: str | None = None, g
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m r2ec_client.plots",
-                                     description="Training curves or latency-throughput curves as a PNG.")
-    parser.add_argument("kind", choices=("training", "latency"))
-    parser.add_argument("source", help="a training JSONL log, or a bench serve --json report")
+                                     description="Training curves, latency-throughput curves or catalogue-scale curves as a PNG.")
+    parser.add_argument("kind", choices=("training", "latency", "scale"))
+    parser.add_argument("source", help="a training JSONL log, a bench serve --json report, or bench scale --json rows")
     parser.add_argument("out", help="the PNG to write")
     parser.add_argument("--fields", help="training only: series to draw, comma-separated (e.g. 'loss,eval NDCG@10')")
     return parser
@@ -255,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.kind == "training":
             fields = [name.strip() for name in (args.fields or "").split(",") if name.strip()] or None
             out = plot_training(args.source, args.out, fields=fields)
+        elif args.kind == "scale":
+            out = plot_scale(args.source, args.out)
         else:
             out = plot_latency(args.source, args.out)
     except (OSError, ValueError, KeyError) as error:

@@ -1,0 +1,40 @@
+// A data-parallel rank's share of a global batch: the batch's sequences (in the order a single process runs them)
+// cut into one contiguous run per rank with about equal token counts, so every rank's forward and backward take
+// about the same time. Contiguous runs keep each row's place in the global batch computable (its dropout mask is the
+// one a single process draws for that row).
+import Collectives
+
+struct BatchShare {
+    /// This rank's sequences: indices into the global batch.
+    let sequences: Range<Int>
+    /// Rows (tokens) of the global batch before this rank's first sequence.
+    let rowOffset: Int
+    /// Rows of the whole batch.
+    let totalRows: Int
+
+    init(lengths: [Int], rank: Int, size: Int) {
+        var before = [0]
+        before.reserveCapacity(lengths.count + 1)
+        for l in lengths { before.append(before.last! + l) }
+        let total = before.last!
+        /// The first sequence of rank r: the sequence boundary nearest to r/size of the tokens (the lower on a tie).
+        func start(_ r: Int) -> Int {
+            if r == 0 { return 0 }
+            if r >= size { return lengths.count }
+            let goal = Double(total) * Double(r) / Double(size)
+            var i = 0
+            while i < lengths.count && Double(before[i + 1]) <= goal { i += 1 }
+            // before[i] <= goal < before[i + 1]: take the nearer boundary.
+            if i < lengths.count && Double(before[i + 1]) - goal < goal - Double(before[i]) { i += 1 }
+            return i
+        }
+        let lo = start(rank), hi = max(lo, start(rank + 1))
+        sequences = lo..<hi
+        rowOffset = before[lo]
+        totalRows = total
+    }
+
+    init(lengths: [Int], world: Communicator) {
+        self.init(lengths: lengths, rank: world.rank, size: world.size)
+    }
+}

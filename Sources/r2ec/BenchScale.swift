@@ -1,0 +1,185 @@
+// `r2ec bench scale`: serving cost against catalogue size, on synthetic catalogues (`r2ec data synth`'s items) of
+// 10^3 .. 10^6 items scored by a trained checkpoint's network. Per size: item-table build rate (the network reading
+// out item prompts, measured on a sample of up to --build-sample items: every item costs the same prefill), table
+// memory, the scoring pass alone (one user vector against the whole table, then top-10) as GB/s of table read beside
+// the STREAM bandwidth measured in the same run, direct Recommend latency p50/p99 at batch 1 (prompt, prefill,
+// scoring, top-10) and Recommend throughput at --batch, and the process's resident memory. The table's rows past
+// the sample repeat the sampled rows (scoring cost does not depend on the values).
+import ArgumentParser
+import Data
+import Foundation
+import Model
+import Tensor
+
+struct BenchScale: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scale",
+        abstract: "Item-table build, memory, scoring bandwidth and Recommend latency for synthetic catalogues of 10^3..10^6 items."
+    )
+
+    @Option(help: "Catalogue sizes, comma-separated.") var sizes = "1000,10000,100000,1000000"
+    @Option(help: "Checkpoint whose network reads the items out and scores.") var model = "models/default"
+    @Option(help: "Items read out by the network per size to measure the build rate.") var buildSample = 4000
+    @Option(help: "Seconds of Recommend calls per measurement.") var seconds = 3.0
+    @Option(help: "Histories per batched Recommend call.") var batch = 32
+    @Option(help: "Precision of the network and the scoring table: float32 or bfloat16 (AVX512_BF16 CPUs).")
+    var precision = PackedMatrix.Precision.float32
+    @Option(help: "Write the rows as JSON here too (what the plots in docs/benchmarks.md read).") var json: String?
+    @Option(help: "Seed of the synthetic catalogue.") var seed: UInt64 = 1
+
+    struct Row: Codable {
+        var items: Int
+        var buildItemsPerSecond: Double
+        var buildSample: Int
+        var tableMiB: Double
+        var scoreMilliseconds: Double
+        var scoreGBPerSecond: Double
+        var p50Milliseconds: Double
+        var p99Milliseconds: Double
+        var batchedPerSecond: Double
+        var rssMiB: Double
+        var streamCopyGBPerSecond: Double
+        var streamTriadGBPerSecond: Double
+    }
+
+    func run() throws {
+        let wanted = try sizes.split(separator: ",").map { s -> Int in
+            guard let n = Int(s.trimmingCharacters(in: .whitespaces)), n >= 10, n <= 50_000_000 else {
+                throw ValidationError("--sizes: expected item counts in 10...50000000, got '\(s)'")
+            }
+            return n
+        }
+        guard buildSample >= 1 else { throw ValidationError("--build-sample: expected at least 1, got \(buildSample)") }
+        guard seconds > 0 else { throw ValidationError("--seconds: expected > 0, got \(seconds)") }
+        guard batch >= 1 && batch <= 4096 else { throw ValidationError("--batch: expected 1...4096, got \(batch)") }
+        guard precision.isSupported || precision == .float32 else {
+            throw ValidationError("--precision bfloat16: this CPU has no AVX512_BF16")
+        }
+        print("load average before: \(Yardsticks.loadAverage()); pool threads: \(ThreadPool.shared.threadCount)")
+        var roofline = Yardsticks.measure()
+        let loaded = try Checkpoint.loadModel(directory: model)
+        let net = precision == .float32 ? loaded : loaded.packedForInference(precision: precision)
+        let tokenizer = try Checkpoint.loadTokenizer(directory: model)
+        let d = net.configuration.hiddenSize
+        print("model: \(model), d_model \(d), \(net.configuration.numHiddenLayers) layers, precision \(precision)")
+
+        // One synthetic catalogue of the largest size; each size takes its first N items.
+        let largest = wanted.max()!
+        let directory = NSTemporaryDirectory() + "r2ec-bench-scale-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var spec = SyntheticSpec(users: 200, items: largest, events: 2000)
+        spec.seed = seed
+        let bar = ProgressBar(label: "synthetic catalogue")
+        try SyntheticData.write(spec, directory: directory, name: "scale") { done, total in
+            bar.show(done: Double(done), total: Double(total), detail: "\(ProgressBar.count(done))/\(ProgressBar.count(total)) rows")
+        }
+        bar.finish()
+        let dataset = try DatasetLoader.load(directory)
+        let stats = dataset.itemStats()
+        var rng = SplitMix64(seed: seed &+ 17)
+
+        var rows: [Row] = []
+        print("\n| items | build items/s | table MiB | score ms | score GB/s | of STREAM copy | Recommend p50 ms | p99 ms | batched rec/s (batch \(batch)) | RSS MiB |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for n in wanted.sorted() {
+            roofline = roofline.merged(with: Roofline.measure(seconds: 0.2))
+            let catalog = Catalog(items: Array(dataset.catalog.items.prefix(n)))
+            // Build rate: the network reads out a sample of the item prompts (with a progress bar).
+            let sample = min(n, buildSample)
+            let tail = tokenizer.encode(Prompts.answerTag).count
+            let limit = min(DualHeadFormat.maxItemTokens, net.configuration.maxPositionEmbeddings)
+            let vectors = FloatBuffer(shape: [n, d])
+            let buildBar = ProgressBar(label: "item table \(ProgressBar.count(n))")
+            let began = Date()
+            var start = 0
+            while start < sample {
+                let end = min(sample, start + 32)
+                let tokens = (start..<end).map {
+                    DualHeadFormat.keepingHead(tokenizer.encode(DualHeadFormat.itemText(itemPrompt: Prompts.item(catalog[$0], stats: stats[$0]))),
+                                               tail: tail, limit: limit)
+                }
+                let unit = net.readout(tokens)
+                (vectors.data + start * d).update(from: unit.data, count: (end - start) * d)
+                start = end
+                buildBar.show(done: Double(start), total: Double(sample), detail: "\(start)/\(sample) items read out")
+            }
+            buildBar.finish()
+            let buildRate = Double(sample) / Date().timeIntervalSince(began)
+            for i in sample..<n { (vectors.data + i * d).update(from: vectors.data + (i % sample) * d, count: d) }
+            let table = ItemTable(vectors: vectors, weightsHash: "bench", promptsHash: "bench")
+            let recommender = DualHeadModel(model: net, tokenizer: tokenizer, catalog: catalog, itemTable: table, tau: 0.05)
+            let tableBytes = Double(n * d * (precision == .bfloat16 ? 2 : 4))
+
+            // The scoring pass alone: one unit vector against the table, then the top 10.
+            let user = FloatBuffer(shape: [1, d])
+            user.data.update(from: vectors.data, count: d)
+            var scores = [Float](repeating: 0, count: n)
+            var scoreTimes: [Double] = []
+            let scoreStart = Date()
+            while Date().timeIntervalSince(scoreStart) < seconds / 2 || scoreTimes.count < 3 {
+                let t = GEMMBenchmark.now()
+                scores.withUnsafeMutableBufferPointer { recommender.score(userVectors: user.pointer, count: 1, into: $0.baseAddress!) }
+                _ = scores.withUnsafeBufferPointer { Ranking.topK($0, k: 10) }
+                scoreTimes.append(GEMMBenchmark.now() - t)
+            }
+            let scoreMedian = Self.percentile(scoreTimes, 0.5)
+
+            // Direct Recommend: a history of 20 catalogue items, prompt to top 10.
+            func history() -> UserHistory {
+                let items = (0..<20).map { _ in Int(rng.next() % UInt64(n)) }
+                return UserHistory(items: items, timestamps: (0..<20).map { Int64(1_600_000_000 + $0 * 3600) },
+                                   ratings: [Float](repeating: 4, count: 20))
+            }
+            let histories = (0..<max(batch, 16)).map { _ in history() }
+            var latencies: [Double] = []
+            let callStart = Date()
+            var i = 0
+            while Date().timeIntervalSince(callStart) < seconds || latencies.count < 5 {
+                let t = GEMMBenchmark.now()
+                _ = try recommender.recommend([histories[i % histories.count]], k: 10)
+                latencies.append(GEMMBenchmark.now() - t)
+                i += 1
+            }
+            var served = 0
+            let batchStart = Date()
+            while Date().timeIntervalSince(batchStart) < seconds || served == 0 {
+                _ = try recommender.recommend(Array(histories.prefix(batch)), k: 10)
+                served += batch
+            }
+            let batched = Double(served) / Date().timeIntervalSince(batchStart)
+            let row = Row(items: n, buildItemsPerSecond: buildRate, buildSample: sample, tableMiB: tableBytes / 1_048_576,
+                          scoreMilliseconds: 1000 * scoreMedian, scoreGBPerSecond: tableBytes / scoreMedian / 1e9,
+                          p50Milliseconds: 1000 * Self.percentile(latencies, 0.5),
+                          p99Milliseconds: 1000 * Self.percentile(latencies, 0.99), batchedPerSecond: batched,
+                          rssMiB: Self.residentMiB(), streamCopyGBPerSecond: roofline.copyBandwidth,
+                          streamTriadGBPerSecond: roofline.triadBandwidth)
+            rows.append(row)
+            print(String(format: "| %d | %.0f | %.1f | %.3f | %.1f | %.0f%% | %.2f | %.2f | %.1f | %.0f |", n, row.buildItemsPerSecond,
+                         row.tableMiB, row.scoreMilliseconds, row.scoreGBPerSecond,
+                         100 * row.scoreGBPerSecond / row.streamCopyGBPerSecond, row.p50Milliseconds, row.p99Milliseconds,
+                         row.batchedPerSecond, row.rssMiB))
+        }
+        print(String(format: "\nSTREAM (same run): copy %.1f GB/s, triad %.1f GB/s; build rates measured on up to %d items per size; load average after: %@",
+                     roofline.copyBandwidth, roofline.triadBandwidth, buildSample, Yardsticks.loadAverage()))
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(rows).write(to: URL(fileURLWithPath: json))
+            print("rows written to \(json)")
+        }
+    }
+
+    static func percentile(_ values: [Double], _ q: Double) -> Double {
+        let sorted = values.sorted()
+        return sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * q).rounded()))]
+    }
+
+    /// VmRSS of this process in MiB.
+    static func residentMiB() -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Double(line.split(separator: " ").dropFirst().first.flatMap { Double($0) } ?? 0) / 1024
+        }
+        return 0
+    }
+}
