@@ -21,7 +21,7 @@ struct TrainCommand: ParsableCommand {
         batch over the N ranks, sums the gradients over them every step (Open MPI allreduce) and keeps the \
         single-process run's seeded batch order, so the losses are the single process's up to float rounding. Rank \
         0 evaluates and writes the log and the checkpoint. Set R2EC_THREADS per rank (mpirun -x R2EC_THREADS=1). \
-        lm and rec stages only; --resume only as one process.
+        lm and rec stages only; --resume and --store only as one process.
         """
     )
 
@@ -59,6 +59,10 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         var extra = overrides
         if store != nil && dataset != nil { throw ValidationError("--store and --dataset: give one of them") }
+        let world = try Collectives.world()
+        if store != nil && world.size > 1 {
+            throw ValidationError("--store: not under mpirun (\(world.size) ranks would each export the store); export it once (r2ec store export --store URL --out DIR) and give every rank --dataset DIR")
+        }
         let exported = try store.map { try Self.export(store: $0, out: out) }
         defer { if let exported { try? FileManager.default.removeItem(atPath: exported.root) } }
         if let chosen = exported?.dataset ?? dataset {
@@ -74,7 +78,6 @@ struct TrainCommand: ParsableCommand {
             }
             budget = b
         }
-        let world = try Collectives.world()
         let logPath = log ?? Trainer.workDirectory(for: out) + "/train.jsonl"
         if !resume, log != nil, world.isRoot { try? FileManager.default.removeItem(atPath: logPath) }
         let wall = Date()

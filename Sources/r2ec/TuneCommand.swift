@@ -98,7 +98,8 @@ struct TuneCommand: ParsableCommand {
             trainer.validationOnly = true
             let t0 = Date()
             FileHandle.standardError.write(Data("tune: trial \(i) \(point.isEmpty ? "(the base config)" : point.map { "\($0.0)=\($0.1)" }.joined(separator: " ")), \(Int(left)) s left\n".utf8))
-            let summary = try trainer.run()
+            // One process (no communicator): run() always returns the summary.
+            guard let summary = try trainer.run() else { throw ValidationError("tune: trial \(i) returned no summary") }
             var chosenConfig = trainer.config
             chosenConfig.timeLimit = 0
             let trial = Trial(index: i, overrides: point.map { prefix + "\($0.0)=\($0.1)" }, validation: summary.validation.metrics,

@@ -135,7 +135,7 @@ final class AdaptiveRecipeTests: XCTestCase {
         stage.optimizer.steps = 6; stage.validation.every = 3
         config.stages = [stage]
         let out = data + "/out"
-        let summary = try Trainer(config: config, out: out, logPath: nil).run()
+        let summary = try XCTUnwrap(try Trainer(config: config, out: out, logPath: nil).run())
         let dataset = try DatasetLoader.load(data)
         let file = try SafetensorsFile(path: out + "/" + ItemIDVectors.fileName)
         let ids = try XCTUnwrap(ItemIDVectors.load(directory: out, catalog: dataset.catalog, dimension: 16))
