@@ -11,6 +11,8 @@ APT_PACKAGES := libuv1-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev
 # The gRPC door's real peers: stunnel4 (TLS in front of the custom protocol) and openssl (test certificates); Go with
 # Debian's gRPC packages runs clients/go/example against both ports (GOPATH mode, nothing downloaded).
 APT_PACKAGES += stunnel4 openssl golang-go golang-google-grpc-dev golang-google-protobuf-dev protoc-gen-go protoc-gen-go-grpc
+# Several replicas behind a balancer (deploy/haproxy.cfg, clients/python/tests/test_haproxy.py).
+APT_PACKAGES += haproxy
 BENCH_APT_PACKAGES := redis-server redis-tools
 VENV := .venv
 PY := $(VENV)/bin/python

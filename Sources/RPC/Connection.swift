@@ -31,6 +31,9 @@ final class Connection {
     var isDirty = false
     /// Last time bytes came in or went out (monotonic ns): the idle timeout counts from it.
     private var lastActivity = DispatchTime.now().uptimeNanoseconds
+    /// When this connection reaches its maximum age and gets GOAWAY (nil: no limit); see maxConnectionAgeSeconds.
+    private var ageDeadline: UInt64?
+    private let openedAt = DispatchTime.now().uptimeNanoseconds
     /// Since when part of a frame has been waiting for the rest (slowloris guard), if it is.
     private var partialSince: UInt64?
 
@@ -243,12 +246,19 @@ final class Connection {
         guard !closed else { return }
         perform(machine.tick(now: now))
         guard slow, !closeAfterFlush else { return }
+        if ageDeadline == nil, server.config.maxConnectionAgeSeconds > 0 {
+            let age = server.config.maxConnectionAgeSeconds * Double.random(in: 0.9...1.1)
+            ageDeadline = openedAt + UInt64(age * 1e9)
+        }
         if let since = partialSince, now > since + frameNanos {
             server.core.metrics.limitHit("frame_read_timeout")
             perform(machine.violation(.deadlineExceeded, "frame not completed within \(frameNanos / 1_000_000_000) s"))
         } else if machine.callsInFlight == 0, pendingOutput == 0, now > lastActivity + idleNanos, machine.state == .open {
             server.core.metrics.limitHit("idle_timeout")
             perform(machine.goAway("idle for \(idleNanos / 1_000_000_000) s"))
+        } else if let ageDeadline, now > ageDeadline, machine.state == .open {
+            server.core.metrics.limitHit("max_connection_age")
+            perform(machine.goAway("connection reached its maximum age; reconnect"))
         }
     }
 

@@ -33,6 +33,10 @@ public struct ServerConfig: Sendable {
     public var metricsRequestTimeoutSeconds = 10.0
     /// A connection with no call in flight and no bytes in or out for this long gets GOAWAY and is closed.
     public var idleTimeoutSeconds = 300.0
+    /// A connection older than this (each connection's own age drawn within +-10% of it, so a client's pool does
+    /// not reconnect all at once) gets GOAWAY: calls in flight finish, new ones go to a new connection, which a
+    /// balancer in front of several replicas may send elsewhere. 0: no limit.
+    public var maxConnectionAgeSeconds = 0.0
     /// A frame whose first bytes arrived must be complete within this time (slowloris); else GOAWAY and close.
     public var frameReadTimeoutSeconds = 10.0
     /// Deadline given to calls that carry none, in milliseconds; 0 = none.

@@ -64,7 +64,7 @@ public final class UserHistoryCache: @unchecked Sendable {
     private var counters = (hits: 0, misses: 0, evictions: 0)
 
     public init(eventsPerUser: Int = 1000, budgetBytes: Int = 256 << 20) {
-        precondition(eventsPerUser >= 1 && budgetBytes > 0)
+        precondition(eventsPerUser >= 1 && budgetBytes >= 0)
         self.eventsPerUser = eventsPerUser
         self.budgetBytes = budgetBytes
     }
@@ -102,7 +102,9 @@ public final class UserHistoryCache: @unchecked Sendable {
         loading[user] = n > 0 ? n : nil
         let raced = stale.contains(user)
         if n <= 0 { stale.remove(user) }
-        guard !raced, index[user] == nil else { return false }
+        // A budget of 0 holds nothing: every read goes to the store (replicas sharing a store, which write
+        // through only their own RecordEvents calls).
+        guard !raced, index[user] == nil, budgetBytes > 0 else { return false }
         var e = entry
         if e.events.count > eventsPerUser { e.events.removeFirst(e.events.count - eventsPerUser) }
         insert(user, e)

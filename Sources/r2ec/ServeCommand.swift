@@ -45,7 +45,7 @@ struct Serve: ParsableCommand {
     @Option(help: "With --store: most items per UpsertItems call.") var maxItemsPerCall = 1000
     @Option(help: "With --store: latest events kept per cached user (what Recommend with a user_id reads).")
     var userHistoryEvents = 1000
-    @Option(help: "With --store: bytes the user-history cache may hold (or with K/M/G: 256M).")
+    @Option(help: "With --store: bytes the user-history cache may hold (or with K/M/G: 256M); 0: no cache, every Recommend by user id reads the store (what replicas sharing a store run: a cache is written through only by its own server's RecordEvents).")
     var userCacheBytes = "256M"
     @Option(name: .customLong("model"),
             help: "A model to load: popularity, wals, bpr or a checkpoint directory; repeat for several. The first is the default.")
@@ -73,6 +73,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Priority levels (request priority 1 is the most urgent).") var priorityLevels = 2
     @Option(help: "Deadline in milliseconds for calls that carry none; 0 = none.") var defaultTimeoutMs: Int64 = 0
     @Option(help: "Seconds a connection may sit idle (no call, no bytes) before it is closed.") var idleTimeout = 300.0
+    @Option(help: ArgumentHelp("Seconds after which a connection gets GOAWAY (each within +-10%), so long-lived clients reconnect and a balancer can spread them; 0 = never.",
+                               discussion: "Calls in flight finish on the old connection; the client opens a new one for the next call."))
+    var maxConnectionAge = 0.0
     @Option(help: "Seconds a begun frame may take to arrive whole (slowloris guard).") var frameReadTimeout = 10.0
     @Option(help: "Most history events per request.") var maxHistoryEvents = 1000
     @Option(help: "Most items per answer (top_k).") var maxTopK = 10_000
@@ -115,6 +118,9 @@ struct Serve: ParsableCommand {
                                            ("--frame-read-timeout", frameReadTimeout)]
         for (name, value) in seconds where !(value > 0 && value.isFinite) {
             throw ValidationError("\(name): \(value) must be a positive number of seconds")
+        }
+        guard maxConnectionAge >= 0 && maxConnectionAge.isFinite else {
+            throw ValidationError("--max-connection-age: \(maxConnectionAge) must be >= 0 seconds (0: no limit)")
         }
         guard drainTimeout >= 0 && drainTimeout.isFinite else { throw ValidationError("--drain-timeout: \(drainTimeout) must be >= 0") }
         guard drainGrace >= 0 && drainGrace.isFinite else { throw ValidationError("--drain-grace: \(drainGrace) must be >= 0") }
@@ -192,6 +198,7 @@ struct Serve: ParsableCommand {
         if let note = fitted.note { Console.status(note) }
         config.idleTimeoutSeconds = idleTimeout
         config.frameReadTimeoutSeconds = frameReadTimeout
+        config.maxConnectionAgeSeconds = maxConnectionAge
         config.drainTimeoutSeconds = drainTimeout
         config.drainGraceSeconds = drainGrace
         config.logLevel = logLevel
@@ -250,10 +257,14 @@ struct Serve: ParsableCommand {
             liveConfig.limits.maxEventsPerCall = maxEventsPerCall
             liveConfig.limits.maxItemsPerCall = maxItemsPerCall
             liveConfig.eventsPerUser = userHistoryEvents
-            guard let bytes = MemoryBudget.parse(userCacheBytes, source: "--user-cache-bytes") else {
-                throw ValidationError("--user-cache-bytes: expected bytes or a size like 256M, got '\(userCacheBytes)'")
+            if userCacheBytes.trimmingCharacters(in: .whitespaces) == "0" {
+                liveConfig.cacheBudgetBytes = 0
+            } else {
+                guard let bytes = MemoryBudget.parse(userCacheBytes, source: "--user-cache-bytes") else {
+                    throw ValidationError("--user-cache-bytes: expected 0, bytes or a size like 256M, got '\(userCacheBytes)'")
+                }
+                liveConfig.cacheBudgetBytes = bytes.bytes
             }
-            liveConfig.cacheBudgetBytes = bytes.bytes
             core.live = LiveLoop(store: live.store, snapshot: live.snapshot, registry: registry, config: liveConfig,
                                  metrics: core.metrics)
             Console.status("store \(live.location): \(data.catalog.count) items, \(data.numUsers) users, "

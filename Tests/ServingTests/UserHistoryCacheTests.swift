@@ -57,6 +57,17 @@ final class UserHistoryCacheTests: XCTestCase {
         XCTAssertFalse(cache.finishFill("w", .init(events: [ev("a", 1)], total: 1)))
     }
 
+    /// Budget 0 (replicas sharing a store): nothing is installed, so every read goes to the store.
+    func testZeroBudgetHoldsNothing() {
+        let cache = UserHistoryCache(budgetBytes: 0)
+        cache.beginFill("u")
+        XCTAssertFalse(cache.finishFill("u", .init(events: [ev("a", 1)], total: 1)))
+        cache.recorded("u", [ev("b", 2)])
+        XCTAssertNil(cache.lookup("u"))
+        XCTAssertEqual(cache.stats.users, 0)
+        XCTAssertEqual(cache.stats.bytes, 0)
+    }
+
     func testRemoveForgetsTheUser() {
         let cache = UserHistoryCache()
         fill(cache, "u", [ev("a", 1)])

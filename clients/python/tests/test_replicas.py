@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import socket
+import subprocess
 import threading
 import time
 
@@ -119,3 +121,43 @@ def test_async_client_under_the_same_drain(replicas):
     assert not failures, f"{len(failures)} failed calls, e.g. {failures[:3]}"
     assert first.stop() == 0
     assert answered_by(first) > 20 and done > answered_by(first)
+
+
+def limit_hits(port: int, limit: str) -> int:
+    """r2ec_limit_hits_total{limit=LIMIT} from the server's /metrics (0 when never hit)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    match = re.search(rf'^r2ec_limit_hits_total\{{limit="{limit}"\}} (\d+)', data.decode(), re.M)
+    return int(match.group(1)) if match else 0
+
+
+def test_max_connection_age_sends_goaway_and_the_client_reconnects_without_a_failed_call():
+    server = ServerProcess(serve_command("--max-connection-age", "0.4", "--metrics-port", "0"))
+    try:
+        port = next(int(m.group(1)) for line in server.lines
+                    if (m := re.search(r"metrics on http://[^:]+:(\d+)/metrics", line)))
+        failures: list = []
+        calls = 0
+        with Client(server.address, timeout=30) as client:
+            until = time.monotonic() + 2.5
+            while time.monotonic() < until:
+                try:
+                    one_call(client, calls)
+                except BaseException as error:  # noqa: BLE001 - reported below
+                    failures.append(error)
+                calls += 1
+        assert not failures, f"{len(failures)} of {calls} calls failed, e.g. {failures[:3]}"
+        # One connection at a time, each told to go after 0.36-0.44 s: at least 4 in 2.5 s of calls.
+        rotated = limit_hits(port, "max_connection_age")
+        assert rotated >= 4, f"{rotated} connections reached their age in 2.5 s of calls ({calls} calls)"
+        assert calls > 100
+    finally:
+        assert server.stop() == 0, server.output
+
+
+def test_max_connection_age_is_checked():
+    probe = subprocess.run(serve_command("--max-connection-age", "-1"), capture_output=True, text=True, timeout=60)
+    assert probe.returncode != 0 and "--max-connection-age" in probe.stderr, probe.stderr

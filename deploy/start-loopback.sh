@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Two r2ec replicas sharing one store behind HAProxy, all on loopback (docs/deployment.md "Several replicas").
+#   deploy/start-loopback.sh STORE_URL [LISTEN_PORT] [-- extra serve arguments]
+# STORE_URL: postgres://USER@HOST:PORT/DB filled by `r2ec store import` (sqlite: allows one writer, so one replica).
+# Replicas on LISTEN_PORT+1 and +2, HAProxy on LISTEN_PORT (default 7878), its stats on LISTEN_PORT+3/stats.
+# Runs until interrupted; SIGINT/SIGTERM stops HAProxy, then drains each replica (SIGTERM).
+# Replicas run --user-cache-bytes 0 (docs/deployment.md: the shared store), and --max-connection-age 60 and
+# --model popularity unless the extra arguments give their own. R2EC_BIN: the server (default .build/release/r2ec).
+set -euo pipefail
+store=${1:?usage: deploy/start-loopback.sh STORE_URL [LISTEN_PORT] [-- serve arguments]}
+shift
+port=7878
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then port=$1; shift; fi
+[ $# -gt 0 ] && [ "$1" = "--" ] && shift
+case $store in postgres://*|postgresql://*) ;; *) echo "STORE_URL: expected postgres://..., got '$store'" >&2; exit 2;; esac
+[[ $port =~ ^[0-9]+$ ]] && [ "$port" -ge 1 ] && [ "$port" -le 65532 ] || { echo "LISTEN_PORT: expected 1-65532, got '$port'" >&2; exit 2; }
+bin=${R2EC_BIN:-.build/release/r2ec}
+here=$(cd "$(dirname "$0")" && pwd)
+age=(--max-connection-age 60)
+model=(--model popularity)
+for a in "$@"; do [[ $a == --max-connection-age* ]] && age=(); [[ $a == --model* ]] && model=(); done
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap stop INT TERM EXIT
+
+for i in 1 2; do
+  "$bin" serve --host 127.0.0.1 --port $((port + i)) --store "$store" --user-cache-bytes 0 "${model[@]}" "${age[@]}" "$@" &
+  pids+=($!)
+done
+# Wait for both replicas to listen before HAProxy takes traffic.
+for i in 1 2; do
+  for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$((port + i))) 2>/dev/null && break; sleep 0.1; done
+done
+R2EC_LISTEN=127.0.0.1:$port R2EC_REPLICA1=127.0.0.1:$((port + 1)) R2EC_REPLICA2=127.0.0.1:$((port + 2)) \
+  R2EC_HAPROXY_STATS=127.0.0.1:$((port + 3)) haproxy -db -f "$here/haproxy.cfg" &
+pids=($! "${pids[@]}")
+echo "HAProxy on 127.0.0.1:$port (stats http://127.0.0.1:$((port + 3))/stats), replicas on $((port + 1)) and $((port + 2))" >&2
+wait -n "${pids[@]}"
