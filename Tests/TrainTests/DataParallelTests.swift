@@ -8,8 +8,11 @@ import Foundation
 import XCTest
 
 final class DataParallelTests: XCTestCase {
-    /// lm (dropout, so masks must follow the rows), rec with the full table and memory bank, line targets and an
-    /// evaluation mid-stage, then rec over in-batch columns with item id vectors: every path of a data-parallel step.
+    /// lm (dropout, so masks must follow the rows), rec over in-batch columns with item id vectors and evaluations
+    /// spread over the stage, then rec with the full table and memory bank, line targets and an evaluation mid-stage:
+    /// every path of a data-parallel step. In this order both rec stages stay within 1e-6 of one process (2 and 3
+    /// ranks); with the full-table stage first, its rounding-level drift (8e-5) grew to 5e-3 in the in-batch stage,
+    /// whose first gradient is small (norm 0.1) so that AdamW's per-element scaling magnifies differences.
     static func recipe(dataset: String) throws -> String {
         var config = TrainFixtures.toyRecipe(dataset: dataset)
         var lm = LMStage()
@@ -19,12 +22,12 @@ final class DataParallelTests: XCTestCase {
         rec.optimizer.steps = 5
         rec.fullTable = true; rec.refreshEvery = 2; rec.memoryBank = true; rec.dropout = 0.1
         rec.validation.every = 2
-        // Then in-batch columns only (logQ), with learned item id vectors and evaluations spread over the stage.
+        // In-batch columns only (logQ), with learned item id vectors and evaluations spread over the stage.
         var ids = TrainFixtures.toyRecStage()
         ids.optimizer.steps = 4
         ids.validation.count = 2
         config.itemIDVectors = true
-        config.stages = [lm, rec, ids]
+        config.stages = [lm, ids, rec]
         let path = TrainFixtures.temporaryDirectory("dp-config") + ".json"
         try config.jsonString().write(toFile: path, atomically: true, encoding: .utf8)
         return path
@@ -85,7 +88,8 @@ final class DataParallelTests: XCTestCase {
         var worst = 0.0
         for (a, b) in zip(parallel.losses, single.losses) { worst = max(worst, abs(a - b) / max(1, abs(b))) }
         for (a, b) in zip(parallel.norms, single.norms) { worst = max(worst, abs(a - b) / max(1, abs(b))) }
-        XCTAssertLessThan(worst, 1e-4, "losses \(parallel.losses) vs \(single.losses)", file: file, line: line)
+        XCTAssertLessThan(worst, 1e-4, "losses \(parallel.losses) vs \(single.losses); gradient norms \(parallel.norms) vs \(single.norms)",
+                          file: file, line: line)
         print("\(run.ranks) ranks: largest relative difference of a step's loss or gradient norm from one process: \(worst)")
         for key in ["test NDCG@10", "validation NDCG@10", "test HR@10"] {
             let a = parallel.finalLine[key] as? Double, b = single.finalLine[key] as? Double
