@@ -136,6 +136,15 @@ struct Serve: ParsableCommand {
         return try CommandSettings.resolve(commandLine: commandLine, environment: environment, options: options)
     }
 
+    /// --user-cache-bytes in bytes: 0 (no cache) or a size.
+    func userCacheBudget() throws -> Int {
+        if userCacheBytes.trimmingCharacters(in: .whitespaces) == "0" { return 0 }
+        guard let bytes = MemoryBudget.parse(userCacheBytes, source: "--user-cache-bytes") else {
+            throw ValidationError("--user-cache-bytes: expected 0, bytes or a size like 256M, got '\(userCacheBytes)'")
+        }
+        return bytes.bytes
+    }
+
     /// Checks the settings that need more than parsing: TLS and token files, sizes, model specs.
     func checkFiles() throws {
         try ServeGRPC.validate(grpcPort: grpcPort, tlsCert: tlsCert, tlsKey: tlsKey)
@@ -147,9 +156,7 @@ struct Serve: ParsableCommand {
         if let memoryBudget, MemoryBudget.parse(memoryBudget, source: "--memory-budget") == nil {
             throw ValidationError("--memory-budget: expected bytes or a size like 512M or 8G, got '\(memoryBudget)'")
         }
-        if MemoryBudget.parse(userCacheBytes, source: "--user-cache-bytes") == nil {
-            throw ValidationError("--user-cache-bytes: expected bytes or a size like 256M, got '\(userCacheBytes)'")
-        }
+        _ = try userCacheBudget()
         for spec in models where !ModelLoader.baselineKinds.contains(spec) && spec != "pop" {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: spec, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -257,14 +264,7 @@ struct Serve: ParsableCommand {
             liveConfig.limits.maxEventsPerCall = maxEventsPerCall
             liveConfig.limits.maxItemsPerCall = maxItemsPerCall
             liveConfig.eventsPerUser = userHistoryEvents
-            if userCacheBytes.trimmingCharacters(in: .whitespaces) == "0" {
-                liveConfig.cacheBudgetBytes = 0
-            } else {
-                guard let bytes = MemoryBudget.parse(userCacheBytes, source: "--user-cache-bytes") else {
-                    throw ValidationError("--user-cache-bytes: expected 0, bytes or a size like 256M, got '\(userCacheBytes)'")
-                }
-                liveConfig.cacheBudgetBytes = bytes.bytes
-            }
+            liveConfig.cacheBudgetBytes = try userCacheBudget()
             core.live = LiveLoop(store: live.store, snapshot: live.snapshot, registry: registry, config: liveConfig,
                                  metrics: core.metrics)
             Console.status("store \(live.location): \(data.catalog.count) items, \(data.numUsers) users, "
