@@ -19,7 +19,7 @@ final class RationaleStageTests: XCTestCase {
         config.stages = [TrainFixtures.toyRecStage(), rationale]
         let out = data + "/out", logPath = data + "/train.jsonl"
         let trainer = try Trainer(config: config, out: out, logPath: logPath)
-        let summary = try trainer.run()
+        let summary = try XCTUnwrap(try trainer.run())
 
         let lines = try String(contentsOfFile: logPath, encoding: .utf8).split(separator: "\n").compactMap {
             try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
