@@ -46,7 +46,8 @@ for s in "${sanitizers[@]}"; do
   rc=$?
   set -e
   reports=$(grep -cE '^(WARNING: ThreadSanitizer|==[0-9]+==ERROR: (Address|Leak)Sanitizer)' "$log" || true)
-  tests=$(grep -oE 'Executed [0-9]+ tests?, with [0-9]+ failures?' "$log" | tail -1 || true)
+  # The whole run's XCTest summary: the largest count (suites print their own; a skip count may sit in the line).
+  tests=$(grep -oE 'Executed [0-9]+ tests?, with ([0-9]+ tests? skipped and )?[0-9]+ failures?' "$log" | sort -k2,2n | tail -1 || true)
   echo "sanitizers.sh: $s: build $((built - start)) s, tests $(( $(date +%s) - built )) s; ${tests:-no XCTest summary}; $reports sanitizer report(s); exit $rc"
   if [[ $rc != 0 || $reports != 0 ]]; then
     status=1
