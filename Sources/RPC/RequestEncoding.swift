@@ -39,15 +39,9 @@ public enum RequestEncoding {
         return Int(m.pointee.reasoning_tokens)
     }
 
-    /// The (item id, title, score) rows of a RecommendResponse.
+    /// The (item id, title, score) rows of a RecommendResponse (none when it does not decode).
     public static func recommendedItems(_ payload: [UInt8]) -> [(id: String, title: String, score: Float)] {
-        guard let m = payload.withUnsafeBufferPointer({ r2ec__v1__recommend_response__unpack(nil, $0.count, $0.baseAddress) })
-        else { return [] }
-        defer { r2ec__v1__recommend_response__free_unpacked(m, nil) }
-        return (0..<m.pointee.n_items).map { i in
-            let it = m.pointee.items[i]!.pointee
-            return (swiftString(it.item_id), swiftString(it.title), it.score)
-        }
+        ((try? ResponseDecoding.recommend(payload))?.items ?? []).map { ($0.itemId, $0.title, $0.score) }
     }
 
     /// A RecommendRequest by user id alone (a server with a store reads the user's history from it).
@@ -69,14 +63,9 @@ public enum RequestEncoding {
         return packMessage(m)
     }
 
-    /// The (item id, title) rows of a GetItemsResponse.
+    /// The (item id, title) rows of a GetItemsResponse (none when it does not decode).
     public static func items(_ payload: [UInt8]) -> [(id: String, title: String)] {
-        guard let m = payload.withUnsafeBufferPointer({ r2ec__v1__get_items_response__unpack(nil, $0.count, $0.baseAddress) })
-        else { return [] }
-        defer { r2ec__v1__get_items_response__free_unpacked(m, nil) }
-        return (0..<m.pointee.n_items).map { i in
-            (swiftString(m.pointee.items[i]!.pointee.item_id), swiftString(m.pointee.items[i]!.pointee.title))
-        }
+        ((try? ResponseDecoding.getItems(payload)) ?? []).map { ($0.itemId, $0.title) }
     }
 
     public static func similarItems(_ itemId: String, topK: Int = 0, model: String = "") -> [UInt8] {

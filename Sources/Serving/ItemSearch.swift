@@ -77,14 +77,7 @@ public enum ItemSearch {
                 return ca != cb ? ca > cb : a.offset < b.offset
             }
             .dropFirst(q.offset).prefix(limit)
-        let items = page.map { _, i in
-            let item = model.catalog[i]
-            let facts = stored(item.id)
-            return ItemInfo(itemId: item.id, title: item.title, year: item.year, genres: item.genres,
-                            description: item.description, numRatings: model.itemStats[i].count,
-                            meanRating: model.itemStats[i].meanRating,
-                            metadataJSON: facts?.metadataJSON ?? "{}", created: facts?.created ?? 0)
-        }
+        let items = page.map { _, i in model.itemInfo(at: i, stored: stored(model.catalog[i].id)) }
         return ItemSearchResult(items: items, totalMatches: matches.count)
     }
 

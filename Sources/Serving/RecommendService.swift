@@ -185,15 +185,11 @@ public enum RecommendService {
         }
     }
 
-    public static func getItems(_ ids: [String], model: ServedModel,
-                                limits: RequestLimits = RequestLimits()) throws -> [ItemInfo] {
+    /// `stored` gives an item's stored facts (metadata, creation time) when a store backs the server.
+    public static func getItems(_ ids: [String], model: ServedModel, limits: RequestLimits = RequestLimits(),
+                                stored: (String) -> CatalogItem? = { _ in nil }) throws -> [ItemInfo] {
         try limits.check(ids.count, limits.maxItemIds, field: "item_ids", limit: "item_ids")
         guard !ids.isEmpty else { throw ServingError.invalid("item_ids", "empty: name the items to look up") }
-        return try indices(ids, field: "item_ids", in: model).map { i in
-            let item = model.catalog[i]
-            return ItemInfo(itemId: item.id, title: item.title, year: item.year, genres: item.genres,
-                            description: item.description, numRatings: model.itemStats[i].count,
-                            meanRating: model.itemStats[i].meanRating)
-        }
+        return try indices(ids, field: "item_ids", in: model).map { model.itemInfo(at: $0, stored: stored(model.catalog[$0].id)) }
     }
 }

@@ -24,4 +24,14 @@ extension ServedModel {
         guard let i = catalog.index(of: itemId) else { return false }
         return i < recommender.recommendableItems
     }
+
+    /// GetItems' and SearchItems' facts of the catalogue item at `index`, with its stored facts (metadata, creation
+    /// time) when a store backs the server.
+    func itemInfo(at index: Int, stored: CatalogItem?) -> ItemInfo {
+        let item = catalog[index]
+        return ItemInfo(itemId: item.id, title: item.title, year: item.year, genres: item.genres,
+                        description: item.description, numRatings: itemStats[index].count,
+                        meanRating: itemStats[index].meanRating, metadataJSON: stored?.metadataJSON ?? "{}",
+                        created: stored?.created ?? 0)
+    }
 }

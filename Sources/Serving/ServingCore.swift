@@ -134,16 +134,8 @@ public final class ServingCore: @unchecked Sendable {
     /// Cheap lookups answered on the caller's thread.
     public func getItems(_ ids: [String], model name: String) throws -> [ItemInfo] {
         do {
-            var items = try RecommendService.getItems(ids, model: try registry.model(name), limits: limits)
-            if let live {
-                for i in items.indices {
-                    if let stored = live.catalogItem(items[i].itemId) {
-                        items[i].metadataJSON = stored.metadataJSON
-                        items[i].created = stored.created
-                    }
-                }
-            }
-            return items
+            return try RecommendService.getItems(ids, model: try registry.model(name), limits: limits,
+                                                 stored: { [live] in live?.catalogItem($0) })
         } catch let e as ServingError {
             if let limit = e.limit { metrics.limitHit(limit) }
             throw e

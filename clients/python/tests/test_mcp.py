@@ -11,12 +11,12 @@ import re
 import socket
 import subprocess
 import threading
-from pathlib import Path
 
 import anyio
 import pytest
 
-from conftest import REPO, ServerProcess, server_binary, server_unavailable_reason
+from conftest import ServerProcess, server_binary, server_unavailable_reason
+from ml100k import DATASET, items as catalogue
 from r2ec_client import Client
 
 mcp = pytest.importorskip("mcp")
@@ -24,28 +24,10 @@ from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 
-DATASET = REPO / "data" / "ml-100k"
 TOOLS = {"recommend", "search_items", "get_items", "similar_items", "record_feedback"}
 
 pytestmark = pytest.mark.skipif(server_unavailable_reason() is not None, reason=server_unavailable_reason() or "")
 
-
-# -- the dataset, read independently of the server -------------------------------------------------------------------
-
-def catalogue() -> dict[str, dict]:
-    rows = {}
-    with open(DATASET / "ml-100k.item", encoding="utf-8", errors="replace") as f:
-        next(f)
-        for line in f:
-            item_id, title, year, genres = (line.rstrip("\n").split("\t") + ["", "", ""])[:4]
-            year = int(year) if year.isdigit() else 0
-            # A row without a usable year column ("V", "unkonwn") takes it from a trailing "(1995)" in the title, as
-            # r2ec's RecBole reader does.
-            match = re.search(r"^(.*\S)\s*\((\d{4})\)$", title)
-            if year == 0 and match:
-                title, year = match.group(1), int(match.group(2))
-            rows[item_id] = {"title": title, "year": year, "genres": genres.split()}
-    return rows
 
 
 # -- servers ----------------------------------------------------------------------------------------------------------

@@ -4,33 +4,14 @@ interactions file, paging, and refusals by the client (before sending) and by th
 field."""
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 import pytest
 
-from conftest import REPO
+from ml100k import DATASET, items
 from r2ec_client import FoundItems, RpcError, StatusCode
 from r2ec_client._proto.r2ec.v1 import recommender_pb2
 from rawwire import RawConnection
-
-DATASET = REPO / "data" / "ml-100k"
-
-
-def items() -> dict[str, dict]:
-    rows = {}
-    with open(DATASET / "ml-100k.item", encoding="utf-8", errors="replace") as f:
-        next(f)
-        for line in f:
-            item_id, title, year, genres = (line.rstrip("\n").split("\t") + ["", "", ""])[:4]
-            year = int(year) if year.isdigit() else 0
-            # A row without a usable year column ("V", "unkonwn") takes it from a trailing "(1995)" in the title, as
-            # r2ec's RecBole reader does.
-            match = re.search(r"^(.*\S)\s*\((\d{4})\)$", title)
-            if year == 0 and match:
-                title, year = match.group(1), int(match.group(2))
-            rows[item_id] = {"title": title, "year": year, "genres": genres.split()}
-    return rows
 
 
 def test_title_and_genre_filters_match_the_dataset(client):
