@@ -1,16 +1,17 @@
-// The factory the server and `r2ec eval` call: a baseline kind ("pop", "wals", "bpr") and string options
+// The factory `r2ec eval` calls: a baseline kind ("pop", "wals", "bpr", "random") and string options
 // (factors, alpha, reg, iterations, epochs, lr, seed, threads, fold_in, fold_in_alpha, fold_in_reg) -> a trained Recommender.
 import Data
 import Foundation
 
 public enum Baselines {
-    public static let kinds = ["pop", "wals", "bpr"]
+    public static let kinds = ["pop", "wals", "bpr", "random"]
 
     /// Options each kind accepts; anything else is an error, so typos do not pass silently.
     public static let knownOptions: [String: Set<String>] = [
         "pop": [],
         "wals": ["factors", "alpha", "reg", "iterations", "seed", "threads"],
         "bpr": ["factors", "lr", "reg", "epochs", "seed", "fold_in", "fold_in_alpha", "fold_in_reg"],
+        "random": ["seed"],
     ]
 
     public static func train(kind: String, on training: [Interaction], catalog: Catalog, numUsers: Int,
@@ -27,6 +28,8 @@ public enum Baselines {
             return Popularity(training: training, catalog: catalog)
         case "wals":
             return try WALS.train(training, catalog: catalog, numUsers: numUsers, config: walsConfig(options))
+        case "random":
+            return RandomScores(catalog: catalog, seed: UInt64(try int(options, "seed", 0, min: 0)))
         default:
             return try BPR.train(training, catalog: catalog, numUsers: numUsers, config: bprConfig(options))
         }

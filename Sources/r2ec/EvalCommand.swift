@@ -20,7 +20,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "loo (leave-one-out) or temporal (the paper's 80/10/10 by target time).")
     var split = "loo"
 
-    @Option(help: "A classic baseline: pop, wals or bpr.")
+    @Option(help: "A baseline: pop, wals, bpr, or random (seeded uniform scores per history: the chance level).")
     var baseline: String?
 
     @Option(help: "A dual-head checkpoint directory (config.json, model.safetensors, tokenizer.json).")
@@ -81,7 +81,7 @@ struct EvalCommand: ParsableCommand {
             throw ValidationError("--precision applies to --model only")
         }
         guard [baseline != nil, model != nil, randomModel].filter({ $0 }).count == 1 else {
-            throw ValidationError("give exactly one of --baseline pop|wals|bpr, --model PATH or --random-model")
+            throw ValidationError("give exactly one of --baseline pop|wals|bpr|random, --model PATH or --random-model")
         }
         guard let kind = Splits.Kind(rawValue: split) else { throw ValidationError("--split must be loo or temporal") }
         guard (1...1000).contains(calibrationRanks) else {

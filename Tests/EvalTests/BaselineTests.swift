@@ -140,7 +140,7 @@ final class BaselineTests: XCTestCase {
         XCTAssertEqual(try pop.scoreAll([UserHistory(items: [])]), [3, 3, 3, 3, 3, 3, 3, 4])
         XCTAssertThrowsError(try pop.similarities(to: 0))
         XCTAssertThrowsError(try Baselines.train(kind: "svd", on: xs, catalog: catalog, numUsers: 8)) { e in
-            XCTAssertEqual(e as? EvalError, .unknownBaseline("unknown baseline 'svd' (known: pop, wals, bpr)"))
+            XCTAssertEqual(e as? EvalError, .unknownBaseline("unknown baseline 'svd' (known: pop, wals, bpr, random)"))
         }
         XCTAssertThrowsError(try Baselines.train(kind: "wals", on: xs, catalog: catalog, numUsers: 8, options: ["factor": "3"]))
         XCTAssertThrowsError(try Baselines.train(kind: "wals", on: xs, catalog: catalog, numUsers: 8, options: ["reg": "-1"]))
@@ -151,6 +151,30 @@ final class BaselineTests: XCTestCase {
                                        options: ["factors": "2", "iterations": "3"])
         XCTAssertEqual(wals.kind, "wals")
         XCTAssertThrowsError(try wals.scoreAll([UserHistory(items: [9])]))
+    }
+
+    /// Chance level, counted directly from the scores: a fixed item ranks in the top 10 of a 40-item catalogue for
+    /// 10/40 of the histories (binomial, 4,000 histories: standard deviation .0068, bound 5 of them).
+    func testRandomIsChanceLevelSeededAndRepeatable() throws {
+        let catalog = Catalog(items: (0..<40).map { Item(id: String($0)) })
+        let random = try Baselines.train(kind: "random", on: [], catalog: catalog, numUsers: 0, options: ["seed": "3"])
+        XCTAssertEqual(random.kind, "random")
+        let histories = (0..<4000).map { UserHistory(items: [$0 % 40, ($0 / 40) % 40, $0 / 1600]) }
+        let scores = try random.scoreAll(histories)
+        XCTAssertEqual(scores.count, 4000 * 40)
+        var hits = 0
+        for q in 0..<4000 {
+            let row = scores[(q * 40)..<(q * 40 + 40)]
+            if row.filter({ $0 > row[q * 40] }).count < 10 { hits += 1 }
+        }
+        XCTAssertEqual(Double(hits) / 4000, 0.25, accuracy: 0.034)
+        XCTAssertEqual(Double(scores.reduce(0, +)) / Double(scores.count), 0.5, accuracy: 0.01)
+        XCTAssertTrue(scores.allSatisfy { $0 >= 0 && $0 < 1 })
+        XCTAssertEqual(try random.scoreAll([histories[7]]), Array(scores[(7 * 40)..<(8 * 40)]))  // per history
+        let other = try Baselines.train(kind: "random", on: [], catalog: catalog, numUsers: 0, options: ["seed": "4"])
+        XCTAssertNotEqual(try other.scoreAll([histories[7]]), Array(scores[(7 * 40)..<(8 * 40)]))
+        XCTAssertThrowsError(try random.similarities(to: 0))
+        XCTAssertThrowsError(try Baselines.train(kind: "random", on: [], catalog: catalog, numUsers: 0, options: ["factors": "2"]))
     }
 
     func testSweepSelectsOnValidation() throws {
