@@ -1,8 +1,9 @@
 """Item cold start through a live server, as issue 12 asks it: the items `benchmarks/cold_items.py` held out are
 added with UpsertItems, then every user whose leave-one-out test target is one of them gets a Recommend(user_id)
 (the store holds the user's earlier events; `now` is the target's time, as `r2ec eval` counts prompt times back from
-it), and the target's place in the top 10 gives HR@10 and NDCG@10 over the full catalogue, with 95% bootstrap
-intervals over the users (1,000 seeded resamples). Usage:
+it) ranking the whole catalogue, and the target's rank gives HR@10, NDCG@10 and MRR, with 95% bootstrap intervals
+over the users (1,000 seeded resamples), and the median rank. A model that cannot score the new items (popularity,
+WALS, BPR until a refit) never returns them: such a target counts as not ranked (0 in every measure). Usage:
 
     python3 benchmarks/cold_items.py data/ml-100k DEST --of catalogue --fraction 0.1 --unseen TRAIN
     r2ec train --config configs/default.json --dataset TRAIN --out MODEL
@@ -88,16 +89,20 @@ def main() -> None:
         result["upsert"] = {"created": upserted.created, "updated": upserted.updated,
                             "encoded_by": list(upserted.encoded_by)}
         for model in args.model or [""]:
-            hits, gains = [], []
+            ranks = []
             for user in sorted(cold):
                 item, when = cold[user]
-                answer = client.recommend(user_id=user, top_k=10, model=model, now=when)
-                rank = answer.item_ids.index(item) + 1 if item in answer.item_ids else 0
-                hits.append(1.0 if rank else 0.0)
-                gains.append(1 / math.log2(rank + 1) if rank else 0.0)
+                answer = client.recommend(user_id=user, top_k=len(items), model=model, now=when)
+                ranks.append(answer.item_ids.index(item) + 1 if item in answer.item_ids else 0)
+            hits = [1.0 if 0 < r <= 10 else 0.0 for r in ranks]
+            gains = [1 / math.log2(r + 1) if 0 < r <= 10 else 0.0 for r in ranks]
+            inverse = [1 / r if r else 0.0 for r in ranks]
+            ranked = sorted(r for r in ranks if r)
             result["models"][model or "default"] = {
                 "served_by": answer.model, "HR@10": sum(hits) / len(hits), "HR@10_95": interval(hits),
-                "NDCG@10": sum(gains) / len(gains), "NDCG@10_95": interval(gains)}
+                "NDCG@10": sum(gains) / len(gains), "NDCG@10_95": interval(gains),
+                "MRR": sum(inverse) / len(inverse), "MRR_95": interval(inverse),
+                "median_rank": ranked[len(ranked) // 2] if ranked else None, "not_ranked": ranks.count(0)}
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w") as out:

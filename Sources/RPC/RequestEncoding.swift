@@ -4,10 +4,14 @@ import Serving
 
 public enum RequestEncoding {
     /// A RecommendRequest for a history of item ids (and a user id, when given).
-    public static func recommend(itemIds: [String], userId: String = "", topK: Int = 0, includeSeen: Bool = false,
+    /// `timestamps` and `ratings`, when given, hold one value per item id (else the events carry none).
+    public static func recommend(itemIds: [String], timestamps: [Int64] = [], ratings: [Float] = [],
+                                 userId: String = "", topK: Int = 0, includeSeen: Bool = false,
                                  reasoning: Bool = false, maxReasoningTokens: Int = 0, model: String = "",
                                  exclude: [String] = [], returnReasoning: Bool = false,
                                  returnProbabilities: Bool = false) -> [UInt8] {
+        precondition(timestamps.isEmpty || timestamps.count == itemIds.count, "one timestamp per item id")
+        precondition(ratings.isEmpty || ratings.count == itemIds.count, "one rating per item id")
         let arena = CArena()
         let m = arena.message(R2ec__V1__RecommendRequest.self, r2ec__v1__recommend_request__init)
         m.pointee.user_id = arena.string(userId)
@@ -15,6 +19,8 @@ public enum RequestEncoding {
         for (i, id) in itemIds.enumerated() {
             let e = arena.message(R2ec__V1__HistoryEvent.self, r2ec__v1__history_event__init)
             e.pointee.item_id = arena.string(id)
+            if !timestamps.isEmpty { e.pointee.timestamp = timestamps[i] }
+            if !ratings.isEmpty { e.pointee.rating = ratings[i] }
             events[i] = e
         }
         m.pointee.n_history = itemIds.count

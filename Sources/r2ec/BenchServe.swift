@@ -44,7 +44,8 @@ struct BenchServe: ParsableCommand {
         "Compare Recommend(user_id) against Recommend(history) at half the saturated rate, over this store (sqlite:PATH or postgres://...).",
         discussion: "An in-process server serves --model over the store as `serve --store` does (--dataset is not read); "
             + "saturation is measured with history requests at 64 calls in flight, then both kinds run open loop at half "
-            + "that rate for the same users: by history (each user's latest 20 items as the request's events) and by "
+            + "that rate for the same users: by history (each user's latest 20 events, with their times and ratings, "
+            + "as the request's: the prompt a user-id call builds from the store) and by "
             + "user id alone, twice: with the user cache empty (each call reads the user's events from the store) and, "
             + "after one closed-loop pass over every user has filled it, from the cache."))
     var store: String?
@@ -223,7 +224,13 @@ struct BenchServe: ParsableCommand {
         defer { server.stop() }
         let sequences = data.sequences()
         let users = data.userIds.indices.filter { !sequences[$0].items.isEmpty }
-        let byHistory = users.map { RequestEncoding.recommend(itemIds: sequences[$0].items.suffix(20).map { data.catalog[$0].id }, topK: 10) }
+        // The user's latest events as the store holds them (item, time, rating), so both kinds score the same prompt.
+        let byHistory = users.map { u -> [UInt8] in
+            let s = sequences[u], recent = max(0, s.count - Prompts.historyLength)..<s.count
+            return RequestEncoding.recommend(itemIds: recent.map { data.catalog[s.items[$0]].id },
+                                             timestamps: Array(s.timestamps[recent]), ratings: Array(s.ratings[recent]),
+                                             topK: 10)
+        }
         let byUser = users.map { RequestEncoding.recommend(userId: data.userIds[$0], topK: 10) }
         func load(_ requests: [[UInt8]], rate: Double?) -> LoadGenerator.Plan {
             var p = LoadGenerator.Plan(port: server.port, method: "/r2ec.v1.Recommender/Recommend", requests: requests)

@@ -145,6 +145,15 @@ final class ClientStringTests: XCTestCase {
         XCTAssertEqual(e?.field, "history[1].item_id")
     }
 
+    func testRecommendEncodingCarriesEventTimesAndRatings() throws {
+        // history (2) [{item_id (1) "7", timestamp (2) 300 = varint ac 02, rating (3) 4.5f = fixed32 00 00 90 40}]
+        let payload = RequestEncoding.recommend(itemIds: ["7"], timestamps: [300], ratings: [4.5])
+        XCTAssertEqual(payload, [0x12, 0x0b, 0x0a, 0x01, 0x37, 0x10, 0xac, 0x02, 0x1d, 0x00, 0x00, 0x90, 0x40])
+        let events = try ProtoCodec.decodeRecommendRequest(payload).history.events
+        XCTAssertEqual(events.map(\.timestamp), [300])
+        XCTAssertEqual(events.map(\.rating), [4.5])
+    }
+
     func testZeroBytesOutsideStringsAreFine() throws {
         // top_k 0 (a zero byte on the wire), rating 0.0 (fixed32 zeros), item "50".
         let payload: [UInt8] = [0x18, 0x00, 0x12, 0x09, 0x0a, 0x02, 0x35, 0x30, 0x1d, 0x00, 0x00, 0x00, 0x00]
