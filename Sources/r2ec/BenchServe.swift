@@ -47,14 +47,21 @@ struct BenchServe: ParsableCommand {
             + "that rate for the same users: by history (each user's latest 20 events, with their times and ratings, "
             + "as the request's: the prompt a user-id call builds from the store) and by "
             + "user id alone, twice: with the user cache empty (each call reads the user's events from the store) and, "
-            + "after one closed-loop pass over every user has filled it, from the cache."))
+            + "after one closed-loop pass over every user has filled it, from the cache (alternating with the history "
+            + "level --repeats times)."))
     var store: String?
+    @Option(help: ArgumentHelp("With --store: the history and the cached user-id levels run alternately this many "
+            + "times, and the median of the pairs' p99 differences is reported (a pair shares the machine's state of a "
+            + "few seconds)."))
+    var repeats = 1
     @Option(help: "Write the results as JSON here (the Python package plots it: python -m r2ec_client.plots latency).")
     var json: String?
 
     func validate() throws {
         if poisson && rate == nil { throw ValidationError("--poisson: needs --rate (an open-loop rate)") }
         if let rate, !(rate > 0 && rate.isFinite) { throw ValidationError("--rate: \(rate) must be a positive number") }
+        guard (1...100).contains(repeats) else { throw ValidationError("--repeats: \(repeats) is not in 1...100") }
+        if repeats > 1 && store == nil { throw ValidationError("--repeats: applies to --store only") }
         if requests != nil && (suite || store != nil) {
             throw ValidationError("--requests: replays against one server; drop --suite and --store")
         }
@@ -244,7 +251,6 @@ struct BenchServe: ParsableCommand {
         header()
         let saturated = try measure(load(byHistory, rate: nil), label: "history x64 (saturation)")["throughput"] as? Double ?? 0
         let half = saturated / 2
-        let history = try measure(load(byHistory, rate: half), label: "history at half saturation")
         let cache = server.server.core.live!.cache
         let before = cache.stats
         let uncached = try measure(load(byUser, rate: half), label: "user_id at half saturation, cache empty")
@@ -255,20 +261,38 @@ struct BenchServe: ParsableCommand {
         fill.duration = 1.5 * Double(users.count) / max(saturated, 1) + 1
         _ = try measure(fill, label: "user_id closed loop, filling the cache")
         let filled = cache.stats
-        let user = try measure(load(byUser, rate: half), label: "user_id at half saturation, cached")
+        var pairs: [(history: [String: Any], user: [String: Any], difference: Double)] = []
+        for r in 1...repeats {
+            let n = repeats > 1 ? " (\(r))" : ""
+            let h = try measure(load(byHistory, rate: half), label: "history at half saturation" + n)
+            let u = try measure(load(byUser, rate: half), label: "user_id at half saturation, cached" + n)
+            pairs.append((h, u, (u["p99_ms"] as? Double ?? .nan) - (h["p99_ms"] as? Double ?? .nan)))
+        }
         let after = cache.stats
+        let (history, user) = (pairs[0].history, pairs[0].user)
         let hp99 = history["p99_ms"] as? Double ?? .nan
         let (up99, cp99) = (user["p99_ms"] as? Double ?? .nan, uncached["p99_ms"] as? Double ?? .nan)
+        let differences = pairs.map(\.difference).sorted()
+        let median = differences.count % 2 == 1 ? differences[differences.count / 2]
+            : (differences[differences.count / 2 - 1] + differences[differences.count / 2]) / 2
         print(String(format: "\nat %.0f calls/s (half of %.0f): Recommend(history) p99 %.2f ms; Recommend(user_id) p99 %.2f ms "
-                     + "from the cache (%+.2f ms; %d hits, %d misses), %.2f ms with the cache empty (%+.2f ms; %d hits, "
-                     + "%d misses); %d users cached", half, saturated, hp99, up99, up99 - hp99, after.hits - filled.hits,
-                     after.misses - filled.misses, cp99, cp99 - hp99, missed.hits - before.hits,
-                     missed.misses - before.misses, after.users))
+                     + "from the cache (%+.2f ms; %d hits, %d misses), %.2f ms with the cache empty (%+.2f ms against the "
+                     + "first history level; %d hits, %d misses); %d users cached", half, saturated, hp99, up99,
+                     up99 - hp99, after.hits - filled.hits, after.misses - filled.misses, cp99, cp99 - hp99,
+                     missed.hits - before.hits, missed.misses - before.misses, after.users))
+        if repeats > 1 {
+            print("cached user_id p99 minus history p99, pair by pair: "
+                  + pairs.map { String(format: "%+.2f", $0.difference) }.joined(separator: ", ")
+                  + String(format: " ms; median %+.2f ms", median))
+        }
         if let json {
             let report: [String: Any] = ["bench": "serve-store", "model": localModel, "store": opened.location,
                                          "saturated": saturated, "history": history, "user_id": user,
                                          "user_id_cache_empty": uncached, "p99_difference_ms": up99 - hp99,
                                          "p99_difference_cache_empty_ms": cp99 - hp99,
+                                         "pairs": pairs.map { ["history": $0.history, "user_id": $0.user,
+                                                               "p99_difference_ms": $0.difference] as [String: Any] },
+                                         "p99_difference_median_ms": median,
                                          "cache": ["cache_empty": ["hits": missed.hits - before.hits,
                                                                    "misses": missed.misses - before.misses],
                                                    "cached": ["hits": after.hits - filled.hits,

@@ -1,6 +1,7 @@
 """`r2ec bench serve --store`: Recommend(user_id) against Recommend(history) over a real SQLite store imported from
 ml-100k. The level run with the user cache empty reads the store (misses), and after the closed-loop pass every
-user-id call of the cached level is answered from the cache (no miss); each level answers without errors."""
+user-id call of the cached levels is answered from the cache (no miss); each level answers without errors, and
+--repeats alternates the history and cached levels that many times."""
 from __future__ import annotations
 
 import json
@@ -21,14 +22,19 @@ def test_user_id_levels_miss_then_hit_the_cache(tmp_path):
     assert done.returncode == 0, done.stderr
     out = tmp_path / "bench.json"
     done = subprocess.run([str(server_binary()), "bench", "serve", "--store", store, "--model", "popularity",
-                           "--seconds", "1", "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=REPO)
+                           "--seconds", "1", "--repeats", "2", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(out.read_text())
     for level in ("history", "user_id", "user_id_cache_empty"):
         assert report[level]["errors"] == 0 and report[level]["calls"] > 0, report[level]
         assert report[level]["rate"] == pytest.approx(report["saturated"] / 2)
+    assert len(report["pairs"]) == 2 and report["pairs"][0]["history"] == report["history"]
+    differences = sorted(p["p99_difference_ms"] for p in report["pairs"])
+    assert report["p99_difference_median_ms"] == pytest.approx(sum(differences) / 2)
     cache = report["cache"]
     assert cache["cache_empty"]["misses"] > 0
-    assert cache["cached"]["misses"] == 0 and cache["cached"]["hits"] >= report["user_id"]["calls"]
+    assert cache["cached"]["misses"] == 0
+    assert cache["cached"]["hits"] >= sum(p["user_id"]["calls"] for p in report["pairs"])
     assert cache["users"] == 943  # every ml-100k user has events
-    assert "from the cache" in done.stdout and "with the cache empty" in done.stdout
+    assert "from the cache" in done.stdout and "with the cache empty" in done.stdout and "pair by pair" in done.stdout
