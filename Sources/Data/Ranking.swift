@@ -10,47 +10,73 @@ public struct RankedItem: Sendable, Equatable {
 public enum Ranking {
     /// The `k` best unmasked items of `scores`, best first; ties go to the smaller index.
     /// `allowed`, when given, restricts the answer to those indices. NaN scores are never returned.
-    /// Runs in O(n log k) with a bounded heap, so a top-10 over a large catalogue does not sort it.
+    /// Runs in O(n log k) with a bounded heap, so a top-10 over a large catalogue does not sort it. Once the heap is
+    /// full, an item scoring below its worst kept item is dropped by one comparison, before the mask is looked up:
+    /// over a large catalogue almost every item ends there (a Set lookup per item cost more than the scan).
     public static func topK(_ scores: UnsafeBufferPointer<Float>, k: Int, masked: Set<Int> = [],
                             allowed: [Int]? = nil) -> [RankedItem] {
         guard k > 0 else { return [] }
-        // Min-heap on (score, -index): its root is the worst item kept so far.
-        var heap: [RankedItem] = []
-        heap.reserveCapacity(k + 1)
-        @inline(__always) func worse(_ a: RankedItem, _ b: RankedItem) -> Bool {
-            a.score < b.score || (a.score == b.score && a.index > b.index)
-        }
-        func siftUp(_ i0: Int) {
-            var i = i0
-            while i > 0 {
-                let p = (i - 1) / 2
-                if worse(heap[i], heap[p]) { heap.swapAt(i, p); i = p } else { break }
+        var heap = BoundedHeap(k: k)
+        if let allowed {
+            for i in Set(allowed) where i >= 0 && i < scores.count {
+                let s = scores[i]
+                if !s.isNaN && heap.admits(score: s, index: i) && !masked.contains(i) { heap.insert(RankedItem(index: i, score: s)) }
+            }
+        } else {
+            // Indices rise, so an item scoring exactly the floor loses its tie to every kept item: `>` suffices, and
+            // a NaN fails it too.
+            var floor = -Float.infinity
+            for i in 0..<scores.count {
+                let s = scores[i]
+                if s > floor || (!heap.isFull && !s.isNaN) {
+                    if !masked.isEmpty && masked.contains(i) { continue }
+                    heap.insert(RankedItem(index: i, score: s))
+                    if heap.isFull { floor = heap.worst.score }
+                }
             }
         }
-        func siftDown(_ i0: Int) {
-            var i = i0
+        return heap.bestFirst()
+    }
+
+    /// The `k` best items offered so far, as a min-heap whose root is the worst kept item (lower score, or equal score
+    /// and larger index).
+    struct BoundedHeap {
+        let k: Int
+        private var items: [RankedItem] = []
+        init(k: Int) { self.k = k; items.reserveCapacity(k) }
+        var isFull: Bool { items.count == k }
+        var worst: RankedItem { items[0] }
+
+        @inline(__always) static func worse(_ a: RankedItem, _ b: RankedItem) -> Bool {
+            a.score < b.score || (a.score == b.score && a.index > b.index)
+        }
+        /// Whether an item would be kept: room left, or better than the worst kept.
+        func admits(score: Float, index: Int) -> Bool {
+            !isFull || Self.worse(items[0], RankedItem(index: index, score: score))
+        }
+        /// Keeps `c` (the caller checked `admits`), dropping the worst kept item when full.
+        mutating func insert(_ c: RankedItem) {
+            if items.count < k {
+                items.append(c)
+                var i = items.count - 1
+                while i > 0 {
+                    let p = (i - 1) / 2
+                    if Self.worse(items[i], items[p]) { items.swapAt(i, p); i = p } else { break }
+                }
+                return
+            }
+            items[0] = c
+            var i = 0
             while true {
                 let l = 2 * i + 1, r = l + 1
                 var m = i
-                if l < heap.count && worse(heap[l], heap[m]) { m = l }
-                if r < heap.count && worse(heap[r], heap[m]) { m = r }
+                if l < items.count && Self.worse(items[l], items[m]) { m = l }
+                if r < items.count && Self.worse(items[r], items[m]) { m = r }
                 if m == i { return }
-                heap.swapAt(i, m); i = m
+                items.swapAt(i, m); i = m
             }
         }
-        func offer(_ i: Int) {
-            let s = scores[i]
-            if s.isNaN || masked.contains(i) { return }
-            let c = RankedItem(index: i, score: s)
-            if heap.count < k { heap.append(c); siftUp(heap.count - 1) }
-            else if worse(heap[0], c) { heap[0] = c; siftDown(0) }
-        }
-        if let allowed {
-            for i in Set(allowed) where i >= 0 && i < scores.count { offer(i) }
-        } else {
-            for i in 0..<scores.count { offer(i) }
-        }
-        return heap.sorted { worse($1, $0) }
+        func bestFirst() -> [RankedItem] { items.sorted { Self.worse($1, $0) } }
     }
 
     /// Display ranks of a best-first list in which tied scores share a rank ("1, 2, 2, 4"): what a client is shown

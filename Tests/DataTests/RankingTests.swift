@@ -16,6 +16,32 @@ final class RankingTests: XCTestCase {
         }
     }
 
+    /// Against a full sort under the same rule (score descending, then index ascending; masked and NaN left out), on
+    /// rows with many ties, NaNs and masks, for k below, at and above the number of candidates.
+    func testTopKMatchesAFullSort() {
+        var state: UInt64 = 12345
+        func next() -> UInt64 { state = state &* 6364136223846793005 &+ 1442695040888963407; return state >> 33 }
+        for trial in 0..<300 {
+            let n = 1 + Int(next() % 200)
+            let levels = 1 + Int(next() % 8)   // few distinct scores: many ties
+            let scores: [Float] = (0..<n).map { _ in next() % 17 == 0 ? .nan : Float(Int(next() % UInt64(levels))) - 3 }
+            let masked = Set((0..<Int(next() % 12)).map { _ in Int(next() % UInt64(n)) })
+            let k = 1 + Int(next() % UInt64(n + 5))
+            let expected = scores.indices.filter { !scores[$0].isNaN && !masked.contains($0) }
+                .sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
+                .prefix(k)
+            let got = scores.withUnsafeBufferPointer { Ranking.topK($0, k: k, masked: masked) }
+            XCTAssertEqual(got.map(\.index), Array(expected), "trial \(trial): n \(n), k \(k), masked \(masked.sorted())")
+            XCTAssertEqual(got.map(\.score), expected.map { scores[$0] }, "trial \(trial)")
+            let allowed = (0..<Int(next() % 30)).map { _ in Int(next() % UInt64(n + 3)) - 1 }
+            let expectedAllowed = Set(allowed).filter { $0 >= 0 && $0 < n && !scores[$0].isNaN && !masked.contains($0) }
+                .sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
+                .prefix(k)
+            let gotAllowed = scores.withUnsafeBufferPointer { Ranking.topK($0, k: k, masked: masked, allowed: allowed) }
+            XCTAssertEqual(gotAllowed.map(\.index), Array(expectedAllowed), "trial \(trial) with allowed \(allowed)")
+        }
+    }
+
     func testSharedRanks() {
         let list = [RankedItem(index: 3, score: 9), RankedItem(index: 1, score: 5), RankedItem(index: 2, score: 5),
                     RankedItem(index: 0, score: 1)]
