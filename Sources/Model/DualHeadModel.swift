@@ -58,15 +58,19 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
             "\"items\":\(catalog.count),\"weights_hash\":\"\(itemTable.weightsHash)\"}"
     }
 
-    /// The item table packed in bfloat16 for the scoring GEMM when the network runs in bfloat16 (nil: float32 GEMM).
+    /// The item table packed once into the panels of CKernels' GEMM for the scoring product: bfloat16 when the network
+    /// runs in bfloat16, else float32 (nil on CPUs without AVX2: OpenBLAS). Unpacked, every product of 16 or more
+    /// queries packed the whole table again (at 10^6 items 512 MB written and read back per call, in a scratch that
+    /// then stayed resident) and smaller ones went through OpenBLAS's sgemv/sgemm.
     let packedTable: PackedMatrix?
 
     public init(model: Qwen2Model, tokenizer: Tokenizer, catalog: Catalog, itemTable: ItemTable, tau: Float = 0.02) {
         precondition(itemTable.count == catalog.count && itemTable.dimension == model.configuration.hiddenSize,
                      "item table of \(itemTable.count)x\(itemTable.dimension) for \(catalog.count) items")
         self.model = model; self.tokenizer = tokenizer; self.catalog = catalog; self.itemTable = itemTable; self.tau = tau
-        packedTable = model.packedPrecision == .bfloat16 && itemTable.count > 0
-            ? PackedMatrix(weights: itemTable.vectors.pointer, n: itemTable.count, k: itemTable.dimension, precision: .bfloat16)
+        let precision: PackedMatrix.Precision = model.packedPrecision == .bfloat16 ? .bfloat16 : .float32
+        packedTable = precision.isSupported && itemTable.count > 0
+            ? PackedMatrix(weights: itemTable.vectors.pointer, n: itemTable.count, k: itemTable.dimension, precision: precision)
             : nil
     }
 
@@ -114,8 +118,8 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
                                    limit: min(DualHeadFormat.maxUserTokens, model.configuration.maxPositionEmbeddings))
     }
 
-    /// Scores [queries, items] = unit[queries, hidden] · itemTable^T / tau: one GEMM (bfloat16 products, float32 sums,
-    /// for a bfloat16 network).
+    /// Scores [queries, items] = unit[queries, hidden] · itemTable^T / tau: one GEMM over the packed table (bfloat16
+    /// products, float32 sums, for a bfloat16 network).
     public func score(userVectors unit: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
         if let packedTable {
             packedTable.multiply(rows: count, x: unit, ldx: itemTable.dimension, out: out, ldo: itemTable.count,
@@ -140,19 +144,21 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
             }
         }
         let items = catalog.count
-        var scores = [Float](repeating: 0, count: histories.count * items)
-        var start = 0
-        while start < histories.count {
-            let end = min(histories.count, start + directBatchSize)
-            let tokens = (start..<end).map { q in
-                userTokens(DualHeadFormat.directText(userPrompt: userPrompt(histories[q], targetTime: targetTimes?[q])))
+        // Every score is written by the GEMMs (beta 0), so the array is not zeroed first: at 10^6 items a batch's
+        // scores are 4 MB per history.
+        return [Float](unsafeUninitializedCapacity: histories.count * items) { buffer, initialized in
+            var start = 0
+            while start < histories.count {
+                let end = min(histories.count, start + directBatchSize)
+                let tokens = (start..<end).map { q in
+                    userTokens(DualHeadFormat.directText(userPrompt: userPrompt(histories[q], targetTime: targetTimes?[q])))
+                }
+                let unit = model.readout(tokens)
+                score(userVectors: unit.pointer, count: end - start, into: buffer.baseAddress! + start * items)
+                start = end
             }
-            let unit = model.readout(tokens)
-            scores.withUnsafeMutableBufferPointer { score(userVectors: unit.pointer, count: end - start,
-                                                          into: $0.baseAddress! + start * items) }
-            start = end
+            initialized = histories.count * items
         }
-        return scores
     }
 
     public func similarities(to item: Int) throws -> [Float] {

@@ -115,7 +115,11 @@ public enum DualHeadLoader {
         }
         let items = dataset.catalog.count
         var table = MemoryUsage([("item table of \(items) items", MemoryUsage.floats(items, configuration.hiddenSize))])
-        if precision == .bfloat16 { table.add("bfloat16 item table", MemoryUsage.packed(items, configuration.hiddenSize, .bfloat16)) }
+        // DualHeadModel keeps the table packed for its scoring GEMM too (bfloat16 with a bfloat16 network).
+        let packing: PackedMatrix.Precision = precision == .bfloat16 ? .bfloat16 : .float32
+        if packing.isSupported {
+            table.add("\(packing) packed item table", MemoryUsage.packed(items, configuration.hiddenSize, packing))
+        }
         // A checkpoint on disk never changes under the model: its projections are packed for inference.
         let model = try Checkpoint.loadModel(directory: directory, budget: budget, packed: precision, alongside: table)
         let kind = Splits.Kind(rawValue: info?.split ?? "loo") ?? .loo
