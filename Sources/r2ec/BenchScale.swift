@@ -1,10 +1,11 @@
 // `r2ec bench scale`: serving cost against catalogue size, on synthetic catalogues (`r2ec data synth`'s items) of
 // 10^3 .. 10^6 items scored by a trained checkpoint's network. Per size: item-table build rate (the network reading
 // out item prompts, measured on a sample of up to --build-sample items: every item costs the same prefill), table
-// memory, the scoring pass alone (one user vector against the whole table, then top-10) as GB/s of table read beside
-// the STREAM bandwidth measured in the same run, direct Recommend latency p50/p99 at batch 1 (prompt, prefill,
-// scoring, top-10) and Recommend throughput at --batch, and the process's resident memory. The table's rows past
-// the sample repeat the sampled rows (scoring cost does not depend on the values).
+// memory, the scoring pass alone (one user vector against the whole packed table) as GB/s of table read beside the
+// STREAM bandwidth measured in the same run, OpenBLAS's sgemv over the unpacked table as a peer, the top-10
+// selection over the scores alone, direct Recommend latency p50/p99 at batch 1 (prompt, prefill, scoring, top-10)
+// and Recommend throughput at --batch, and the process's resident memory. The table's rows past the sample repeat
+// the sampled rows (scoring cost does not depend on the values).
 import ArgumentParser
 import Data
 import Foundation
@@ -34,6 +35,8 @@ struct BenchScale: ParsableCommand {
         var tableMiB: Double
         var scoreMilliseconds: Double
         var scoreGBPerSecond: Double
+        var topKMilliseconds: Double
+        var sgemvMilliseconds: Double
         var p50Milliseconds: Double
         var p99Milliseconds: Double
         var batchedPerSecond: Double
@@ -79,8 +82,8 @@ struct BenchScale: ParsableCommand {
         var rng = SplitMix64(seed: seed &+ 17)
 
         var rows: [Row] = []
-        print("\n| items | build items/s | table MiB | score ms | score GB/s | of STREAM copy | Recommend p50 ms | p99 ms | batched rec/s (batch \(batch)) | RSS MiB |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("\n| items | build items/s | table MiB | score ms | score GB/s | of STREAM copy | sgemv ms | top-10 ms | Recommend p50 ms | p99 ms | batched rec/s (batch \(batch)) | RSS MiB |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for n in wanted.sorted() {
             roofline = roofline.merged(with: Roofline.measure(seconds: 0.2))
             let catalog = Catalog(items: Array(dataset.catalog.items.prefix(n)))
@@ -110,19 +113,32 @@ struct BenchScale: ParsableCommand {
             let recommender = DualHeadModel(model: net, tokenizer: tokenizer, catalog: catalog, itemTable: table, tau: 0.05)
             let tableBytes = Double(n * d * (precision == .bfloat16 ? 2 : 4))
 
-            // The scoring pass alone: one unit vector against the table, then the top 10.
+            // The scoring pass alone (one unit vector against the table), then the top 10 over its scores alone
+            // (masking 20 items, as Recommend does).
             let user = FloatBuffer(shape: [1, d])
             user.data.update(from: vectors.data, count: d)
             var scores = [Float](repeating: 0, count: n)
-            var scoreTimes: [Double] = []
+            let masked = Set((0..<20).map { _ in Int(rng.next() % UInt64(n)) })
+            var scoreTimes: [Double] = [], topKTimes: [Double] = []
             let scoreStart = Date()
             while Date().timeIntervalSince(scoreStart) < seconds / 2 || scoreTimes.count < 3 {
                 let t = GEMMBenchmark.now()
                 scores.withUnsafeMutableBufferPointer { recommender.score(userVectors: user.pointer, count: 1, into: $0.baseAddress!) }
-                _ = scores.withUnsafeBufferPointer { Ranking.topK($0, k: 10) }
-                scoreTimes.append(GEMMBenchmark.now() - t)
+                let t1 = GEMMBenchmark.now()
+                _ = scores.withUnsafeBufferPointer { Ranking.topK($0, k: 10, masked: masked) }
+                topKTimes.append(GEMMBenchmark.now() - t1)
+                scoreTimes.append(t1 - t)
             }
             let scoreMedian = Self.percentile(scoreTimes, 0.5)
+            var sgemvTimes: [Double] = []
+            let sgemvStart = Date()
+            while Date().timeIntervalSince(sgemvStart) < seconds / 4 || sgemvTimes.count < 3 {
+                let t = GEMMBenchmark.now()
+                scores.withUnsafeMutableBufferPointer {
+                    GEMM.forward(m: 1, n: n, k: d, a: user.pointer, b: vectors.pointer, transB: true, c: $0.baseAddress!, alpha: 20)
+                }
+                sgemvTimes.append(GEMMBenchmark.now() - t)
+            }
 
             // Direct Recommend: a history of 20 catalogue items, prompt to top 10.
             func history() -> UserHistory {
@@ -149,14 +165,16 @@ struct BenchScale: ParsableCommand {
             let batched = Double(served) / Date().timeIntervalSince(batchStart)
             let row = Row(items: n, buildItemsPerSecond: buildRate, buildSample: sample, tableMiB: tableBytes / 1_048_576,
                           scoreMilliseconds: 1000 * scoreMedian, scoreGBPerSecond: tableBytes / scoreMedian / 1e9,
+                          topKMilliseconds: 1000 * Self.percentile(topKTimes, 0.5),
+                          sgemvMilliseconds: 1000 * Self.percentile(sgemvTimes, 0.5),
                           p50Milliseconds: 1000 * Self.percentile(latencies, 0.5),
                           p99Milliseconds: 1000 * Self.percentile(latencies, 0.99), batchedPerSecond: batched,
                           rssMiB: Self.residentMiB(), streamCopyGBPerSecond: roofline.copyBandwidth,
                           streamTriadGBPerSecond: roofline.triadBandwidth)
             rows.append(row)
-            print(String(format: "| %d | %.0f | %.1f | %.3f | %.1f | %.0f%% | %.2f | %.2f | %.1f | %.0f |", n, row.buildItemsPerSecond,
+            print(String(format: "| %d | %.0f | %.1f | %.3f | %.1f | %.0f%% | %.3f | %.3f | %.2f | %.2f | %.1f | %.0f |", n, row.buildItemsPerSecond,
                          row.tableMiB, row.scoreMilliseconds, row.scoreGBPerSecond,
-                         100 * row.scoreGBPerSecond / row.streamCopyGBPerSecond, row.p50Milliseconds, row.p99Milliseconds,
+                         100 * row.scoreGBPerSecond / row.streamCopyGBPerSecond, row.sgemvMilliseconds, row.topKMilliseconds, row.p50Milliseconds, row.p99Milliseconds,
                          row.batchedPerSecond, row.rssMiB))
         }
         print(String(format: "\nSTREAM (same run): copy %.1f GB/s, triad %.1f GB/s; build rates measured on up to %d items per size; load average after: %@",
