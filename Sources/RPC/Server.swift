@@ -63,6 +63,7 @@ public final class Server: @unchecked Sendable {
     public var metricsPort: Int? { metricsEndpoint?.port }
     private var metricsEndpoint: MetricsEndpoint?
     private var sweeps = 0
+    private var lastSweep: UInt64 = 0
     private var callsFinished = 0
     private var callsFailed = 0
 
@@ -255,6 +256,8 @@ public final class Server: @unchecked Sendable {
 
     private func sweepTimers() {
         let now = DispatchTime.now().uptimeNanoseconds
+        if lastSweep != 0 { noteLoopLag(now &- lastSweep) }
+        lastSweep = now
         sweeps &+= 1
         let slow = sweeps % 10 == 0  // every 100 ms
         if sweeps % 100 == 0 { flushLogNotes() }
@@ -272,6 +275,17 @@ public final class Server: @unchecked Sendable {
             }
         }
         flushDirty()
+    }
+
+    /// The sweep timer is due every 10 ms; what it came later than that is time the loop could not answer anyone.
+    /// Stalls of 50 ms and more are logged (rate-limited), so an operator can line them up with the other lines.
+    private func noteLoopLag(_ sinceLastSweep: UInt64) {
+        let lag = Double(sinceLastSweep.subtractingReportingOverflow(10_000_000).overflow ? 0 : sinceLastSweep - 10_000_000) / 1e9
+        core.metrics.loopLag(seconds: lag)
+        if lag >= 0.05 {
+            emit("event loop stalled", kind: "event loop stalled", level: .warning,
+                 metadata: ["milliseconds": String(format: "%.1f", lag * 1000)])
+        }
     }
 
     private func onSignal(_ signum: Int32) {

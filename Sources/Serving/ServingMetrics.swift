@@ -17,7 +17,12 @@ public final class ServingMetrics: @unchecked Sendable {
         MetricNameDescriptor(namespace: "r2ec", metricName: name, unitName: unit, helpText: help)
     }
 
-    public init() {}
+    public init() {
+        loopLagHistogram = registry.makeValueHistogram(
+            descriptor: MetricNameDescriptor(namespace: "r2ec", metricName: "event_loop_lag", unitName: "seconds",
+                                             helpText: "How late the event loop's 10 ms timer fired (the loop was busy or not scheduled)."),
+            labels: [], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1])
+    }
 
     /// The per-call collectors by method and code, looked up once: the registry's own lookup (labels, lock)
     /// costs more than a whole Health call.
@@ -70,6 +75,12 @@ public final class ServingMetrics: @unchecked Sendable {
                                         labels: [], buckets: rateBuckets).record(Double(tokens) / seconds)
         }
     }
+
+    /// How late the loop thread's 10 ms timer fired: time the loop was busy (or not scheduled) while clients waited.
+    public func loopLag(seconds: Double) {
+        loopLagHistogram.record(seconds)
+    }
+    private let loopLagHistogram: ValueHistogram
 
     public func connections(open: Int) {
         registry.makeGauge(descriptor: d("connections", "open", "Open client connections.")).set(Double(open))

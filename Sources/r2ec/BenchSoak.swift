@@ -111,9 +111,13 @@ struct BenchSoak: ParsableCommand {
         threads.forEach { $0.start() }
         bystander.start()
         var reloaded = false
+        var loopLag: [LoopLagSample] = LoopLagSample.read(metricsPort: metricsPort).map { [$0] } ?? []
         while Date() < stop {
             Thread.sleep(forTimeInterval: min(1, max(0.05, stop.timeIntervalSinceNow)))
             rssSamples.append((Date().timeIntervalSince(start), child.rssKiB()))
+            if Date().timeIntervalSince(start) >= Double(loopLag.count) * 10, let sample = LoopLagSample.read(metricsPort: metricsPort) {
+                loopLag.append(sample)
+            }
             if !reloaded && Date().timeIntervalSince(start) > seconds / 2 {
                 child.signal(SIGHUP)
                 reloaded = true
@@ -158,6 +162,13 @@ struct BenchSoak: ParsableCommand {
                      health.count, bystander.failures, Self.percentile(health, 0.5), p99, health.last ?? 0))
         let windows = bystander.windowP99(10)
         print("| bystander p99 per 10 s | \(windows.map { String(format: "%.1f", $0) }.joined(separator: ", ")) ms |")
+        let lagWindows = zip(loopLag.dropFirst(), loopLag).map { $0 - $1 }
+        if let first = loopLag.first, let last = loopLag.last {
+            let all = last - first
+            print(String(format: "| server event loop (its 10 ms timer, /metrics) | %.0f ticks, %.0f at least 25 ms late, %.0f at least 50 ms late |",
+                         all.ticks, all.late25, all.late50))
+            print("| loop ticks >= 50 ms late per 10 s | \(lagWindows.map { String(Int($0.late50)) }.joined(separator: ", ")) |")
+        }
         let mixed = t.healthMs.sorted()
         print(String(format: "| Health/Check in the mix (shared connections) | %d calls, p50 %.2f ms, p99 %.2f ms |",
                      mixed.count, Self.percentile(mixed, 0.5), Self.percentile(mixed, 0.99)))
@@ -177,7 +188,9 @@ struct BenchSoak: ParsableCommand {
                                        "rss_peak_kib": peak, "rss_bound_kib": bound.kib, "rss_bound": bound.formula,
                                        "largest_answer_bytes": largestAnswer,
                                        "exit_code": exit ?? -1, "health_p99_ms": p99, "health_calls": health.count,
-                                       "health_failures": bystander.failures, "health_p99_per_10s_ms": windows, "log_lines": logLines.count, "log_bytes": log.utf8.count]
+                                       "health_failures": bystander.failures, "health_p99_per_10s_ms": windows,
+                                       "loop_ticks_late_50ms_per_10s": lagWindows.map(\.late50),
+                                       "loop_ticks_late_25ms_per_10s": lagWindows.map(\.late25), "log_lines": logLines.count, "log_bytes": log.utf8.count]
             try JSONSerialization.data(withJSONObject: body, options: [.prettyPrinted, .sortedKeys])
                 .write(to: URL(fileURLWithPath: json))
         }

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
@@ -149,6 +150,37 @@ def test_process_metrics_agree_with_proc(observed):
     elapsed = int(subprocess.run(["ps", "-o", "etimes=", "-p", str(observed.process.pid)], capture_output=True,
                                  text=True, timeout=30).stdout.strip())
     assert abs(value["process_start_time_seconds"] - (time.time() - elapsed)) < 3, (value, elapsed)
+
+
+def loop_lag(text: str) -> tuple[float, dict[float, float]]:
+    """r2ec_event_loop_lag_seconds: its count and its cumulative buckets (le -> count)."""
+    count = float(re.search(r"^r2ec_event_loop_lag_seconds_count (\S+)$", text, re.M).group(1))
+    buckets = {float(le): float(v) for le, v in
+               re.findall(r'^r2ec_event_loop_lag_seconds_bucket\{le="([^"+]+)"\} (\S+)$', text, re.M)}
+    return count, buckets
+
+
+def test_event_loop_lag_is_measured_and_a_stall_is_logged(observed):
+    """The loop's 10 ms timer is observed about 100 times a second; stopping the whole process for 300 ms (SIGSTOP,
+    SIGCONT: nothing in the server can tell it from a loop thread that was busy or not scheduled) shows as one late
+    timer of at least 250 ms in the histogram and as an `event loop stalled` log line naming its milliseconds."""
+    count_before, buckets_before = loop_lag(scrape(observed))
+    time.sleep(1.0)
+    count_after, _ = loop_lag(scrape(observed))
+    assert 50 <= count_after - count_before <= 110, (count_before, count_after)
+    late_before = count_before - buckets_before[0.25]
+    os.kill(observed.process.pid, signal.SIGSTOP)
+    time.sleep(0.3)
+    os.kill(observed.process.pid, signal.SIGCONT)
+    def stall_logged():
+        for line in observed.lines:
+            if '"event loop stalled"' in line:
+                return json.loads(line)
+        return None
+    assert wait_until(lambda: stall_logged() is not None, 10), observed.output
+    assert float(stall_logged()["milliseconds"]) >= 250, stall_logged()
+    count, buckets = loop_lag(scrape(observed))
+    assert count - buckets[0.25] >= late_before + 1, (buckets_before, buckets)
 
 
 def doc_trailer_with_request_id() -> bytes:
