@@ -12,6 +12,7 @@ public final class ServingMetrics: @unchecked Sendable {
     private let latencyBuckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
     private let batchBuckets: [Double] = [1, 2, 4, 8, 16, 32, 64, 128, 256]
     private let rateBuckets: [Double] = [10, 30, 100, 300, 1000, 3000, 10000, 30000]
+    private let lagBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]
 
     private func d(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(namespace: "r2ec", metricName: name, unitName: unit, helpText: help)
@@ -21,7 +22,7 @@ public final class ServingMetrics: @unchecked Sendable {
         loopLagHistogram = registry.makeValueHistogram(
             descriptor: MetricNameDescriptor(namespace: "r2ec", metricName: "event_loop_lag", unitName: "seconds",
                                              helpText: "How late the event loop's 10 ms timer fired (the loop was busy or not scheduled)."),
-            labels: [], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1])
+            labels: [], buckets: lagBuckets)
     }
 
     /// The per-call collectors by method and code, looked up once: the registry's own lookup (labels, lock)
