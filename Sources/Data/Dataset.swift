@@ -91,10 +91,9 @@ public struct Dataset: Sendable {
     /// FNV-1a 64 over the catalogue ids, user ids and every interaction (ids, rating bits, timestamp), in order:
     /// equal exactly when the loaded content is equal. 16 hex digits.
     public var fingerprint: String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        @inline(__always) func byte(_ b: UInt8) { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        func word(_ v: UInt64) { for s in stride(from: 0, to: 64, by: 8) { byte(UInt8(truncatingIfNeeded: v >> UInt64(s))) } }
-        func text(_ s: String) { for b in s.utf8 { byte(b) }; byte(0) }
+        var h = FNV1a()
+        func word(_ v: UInt64) { h.word(v) }
+        func text(_ s: String) { h.bytes(s.utf8); h.mix(0) }
         word(UInt64(catalog.count))
         for item in catalog.items { text(item.id) }
         word(UInt64(userIds.count))
@@ -104,8 +103,7 @@ public struct Dataset: Sendable {
             word(UInt64(x.user)); word(UInt64(x.item))
             word(UInt64(x.rating.bitPattern)); word(UInt64(bitPattern: x.timestamp))
         }
-        let hex = String(h, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
+        return h.hex16
     }
 }
 

@@ -32,12 +32,9 @@ public final class RandomScores: Recommender {
 
     /// FNV-1a over the seed and the history's item indices.
     static func historySeed(_ seed: UInt64, _ items: [Int]) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for word in [seed] + items.map({ UInt64(bitPattern: Int64($0)) }) {
-            for shift in stride(from: 0, to: 64, by: 8) {
-                h = (h ^ ((word >> UInt64(shift)) & 0xFF)) &* 0x0000_0100_0000_01B3
-            }
-        }
-        return h
+        var h = FNV1a()
+        h.word(seed)
+        for item in items { h.word(UInt64(bitPattern: Int64(item))) }
+        return h.value
     }
 }

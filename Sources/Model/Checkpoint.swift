@@ -1,6 +1,7 @@
 // A checkpoint is a directory: config.json (Hugging Face Qwen2 fields), model.safetensors (Hugging Face tensor
 // names; F32/F16/BF16 read, F32 written; or sharded with model.safetensors.index.json), tokenizer.json, and the
 // cached item table (item_table.safetensors, see ItemTable). All key remapping lives in `sanitize(weights:)`.
+import Data
 import Foundation
 import Tensor
 #if canImport(Glibc)
@@ -169,17 +170,15 @@ public enum Checkpoint {
 
     /// FNV-1a over the parameter bytes and the configuration: the item table is rebuilt when it changes.
     public static func weightsHash(_ model: Qwen2Model) -> String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        var h = FNV1a()
         let raw = UnsafeRawBufferPointer(start: model.parameters.base, count: model.parameters.count * 4)
         // Eight bytes at a time: the weights of a large model hash in well under a second.
         let words = raw.count / 8
         for i in 0..<words {
-            h = (h ^ raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)) &* 0x100_0000_01b3
+            h.mix(raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))
         }
-        for i in (8 * words)..<raw.count { h = (h ^ UInt64(raw[i])) &* 0x100_0000_01b3 }
-        if let config = try? model.configuration.jsonData() {
-            for b in config { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        }
-        return String(h, radix: 16)
+        h.bytes(raw[(8 * words)...])
+        if let config = try? model.configuration.jsonData() { h.bytes(config) }
+        return String(h.value, radix: 16)
     }
 }

@@ -1,6 +1,7 @@
 // The item table: every catalogue item's unit vector, read out by the network from the item prompt + `<answer>`
 // (final-norm hidden state at the last token, L2-normalised). Built in batches with progress on stderr, cached as
 // item_table.safetensors beside the checkpoint with hashes of the weights and the prompts, rebuilt when either changes.
+import Data
 import Foundation
 import Tensor
 
@@ -60,12 +61,12 @@ public final class ItemTable: @unchecked Sendable {
 
     /// FNV-1a of the item texts, in order.
     public static func promptsHash(_ texts: [String]) -> String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        var h = FNV1a()
         for t in texts {
-            for b in t.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-            h = (h ^ 0xFF) &* 0x100_0000_01b3  // separator, so that ["ab","c"] != ["a","bc"]
+            h.bytes(t.utf8)
+            h.mix(0xFF)  // separator, so that ["ab","c"] != ["a","bc"]
         }
-        return String(h, radix: 16)
+        return String(h.value, radix: 16)
     }
 }
 

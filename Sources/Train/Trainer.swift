@@ -127,17 +127,17 @@ public final class Trainer: @unchecked Sendable {
 
     /// FNV-1a of a text (what ranks compare to agree on their inputs).
     static func fingerprint(_ text: String) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for b in text.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
-        return h
+        var h = FNV1a()
+        h.bytes(text.utf8)
+        return h.value
     }
 
     /// FNV-1a of the parameters' bits.
     func parameterFingerprint() -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        var h = FNV1a()
         let p = model.parameters.base
-        for i in 0..<model.parameters.count { h = (h ^ UInt64(p[i].bitPattern)) &* 0x100_0000_01B3 }
-        return h
+        for i in 0..<model.parameters.count { h.mix(UInt64(p[i].bitPattern)) }
+        return h.value
     }
 
     /// `config` with every stage given in epochs turned into steps for this corpus (an epoch is the stage's
