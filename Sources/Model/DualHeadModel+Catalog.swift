@@ -33,7 +33,8 @@ extension DualHeadModel {
         }
         let table = ItemTable(vectors: vectors, weightsHash: itemTable.weightsHash,
                               promptsHash: itemTable.promptsHash + "+\(rows.count)")
-        let next = DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemTable: table, tau: tau)
+        let next = DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemTable: table, tau: tau,
+                                 itemTablePrecision: itemTablePrecision)
         next.directBatchSize = directBatchSize
         return next
     }

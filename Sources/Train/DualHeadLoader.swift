@@ -101,10 +101,12 @@ public enum DualHeadLoader {
     /// item prompts, else rebuilt; a rebuilt table is written there only with `writeItemTable` (training, into its
     /// own output): serving and evaluation never write into the directory they load. `precision` bfloat16 packs the
     /// projections and the item table in bfloat16 (the caller checks `precision.isSupported`); its item table is
-    /// rebuilt by the bfloat16 network and never cached.
+    /// rebuilt by the bfloat16 network and never cached. `itemTablePrecision` int8 scores against an int8 copy of the
+    /// table (one scale per row) instead of the packed float32 one.
     public static func load(directory: String, dataset: Dataset, tau: Float? = nil, budget: MemoryBudget = .unlimited,
                             writeItemTable: Bool = false, progress: Bool = false,
-                            precision: PackedMatrix.Precision = .float32) throws -> DualHeadModel {
+                            precision: PackedMatrix.Precision = .float32,
+                            itemTablePrecision: ItemTablePrecision = .float32) throws -> DualHeadModel {
         let info = try TrainedModelInfo.load(directory: directory)
         let configuration = try Checkpoint.loadConfiguration(directory: directory)
         let tokenizer = try Checkpoint.loadTokenizer(directory: directory)
@@ -115,9 +117,11 @@ public enum DualHeadLoader {
         }
         let items = dataset.catalog.count
         var table = MemoryUsage([("item table of \(items) items", MemoryUsage.floats(items, configuration.hiddenSize))])
-        // DualHeadModel keeps the table packed for its scoring GEMM too (bfloat16 with a bfloat16 network).
+        // DualHeadModel keeps the table packed for its scoring GEMM too (bfloat16 with a bfloat16 network), or int8.
         let packing: PackedMatrix.Precision = precision == .bfloat16 ? .bfloat16 : .float32
-        if packing.isSupported {
+        if itemTablePrecision == .int8 {
+            table.add("int8 item table", (items + 31) / 32 * 32 * (configuration.hiddenSize + 4))
+        } else if packing.isSupported {
             table.add("\(packing) packed item table", MemoryUsage.packed(items, configuration.hiddenSize, packing))
         }
         // A checkpoint on disk never changes under the model: its projections are packed for inference.
@@ -131,14 +135,14 @@ public enum DualHeadLoader {
         let loaded = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: dataset.catalog, itemPrompts: prompts,
                                        tau: tau ?? info?.tau ?? 0.02, cachePath: precision == .float32 ? cachePath : nil,
                                        writeCache: writeItemTable && precision == .float32,
-                                       progress: progress)
+                                       progress: progress, itemTablePrecision: itemTablePrecision)
         // Learned id vectors (item_id_vectors.safetensors), matched by item id: each item that has one scores with
         // unit(text + id); the cached table stays text-only, and items without one (new items) keep the text alone.
         guard let ids = try ItemIDVectors.load(directory: directory, catalog: dataset.catalog,
                                                dimension: configuration.hiddenSize) else { return loaded }
         ItemIDVectors.apply(ids.values.pointer, ids.has, to: loaded.itemTable.vectors)
         return DualHeadModel(model: loaded.model, tokenizer: loaded.tokenizer, catalog: loaded.catalog,
-                             itemTable: loaded.itemTable, tau: loaded.tau)
+                             itemTable: loaded.itemTable, tau: loaded.tau, itemTablePrecision: itemTablePrecision)
     }
 
     /// The top-N calibrator of checkpoint `directory` for `model` (as `load` returned it) over `dataset`. One

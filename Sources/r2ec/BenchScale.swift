@@ -25,11 +25,14 @@ struct BenchScale: ParsableCommand {
     @Option(help: "Histories per batched Recommend call.") var batch = 32
     @Option(help: "Precision of the network and the scoring table: float32 or bfloat16 (AVX512_BF16 CPUs).")
     var precision = PackedMatrix.Precision.float32
+    @Option(help: "Item table the scoring pass and Recommend read: float32 (packed; bfloat16 with --precision bfloat16), or int8 (one float32 scale per row).")
+    var itemTablePrecision = ItemTablePrecision.float32
     @Option(help: "Write the rows as JSON here too (what the plots in docs/benchmarks.md read).") var json: String?
     @Option(help: "Seed of the synthetic catalogue.") var seed: UInt64 = 1
 
     struct Row: Codable {
         var items: Int
+        var itemTablePrecision: String
         var buildItemsPerSecond: Double
         var buildSample: Int
         var tableMiB: Double
@@ -64,7 +67,7 @@ struct BenchScale: ParsableCommand {
         let net = precision == .float32 ? loaded : loaded.packedForInference(precision: precision)
         let tokenizer = try Checkpoint.loadTokenizer(directory: model)
         let d = net.configuration.hiddenSize
-        print("model: \(model), d_model \(d), \(net.configuration.numHiddenLayers) layers, precision \(precision)")
+        print("model: \(model), d_model \(d), \(net.configuration.numHiddenLayers) layers, precision \(precision), item table \(itemTablePrecision)")
 
         // One synthetic catalogue of the largest size; each size takes its first N items.
         let largest = wanted.max()!
@@ -110,8 +113,9 @@ struct BenchScale: ParsableCommand {
             let buildRate = Double(sample) / Date().timeIntervalSince(began)
             for i in sample..<n { (vectors.data + i * d).update(from: vectors.data + (i % sample) * d, count: d) }
             let table = ItemTable(vectors: vectors, weightsHash: "bench", promptsHash: "bench")
-            let recommender = DualHeadModel(model: net, tokenizer: tokenizer, catalog: catalog, itemTable: table, tau: 0.05)
-            let tableBytes = Double(n * d * (precision == .bfloat16 ? 2 : 4))
+            let recommender = DualHeadModel(model: net, tokenizer: tokenizer, catalog: catalog, itemTable: table, tau: 0.05,
+                                            itemTablePrecision: itemTablePrecision)
+            let tableBytes = itemTablePrecision == .int8 ? Double(n * (d + 4)) : Double(n * d * (precision == .bfloat16 ? 2 : 4))
 
             // The scoring pass alone (one unit vector against the table), then the top 10 over its scores alone
             // (masking 20 items, as Recommend does).
@@ -163,7 +167,7 @@ struct BenchScale: ParsableCommand {
                 served += batch
             }
             let batched = Double(served) / Date().timeIntervalSince(batchStart)
-            let row = Row(items: n, buildItemsPerSecond: buildRate, buildSample: sample, tableMiB: tableBytes / 1_048_576,
+            let row = Row(items: n, itemTablePrecision: itemTablePrecision.rawValue, buildItemsPerSecond: buildRate, buildSample: sample, tableMiB: tableBytes / 1_048_576,
                           scoreMilliseconds: 1000 * scoreMedian, scoreGBPerSecond: tableBytes / scoreMedian / 1e9,
                           topKMilliseconds: 1000 * Self.percentile(topKTimes, 0.5),
                           sgemvMilliseconds: 1000 * Self.percentile(sgemvTimes, 0.5),

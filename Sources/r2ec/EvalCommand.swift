@@ -35,6 +35,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Weights of --model in inference: float32, or bfloat16 (projections and item table in bfloat16, float32 sums; needs a CPU with AVX512_BF16).")
     var precision: PackedMatrix.Precision = .float32
 
+    @Option(help: "Item table --model scores against: float32, or int8 (one float32 scale per row; ranking by the dequantised table).")
+    var itemTablePrecision = ItemTablePrecision.float32
+
     @Flag(help: "Evaluate an untrained dual-head network (d 128, 2 layers, BPE of 1,024 tokens trained on the prompts): a floor for trained ones and a check of the path.")
     var randomModel = false
 
@@ -79,6 +82,9 @@ struct EvalCommand: ParsableCommand {
         if constrainTitles != nil && reasoning == nil { throw ValidationError("--constrain-titles needs --reasoning N") }
         if precision != .float32 && model == nil {
             throw ValidationError("--precision applies to --model only")
+        }
+        if itemTablePrecision != .float32 && model == nil {
+            throw ValidationError("--item-table-precision applies to --model only")
         }
         guard [baseline != nil, model != nil, randomModel].filter({ $0 }).count == 1 else {
             throw ValidationError("give exactly one of --baseline pop|wals|bpr|random, --model PATH or --random-model")
@@ -242,7 +248,8 @@ struct EvalCommand: ParsableCommand {
                 }
                 budget = b
             }
-            return try DualHeadLoader.load(directory: model, dataset: data, budget: budget, precision: precision)
+            return try DualHeadLoader.load(directory: model, dataset: data, budget: budget, precision: precision,
+                                           itemTablePrecision: itemTablePrecision)
         }
         let texts = itemPrompts + s.validation.prefix(200).map {
             Prompts.user(history: $0.history, catalog: data.catalog, targetTime: $0.targetTime)

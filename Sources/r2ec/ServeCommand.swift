@@ -101,6 +101,8 @@ struct Serve: ParsableCommand {
     var authTokenFile: String?
     @Option(help: "Most memory one checkpoint load may take (bytes, or with K/M/G: 8G); checked against config.json and the weights before allocating. Default: 80% of the memory available at each load.")
     var memoryBudget: String?
+    @Option(help: "Item table the dual-head models score against: float32, or int8 (one float32 scale per row: a quarter of the bytes per scoring pass; ranking by the dequantised table; SimilarItems keeps float32).")
+    var itemTablePrecision = ItemTablePrecision.float32
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port: \(port) is not a TCP port (0...65535)") }
@@ -231,7 +233,7 @@ struct Serve: ParsableCommand {
             }
             return b
         }
-        let loader = ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: budget),
+        let loader = ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: budget, itemTablePrecision: itemTablePrecision),
                                  catalogVersion: live?.snapshot.catalogVersion ?? 0, keepsUserHistories: live == nil)
         for spec in (models.isEmpty ? ["popularity"] : models) {
             let model = try loader.load(spec: spec)
@@ -314,18 +316,20 @@ struct Serve: ParsableCommand {
 
 extension Serve {
     /// Reads a dual-head checkpoint directory (weights, tokenizer, item table, calibrator) over the dataset, within
-    /// `budget` (or 80% of the memory available at the time of each load). Never writes into the directory.
-    static func checkpointLoader(budget: MemoryBudget?) -> CheckpointLoader {
+    /// `budget` (or 80% of the memory available at the time of each load), scoring against the item table in
+    /// `itemTablePrecision`. Never writes into the directory.
+    static func checkpointLoader(budget: MemoryBudget?, itemTablePrecision: ItemTablePrecision = .float32) -> CheckpointLoader {
         { directory, dataset in
             Console.status("loading dual-head checkpoint \(directory)")
             let model = try DualHeadLoader.load(directory: directory, dataset: dataset, budget: budget ?? .available(),
-                                                progress: true)
+                                                progress: true, itemTablePrecision: itemTablePrecision)
             return (model, try DualHeadLoader.calibrator(directory: directory, model: model, dataset: dataset))
         }
     }
 }
 
 extension KVPrecision: ExpressibleByArgument {}
+extension ItemTablePrecision: ExpressibleByArgument {}
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 enum LogFormat: String, CaseIterable, ExpressibleByArgument {

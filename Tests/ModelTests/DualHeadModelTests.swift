@@ -60,6 +60,32 @@ final class DualHeadModelTests: XCTestCase {
         }
     }
 
+    /// An int8 item table scores with the same readouts against each item vector quantised here (scale max|v| / 127,
+    /// values rounded to nearest even): the float64 cosine with the dequantised vector / tau, to float rounding; the
+    /// catalogue update keeps the int8 table.
+    func testInt8ItemTableScoresTheDequantisedTable() throws {
+        let model = try Fixtures.randomModel(Fixtures.tinyTied, seed: 2)
+        let tokenizer = try Fixtures.tokenizer()
+        let dual = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
+                                     progress: false, itemTablePrecision: .int8)
+        XCTAssertEqual(dual.itemTablePrecision, .int8)
+        let history = UserHistory(items: [0, 3], timestamps: [100, 5000], ratings: [4, 5])
+        let scores = try dual.scoreAll([history])
+        let text = DualHeadFormat.directText(userPrompt: Prompts.user(history: history, catalog: catalog, targetTime: 5000))
+        let user = model.readout([tokenizer.encode(text)]).toArray()
+        let items = dual.itemTable.vectors
+        for i in 0..<catalog.count {
+            let row = (0..<32).map { items.data[i * 32 + $0] }
+            let scale = row.map { abs($0) }.max()! / 127
+            var dot = 0.0
+            for j in 0..<32 { dot += Double(user[j]) * Double(scale) * Double((row[j] / scale).rounded(.toNearestOrEven)) }
+            XCTAssertEqual(Double(scores[i]), dot / 0.02, accuracy: 5e-4, "item \(i)")
+        }
+        let updated = try dual.updatingCatalog(catalog, added: [], changed: [1], itemStats: catalog.items.map { _ in
+            ItemStats(count: 3, meanRating: 4) }) as! DualHeadModel
+        XCTAssertEqual(updated.itemTablePrecision, .int8)
+    }
+
     func testReasoningScoresEqualTheDirectPathOnTheSameText() throws {
         let model = try Fixtures.randomModel(Fixtures.tinyUntied, seed: 8)
         let tokenizer = try Fixtures.tokenizer()
