@@ -3,6 +3,9 @@
 // every `refresh_every` steps and at each evaluation; batch items replace their stale rows). Each history line's
 // read-out can be trained on the next line's item too (line targets), so one prompt teaches up to 20 positions.
 // Items the user saw before a target are masked out of its softmax, as evaluation masks them.
+// Stats dropout (`new_item_share`): a seeded share of the step's encoded items is rendered as a new item's prompt
+// (no average rating, 0 raters), the prompt an item added after training gets, so the item tower learns to place
+// such items from their title and genres instead of meeting "Raters: 0" for the first time when serving.
 import Data
 import Eval
 import Foundation
@@ -31,6 +34,8 @@ public struct RecStage: TrainingStage {
     public var logQ = true
     /// Items re-encoded with gradient per step (final targets first, then line targets); others use the table.
     public var freshItems = 256
+    /// Share of the encoded items rendered as new items (stats dropout), drawn per step and item from the run's seed.
+    public var newItemShare: Float = 0
 
     public init() {}
 
@@ -46,6 +51,7 @@ public struct RecStage: TrainingStage {
             .bool("memory_bank", \.memoryBank),
             .bool("logq", \.logQ),
             .int("fresh_items", \.freshItems, .within(1, 1_000_000)),
+            .float("new_item_share", \.newItemShare, .within(0, 1)),
         ]
 
     public var evaluation: EvaluationSchedule? { validation }
@@ -59,7 +65,7 @@ public struct RecStage: TrainingStage {
     public func step(_ t: Trainer, step: Int, windows: [TrainingCorpus.Window]) throws -> StepReport {
         // The refresh is a function of the step alone, so a resumed run refreshes where an uninterrupted one does.
         if fullTable && refreshEvery > 0 && step > 0 && step % refreshEvery == 0 { try t.refreshTable() }
-        let (loss, tokens, readouts) = try recStep(t, windows: windows)
+        let (loss, tokens, readouts) = try recStep(t, step: step, windows: windows)
         return StepReport(loss: loss, tokens: tokens, fields: [("readouts", readouts)])
     }
 
@@ -69,7 +75,7 @@ public struct RecStage: TrainingStage {
     /// over the ranks (each contributes its own rows, zeros elsewhere) so every rank scores its users against every
     /// column, and the items' gradients are summed back the same way before the backward. A single process runs the
     /// whole batch through the same code.
-    func recStep(_ t: Trainer, windows: [TrainingCorpus.Window]) throws -> (Double, Int, Int) {
+    func recStep(_ t: Trainer, step: Int, windows: [TrainingCorpus.Window]) throws -> (Double, Int, Int) {
         let corpus = t.corpus, graph = t.graph!, world = t.world
         let examples = windows.map { corpus.example($0) }
         let n = corpus.catalogCount
@@ -93,7 +99,10 @@ public struct RecStage: TrainingStage {
         let fixed = FloatBuffer(shape: [max(1, fixedItems.count), d])
         for (i, item) in fixedItems.enumerated() { (fixed.data + i * d).update(from: t.table!.data + item * d, count: d) }
 
-        let sequences = examples.map(\.tokens) + fresh.map { corpus.itemTokens[$0] }
+        let asNew = fresh.map { rendersAsNew(item: $0, step: step, seed: t.config.seed) }
+        let sequences = examples.map(\.tokens) + fresh.indices.map {
+            asNew[$0] ? corpus.newItemTokens[fresh[$0]] : corpus.itemTokens[fresh[$0]]
+        }
         let share = BatchShare(lengths: sequences.map(\.count), world: world)
         let mine = share.sequences
         graph.zeroGradients()
@@ -163,7 +172,10 @@ public struct RecStage: TrainingStage {
             ids.accumulate(fresh, gradients: g)
         }
         if useTable && memoryBank {
-            for (i, item) in fresh.enumerated() { (t.table!.data + item * d).update(from: result.itemVectors.data + i * d, count: d) }
+            // A row keeps the item's own prompt's vector: a read-out of its new-item rendering is not written there.
+            for (i, item) in fresh.enumerated() where !asNew[i] {
+                (t.table!.data + item * d).update(from: result.itemVectors.data + i * d, count: d)
+            }
         }
         // Every rank's users scored every item: the items' gradients are summed, and each rank backpropagates its own.
         let itemGradient = result.itemGradient!
@@ -174,5 +186,14 @@ public struct RecStage: TrainingStage {
         }
         if !mine.isEmpty { graph.backward() }
         return (result.loss, mine.isEmpty ? 0 : graph.rowCount, readouts)
+    }
+
+    /// Whether `item`, encoded in step `step` of a run seeded `seed`, is rendered as a new item: a uniform draw from
+    /// (seed, step, item) below `newItemShare`. The same for every rank and for a resumed run.
+    public func rendersAsNew(item: Int, step: Int, seed: UInt64) -> Bool {
+        guard newItemShare > 0 else { return false }
+        var rng = SplitMix64(seed: (seed ^ 0x6E65_775F_6974_656D) &+ UInt64(step) &* 0xD1B5_4A32_D192_ED03
+                                   &+ UInt64(item) &* 0xBF58_476D_1CE4_E5B9)
+        return Double(rng.next() >> 11) / 9_007_199_254_740_992 < Double(newItemShare)
     }
 }

@@ -11,12 +11,17 @@ public final class TrainingCorpus: @unchecked Sendable {
     public let split: Split
     /// Prompts.item per catalogue item, stats from split.train.
     public let itemPrompts: [String]
+    /// Prompts.item per catalogue item rendered as a new item's ("Average rating: none", "Raters: 0"): what
+    /// UpsertItems and `r2ec eval --model` give an item without training interactions.
+    public let newItemPrompts: [String]
     /// Per user, the training sequence, oldest first.
     public let sequences: [UserHistory]
     /// Share of the training interactions held by each item.
     public let itemFrequency: [Double]
     public private(set) var tokenizer: Tokenizer?
     public private(set) var itemTokens: [[Int]] = []
+    /// The tokens of `newItemPrompts`.
+    public private(set) var newItemTokens: [[Int]] = []
     private var newline = -1
     private var maxTokens = 2048
 
@@ -30,6 +35,7 @@ public final class TrainingCorpus: @unchecked Sendable {
         self.split = split
         let stats = dataset.itemStats(from: split.train)
         itemPrompts = (0..<dataset.catalog.count).map { Prompts.item(dataset.catalog[$0], stats: stats[$0]) }
+        newItemPrompts = dataset.catalog.items.map { Prompts.item($0, stats: ItemStats(count: 0, meanRating: 0)) }
         var interactions = split.train
         if includeValidation {
             // The validation interaction itself (its rating included): one matching row of the dataset per sample.
@@ -90,9 +96,11 @@ public final class TrainingCorpus: @unchecked Sendable {
         maxTokens = min(DualHeadFormat.maxUserTokens, maxPositions)
         let tail = tokenizer.encode(Prompts.answerTag).count
         let limit = min(DualHeadFormat.maxItemTokens, maxPositions)
-        itemTokens = itemPrompts.map {
-            DualHeadFormat.keepingHead(tokenizer.encode(DualHeadFormat.itemText(itemPrompt: $0)), tail: tail, limit: limit)
+        func encode(_ prompt: String) -> [Int] {
+            DualHeadFormat.keepingHead(tokenizer.encode(DualHeadFormat.itemText(itemPrompt: prompt)), tail: tail, limit: limit)
         }
+        itemTokens = itemPrompts.map(encode)
+        newItemTokens = newItemPrompts.map(encode)
         let nl = tokenizer.encode("\n")
         newline = nl.count == 1 ? nl[0] : -1
     }

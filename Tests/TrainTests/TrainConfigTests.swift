@@ -42,6 +42,8 @@ final class TrainConfigTests: XCTestCase {
             ("stages.0.refresh_every=-1", "stages[0].refresh_every: must be in [0, 10000000], got -1"),
             ("stages.0.line_weight=-1", "stages[0].line_weight: must be in [0, 1000], got -1.0"),
             ("stages.0.fresh_items=0", "stages[0].fresh_items: must be in [1, 1000000], got 0"),
+            ("stages.0.new_item_share=1.5", "stages[0].new_item_share: must be in [0, 1], got 1.5"),
+            ("stages.0.new_item_share=-0.1", "stages[0].new_item_share: must be in [0, 1], got -0.1"),
             ("stages.0.steps=1.5", "stages[0].steps: expected an integer, got 1.5"),
             ("stages.0.steps=many", "stages[0].steps: expected an integer, got \"many\""),
             ("stages.0.logq=1", "stages[0].logq: expected true or false, got 1"),
