@@ -161,11 +161,18 @@ public protocol EventStore: AnyObject, Sendable {
     /// `name` becomes the store's name when it has none yet.
     func importRows(items: [CatalogItem], events: [UserEvent], name: String) throws
 
+    /// Calls `changed` (on a store thread) with users whose events other processes recorded or erased from now
+    /// on, and `gap` whenever some may have been missed (then nothing cached about any user can be trusted).
+    /// Returns at once; ends at `close()`. A store with one writer process (SQLite) has nothing to report.
+    func followUserChanges(changed: @escaping @Sendable ([String]) -> Void, gap: @escaping @Sendable () -> Void)
+
     /// Finishes queued writes and closes the connections.
     func close()
 }
 
 extension EventStore {
+    public func followUserChanges(changed: @escaping @Sendable ([String]) -> Void, gap: @escaping @Sendable () -> Void) {}
+
     /// `record`, waiting for the commit on the calling thread.
     public func recordAndWait(_ events: [UserEvent]) throws -> RecordResult {
         let done = ResultBox<RecordResult>()

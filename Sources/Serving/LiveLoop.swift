@@ -52,6 +52,12 @@ public final class LiveLoop: @unchecked Sendable {
             guard let self else { return }
             self.catalogWorker.submit { self.catchUp(model) }
         }
+        // Other servers sharing the store write too: the users they changed are dropped from the cache (the next
+        // read fills them from the store), and everything when some changes may have been missed.
+        if config.cacheBudgetBytes > 0 {
+            store.followUserChanges(changed: { [cache] users in for u in users { cache.remove(u) } },
+                                    gap: { [cache] in cache.removeAll() })
+        }
     }
 
     public var catalogVersion: UInt64 { lock.lock(); defer { lock.unlock() }; return version }

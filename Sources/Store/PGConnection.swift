@@ -39,6 +39,22 @@ final class PGConnection {
         return PQstatus(conn) == CONNECTION_OK
     }
 
+    /// Waits up to `milliseconds` for NOTIFY messages on the channels this connection LISTENs to and returns their
+    /// payloads, oldest first (none when the wait ended quietly). Throws when the connection is lost.
+    func notifications(waitingUpTo milliseconds: Int32) throws -> [String] {
+        let fd = PQsocket(conn)
+        guard fd >= 0 else { throw connectionError("LISTEN") }
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        if poll(&p, 1, milliseconds) < 0 && errno != EINTR { throw connectionError("LISTEN") }
+        guard PQconsumeInput(conn) == 1, PQstatus(conn) == CONNECTION_OK else { throw connectionError("LISTEN") }
+        var payloads: [String] = []
+        while let n = PQnotifies(conn) {
+            payloads.append(String(cString: n.pointee.extra))
+            PQfreemem(n)
+        }
+        return payloads
+    }
+
     /// Runs one statement (parameters as text, nil for NULL) and returns its rows as text.
     @discardableResult
     func query(_ sql: String, _ params: [String?] = []) throws -> PGRows {

@@ -10,14 +10,24 @@ import Foundation
 
 public final class PostgresStore: EventStore, @unchecked Sendable {
     public let location: String
+    private let uri: String
+    /// Names this store's writes in the user change notifications (`r2ec.instance` on each of its connections), so
+    /// that its own follower skips them.
+    private let instance: String
     private let pool: PGPool
     private let writer: PGPool
     private var committer: GroupCommitter?
+    private var followers: [PGUserChanges] = []
+    private let followersLock = NSLock()
 
     public init(uri: String, poolSize: Int = 4) throws {
+        self.uri = uri
         location = StoreURL.postgres(uri: uri).redacted
-        pool = PGPool(uri: uri, location: location, size: poolSize)
-        writer = PGPool(uri: uri, location: location, size: 1)
+        let instance = String(UInt64.random(in: 1...UInt64.max), radix: 16)
+        self.instance = instance
+        let session = "SELECT set_config('r2ec.instance', '\(instance)', false)"
+        pool = PGPool(uri: uri, location: location, size: poolSize, session: session)
+        writer = PGPool(uri: uri, location: location, size: 1, session: session)
         try pool.with(retry: false) { try self.migrate($0) }
         committer = GroupCommitter(name: "r2ec-postgres-writer") { [unowned self] in self.commit($0) }
     }
@@ -26,7 +36,14 @@ public final class PostgresStore: EventStore, @unchecked Sendable {
 
     public var writeStats: WriteStats { committer?.stats ?? WriteStats(commits: 0, batches: 0) }
 
+    public func followUserChanges(changed: @escaping @Sendable ([String]) -> Void, gap: @escaping @Sendable () -> Void) {
+        let follower = PGUserChanges(uri: uri, location: location, instance: instance, changed: changed, gap: gap)
+        followersLock.lock(); followers.append(follower); followersLock.unlock()
+    }
+
     public func close() {
+        followersLock.lock(); let stopping = followers; followers = []; followersLock.unlock()
+        for f in stopping { f.stop() }
         committer?.close()
         committer = nil
         pool.closeAll()
@@ -297,12 +314,14 @@ final class PGPool: @unchecked Sendable {
     private let uri: String
     private let location: String
     private let size: Int
+    private let session: String
     private let condition = NSCondition()
     private var idle: [PGConnection] = []
     private var open = 0
 
-    init(uri: String, location: String, size: Int) {
-        self.uri = uri; self.location = location; self.size = size
+    /// `session`: a statement run on every new connection (its settings).
+    init(uri: String, location: String, size: Int, session: String) {
+        self.uri = uri; self.location = location; self.size = size; self.session = session
     }
 
     /// Runs `body` on a live connection. With `retry`, a call that failed because the connection was lost runs
@@ -345,7 +364,9 @@ final class PGPool: @unchecked Sendable {
         open += 1
         condition.unlock()
         do {
-            return try PGConnection(uri: uri, location: location)
+            let c = try PGConnection(uri: uri, location: location)
+            try c.execute(session)
+            return c
         } catch {
             condition.lock(); open -= 1; condition.signal(); condition.unlock()
             throw error

@@ -82,6 +82,36 @@ enum Schema {
             "CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
             "INSERT INTO store_meta (key, value) VALUES ('name', 'store'), ('catalog_version', '0')",
         ]),
+        // Replicas sharing a PostgreSQL store cache user histories: every committed statement that records events
+        // or deletes users tells the listeners which users changed (PGUserChanges.swift). NOTIFY channel
+        // r2ec_users, payload "<writer's r2ec.instance> <user id>" (the instance empty for other writers, e.g.
+        // psql); one notification per user and transaction. SQLite has one writer process: nothing to tell.
+        Migration(version: 2, name: "user change notifications", sqlite: [], postgres: [
+            """
+            CREATE FUNCTION r2ec_notify_recorded() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              PERFORM pg_notify('r2ec_users', coalesce(current_setting('r2ec.instance', true), '') || ' ' || u.user_id)
+                FROM users u WHERE u.id IN (SELECT DISTINCT user_ref FROM recorded);
+              RETURN NULL;
+            END $$
+            """,
+            """
+            CREATE TRIGGER events_notify AFTER INSERT ON events REFERENCING NEW TABLE AS recorded
+              FOR EACH STATEMENT EXECUTE FUNCTION r2ec_notify_recorded()
+            """,
+            """
+            CREATE FUNCTION r2ec_notify_erased() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              PERFORM pg_notify('r2ec_users', coalesce(current_setting('r2ec.instance', true), '') || ' ' || user_id)
+                FROM erased;
+              RETURN NULL;
+            END $$
+            """,
+            """
+            CREATE TRIGGER users_notify AFTER DELETE ON users REFERENCING OLD TABLE AS erased
+              FOR EACH STATEMENT EXECUTE FUNCTION r2ec_notify_erased()
+            """,
+        ]),
     ]
 
     static var latestVersion: Int { migrations.last!.version }

@@ -45,7 +45,7 @@ struct Serve: ParsableCommand {
     @Option(help: "With --store: most items per UpsertItems call.") var maxItemsPerCall = 1000
     @Option(help: "With --store: latest events kept per cached user (what Recommend with a user_id reads).")
     var userHistoryEvents = 1000
-    @Option(help: "With --store: bytes the user-history cache may hold (or with K/M/G: 256M); 0: no cache, every Recommend by user id reads the store (what replicas sharing a store run: a cache is written through only by its own server's RecordEvents).")
+    @Option(help: "With --store: bytes the user-history cache may hold (or with K/M/G: 256M); 0: no cache, every Recommend by user id reads the store. With a shared PostgreSQL store, users that other servers write are dropped from the cache when PostgreSQL notifies them (LISTEN/NOTIFY).")
     var userCacheBytes = "256M"
     @Option(name: .customLong("model"),
             help: "A model to load: popularity, wals, bpr or a checkpoint directory; repeat for several. The first is the default.")

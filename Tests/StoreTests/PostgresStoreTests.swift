@@ -45,12 +45,13 @@ final class PostgresStoreTests: XCTestCase {
         let server = try pg()
         let uri = try server.newDatabase()
         let database = String(uri.split(separator: "/").last!)
-        let opened = ResultsList()
+        let opened = ResultsList<EventStore>()
         DispatchQueue.concurrentPerform(iterations: 4) { _ in
             do { opened.append(try Stores.open(uri)) } catch { XCTFail("\(error)") }
         }
         for s in opened.all { s.close() }
-        XCTAssertEqual(try server.psql("SELECT version, name FROM r2ec_migrations", database: database), "1|items, users, events")
+        XCTAssertEqual(try server.psql("SELECT version, name FROM r2ec_migrations ORDER BY version", database: database),
+                       "1|items, users, events\n2|user change notifications")
         let indexes = try server.psql("SELECT indexname FROM pg_indexes WHERE tablename = 'events' ORDER BY indexname",
                                       database: database)
         XCTAssertEqual(indexes.split(separator: "\n"), ["events_idempotency_key_key", "events_pkey", "events_user_time"])
@@ -65,6 +66,75 @@ final class PostgresStoreTests: XCTestCase {
             guard case .unusable(let m) = error as? StoreError else { return XCTFail("\(error)") }
             XCTAssertTrue(m.contains("schema version 99"), m)
         }
+    }
+
+    /// Two stores on one database (two replicas): each hears the users the other recorded events for or deleted,
+    /// and those a third writer (psql) changed, never its own writes; in commit order, so once a later change is
+    /// heard, an earlier own write would have been too.
+    func testEachStoreHearsTheUsersOthersChanged() throws {
+        let server = try pg()
+        let uri = try server.newDatabase()
+        let database = String(uri.split(separator: "/").last!)
+        let one = try Stores.open(uri), other = try Stores.open(uri)
+        defer { one.close(); other.close() }
+        _ = try one.upsertItems(StoreContract.catalog(["1", "2"]))
+        let heard = ResultsList<String>(), gaps = ResultsList<Int>()
+        other.followUserChanges(changed: { for u in $0 { heard.append(u) } }, gap: { gaps.append(1) })
+        XCTAssertTrue(wait(until: { gaps.all.count >= 1 }), "no gap reported once listening")
+        Thread.sleep(forTimeInterval: 0.2)  // LISTEN has taken effect (the gap is reported after it)
+
+        _ = try other.recordAndWait([UserEvent(userId: "own write", itemId: "1", timestamp: 1)])
+        _ = try one.recordAndWait([UserEvent(userId: "u 1", itemId: "1", timestamp: 1),
+                                   UserEvent(userId: "u 1", itemId: "2", timestamp: 2),
+                                   UserEvent(userId: "u2", itemId: "2", timestamp: 3)])
+        XCTAssertTrue(wait(until: { Set(heard.all) == ["u 1", "u2"] }), "heard \(heard.all)")
+        XCTAssertEqual(heard.all.count, 2, "one notification per user and transaction: \(heard.all)")
+
+        XCTAssertEqual(try one.deleteUser("u2"), 1)
+        XCTAssertTrue(wait(until: { heard.all.count == 3 }), "heard \(heard.all)")
+        XCTAssertEqual(heard.all.last, "u2")
+
+        try server.psql("INSERT INTO users (user_id) VALUES ('from psql');" +
+                        "INSERT INTO events (user_ref, item_ref, time, kind) SELECT u.id, i.id, 5, 'view' " +
+                        "FROM users u, items i WHERE u.user_id = 'from psql' AND i.item_id = '1'", database: database)
+        XCTAssertTrue(wait(until: { heard.all.count == 4 }), "heard \(heard.all)")
+        XCTAssertEqual(heard.all.last, "from psql")
+        XCTAssertFalse(heard.all.contains("own write"))
+        XCTAssertEqual(gaps.all.count, 1)
+    }
+
+    /// The listening connection is cut (its backend terminated): the follower listens again, reports a gap once
+    /// it does (what was written meanwhile was not heard), and hears later changes.
+    func testALostListenerReportsGapsAndListensAgain() throws {
+        let server = try pg()
+        let uri = try server.newDatabase()
+        let database = String(uri.split(separator: "/").last!)
+        let one = try Stores.open(uri), other = try Stores.open(uri)
+        defer { one.close(); other.close() }
+        _ = try one.upsertItems(StoreContract.catalog(["1"]))
+        let heard = ResultsList<String>(), gaps = ResultsList<Int>()
+        other.followUserChanges(changed: { for u in $0 { heard.append(u) } }, gap: { gaps.append(1) })
+        XCTAssertTrue(wait(until: { gaps.all.count >= 1 }))
+        Thread.sleep(forTimeInterval: 0.2)
+        try server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN r2ec_users'",
+                        database: database)
+        XCTAssertTrue(wait(until: { gaps.all.count >= 2 }), "gaps \(gaps.all.count)")
+        Thread.sleep(forTimeInterval: 0.2)
+        _ = try one.recordAndWait([UserEvent(userId: "after", itemId: "1", timestamp: 1)])
+        XCTAssertTrue(wait(until: { heard.all.contains("after") }), "heard \(heard.all)")
+    }
+
+    func testNotificationPayloadsSplitAtTheFirstSpace() {
+        XCTAssertEqual(PGUserChanges.users(["abc u1", "me u2", " u 3", "junk"], except: "me"), ["u1", "u 3"])
+    }
+
+    private func wait(until condition: () -> Bool, seconds: Double = 10) -> Bool {
+        let end = Date(timeIntervalSinceNow: seconds)
+        while Date() < end {
+            if condition() { return true }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return condition()
     }
 
     /// Nobody listening: UNAVAILABLE at once, not a hang.
@@ -149,9 +219,10 @@ final class Flag: @unchecked Sendable {
     var isSet: Bool { lock.lock(); defer { lock.unlock() }; return on }
 }
 
-final class ResultsList: @unchecked Sendable {
+/// A list appended to from several threads.
+final class ResultsList<T>: @unchecked Sendable {
     private let lock = NSLock()
-    private var items: [EventStore] = []
-    func append(_ s: EventStore) { lock.lock(); items.append(s); lock.unlock() }
-    var all: [EventStore] { lock.lock(); defer { lock.unlock() }; return items }
+    private var items: [T] = []
+    func append(_ s: T) { lock.lock(); items.append(s); lock.unlock() }
+    var all: [T] { lock.lock(); defer { lock.unlock() }; return items }
 }

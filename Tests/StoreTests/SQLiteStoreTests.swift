@@ -35,7 +35,8 @@ final class SQLiteStoreTests: XCTestCase {
         let store = try Stores.open("sqlite:\(path)?synchronous=normal")
         store.close()
         XCTAssertEqual(try Programs.sqlite3(path, "PRAGMA journal_mode"), "wal")
-        XCTAssertEqual(try Programs.sqlite3(path, "SELECT version, name FROM r2ec_migrations"), "1|items, users, events")
+        XCTAssertEqual(try Programs.sqlite3(path, "SELECT version, name FROM r2ec_migrations ORDER BY version"),
+                       "1|items, users, events\n2|user change notifications")
         XCTAssertEqual(try Programs.sqlite3(path, "PRAGMA integrity_check"), "ok")
         let indexes = try Programs.sqlite3(path, "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         XCTAssertEqual(indexes.split(separator: "\n"), ["events_user_time", "items_version"])
