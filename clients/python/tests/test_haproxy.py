@@ -226,43 +226,6 @@ def test_grpc_calls_of_one_channel_are_balanced_call_by_call(balanced_grpc):
     assert sum(served) == 40 and min(served) >= 15, served
 
 
-def test_sigterm_of_one_replica_behind_haproxy_fails_no_grpc_call(balanced_grpc):
-    import grpc
-    address, (first, second), stubs = balanced_grpc
-    stop = threading.Event()
-    failures: list = []
-    done = [0] * 8
-    with grpc.insecure_channel(address) as channel:
-        def work(worker: int) -> None:
-            number = worker
-            while not stop.is_set():
-                try:
-                    # Recommend only: a draining replica rightly answers Health/Check NOT_SERVING.
-                    grpc_call(stubs, channel, 2 * number)
-                except BaseException as error:  # noqa: BLE001 - reported below
-                    failures.append(error)
-                done[worker] += 1
-                number += 8
-
-        threads = [threading.Thread(target=work, args=(worker,)) for worker in range(8)]
-        for thread in threads:
-            thread.start()
-        time.sleep(1.5)
-        before = first.answered("/r2ec.v1.Recommender/Recommend")
-        first.server.process.send_signal(signal.SIGTERM)
-        time.sleep(2.5)
-        after_drain = second.answered("/r2ec.v1.Recommender/Recommend")
-        time.sleep(1.0)
-        stop.set()
-        for thread in threads:
-            thread.join(60)
-        assert not failures, f"{len(failures)} of {sum(done)} calls failed, e.g. {failures[:3]}"
-        assert first.server.stop() == 0, first.server.output
-        assert before > 10, f"the drained replica answered {before} Recommend calls before SIGTERM: load not spread?"
-        # The survivor kept answering after the drain.
-        assert second.answered("/r2ec.v1.Recommender/Recommend") > after_drain + 10
-
-
 def free_port_run(length: int) -> int:
     """A port P with P..P+LENGTH-1 all free on loopback (deploy/start-loopback.sh takes consecutive ports)."""
     for _ in range(50):
@@ -283,14 +246,21 @@ def test_start_loopback_script_serves_both_doors(store_url, tmp_path):
     if reason is not None:
         pytest.skip(reason)
     stubs = generate_stubs(tmp_path / "stubs")
-    port = free_port_run(7)
-    script = subprocess.Popen([str(REPO / "deploy" / "start-loopback.sh"), store_url, str(port), "--grpc"],
-                              env=dict(os.environ, R2EC_BIN=str(server_binary())), cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
+    for attempt in range(3):
+        # The ports are free when chosen, but another process (a client's ephemeral port) may take one before the
+        # script binds it: then the script stops with "Address already in use", and another run of ports is tried.
+        port = free_port_run(7)
+        script = subprocess.Popen([str(REPO / "deploy" / "start-loopback.sh"), store_url, str(port), "--grpc"],
+                                  env=dict(os.environ, R2EC_BIN=str(server_binary())), cwd=REPO,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  start_new_session=True)
         assert wait_until(lambda: (listening(port) and listening(port + 4)) or script.poll() is not None, 60), \
             "the script's HAProxy did not listen"
-        assert script.poll() is None, script.stdout.read()
+        if script.poll() is None:
+            break
+        output = script.stdout.read()
+        assert "Address already in use" in output and attempt < 2, output
+    try:
         with Client(f"127.0.0.1:{port}", timeout=30) as client:
             assert len(client.recommend(history=[1, 2, 3], top_k=4).items) == 4
         with grpc.insecure_channel(f"127.0.0.1:{port + 4}") as channel:
