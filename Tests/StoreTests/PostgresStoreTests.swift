@@ -73,15 +73,9 @@ final class PostgresStoreTests: XCTestCase {
     /// heard, an earlier own write would have been too.
     func testEachStoreHearsTheUsersOthersChanged() throws {
         let server = try pg()
-        let uri = try server.newDatabase()
-        let database = String(uri.split(separator: "/").last!)
-        let one = try Stores.open(uri), other = try Stores.open(uri)
-        defer { one.close(); other.close() }
-        _ = try one.upsertItems(StoreContract.catalog(["1", "2"]))
-        let heard = ResultsList<String>(), gaps = ResultsList<Int>()
-        other.followUserChanges(changed: { for u in $0 { heard.append(u) } }, gap: { gaps.append(1) })
-        XCTAssertTrue(wait(until: { gaps.all.count >= 1 }), "no gap reported once listening")
-        Thread.sleep(forTimeInterval: 0.2)  // LISTEN has taken effect (the gap is reported after it)
+        let pair = try FollowedPair(server, items: ["1", "2"])
+        defer { pair.close() }
+        let (one, other, heard, gaps) = (pair.one, pair.other, pair.heard, pair.gaps)
 
         _ = try other.recordAndWait([UserEvent(userId: "own write", itemId: "1", timestamp: 1)])
         _ = try one.recordAndWait([UserEvent(userId: "u 1", itemId: "1", timestamp: 1),
@@ -96,7 +90,7 @@ final class PostgresStoreTests: XCTestCase {
 
         try server.psql("INSERT INTO users (user_id) VALUES ('from psql');" +
                         "INSERT INTO events (user_ref, item_ref, time, kind) SELECT u.id, i.id, 5, 'view' " +
-                        "FROM users u, items i WHERE u.user_id = 'from psql' AND i.item_id = '1'", database: database)
+                        "FROM users u, items i WHERE u.user_id = 'from psql' AND i.item_id = '1'", database: pair.database)
         XCTAssertTrue(wait(until: { heard.all.count == 4 }), "heard \(heard.all)")
         XCTAssertEqual(heard.all.last, "from psql")
         XCTAssertFalse(heard.all.contains("own write"))
@@ -107,17 +101,11 @@ final class PostgresStoreTests: XCTestCase {
     /// it does (what was written meanwhile was not heard), and hears later changes.
     func testALostListenerReportsGapsAndListensAgain() throws {
         let server = try pg()
-        let uri = try server.newDatabase()
-        let database = String(uri.split(separator: "/").last!)
-        let one = try Stores.open(uri), other = try Stores.open(uri)
-        defer { one.close(); other.close() }
-        _ = try one.upsertItems(StoreContract.catalog(["1"]))
-        let heard = ResultsList<String>(), gaps = ResultsList<Int>()
-        other.followUserChanges(changed: { for u in $0 { heard.append(u) } }, gap: { gaps.append(1) })
-        XCTAssertTrue(wait(until: { gaps.all.count >= 1 }))
-        Thread.sleep(forTimeInterval: 0.2)
+        let pair = try FollowedPair(server, items: ["1"])
+        defer { pair.close() }
+        let (one, heard, gaps) = (pair.one, pair.heard, pair.gaps)
         try server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN r2ec_users'",
-                        database: database)
+                        database: pair.database)
         XCTAssertTrue(wait(until: { gaps.all.count >= 2 }), "gaps \(gaps.all.count)")
         Thread.sleep(forTimeInterval: 0.2)
         _ = try one.recordAndWait([UserEvent(userId: "after", itemId: "1", timestamp: 1)])
@@ -128,7 +116,32 @@ final class PostgresStoreTests: XCTestCase {
         XCTAssertEqual(PGUserChanges.users(["abc u1", "me u2", " u 3", "junk"], except: "me"), ["u1", "u 3"])
     }
 
+    /// Two stores on one new database holding `items`; `other` follows the user changes and has reported its first
+    /// gap, so it listens (the gap is reported after LISTEN).
+    final class FollowedPair {
+        let one: EventStore, other: EventStore, database: String
+        let heard = ResultsList<String>(), gaps = ResultsList<Int>()
+
+        init(_ server: LocalPostgres, items: [String]) throws {
+            let uri = try server.newDatabase()
+            database = String(uri.split(separator: "/").last!)
+            one = try Stores.open(uri)
+            other = try Stores.open(uri)
+            _ = try one.upsertItems(StoreContract.catalog(items))
+            let (heard, gaps) = (heard, gaps)
+            other.followUserChanges(changed: { for u in $0 { heard.append(u) } }, gap: { gaps.append(1) })
+            XCTAssertTrue(PostgresStoreTests.wait(until: { gaps.all.count >= 1 }), "no gap reported once listening")
+            Thread.sleep(forTimeInterval: 0.2)  // LISTEN has reached the server
+        }
+
+        func close() { one.close(); other.close() }
+    }
+
     private func wait(until condition: () -> Bool, seconds: Double = 10) -> Bool {
+        Self.wait(until: condition, seconds: seconds)
+    }
+
+    static func wait(until condition: () -> Bool, seconds: Double = 10) -> Bool {
         let end = Date(timeIntervalSinceNow: seconds)
         while Date() < end {
             if condition() { return true }
