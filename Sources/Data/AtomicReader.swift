@@ -92,7 +92,7 @@ enum AtomicReader {
                         description: table.column(["description", "desc", "overview"]))
             }, row: { (c: ItemColumns, line: Int, f: [Field]) in
                 let file = c.table.file
-                let itemId = try file.nonEmpty(f[c.id], line: line, name: "item_id")
+                let itemId = try file.identifier(f[c.id], line: line, name: "item_id")
                 guard seen.insert(itemId).inserted else {
                     throw file.malformed(line, f[c.id].column, "item_id '\(itemId)' appears twice")
                 }
@@ -125,8 +125,8 @@ enum AtomicReader {
                     rating: table.column(["rating"]), time: table.column(["timestamp"]))
         }, row: { (c: InterColumns, line: Int, f: [Field]) in
             try sink.interaction(
-                user: try c.file.nonEmpty(f[c.user], line: line, name: "user_id"),
-                item: try c.file.nonEmpty(f[c.item], line: line, name: "item_id"),
+                user: try c.file.identifier(f[c.user], line: line, name: "user_id"),
+                item: try c.file.identifier(f[c.item], line: line, name: "item_id"),
                 rating: try c.rating.map { try c.file.float(f[$0], line: line, name: "rating") } ?? 0,
                 timestamp: try c.time.map { try c.file.timestamp(f[$0], line: line, name: "timestamp") } ?? 0)
         })

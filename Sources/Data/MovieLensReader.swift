@@ -66,8 +66,8 @@ enum MovieLensReader {
             if text.isEmpty { return }
             let f = text.split(separator: separator)
             try file.expect(f, count: 4, line: line, lineLength: text.count, what: "user, item, rating, timestamp")
-            try sink.interaction(user: try file.nonEmpty(f[0], line: line, name: "user id"),
-                                 item: try file.nonEmpty(f[1], line: line, name: "item id"),
+            try sink.interaction(user: try file.identifier(f[0], line: line, name: "user id"),
+                                 item: try file.identifier(f[1], line: line, name: "item id"),
                                  rating: try file.float(f[2], line: line, name: "rating"),
                                  timestamp: try file.timestamp(f[3], line: line, name: "timestamp"))
         }
@@ -78,8 +78,8 @@ enum MovieLensReader {
             if text.isEmpty || line == 1 { return }  // header: userId,movieId,rating,timestamp
             let f = try text.splitCSV(file: file, line: line)
             try file.expect(f, count: 4, line: line, lineLength: text.count, what: "userId, movieId, rating, timestamp")
-            try sink.interaction(user: try file.nonEmpty(f[0], line: line, name: "userId"),
-                                 item: try file.nonEmpty(f[1], line: line, name: "movieId"),
+            try sink.interaction(user: try file.identifier(f[0], line: line, name: "userId"),
+                                 item: try file.identifier(f[1], line: line, name: "movieId"),
                                  rating: try file.float(f[2], line: line, name: "rating"),
                                  timestamp: try file.timestamp(f[3], line: line, name: "timestamp"))
         }
@@ -108,7 +108,7 @@ enum MovieLensReader {
                 let f = text.split(separator: [0x7C])
                 try file.expect(f, count: 5 + genres.count, line: line, lineLength: text.count,
                                 what: "id, title, dates, URL and \(genres.count) genre flags")
-                let id = try file.nonEmpty(f[0], line: line, name: "movie id")
+                let id = try file.identifier(f[0], line: line, name: "movie id")
                 var item = MovieTitle.splitYear(Item(id: id, title: f[1].text))
                 for (g, flag) in zip(genres, f[5...]) {
                     switch flag.text {
@@ -144,7 +144,7 @@ enum MovieLensReader {
 
         mutating func movie<S: DatasetSink>(id: Field, title: Field, genres: Field, file: TextFile, line: Int,
                                             into sink: inout S) throws {
-            var item = MovieTitle.splitYear(Item(id: try file.nonEmpty(id, line: line, name: "movie id"), title: title.text))
+            var item = MovieTitle.splitYear(Item(id: try file.identifier(id, line: line, name: "movie id"), title: title.text))
             let g = genres.text.trimmedASCII
             if g != "(no genres listed)" && !g.isEmpty { item.genres = g.split(separator: "|").map(String.init) }
             try insert(item, file: file, line: line, column: id.column, into: &sink)

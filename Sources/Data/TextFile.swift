@@ -124,6 +124,13 @@ struct TextFile {
         return t
     }
 
+    /// A user or item id (Identifier's rule), trimmed of ASCII blanks.
+    func identifier(_ f: Field, line: Int, name: String) throws -> String {
+        let t = f.text.trimmedASCII
+        if let problem = Identifier.problem(t) { throw malformed(line, f.column, "\(name) '\(t.prefix(40))': \(problem)") }
+        return t
+    }
+
     func float(_ f: Field, line: Int, name: String) throws -> Float {
         let t = f.text.trimmedASCII
         guard let v = Float(t), v.isFinite else {

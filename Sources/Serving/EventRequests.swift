@@ -17,7 +17,6 @@ public struct EventLimits: Sendable, Equatable {
     public var maxFutureSeconds: Int64 = 86_400
     public init() {}
 
-    static let maxIdBytes = 128
     static let maxKindBytes = 32
     static let maxKeyBytes = 128
     static let maxTitleBytes = 512
@@ -85,11 +84,9 @@ public struct UpsertItemsResult: Sendable, Equatable {
 }
 
 enum EventChecks {
-    /// A user or item id: 1..128 bytes, no control characters.
+    /// A user or item id (Identifier's rule: 1..128 bytes, no control characters).
     static func id(_ value: String, field: String) throws {
-        guard !value.isEmpty else { throw ServingError.invalid(field, "empty") }
-        try maxBytes(value, EventLimits.maxIdBytes, field: field)
-        try noControl(value, field: field)
+        if let problem = Identifier.problem(value) { throw ServingError.invalid(field, problem) }
     }
 
     static func maxBytes(_ value: String, _ limit: Int, field: String) throws {
@@ -99,13 +96,8 @@ enum EventChecks {
 
     /// No C0/C1 control characters (tabs and line breaks included) and no U+FFFD (what invalid UTF-8 decodes to).
     static func noControl(_ value: String, field: String, allowLineBreaks: Bool = false) throws {
-        for (i, u) in value.unicodeScalars.enumerated() {
-            let v = u.value
-            if allowLineBreaks && (v == 0x09 || v == 0x0A || v == 0x0D) { continue }
-            if v < 0x20 || (v >= 0x7F && v < 0xA0) {
-                throw ServingError.invalid(field, "control character U+\(String(v, radix: 16, uppercase: true)) at character \(i)")
-            }
-            if v == 0xFFFD { throw ServingError.invalid(field, "not valid UTF-8 (U+FFFD at character \(i))") }
+        if let problem = Identifier.controlProblem(value, allowLineBreaks: allowLineBreaks) {
+            throw ServingError.invalid(field, problem)
         }
     }
 

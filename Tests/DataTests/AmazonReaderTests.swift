@@ -42,6 +42,9 @@ final class AmazonReaderTests: XCTestCase {
             ("{\"user_id\": \"U\", \"parent_asin\": \"P\", \"rating\": 5, \"timestamp\": 1\n", 1, 65, "not closed"),
             ("{\"user_id\": \"U\", \"parent_asin\": \"P\", \"rating\": \"five\", \"timestamp\": 1}\n", 1, 1, "numeric rating"),
             ("[1, 2]\n", 1, 1, "JSON object"),
+            ("{\"user_id\": \"" + String(repeating: "é", count: 65) + "\", \"parent_asin\": \"P\", \"rating\": 5, \"timestamp\": 1}\n",
+             1, 1, "130 bytes, at most 128"),
+            ("{\"user_id\": \"U\", \"parent_asin\": \"\", \"rating\": 5, \"timestamp\": 1}\n", 1, 1, "parent_asin '': empty"),
             ("{\"a\": \"bad \\q escape\"}\n", 1, 12, "unknown escape"),
             ("{\"a\": 1} x\n", 1, 10, "after the JSON value"),
         ]

@@ -46,7 +46,10 @@ final class AtomicReaderTests: XCTestCase {
         let cases: [(String, Int, Int, String)] = [
             (header + "1\t2\t4\t5\n1\t2\t4\n", 3, 6, "expected 4 fields"),
             (header + "1\t2\tfour\t5\n", 2, 5, "not a number"),
-            (header + "1\t\t4\t5\n", 2, 3, "item_id is empty"),
+            (header + "1\t\t4\t5\n", 2, 3, "item_id '': empty"),
+            // Ids follow the RPC's rule (Identifier): at most 128 bytes, no control characters.
+            (header + String(repeating: "u", count: 129) + "\t2\t4\t5\n", 2, 1, "129 bytes, at most 128"),
+            (header + "1\tab\u{7F}c\t4\t5\n", 2, 3, "control character U+7F at character 2"),
             ("user_id:token\titem_id:tokn\n1\t2\n", 1, 23, "unknown field type"),
             ("user_id\titem_id:token\n", 1, 1, "not name:type"),
             ("user:token\titem_id:token\n1\t2\n", 1, 1, "no 'user_id'"),
