@@ -31,11 +31,14 @@ extension DualHeadModel {
                 (vectors.data + row * d).update(from: unit.data + k * d, count: d)
             }
         }
+        // Items without a training interaction (every added one) move toward their genres' trained items.
+        contentPrior?.apply(to: vectors, rows: rows.filter { itemStats[$0].count == 0 }, catalog: catalog)
         let table = ItemTable(vectors: vectors, weightsHash: itemTable.weightsHash,
                               promptsHash: itemTable.promptsHash + "+\(rows.count)")
         let next = DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemTable: table, tau: tau,
                                  itemTablePrecision: itemTablePrecision)
         next.directBatchSize = directBatchSize
+        next.contentPrior = contentPrior
         return next
     }
 }

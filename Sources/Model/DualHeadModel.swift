@@ -57,6 +57,9 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     public var numParameters: Int { model.parameterCount }
     /// Query rows per forward pass of the direct path (bounds the activation memory of one pass).
     public var directBatchSize = 32
+    /// New items' content prior (`--new-item-prior`): applied to the items a catalogue update encodes that have no
+    /// training interaction (nil: their text vectors as read out).
+    public var contentPrior: ContentPrior?
 
     public var configJSON: String {
         let c = model.configuration

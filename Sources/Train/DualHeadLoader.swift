@@ -102,11 +102,14 @@ public enum DualHeadLoader {
     /// own output): serving and evaluation never write into the directory they load. `precision` bfloat16 packs the
     /// projections and the item table in bfloat16 (the caller checks `precision.isSupported`); its item table is
     /// rebuilt by the bfloat16 network and never cached. `itemTablePrecision` int8 scores against an int8 copy of the
-    /// table (one scale per row) instead of the packed float32 one.
+    /// table (one scale per row) instead of the packed float32 one. `newItemPrior` W > 0 blends the items without a
+    /// training interaction toward their genres' trained items (`ContentPrior`), now and in later catalogue updates.
     public static func load(directory: String, dataset: Dataset, tau: Float? = nil, budget: MemoryBudget = .unlimited,
                             writeItemTable: Bool = false, progress: Bool = false,
                             precision: PackedMatrix.Precision = .float32,
-                            itemTablePrecision: ItemTablePrecision = .float32) throws -> DualHeadModel {
+                            itemTablePrecision: ItemTablePrecision = .float32,
+                            newItemPrior: Float = 0) throws -> DualHeadModel {
+        precondition((0...1).contains(newItemPrior), "newItemPrior must be in [0, 1]")
         let info = try TrainedModelInfo.load(directory: directory)
         let configuration = try Checkpoint.loadConfiguration(directory: directory)
         let tokenizer = try Checkpoint.loadTokenizer(directory: directory)
@@ -138,11 +141,24 @@ public enum DualHeadLoader {
                                        progress: progress, itemTablePrecision: itemTablePrecision)
         // Learned id vectors (item_id_vectors.safetensors), matched by item id: each item that has one scores with
         // unit(text + id); the cached table stays text-only, and items without one (new items) keep the text alone.
-        guard let ids = try ItemIDVectors.load(directory: directory, catalog: dataset.catalog,
-                                               dimension: configuration.hiddenSize) else { return loaded }
-        ItemIDVectors.apply(ids.values.pointer, ids.has, to: loaded.itemTable.vectors)
-        return DualHeadModel(model: loaded.model, tokenizer: loaded.tokenizer, catalog: loaded.catalog,
-                             itemTable: loaded.itemTable, tau: loaded.tau, itemTablePrecision: itemTablePrecision)
+        let ids = try ItemIDVectors.load(directory: directory, catalog: dataset.catalog, dimension: configuration.hiddenSize)
+        if let ids { ItemIDVectors.apply(ids.values.pointer, ids.has, to: loaded.itemTable.vectors) }
+        // New items' content prior: taken from the trained items' final vectors (id vectors included), applied to
+        // the items without a training interaction here and to those a catalogue update adds later.
+        var prior: ContentPrior?
+        if newItemPrior > 0 {
+            let trained = stats.map { $0.count > 0 }
+            let p = ContentPrior(weight: newItemPrior, table: loaded.itemTable.vectors, catalog: dataset.catalog,
+                                 trained: trained)
+            p.apply(to: loaded.itemTable.vectors, rows: (0..<items).filter { !trained[$0] }, catalog: dataset.catalog)
+            prior = p
+        }
+        guard ids != nil || prior != nil else { return loaded }
+        // The scoring copies (packed, int8) are made from the table at construction: rebuild over the changed rows.
+        let rebuilt = DualHeadModel(model: loaded.model, tokenizer: loaded.tokenizer, catalog: loaded.catalog,
+                                    itemTable: loaded.itemTable, tau: loaded.tau, itemTablePrecision: itemTablePrecision)
+        rebuilt.contentPrior = prior
+        return rebuilt
     }
 
     /// The top-N calibrator of checkpoint `directory` for `model` (as `load` returned it) over `dataset`. One

@@ -38,6 +38,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Item table --model scores against: float32, or int8 (one float32 scale per row; ranking by the dequantised table).")
     var itemTablePrecision = ItemTablePrecision.float32
 
+    @Option(help: "With --model: weight W in [0, 1] of new items' content prior. An item without a training interaction scores with unit((1-W)*text vector + W*mean of its genres' centroids), a centroid being the mean vector of the trained items of that genre (text alone when none of its genres has one); 0 = text alone.")
+    var newItemPrior: Float = 0
+
     @Flag(help: "Evaluate an untrained dual-head network (d 128, 2 layers, BPE of 1,024 tokens trained on the prompts): a floor for trained ones and a check of the path.")
     var randomModel = false
 
@@ -86,6 +89,10 @@ struct EvalCommand: ParsableCommand {
         if itemTablePrecision != .float32 && model == nil {
             throw ValidationError("--item-table-precision applies to --model only")
         }
+        guard (0...1).contains(newItemPrior) else {
+            throw ValidationError("--new-item-prior: expected a weight in [0, 1], got \(newItemPrior)")
+        }
+        if newItemPrior != 0 && model == nil { throw ValidationError("--new-item-prior applies to --model only") }
         guard [baseline != nil, model != nil, randomModel].filter({ $0 }).count == 1 else {
             throw ValidationError("give exactly one of --baseline pop|wals|bpr|random, --model PATH or --random-model")
         }
@@ -249,7 +256,7 @@ struct EvalCommand: ParsableCommand {
                 budget = b
             }
             return try DualHeadLoader.load(directory: model, dataset: data, budget: budget, precision: precision,
-                                           itemTablePrecision: itemTablePrecision)
+                                           itemTablePrecision: itemTablePrecision, newItemPrior: newItemPrior)
         }
         let texts = itemPrompts + s.validation.prefix(200).map {
             Prompts.user(history: $0.history, catalog: data.catalog, targetTime: $0.targetTime)

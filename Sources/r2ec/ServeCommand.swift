@@ -103,8 +103,13 @@ struct Serve: ParsableCommand {
     var memoryBudget: String?
     @Option(help: "Item table the dual-head models score against: float32, or int8 (one float32 scale per row: a quarter of the bytes per scoring pass; ranking by the dequantised table; SimilarItems keeps float32).")
     var itemTablePrecision = ItemTablePrecision.float32
+    @Option(help: "Weight W in [0, 1] of new items' content prior in the dual-head models: an item without a training interaction (one UpsertItems adds, or one in the catalogue the model never trained on) gets unit((1-W)*text vector + W*mean of its genres' centroids), a centroid being the mean vector of the trained items of that genre, taken at load (text alone when none of its genres has one); 0 = text alone.")
+    var newItemPrior: Float = 0
 
     func validate() throws {
+        guard (0...1).contains(newItemPrior) else {
+            throw ValidationError("--new-item-prior: expected a weight in [0, 1], got \(newItemPrior)")
+        }
         guard (0...65535).contains(port) else { throw ValidationError("--port: \(port) is not a TCP port (0...65535)") }
         if let m = metricsPort {
             guard (0...65535).contains(m) else { throw ValidationError("--metrics-port: \(m) is not a TCP port (0...65535)") }
@@ -233,7 +238,8 @@ struct Serve: ParsableCommand {
             }
             return b
         }
-        let loader = ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: budget, itemTablePrecision: itemTablePrecision),
+        let loader = ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: budget, itemTablePrecision: itemTablePrecision,
+                                                                                    newItemPrior: newItemPrior),
                                  catalogVersion: live?.snapshot.catalogVersion ?? 0, keepsUserHistories: live == nil)
         for spec in (models.isEmpty ? ["popularity"] : models) {
             let model = try loader.load(spec: spec)
@@ -317,12 +323,14 @@ struct Serve: ParsableCommand {
 extension Serve {
     /// Reads a dual-head checkpoint directory (weights, tokenizer, item table, calibrator) over the dataset, within
     /// `budget` (or 80% of the memory available at the time of each load), scoring against the item table in
-    /// `itemTablePrecision`. Never writes into the directory.
-    static func checkpointLoader(budget: MemoryBudget?, itemTablePrecision: ItemTablePrecision = .float32) -> CheckpointLoader {
+    /// `itemTablePrecision`, with new items' content prior of weight `newItemPrior`. Never writes into the directory.
+    static func checkpointLoader(budget: MemoryBudget?, itemTablePrecision: ItemTablePrecision = .float32,
+                                 newItemPrior: Float = 0) -> CheckpointLoader {
         { directory, dataset in
             Console.status("loading dual-head checkpoint \(directory)")
             let model = try DualHeadLoader.load(directory: directory, dataset: dataset, budget: budget ?? .available(),
-                                                progress: true, itemTablePrecision: itemTablePrecision)
+                                                progress: true, itemTablePrecision: itemTablePrecision,
+                                                newItemPrior: newItemPrior)
             return (model, try DualHeadLoader.calibrator(directory: directory, model: model, dataset: dataset))
         }
     }

@@ -160,6 +160,20 @@ final class AdaptiveRecipeTests: XCTestCase {
         }
         try FileManager.default.moveItem(atPath: data + "/ids.safetensors", toPath: out + "/" + ItemIDVectors.fileName)
         let split = Splits.make(.loo, dataset)
+        // New items' content prior (--new-item-prior .5): the unrated "Drama" item scores with
+        // unit(.5 text + .5 mean of the Drama items with a training interaction, as scored: id vectors included);
+        // trained items are unchanged.
+        let withPrior = try DualHeadLoader.load(directory: out, dataset: dataset, newItemPrior: 0.5)
+        let inTraining = Set(split.train.map(\.item))
+        let drama = inTraining.filter { dataset.catalog[$0].genres.contains("Drama") }
+        XCTAssertGreaterThan(drama.count, 5)
+        var blend = (0..<d).map { j in 0.5 * Double(row(loaded, unrated)[j]) +
+            0.5 * drama.map { Double(row(loaded, $0)[j]) }.reduce(0, +) / Double(drama.count) }
+        let norm = blend.map { $0 * $0 }.reduce(0, +).squareRoot()
+        blend = blend.map { $0 / norm }
+        for (a, b) in zip(row(withPrior, unrated), blend) { XCTAssertEqual(Double(a), b, accuracy: 1e-5) }
+        for i in trained.prefix(5) { XCTAssertEqual(row(withPrior, i), row(loaded, i)) }
+        XCTAssertEqual(withPrior.contentPrior?.weight, 0.5)
         var options = EvalOptions(); options.bootstrapResamples = 0; options.batchSize = 128
         let again = try Trainer.evaluate(try DualHeadLoader.load(directory: out, dataset: dataset), on: split.validation, options: options)
         XCTAssertEqual(again.metrics["NDCG@10"]!, summary.validation.metrics["NDCG@10"]!, accuracy: 1e-9)
