@@ -40,6 +40,20 @@ public enum Prompts {
         return lines.joined(separator: "\n")
     }
 
+    /// Title dropout's rendering of an item (`title_dropout` of the rec stage): the item prompt without its title
+    /// and statistics, i.e. the year (when known) and the description or genres, so the item tower learns to place an
+    /// item from what a new item shares with trained ones.
+    public static func itemWithoutTitle(_ item: Item) -> String {
+        var lines = [itemInstruction]
+        if item.year > 0 { lines.append("Year: \(item.year)") }
+        if !item.description.isEmpty {
+            lines.append("Description: " + firstWords(item.description, descriptionWords))
+        } else if !item.genres.isEmpty {
+            lines.append("Genres: " + firstWords(item.genres.joined(separator: ", "), descriptionWords))
+        }
+        return lines.joined(separator: "\n")
+    }
+
     /// "Toy Story (1995)" when the year is known; the id when the item has no title.
     public static func displayTitle(_ item: Item) -> String {
         let t = item.title.isEmpty ? item.id : item.title

@@ -6,6 +6,9 @@
 // Stats dropout (`new_item_share`): a seeded share of the step's encoded items is rendered as a new item's prompt
 // (no average rating, 0 raters), the prompt an item added after training gets, so the item tower learns to place
 // such items from their title and genres instead of meeting "Raters: 0" for the first time when serving.
+// Title dropout (`title_dropout`): a seeded share of the step's encoded items is rendered without title and
+// statistics (year and genres only, Prompts.itemWithoutTitle), so the item tower must place those from their genres
+// and year, what a new item's unseen title leaves it with. An item drawn for both is rendered without its title.
 import Data
 import Eval
 import Foundation
@@ -36,6 +39,9 @@ public struct RecStage: TrainingStage {
     public var freshItems = 256
     /// Share of the encoded items rendered as new items (stats dropout), drawn per step and item from the run's seed.
     public var newItemShare: Float = 0
+    /// Share of the encoded items rendered without title and statistics (title dropout), drawn like `newItemShare`
+    /// but independently of it.
+    public var titleDropout: Float = 0
 
     public init() {}
 
@@ -52,6 +58,7 @@ public struct RecStage: TrainingStage {
             .bool("logq", \.logQ),
             .int("fresh_items", \.freshItems, .within(1, 1_000_000)),
             .float("new_item_share", \.newItemShare, .within(0, 1)),
+            .float("title_dropout", \.titleDropout, .within(0, 1)),
         ]
 
     public var evaluation: EvaluationSchedule? { validation }
@@ -99,9 +106,11 @@ public struct RecStage: TrainingStage {
         let fixed = FloatBuffer(shape: [max(1, fixedItems.count), d])
         for (i, item) in fixedItems.enumerated() { (fixed.data + i * d).update(from: t.table!.data + item * d, count: d) }
 
+        let titleless = fresh.map { rendersWithoutTitle(item: $0, step: step, seed: t.config.seed) }
         let asNew = fresh.map { rendersAsNew(item: $0, step: step, seed: t.config.seed) }
         let sequences = examples.map(\.tokens) + fresh.indices.map {
-            asNew[$0] ? corpus.newItemTokens[fresh[$0]] : corpus.itemTokens[fresh[$0]]
+            titleless[$0] ? corpus.titlelessItemTokens[fresh[$0]]
+                : asNew[$0] ? corpus.newItemTokens[fresh[$0]] : corpus.itemTokens[fresh[$0]]
         }
         let share = BatchShare(lengths: sequences.map(\.count), world: world)
         let mine = share.sequences
@@ -172,8 +181,8 @@ public struct RecStage: TrainingStage {
             ids.accumulate(fresh, gradients: g)
         }
         if useTable && memoryBank {
-            // A row keeps the item's own prompt's vector: a read-out of its new-item rendering is not written there.
-            for (i, item) in fresh.enumerated() where !asNew[i] {
+            // A row keeps the item's own prompt's vector: a read-out of another rendering is not written there.
+            for (i, item) in fresh.enumerated() where !asNew[i] && !titleless[i] {
                 (t.table!.data + item * d).update(from: result.itemVectors.data + i * d, count: d)
             }
         }
@@ -191,9 +200,18 @@ public struct RecStage: TrainingStage {
     /// Whether `item`, encoded in step `step` of a run seeded `seed`, is rendered as a new item: a uniform draw from
     /// (seed, step, item) below `newItemShare`. The same for every rank and for a resumed run.
     public func rendersAsNew(item: Int, step: Int, seed: UInt64) -> Bool {
-        guard newItemShare > 0 else { return false }
-        var rng = SplitMix64(seed: (seed ^ 0x6E65_775F_6974_656D) &+ UInt64(step) &* 0xD1B5_4A32_D192_ED03
-                                   &+ UInt64(item) &* 0xBF58_476D_1CE4_E5B9)
-        return Double(rng.next() >> 11) / 9_007_199_254_740_992 < Double(newItemShare)
+        Self.draw(item: item, step: step, seed: seed ^ 0x6E65_775F_6974_656D) < Double(newItemShare)
+    }
+
+    /// Whether `item`, encoded in step `step` of a run seeded `seed`, is rendered without its title: a uniform draw
+    /// from (seed, step, item), independent of `rendersAsNew`'s, below `titleDropout`.
+    public func rendersWithoutTitle(item: Int, step: Int, seed: UInt64) -> Bool {
+        Self.draw(item: item, step: step, seed: seed ^ 0x7469_746C_655F_6F66) < Double(titleDropout)
+    }
+
+    /// A uniform draw in [0, 1) from (salted seed, step, item).
+    static func draw(item: Int, step: Int, seed: UInt64) -> Double {
+        var rng = SplitMix64(seed: seed &+ UInt64(step) &* 0xD1B5_4A32_D192_ED03 &+ UInt64(item) &* 0xBF58_476D_1CE4_E5B9)
+        return Double(rng.next() >> 11) / 9_007_199_254_740_992
     }
 }

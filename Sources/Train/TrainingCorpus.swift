@@ -14,6 +14,8 @@ public final class TrainingCorpus: @unchecked Sendable {
     /// Prompts.item per catalogue item rendered as a new item's ("Average rating: none", "Raters: 0"): what
     /// UpsertItems and `r2ec eval --model` give an item without training interactions.
     public let newItemPrompts: [String]
+    /// Prompts.itemWithoutTitle per catalogue item (title dropout).
+    public let titlelessItemPrompts: [String]
     /// Per user, the training sequence, oldest first.
     public let sequences: [UserHistory]
     /// Share of the training interactions held by each item.
@@ -22,6 +24,8 @@ public final class TrainingCorpus: @unchecked Sendable {
     public private(set) var itemTokens: [[Int]] = []
     /// The tokens of `newItemPrompts`.
     public private(set) var newItemTokens: [[Int]] = []
+    /// The tokens of `titlelessItemPrompts`.
+    public private(set) var titlelessItemTokens: [[Int]] = []
     private var newline = -1
     private var maxTokens = 2048
 
@@ -36,6 +40,7 @@ public final class TrainingCorpus: @unchecked Sendable {
         let stats = dataset.itemStats(from: split.train)
         itemPrompts = (0..<dataset.catalog.count).map { Prompts.item(dataset.catalog[$0], stats: stats[$0]) }
         newItemPrompts = dataset.catalog.items.map { Prompts.item($0, stats: ItemStats(count: 0, meanRating: 0)) }
+        titlelessItemPrompts = dataset.catalog.items.map(Prompts.itemWithoutTitle)
         var interactions = split.train
         if includeValidation {
             // The validation interaction itself (its rating included): one matching row of the dataset per sample.
@@ -101,6 +106,7 @@ public final class TrainingCorpus: @unchecked Sendable {
         }
         itemTokens = itemPrompts.map(encode)
         newItemTokens = newItemPrompts.map(encode)
+        titlelessItemTokens = titlelessItemPrompts.map(encode)
         let nl = tokenizer.encode("\n")
         newline = nl.count == 1 ? nl[0] : -1
     }
