@@ -46,6 +46,14 @@ public enum ItemTablePrecision: String, Sendable, CaseIterable, Codable {
     case int8
 }
 
+/// What ranking one history's scores reads (DualHeadModel.scoreForRanking): its best `depth` items (a top-k plus the
+/// items it masks, plus the calibrated ranks when probabilities are asked) and every item of `exact` (a candidate list).
+public struct RankingNeed: Sendable {
+    public var depth: Int
+    public var exact: [Int]?
+    public init(depth: Int, exact: [Int]? = nil) { self.depth = depth; self.exact = exact }
+}
+
 public final class DualHeadModel: Recommender, @unchecked Sendable {
     public let model: Qwen2Model
     public let tokenizer: Tokenizer
@@ -76,9 +84,12 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     let packedTable: PackedMatrix?
     /// The item table as int8 with one scale per row, scored instead of `packedTable` when `itemTablePrecision` is
     /// int8 (a quarter of the bytes to stream per scoring pass; the scores are the dequantised table's).
-    let int8Table: Int8Matrix?
+    public let int8Table: Int8Matrix?
     /// What the scoring product reads: the float32 table packed (bfloat16 with a bfloat16 network), or int8.
     public let itemTablePrecision: ItemTablePrecision
+    /// Whether scoreForRanking may use the int8 table's VNNI pass (quantised user vectors, the top re-scored exactly)
+    /// where the CPU has it; false scores every item exactly (for comparisons).
+    public var vnniRanking = true
 
     public init(model: Qwen2Model, tokenizer: Tokenizer, catalog: Catalog, itemTable: ItemTable, tau: Float = 0.02,
                 itemTablePrecision: ItemTablePrecision = .float32) {
@@ -163,6 +174,32 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
 
     /// The direct path for each history: prompt + `<answer>` in one prefill, readout, one GEMM against the table.
     public func scoreAll(_ histories: [UserHistory], targetTimes: [Int64]?) throws -> [Float] {
+        try direct(histories, targetTimes: targetTimes) { unit, _, count, out in
+            score(userVectors: unit, count: count, into: out)
+        }
+    }
+
+    /// The direct path's scores for ranking: each row ranks its best needs[q].depth items, and needs[q].exact, as
+    /// scoreAll's would; other values may be lower than scoreAll's (Int8Matrix.multiplyForRanking: with an int8 table on
+    /// an AVX512_VNNI CPU and `vnniRanking`, the table pass runs on quantised user vectors and only the items near the
+    /// top are re-scored). Otherwise the rows are scoreAll's.
+    public func scoreForRanking(_ histories: [UserHistory], targetTimes: [Int64]?, needs: [RankingNeed]) throws -> [Float] {
+        precondition(needs.count == histories.count, "one ranking need per history")
+        guard let int8Table, vnniRanking, Int8Matrix.vnniAvailable else {
+            return try scoreAll(histories, targetTimes: targetTimes)
+        }
+        let items = catalog.count
+        return try direct(histories, targetTimes: targetTimes) { unit, start, count, out in
+            int8Table.multiplyForRanking(rows: count, x: unit, ldx: itemTable.dimension, out: out, ldo: items,
+                                         alpha: 1 / tau, depths: needs[start..<(start + count)].map(\.depth),
+                                         exact: needs[start..<(start + count)].map(\.exact))
+        }
+    }
+
+    /// Prefills the histories' direct prompts in chunks of `directBatchSize` and lets `scoring` write each chunk's
+    /// rows from its unit user vectors (vectors, first history, count, rows).
+    private func direct(_ histories: [UserHistory], targetTimes: [Int64]?,
+                        scoring: (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void) throws -> [Float] {
         for (q, h) in histories.enumerated() {
             if let bad = h.items.first(where: { $0 < 0 || $0 >= catalog.count }) {
                 throw RecommenderError.invalidQuery("history \(q) holds item index \(bad) outside the catalogue")
@@ -179,7 +216,7 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
                     userTokens(DualHeadFormat.directText(userPrompt: userPrompt(histories[q], targetTime: targetTimes?[q])))
                 }
                 let unit = model.readout(tokens)
-                score(userVectors: unit.pointer, count: end - start, into: buffer.baseAddress! + start * items)
+                scoring(unit.pointer, start, end - start, buffer.baseAddress! + start * items)
                 start = end
             }
             initialized = histories.count * items
@@ -242,7 +279,8 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
 
     /// The `k` best items for each history by the direct path, history items masked.
     public func recommend(_ histories: [UserHistory], k: Int) throws -> [[RankedItem]] {
-        let scores = try scoreAll(histories)
+        let scores = try scoreForRanking(histories, targetTimes: nil,
+                                         needs: histories.map { RankingNeed(depth: k + Set($0.items).count) })
         let items = catalog.count
         return scores.withUnsafeBufferPointer { all in
             histories.indices.map { q in

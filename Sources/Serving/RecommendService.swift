@@ -116,16 +116,24 @@ public enum RecommendService {
         }
     }
 
-    /// Direct-path Recommend for a batch of requests on one model: one scoreAll call for all of them (requests with no
-    /// history at all take the model's cold-start scores when it has them).
+    /// Direct-path Recommend for a batch of requests on one model: one scoreAll call for all of them (a dual-head model's
+    /// scoreForRanking, exact where each request's ranking reads; requests with no history at all take the model's
+    /// cold-start scores when it has them).
     public static func recommendDirect(_ prepared: [Prepared], model: ServedModel, probabilities: [Bool]) throws -> [RecommendResult] {
         let n = model.catalog.count
         let cold = model.coldStart.map { c in Set(prepared.indices.filter { prepared[$0].resolved.history.count == 0 }) } ?? []
         let warm = prepared.indices.filter { !cold.contains($0) }
         let histories = warm.map { prepared[$0].resolved.history }
         let warmScores = try model.dualHead.map { dual in
-            try dual.scoreAll(histories, targetTimes: warm.map {
-                prepared[$0].targetTime ?? (prepared[$0].resolved.history.timestamps.max() ?? 0) })
+            // What answer() reads of each row: the top-k (and the calibrated ranks) outside the masked items, and the
+            // candidates.
+            let needs = warm.map { q -> RankingNeed in
+                let p = prepared[q]
+                let ranks = probabilities[q] ? model.calibrator?.ranks ?? 0 : 0
+                return RankingNeed(depth: max(p.topK, ranks) + p.masked.count, exact: p.allowed)
+            }
+            return try dual.scoreForRanking(histories, targetTimes: warm.map {
+                prepared[$0].targetTime ?? (prepared[$0].resolved.history.timestamps.max() ?? 0) }, needs: needs)
         } ?? (warm.isEmpty ? [] : model.recommender.scoreAll(histories))
         precondition(warmScores.count == warm.count * n, "scoreAll returned \(warmScores.count) scores")
         var scores = cold.isEmpty ? warmScores : [Float](repeating: 0, count: prepared.count * n)

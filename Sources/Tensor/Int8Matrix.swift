@@ -1,7 +1,9 @@
 // A matrix stored as int8 with one float32 scale per row (Sources/CKernels/include/int8_table.h): the compact form of
-// the item table, a quarter of the float32 bytes plus 4 per row. The scoring product out = alpha · x · dequant(W)^T
-// reads the table once per call, so at one query row it runs at the speed the table's bytes arrive; the queries stay
-// float32, so the scores are those of the dequantised table up to float rounding.
+// the item table, a quarter of the float32 bytes plus 8 per row. The scoring product out = alpha · x · dequant(W)^T
+// reads the table once per call, so at one query row it runs at the speed the table's bytes arrive. `multiply` keeps
+// the queries float32: the scores are those of the dequantised table up to float rounding. `multiplyForRanking`
+// (AVX512_VNNI) quantises the queries too, for integer dot products without widening, then re-scores exactly every
+// item the quantisation error could move into a row's best `depth`: the rows rank their best items as `multiply`'s do.
 import CKernels
 import Foundation
 
@@ -10,8 +12,17 @@ public final class Int8Matrix: @unchecked Sendable {
     public let n: Int
     public let k: Int
     let panels: Int
+    /// Groups of 4 values per row (k rounded up to 4).
+    let groups: Int
     private let values: UnsafeMutablePointer<Int8>
     private let scales: UnsafeMutablePointer<Float>
+    private let sums: UnsafeMutablePointer<Int32>
+    /// The largest norm of a dequantised row, ||s q||_2: bounds what quantising a query changes a score by.
+    public let largestRowNorm: Float
+
+    /// Whether the kernels `multiplyForRanking` needs can run: AVX512_VNNI on this CPU and `CPU.isa` AVX-512.
+    public static var vnniAvailable: Bool { CPU.isa == .avx512 && detectedVNNI }
+    static let detectedVNNI = r2ec_int8_has_vnni() != 0
 
     /// Quantises W [n, k] (row stride `ldw`, default k): row i becomes round(W[i] / s_i) with s_i = max|W[i]| / 127.
     public init(weights: UnsafePointer<Float>, n: Int, k: Int, ldw: Int? = nil) {
@@ -19,35 +30,56 @@ public final class Int8Matrix: @unchecked Sendable {
         self.n = n
         self.k = k
         panels = Int(r2ec_int8_panels(Int32(n)))
+        groups = Int(r2ec_int8_groups(Int32(k)))
         let width = Int(R2EC_INT8_PANEL)
-        values = UnsafeMutableRawPointer.allocate(byteCount: panels * width * k, alignment: 64).bindMemory(to: Int8.self, capacity: panels * width * k)
+        let bytes = panels * groups * Int(R2EC_INT8_GROUP)
+        values = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64).bindMemory(to: Int8.self, capacity: bytes)
         scales = .allocate(capacity: panels * width)
+        sums = .allocate(capacity: panels * width)
         let ldw = Int32(ldw ?? k)
-        let (values, scales) = (values, scales)
+        let (values, scales, sums, panels) = (values, scales, sums, panels)
         if n * k >= 1 << 16 {
+            let lock = NSLock()
+            var largest: Float = 0
             ThreadPool.shared.parallelSlices(panels) { r in
-                r2ec_int8_pack(Int32(k), Int32(n), weights, ldw, Int32(r.lowerBound), Int32(r.upperBound), values, scales)
+                let norm = r2ec_int8_pack(Int32(k), Int32(n), weights, ldw, Int32(r.lowerBound), Int32(r.upperBound),
+                                          values, scales, sums)
+                lock.lock(); largest = max(largest, norm); lock.unlock()
             }
+            largestRowNorm = largest
         } else {
-            r2ec_int8_pack(Int32(k), Int32(n), weights, ldw, 0, Int32(panels), values, scales)
+            largestRowNorm = r2ec_int8_pack(Int32(k), Int32(n), weights, ldw, 0, Int32(panels), values, scales, sums)
         }
     }
 
     deinit {
         values.deallocate()
         scales.deallocate()
+        sums.deallocate()
     }
 
-    /// Bytes held: the int8 values and the scales, padding included.
-    public var byteCount: Int { panels * Int(R2EC_INT8_PANEL) * (k + 4) }
+    /// Bytes held: the int8 values, the scales and the sums, padding included.
+    public var byteCount: Int { panels * groups * Int(R2EC_INT8_GROUP) + panels * Int(R2EC_INT8_PANEL) * 8 }
 
     /// Row i's scale s_i.
     public func scale(_ i: Int) -> Float { scales[i] }
 
+    /// Row i's sum of its int8 values.
+    public func sum(_ i: Int) -> Int32 { sums[i] }
+
     /// Row i's int8 value at column j.
     public func value(_ i: Int, _ j: Int) -> Int8 {
         let width = Int(R2EC_INT8_PANEL)
-        return values[(i / width) * k * width + j * width + i % width]
+        return values[(i / width) * groups * Int(R2EC_INT8_GROUP) + (j / 4) * Int(R2EC_INT8_GROUP) + (i % width) * 4 + j % 4]
+    }
+
+    /// Splits `body` over the pool by panels unless `serial` or the product of m rows is small.
+    private func overPanels(rows m: Int, serial: Bool, _ body: (Range<Int>) -> Void) {
+        if serial || m * n * k < GEMM.parallelThreshold || ThreadPool.shared.threadCount == 1 {
+            body(0..<panels)
+        } else {
+            ThreadPool.shared.parallelSlices(panels) { body($0) }
+        }
     }
 
     /// out[m, n] = alpha · x[m, k] · dequant(W)^T (row strides ldx, ldo; out is only written), under CPU.isa.
@@ -56,15 +88,80 @@ public final class Int8Matrix: @unchecked Sendable {
                          alpha: Float = 1, serial: Bool = false) {
         if m == 0 { return }
         let isa = CPU.isa.c
-        let (values, scales, n, k) = (values, scales, Int32(n), Int32(k))
-        func run(_ range: Range<Int>) {
-            r2ec_int8_gemm(isa, Int32(m), n, k, x, Int32(ldx), values, scales, Int32(range.lowerBound),
+        let (values, scales, n32, k32) = (values, scales, Int32(n), Int32(k))
+        overPanels(rows: m, serial: serial) { range in
+            r2ec_int8_gemm(isa, Int32(m), n32, k32, x, Int32(ldx), values, scales, Int32(range.lowerBound),
                            Int32(range.upperBound), out, Int32(ldo), alpha)
         }
-        if serial || m * Int(n) * Int(k) < GEMM.parallelThreshold || ThreadPool.shared.threadCount == 1 {
-            run(0..<panels)
-        } else {
-            ThreadPool.shared.parallelSlices(panels) { run($0) }
+    }
+
+    /// The VNNI pass alone: out[i, j] = alpha · t_i · s_j · sum_k xq[i, k] q[j, k] with each query row quantised
+    /// (x ~ t_i xq, xq = round(x / t_i) in -127...127, t_i = max|x_i| / 127). Returns ||x_i - t_i xq_i||_2 per row.
+    /// Needs `vnniAvailable`.
+    func multiplyQuantised(rows m: Int, x: UnsafePointer<Float>, ldx: Int, out: UnsafeMutablePointer<Float>, ldo: Int,
+                           alpha: Float, serial: Bool = false) -> [Float] {
+        precondition(Self.vnniAvailable, "the VNNI pass needs AVX512_VNNI and CPU.isa avx512")
+        var quantised = [UInt8](repeating: 0, count: m * groups * 4)
+        var steps = [Float](repeating: 0, count: m), errors = [Float](repeating: 0, count: m)
+        r2ec_int8_quantize_queries(Int32(m), Int32(k), x, Int32(ldx), &quantised, &steps, &errors)
+        let factors = steps.map { alpha * $0 }
+        let (values, scales, sums, n32, k32) = (values, scales, sums, Int32(n), Int32(k))
+        quantised.withUnsafeBufferPointer { u in
+            factors.withUnsafeBufferPointer { f in
+                overPanels(rows: m, serial: serial) { range in
+                    r2ec_int8_gemm_vnni(Int32(m), n32, k32, u.baseAddress!, f.baseAddress!, values, scales, sums,
+                                        Int32(range.lowerBound), Int32(range.upperBound), out, Int32(ldo))
+                }
+            }
         }
+        return errors
+    }
+
+    /// out[m, n] as `multiply` writes it where a ranking looks, for less work: row i's values equal `multiply`'s (to
+    /// float rounding: they are re-scored in float64) on a set of items that holds the row's best depths[i] items and
+    /// every item of exact[i], and every other value is below all of the best depths[i] items' values. So for any
+    /// masked set M and kk with kk + |M| <= depths[i], the row's best kk items outside M are `multiply`'s, and a top-kk
+    /// among exact[i] is too. Without VNNI (`vnniAvailable`) this is `multiply`. Returns the items re-scored per row.
+    ///
+    /// How: the queries are quantised (int8 steps t_i), the VNNI pass scores every item, and the scores move by at most
+    /// b_i = |alpha| · largestRowNorm · ||x_i - t_i xq_i||; the depth-th best approximate score minus 2 b_i is the
+    /// threshold at and above which items are re-scored (an item below it scores, exactly, under every item at or
+    /// above the depth-th).
+    @discardableResult
+    public func multiplyForRanking(rows m: Int, x: UnsafePointer<Float>, ldx: Int, out: UnsafeMutablePointer<Float>,
+                                   ldo: Int, alpha: Float = 1, depths: [Int], exact: [[Int]?],
+                                   serial: Bool = false) -> [Int] {
+        precondition(depths.count == m && exact.count == m, "one depth and one exact list per row")
+        guard m > 0 else { return [] }
+        guard Self.vnniAvailable else {
+            multiply(rows: m, x: x, ldx: ldx, out: out, ldo: ldo, alpha: alpha, serial: serial)
+            return Array(repeating: n, count: m)
+        }
+        let errors = multiplyQuantised(rows: m, x: x, ldx: ldx, out: out, ldo: ldo, alpha: alpha, serial: serial)
+        let (values, scales, k32) = (values, scales, Int32(k))
+        let isa = CPU.isa.c
+        var rescored: [Int] = []
+        for i in 0..<m {
+            let row = out + i * ldo, query = x + i * ldx
+            let depth = min(max(depths[i], 1), n)
+            var heap = [Float](repeating: 0, count: depth)
+            let kth = r2ec_kth_largest(isa, row, n, Int32(depth), &heap)
+            var norm: Float = 0
+            for j in 0..<k { norm += query[j] * query[j] }
+            // Float slack: the approximate scores' own rounding, relative to the largest score possible.
+            let bound = abs(alpha) * largestRowNorm * (errors[i] * 1.001 + 1e-5 * norm.squareRoot())
+            let threshold = kth - 2 * bound
+            var items = [Int32](repeating: 0, count: 4096)
+            var count = r2ec_collect_at_least(isa, row, n, threshold, &items, items.count)
+            if count > items.count {
+                items = [Int32](repeating: 0, count: count)
+                count = r2ec_collect_at_least(isa, row, n, threshold, &items, items.count)
+            }
+            items.removeLast(items.count - count)
+            if let extra = exact[i] { items += extra.lazy.filter { $0 >= 0 && $0 < self.n }.map { Int32($0) } }
+            r2ec_int8_rescore(k32, query, values, scales, items, Int32(items.count), alpha, row)
+            rescored.append(items.count)
+        }
+        return rescored
     }
 }

@@ -40,9 +40,17 @@ struct BenchScale: ParsableCommand {
         var scoreGBPerSecond: Double
         var topKMilliseconds: Double
         var sgemvMilliseconds: Double
+        /// int8 with VNNI: the ranking pass (quantised user vector, VNNI pass, exact re-score near the top) and the
+        /// items it re-scored.
+        var rankingMilliseconds: Double?
+        var rescoredItems: Int?
         var p50Milliseconds: Double
         var p99Milliseconds: Double
         var batchedPerSecond: Double
+        /// int8 with VNNI: Recommend with every item scored exactly (the widening kernel), measured in the same run.
+        var exactP50Milliseconds: Double?
+        var exactP99Milliseconds: Double?
+        var exactBatchedPerSecond: Double?
         var rssMiB: Double
         var streamCopyGBPerSecond: Double
         var streamTriadGBPerSecond: Double
@@ -85,6 +93,7 @@ struct BenchScale: ParsableCommand {
         var rng = SplitMix64(seed: seed &+ 17)
 
         var rows: [Row] = []
+        var vnniLines: [String] = []
         print("\n| items | build items/s | table MiB | score ms | score GB/s | of STREAM copy | sgemv ms | top-10 ms | Recommend p50 ms | p99 ms | batched rec/s (batch \(batch)) | RSS MiB |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for n in wanted.sorted() {
@@ -115,7 +124,7 @@ struct BenchScale: ParsableCommand {
             let table = ItemTable(vectors: vectors, weightsHash: "bench", promptsHash: "bench")
             let recommender = DualHeadModel(model: net, tokenizer: tokenizer, catalog: catalog, itemTable: table, tau: 0.05,
                                             itemTablePrecision: itemTablePrecision)
-            let tableBytes = itemTablePrecision == .int8 ? Double(n * (d + 4)) : Double(n * d * (precision == .bfloat16 ? 2 : 4))
+            let tableBytes = itemTablePrecision == .int8 ? Double(n * (d + 8)) : Double(n * d * (precision == .bfloat16 ? 2 : 4))
 
             // The scoring pass alone (one unit vector against the table), then the top 10 over its scores alone
             // (masking 20 items, as Recommend does).
@@ -144,6 +153,25 @@ struct BenchScale: ParsableCommand {
                 sgemvTimes.append(GEMMBenchmark.now() - t)
             }
 
+            // The ranking pass (int8 on an AVX512_VNNI CPU): quantised user vector, VNNI pass, the items near the top
+            // re-scored exactly (depth 30: a top-10 with 20 masked items).
+            var rankingMedian: Double? = nil, rescored: Int? = nil
+            if itemTablePrecision == .int8 && Int8Matrix.vnniAvailable, let int8 = recommender.int8Table {
+                var times: [Double] = [], counts: [Int] = []
+                let rankingStart = Date()
+                while Date().timeIntervalSince(rankingStart) < seconds / 2 || times.count < 3 {
+                    let t = GEMMBenchmark.now()
+                    let c = scores.withUnsafeMutableBufferPointer {
+                        int8.multiplyForRanking(rows: 1, x: user.pointer, ldx: d, out: $0.baseAddress!, ldo: n,
+                                                alpha: 1 / recommender.tau, depths: [30], exact: [nil])
+                    }
+                    times.append(GEMMBenchmark.now() - t)
+                    counts.append(c[0])
+                }
+                rankingMedian = Self.percentile(times, 0.5)
+                rescored = counts.sorted()[counts.count / 2]
+            }
+
             // Direct Recommend: a history of 20 catalogue items, prompt to top 10.
             func history() -> UserHistory {
                 let items = (0..<20).map { _ in Int(rng.next() % UInt64(n)) }
@@ -151,28 +179,41 @@ struct BenchScale: ParsableCommand {
                                    ratings: [Float](repeating: 4, count: 20))
             }
             let histories = (0..<max(batch, 16)).map { _ in history() }
-            var latencies: [Double] = []
-            let callStart = Date()
-            var i = 0
-            while Date().timeIntervalSince(callStart) < seconds || latencies.count < 5 {
-                let t = GEMMBenchmark.now()
-                _ = try recommender.recommend([histories[i % histories.count]], k: 10)
-                latencies.append(GEMMBenchmark.now() - t)
-                i += 1
+            func recommendLatencies() throws -> (p50: Double, p99: Double, batched: Double) {
+                var latencies: [Double] = []
+                let callStart = Date()
+                var i = 0
+                while Date().timeIntervalSince(callStart) < seconds || latencies.count < 5 {
+                    let t = GEMMBenchmark.now()
+                    _ = try recommender.recommend([histories[i % histories.count]], k: 10)
+                    latencies.append(GEMMBenchmark.now() - t)
+                    i += 1
+                }
+                var served = 0
+                let batchStart = Date()
+                while Date().timeIntervalSince(batchStart) < seconds || served == 0 {
+                    _ = try recommender.recommend(Array(histories.prefix(batch)), k: 10)
+                    served += batch
+                }
+                return (Self.percentile(latencies, 0.5), Self.percentile(latencies, 0.99),
+                        Double(served) / Date().timeIntervalSince(batchStart))
             }
-            var served = 0
-            let batchStart = Date()
-            while Date().timeIntervalSince(batchStart) < seconds || served == 0 {
-                _ = try recommender.recommend(Array(histories.prefix(batch)), k: 10)
-                served += batch
+            // With the VNNI ranking pass, Recommend is measured with every item scored exactly too (same run).
+            var exact: (p50: Double, p99: Double, batched: Double)? = nil
+            if rankingMedian != nil {
+                recommender.vnniRanking = false
+                exact = try recommendLatencies()
+                recommender.vnniRanking = true
             }
-            let batched = Double(served) / Date().timeIntervalSince(batchStart)
+            let (p50, p99, batched) = try recommendLatencies()
             let row = Row(items: n, itemTablePrecision: itemTablePrecision.rawValue, buildItemsPerSecond: buildRate, buildSample: sample, tableMiB: tableBytes / 1_048_576,
                           scoreMilliseconds: 1000 * scoreMedian, scoreGBPerSecond: tableBytes / scoreMedian / 1e9,
                           topKMilliseconds: 1000 * Self.percentile(topKTimes, 0.5),
                           sgemvMilliseconds: 1000 * Self.percentile(sgemvTimes, 0.5),
-                          p50Milliseconds: 1000 * Self.percentile(latencies, 0.5),
-                          p99Milliseconds: 1000 * Self.percentile(latencies, 0.99), batchedPerSecond: batched,
+                          rankingMilliseconds: rankingMedian.map { 1000 * $0 }, rescoredItems: rescored,
+                          p50Milliseconds: 1000 * p50, p99Milliseconds: 1000 * p99, batchedPerSecond: batched,
+                          exactP50Milliseconds: exact.map { 1000 * $0.p50 }, exactP99Milliseconds: exact.map { 1000 * $0.p99 },
+                          exactBatchedPerSecond: exact?.batched,
                           rssMiB: Self.residentMiB(), streamCopyGBPerSecond: roofline.copyBandwidth,
                           streamTriadGBPerSecond: roofline.triadBandwidth)
             rows.append(row)
@@ -180,6 +221,19 @@ struct BenchScale: ParsableCommand {
                          row.tableMiB, row.scoreMilliseconds, row.scoreGBPerSecond,
                          100 * row.scoreGBPerSecond / row.streamCopyGBPerSecond, row.sgemvMilliseconds, row.topKMilliseconds, row.p50Milliseconds, row.p99Milliseconds,
                          row.batchedPerSecond, row.rssMiB))
+            if let ranking = row.rankingMilliseconds, let e50 = row.exactP50Milliseconds, let e99 = row.exactP99Milliseconds,
+               let eb = row.exactBatchedPerSecond {
+                vnniLines.append(String(format: "| %d | %.3f | %.1f | %.0f%% | %d | %.2f / %.2f | %.2f / %.2f | %.1f / %.1f |", n,
+                                        ranking, row.tableMiB * 1.048576 / ranking, 100 * row.tableMiB * 1.048576 / ranking / row.streamCopyGBPerSecond,
+                                        row.rescoredItems ?? 0, e50, row.p50Milliseconds, e99, row.p99Milliseconds,
+                                        eb, row.batchedPerSecond))
+            }
+        }
+        if !vnniLines.isEmpty {
+            print("\nVNNI ranking pass (int8 table, quantised user vector, items near the top re-scored exactly) against every item scored exactly, same run:\n")
+            print("| items | ranking pass ms | GB/s | of STREAM copy | items re-scored | Recommend p50 ms exact / VNNI | p99 ms exact / VNNI | batched rec/s exact / VNNI |")
+            print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+            for line in vnniLines { print(line) }
         }
         print(String(format: "\nSTREAM (same run): copy %.1f GB/s, triad %.1f GB/s; build rates measured on up to %d items per size; load average after: %@",
                      roofline.copyBandwidth, roofline.triadBandwidth, buildSample, Yardsticks.loadAverage()))

@@ -81,6 +81,15 @@ final class DualHeadModelTests: XCTestCase {
             for j in 0..<32 { dot += Double(user[j]) * Double(scale) * Double((row[j] / scale).rounded(.toNearestOrEven)) }
             XCTAssertEqual(Double(scores[i]), dot / 0.02, accuracy: 5e-4, "item \(i)")
         }
+        // The ranking path (VNNI with exact re-scoring where the CPU has it) ranks as the exact scores do.
+        let histories = [history, UserHistory(items: [1, 2, 5], timestamps: [10, 20, 30], ratings: [3, 4, 5])]
+        let exact = try dual.scoreAll(histories)
+        let ranked = try dual.recommend(histories, k: 3)
+        for (q, h) in histories.enumerated() {
+            let row = exact[(q * catalog.count)..<((q + 1) * catalog.count)]
+            let expected = row.withUnsafeBufferPointer { Ranking.topK($0, k: 3, masked: Set(h.items)).map(\.index) }
+            XCTAssertEqual(ranked[q].map(\.index), expected, "history \(q)")
+        }
         let updated = try dual.updatingCatalog(catalog, added: [], changed: [1], itemStats: catalog.items.map { _ in
             ItemStats(count: 3, meanRating: 4) }) as! DualHeadModel
         XCTAssertEqual(updated.itemTablePrecision, .int8)

@@ -3,8 +3,11 @@
 // kernel under every instruction set (portable, AVX2, AVX-512) against float64 sums over the dequantised rows
 // computed here, for shapes that leave partial panels (n % 32), partial half panels (n % 16), partial row tiles
 // (m % 12, m % 6), odd k (the kernels' two-accumulator k loop leaves a tail), k = 1, padded output rows that must stay
-// untouched, serial and split over the pool.
+// untouched, serial and split over the pool. The VNNI pass (quantised queries) against float64 sums of Swift's own
+// quantisation of the queries, with its error bound; the exact re-score against float64; and the ranking path: its
+// rows' top-k (masked, and among a candidate list) equal the top-k of float64 scores over the dequantised table.
 import XCTest
+import Data
 @testable import Tensor
 
 final class Int8MatrixTests: XCTestCase {
@@ -58,6 +61,121 @@ final class Int8MatrixTests: XCTestCase {
                     XCTAssertLessThanOrEqual(error, Double(scale) * (0.5 + 1e-5), "round trip (\(i), \(j)) of \(n)x\(k)")
                 }
                 XCTAssert(reachesEnd, "row \(i) of \(n)x\(k): its largest value should map to +-127")
+                XCTAssertEqual(table.sum(i), values.reduce(Int32(0)) { $0 + Int32($1) }, "sum of row \(i) of \(n)x\(k)")
+            }
+            var largest = 0.0
+            for i in 0..<n {
+                let (scale, values) = quantised(w.pointer + i * k, k: k)
+                largest = max(largest, Double(scale) * values.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot())
+            }
+            XCTAssertEqual(Double(table.largestRowNorm), largest, accuracy: largest * 1e-6, "largest row norm of \(n)x\(k)")
+        }
+    }
+
+    /// The VNNI pass: every score is alpha · t · s · sum(xq q) with xq Swift's quantisation of the query row (float64
+    /// here; the kernel's integer sum is exact, so only the final float products round), and the returned error is
+    /// ||x - t xq||; the scores then lie within the bound multiplyForRanking uses of the exact ones.
+    func testVNNIPassMatchesFloat64OfQuantisedQueries() throws {
+        try XCTSkipUnless(Int8Matrix.detectedVNNI && CPU.detected == .avx512, "no AVX512_VNNI on this CPU")
+        CPU.withISA(.avx512) {
+            for (m, n, k) in shapes + [(9, 70, 128), (17, 1000, 130), (1, 20_003, 128)] {
+                for serial in [true, false] { checkVNNI(m: m, n: n, k: k, alpha: serial ? 20 : -0.5, serial: serial) }
+            }
+        }
+    }
+
+    func checkVNNI(m: Int, n: Int, k: Int, alpha: Float, serial: Bool, file: StaticString = #filePath, line: UInt = #line) {
+        let w = weights(n: n, k: k, seed: UInt64(n &* 5 &+ k))
+        let ldx = k + 1, ldo = n + 3
+        let x = randomBuffer([m, ldx], seed: UInt64(m * 11 + k))
+        if m > 2 { for j in 0..<ldx { x.data[2 * ldx + j] = 0 } }   // a zero query row
+        let table = Int8Matrix(weights: w.pointer, n: n, k: k)
+        let sentinel: Float = 54321
+        let out = FloatBuffer(shape: [m, ldo]) { _ in sentinel }
+        let errors = table.multiplyQuantised(rows: m, x: x.pointer, ldx: ldx, out: out.data, ldo: ldo, alpha: alpha, serial: serial)
+        for i in 0..<m {
+            let (step, xq) = quantised(x.pointer + i * ldx, k: k)
+            var error = 0.0, norm = 0.0
+            for kk in 0..<k {
+                let e = Double(x.data[i * ldx + kk]) - Double(step) * Double(xq[kk])
+                error += e * e
+                norm += Double(x.data[i * ldx + kk]) * Double(x.data[i * ldx + kk])
+            }
+            XCTAssertEqual(Double(errors[i]), error.squareRoot(), accuracy: 1e-6 * (1 + error.squareRoot()),
+                           "query error of row \(i), \(m)x\(n)x\(k)", file: file, line: line)
+            for j in 0..<n {
+                let (scale, values) = quantised(w.pointer + j * k, k: k)
+                var integer = 0.0, exact = 0.0
+                for kk in 0..<k {
+                    integer += Double(xq[kk]) * Double(values[kk])
+                    exact += Double(x.data[i * ldx + kk]) * Double(scale) * Double(values[kk])
+                }
+                let expected = Double(alpha) * Double(step) * Double(scale) * integer
+                let got = Double(out.data[i * ldo + j])
+                // The products alpha · t, · s and the conversion round: a few float32 roundings of the result.
+                if abs(got - expected) > abs(expected) * 4e-7 + 1e-30 {
+                    XCTFail("VNNI \(m)x\(n)x\(k) (\(i), \(j)): \(got) vs \(expected)", file: file, line: line)
+                    return
+                }
+                let bound = Double(abs(alpha)) * Double(table.largestRowNorm) * Double(errors[i]) * 1.0001 + abs(expected) * 1e-6
+                if abs(got - Double(alpha) * exact) > bound {
+                    XCTFail("VNNI \(m)x\(n)x\(k) (\(i), \(j)): off the exact score by more than the bound", file: file, line: line)
+                    return
+                }
+            }
+            for j in n..<ldo where out.data[i * ldo + j] != sentinel {
+                XCTFail("VNNI \(m)x\(n)x\(k): padding (\(i), \(j)) written", file: file, line: line)
+                return
+            }
+        }
+    }
+
+    /// The ranking path under every instruction set (VNNI where the CPU has it, else `multiply`): for seeded tables
+    /// and queries, each row's top-k outside a masked set (k + masked <= depth), and its top-k among a candidate list,
+    /// equal the top-k of float64 scores over the dequantised table; the re-scored values equal float64's rounded.
+    func testRankingTopKEqualsExactTopKOfTheInt8Table() {
+        CPU.forEachAvailable { isa in
+            for (m, n, k) in [(5, 20_003, 128), (3, 4_000, 37), (2, 33, 8)] {
+                let w = weights(n: n, k: k, seed: UInt64(n + k))
+                let x = randomBuffer([m, k], seed: UInt64(m * 3 + k))
+                let table = Int8Matrix(weights: w.pointer, n: n, k: k)
+                let alpha: Float = 20
+                var generator = SplitMix64(seed: UInt64(n))
+                let depths = (0..<m).map { i in i == 1 ? n : [30, 12, 200][i % 3] }
+                let masks = depths.map { depth in Set((0..<(depth >= n ? 5 : depth / 2)).map { _ in Int(generator.next() % UInt64(n)) }) }
+                let candidates: [[Int]?] = (0..<m).map { i in i % 2 == 0 ? (0..<50).map { _ in Int(generator.next() % UInt64(n)) } : nil }
+                let out = FloatBuffer(shape: [m, n])
+                let rescored = table.multiplyForRanking(rows: m, x: x.pointer, ldx: k, out: out.data, ldo: n, alpha: alpha,
+                                                        depths: depths, exact: candidates)
+                for i in 0..<m {
+                    var exact = [Double](repeating: 0, count: n)
+                    for j in 0..<n {
+                        let (scale, values) = quantised(w.pointer + j * k, k: k)
+                        var sum = 0.0
+                        for kk in 0..<k { sum += Double(x.data[i * k + kk]) * Double(values[kk]) }
+                        exact[j] = Double(alpha) * Double(scale) * sum
+                    }
+                    func exactTop(_ kk: Int, masked: Set<Int>, among: [Int]? = nil) -> [Int] {
+                        Array((among.map { Array(Set($0)) } ?? Array(0..<n)).filter { !masked.contains($0) }
+                            .sorted { exact[$0] != exact[$1] ? exact[$0] > exact[$1] : $0 < $1 }.prefix(kk))
+                    }
+                    let row = UnsafeBufferPointer(start: out.data + i * n, count: n)
+                    let kk = min(10, depths[i] - masks[i].count)
+                    let got = Ranking.topK(row, k: kk, masked: masks[i]).map(\.index)
+                    XCTAssertEqual(got, exactTop(kk, masked: masks[i]), "\(isa) \(m)x\(n)x\(k) row \(i): masked top-\(kk)")
+                    for item in got {
+                        XCTAssertEqual(Double(row[item]), exact[item], accuracy: abs(exact[item]) * 1e-6 + 1e-6,
+                                       "\(isa) row \(i) item \(item)")
+                    }
+                    if let among = candidates[i] {
+                        let gotAmong = Ranking.topK(row, k: 5, masked: [], allowed: among).map(\.index)
+                        XCTAssertEqual(gotAmong, exactTop(5, masked: [], among: among), "\(isa) \(m)x\(n)x\(k) row \(i): candidates")
+                    }
+                    if Int8Matrix.vnniAvailable && depths[i] < n / 10 {
+                        XCTAssertLessThan(rescored[i], n / 4, "\(isa) \(m)x\(n)x\(k) row \(i): re-scored \(rescored[i]) of \(n)")
+                    }
+                }
+                print("\(isa) \(m)x\(n)x\(k): re-scored \(rescored) (depths \(depths))")
             }
         }
     }
