@@ -8,7 +8,8 @@
 // step, slower than the table's bytes arrive.
 //
 // VNNI kernel: vpdpbusd multiplies the 4 bytes of each 32-bit lane of the quantised query (unsigned) by the item's 4
-// int8 values (signed) and adds the 4 products to the lane's int32: 64 products per instruction, no widening.
+// int8 values (signed) and adds the 4 products to the lane's int32: 64 products per instruction, no widening. Each
+// query comes in two levels (its int8 steps, then its remainder's), so a table byte loaded serves two instructions.
 #include "int8_table.h"
 #include <immintrin.h>
 #include <math.h>
@@ -54,27 +55,39 @@ float r2ec_int8_pack(int k, int n, const float *w, int ldw, int first_panel, int
     return largest_norm;
 }
 
-void r2ec_int8_quantize_queries(int m, int k, const float *x, int ldx, uint8_t *u, float *steps, float *errors) {
+/// Quantises x[0..<k] to int8 steps: returns t = max|x| / 127 and writes round(x / t) + 128 (0 when t = 0).
+static float quantize_row(int k, const float *x, uint8_t *out) {
+    float largest = 0;
+    for (int kk = 0; kk < k; kk++) largest = fmaxf(largest, fabsf(x[kk]));
+    float step = largest / 127.0f;
+    for (int kk = 0; kk < k; kk++) {
+        int q = 0;
+        if (step > 0) {
+            float r = nearbyintf(x[kk] / step);
+            q = r > 127 ? 127 : r < -127 ? -127 : (int)r;
+        }
+        out[kk] = (uint8_t)(q + 128);
+    }
+    return step;
+}
+
+void r2ec_int8_quantize_queries(int m, int k, const float *x, int ldx, uint8_t *u, float *steps, float *errors,
+                                float *residual) {
     int padded = r2ec_int8_groups(k) * 4;
     for (int i = 0; i < m; i++) {
         const float *row = x + (size_t)i * ldx;
-        uint8_t *out = u + (size_t)i * padded;
-        float largest = 0;
-        for (int kk = 0; kk < k; kk++) largest = fmaxf(largest, fabsf(row[kk]));
-        float step = largest / 127.0f;
+        uint8_t *first = u + (size_t)i * 2 * padded, *second = first + padded;
+        float step = quantize_row(k, row, first);
+        for (int kk = 0; kk < k; kk++) residual[kk] = (float)((double)row[kk] - (double)step * (first[kk] - 128));
+        float fine = quantize_row(k, residual, second);
         double squares = 0;
         for (int kk = 0; kk < k; kk++) {
-            int q = 0;
-            if (step > 0) {
-                float r = nearbyintf(row[kk] / step);
-                q = r > 127 ? 127 : r < -127 ? -127 : (int)r;
-            }
-            out[kk] = (uint8_t)(q + 128);
-            double e = (double)row[kk] - (double)step * q;
+            double e = (double)row[kk] - (double)step * (first[kk] - 128) - (double)fine * (second[kk] - 128);
             squares += e * e;
         }
-        for (int kk = k; kk < padded; kk++) out[kk] = 128;
-        steps[i] = step;
+        for (int kk = k; kk < padded; kk++) first[kk] = second[kk] = 128;
+        steps[2 * i] = step;
+        steps[2 * i + 1] = fine;
         errors[i] = (float)sqrt(squares);
     }
 }
@@ -241,45 +254,50 @@ static void drive(const tile_fn *tiles, int mr, int width, int m, int n, int k, 
     }
 }
 
-/// VNNI tile: `rows` quantised query rows (lda bytes apart) times one panel's 32 items; C = factor_i · s_j ·
-/// (sum - 128 · rowsum_j).
+/// VNNI tile: `rows` quantised query rows (each two levels of `lda` bytes: 2 lda bytes apart) times one panel's 32
+/// items; C = s_j · (factor_2i · (sum_1 - 128 rowsum_j) + factor_2i+1 · (sum_2 - 128 rowsum_j)).
 typedef void (*vnni_fn)(int groups, const uint8_t *a, int lda, const int8_t *b, const float *scale,
                         const int32_t *sums, const float *factor, float *c, int ldc, int cols);
 
 #define R2EC_INT8_VNNI(ROWS)                                                                                          \
-    __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void vnni_##ROWS(                                   \
-        int groups, const uint8_t *a, int lda, const int8_t *b, const float *scale, const int32_t *sums,              \
+    __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void vnni_##ROWS(                                  \
+        int groups, const uint8_t *a, int lda, const int8_t *b, const float *scale, const int32_t *sums,             \
         const float *factor, float *c, int ldc, int cols) {                                                           \
-        __m512i lo[ROWS], hi[ROWS];                                                                                   \
-        _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) lo[i] = hi[i] = _mm512_setzero_si512();     \
+        __m512i lo[2][ROWS], hi[2][ROWS];                                                                             \
+        _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                           \
+            lo[0][i] = hi[0][i] = lo[1][i] = hi[1][i] = _mm512_setzero_si512();                                       \
+        }                                                                                                             \
         for (int g = 0; g < groups; g++) {                                                                            \
             const int8_t *bg = b + (size_t)g * R2EC_INT8_GROUP;                                                       \
-            __m512i v0 = _mm512_loadu_si512((const void *)bg), v1 = _mm512_loadu_si512((const void *)(bg + 64));      \
+            __m512i v0 = _mm512_loadu_si512((const void *)bg), v1 = _mm512_loadu_si512((const void *)(bg + 64));     \
             _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                       \
-                int32_t quad;                                                                                         \
-                memcpy(&quad, a + (size_t)i * lda + 4 * g, 4);                                                        \
-                __m512i x = _mm512_set1_epi32(quad);                                                                  \
-                lo[i] = _mm512_dpbusd_epi32(lo[i], x, v0);                                                            \
-                hi[i] = _mm512_dpbusd_epi32(hi[i], x, v1);                                                            \
+                _Pragma("clang loop unroll(full)") for (int level = 0; level < 2; level++) {                          \
+                    int32_t quad;                                                                                     \
+                    memcpy(&quad, a + (size_t)(2 * i + level) * lda + 4 * g, 4);                                      \
+                    __m512i x = _mm512_set1_epi32(quad);                                                              \
+                    lo[level][i] = _mm512_dpbusd_epi32(lo[level][i], x, v0);                                          \
+                    hi[level][i] = _mm512_dpbusd_epi32(hi[level][i], x, v1);                                          \
+                }                                                                                                     \
             }                                                                                                         \
         }                                                                                                             \
-        __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);                                           \
-        __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);                   \
-        __m512i r0 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)sums), 7);                                    \
-        __m512i r1 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(sums + 16)), 7);                             \
-        __m512 s0 = _mm512_loadu_ps(scale), s1 = _mm512_loadu_ps(scale + 16);                                         \
+        __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);                                          \
+        __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);                  \
+        __m512i r0 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)sums), 7);                                   \
+        __m512i r1 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(sums + 16)), 7);                            \
+        __m512 s0 = _mm512_loadu_ps(scale), s1 = _mm512_loadu_ps(scale + 16);                                        \
         _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                           \
-            __m512 f = _mm512_set1_ps(factor[i]);                                                                     \
-            __m512 l = _mm512_cvtepi32_ps(_mm512_sub_epi32(lo[i], r0));                                               \
-            __m512 h = _mm512_cvtepi32_ps(_mm512_sub_epi32(hi[i], r1));                                               \
+            __m512 f = _mm512_set1_ps(factor[2 * i]), e = _mm512_set1_ps(factor[2 * i + 1]);                          \
+            __m512 l = _mm512_fmadd_ps(e, _mm512_cvtepi32_ps(_mm512_sub_epi32(lo[1][i], r0)),                         \
+                                       _mm512_mul_ps(f, _mm512_cvtepi32_ps(_mm512_sub_epi32(lo[0][i], r0))));         \
+            __m512 h = _mm512_fmadd_ps(e, _mm512_cvtepi32_ps(_mm512_sub_epi32(hi[1][i], r1)),                         \
+                                       _mm512_mul_ps(f, _mm512_cvtepi32_ps(_mm512_sub_epi32(hi[0][i], r1))));         \
             float *row = c + (size_t)i * ldc;                                                                         \
-            _mm512_mask_storeu_ps(row, m0, _mm512_mul_ps(_mm512_mul_ps(f, s0), l));                                   \
-            _mm512_mask_storeu_ps(row + 16, m1, _mm512_mul_ps(_mm512_mul_ps(f, s1), h));                              \
+            _mm512_mask_storeu_ps(row, m0, _mm512_mul_ps(s0, l));                                                     \
+            _mm512_mask_storeu_ps(row + 16, m1, _mm512_mul_ps(s1, h));                                                \
         }                                                                                                             \
     }
 R2EC_INT8_VNNI(1) R2EC_INT8_VNNI(2) R2EC_INT8_VNNI(3) R2EC_INT8_VNNI(4) R2EC_INT8_VNNI(5) R2EC_INT8_VNNI(6)
-R2EC_INT8_VNNI(7) R2EC_INT8_VNNI(8)
-static const vnni_fn vnnis[9] = {0, vnni_1, vnni_2, vnni_3, vnni_4, vnni_5, vnni_6, vnni_7, vnni_8};
+static const vnni_fn vnnis[7] = {0, vnni_1, vnni_2, vnni_3, vnni_4, vnni_5, vnni_6};
 
 __attribute__((target("avx512f"))) static long next_above512(const float *x, long from, long n, float floor) {
     __m512 f = _mm512_set1_ps(floor);
@@ -340,10 +358,11 @@ void r2ec_int8_gemm_vnni(int m, int n, int k, const uint8_t *u, const float *fac
     for (int p = first_panel; p < last_panel; p++) {
         const int8_t *panel = packed + (size_t)p * panel_bytes;
         int cols = min_int(R2EC_INT8_PANEL, n - p * R2EC_INT8_PANEL);
-        for (int i = 0; i < m; i += 8) {
-            int rows = min_int(8, m - i);
-            vnnis[rows](groups, u + (size_t)i * groups * 4, groups * 4, panel, scales + p * R2EC_INT8_PANEL,
-                        sums + p * R2EC_INT8_PANEL, factors + i, c + (size_t)i * ldc + p * R2EC_INT8_PANEL, ldc, cols);
+        for (int i = 0; i < m; i += 6) {
+            int rows = min_int(6, m - i);
+            vnnis[rows](groups, u + (size_t)i * 2 * groups * 4, groups * 4, panel, scales + p * R2EC_INT8_PANEL,
+                        sums + p * R2EC_INT8_PANEL, factors + 2 * i, c + (size_t)i * ldc + p * R2EC_INT8_PANEL, ldc,
+                        cols);
         }
     }
 #else

@@ -12,8 +12,7 @@ public enum Ranking {
     /// `allowed`, when given, restricts the answer to those indices. NaN scores are never returned.
     /// Runs in O(n log k) with a bounded heap, so a top-10 over a large catalogue does not sort it. Once the heap is
     /// full, an item scoring below its worst kept item is dropped by one comparison, before the mask is looked up:
-    /// over a large catalogue almost every item ends there (a Set lookup per item cost more than the scan), and a
-    /// block of 16 such items by one vector compare.
+    /// over a large catalogue almost every item ends there (a Set lookup per item cost more than the scan).
     public static func topK(_ scores: UnsafeBufferPointer<Float>, k: Int, masked: Set<Int> = [],
                             allowed: [Int]? = nil) -> [RankedItem] {
         guard k > 0 else { return [] }
@@ -27,22 +26,13 @@ public enum Ranking {
             // Indices rise, so an item scoring exactly the floor loses its tie to every kept item: `>` suffices, and
             // a NaN fails it too.
             var floor = -Float.infinity
-            let n = scores.count
-            var i = 0
-            while i < n {
-                // With the heap full, blocks of 16 with no score above the floor are skipped by one vector compare.
-                if heap.isFull && i + 16 <= n {
-                    let block = UnsafeRawPointer(scores.baseAddress! + i).loadUnaligned(as: SIMD16<Float>.self)
-                    if !any(block .> SIMD16(repeating: floor)) { i += 16; continue }
-                }
+            for i in 0..<scores.count {
                 let s = scores[i]
                 if s > floor || (!heap.isFull && !s.isNaN) {
-                    if masked.isEmpty || !masked.contains(i) {
-                        heap.insert(RankedItem(index: i, score: s))
-                        if heap.isFull { floor = heap.worst.score }
-                    }
+                    if !masked.isEmpty && masked.contains(i) { continue }
+                    heap.insert(RankedItem(index: i, score: s))
+                    if heap.isFull { floor = heap.worst.score }
                 }
-                i += 1
             }
         }
         return heap.bestFirst()

@@ -2,8 +2,9 @@
 // the item table, a quarter of the float32 bytes plus 8 per row. The scoring product out = alpha · x · dequant(W)^T
 // reads the table once per call, so at one query row it runs at the speed the table's bytes arrive. `multiply` keeps
 // the queries float32: the scores are those of the dequantised table up to float rounding. `multiplyForRanking`
-// (AVX512_VNNI) quantises the queries too, for integer dot products without widening, then re-scores exactly every
-// item the quantisation error could move into a row's best `depth`: the rows rank their best items as `multiply`'s do.
+// (AVX512_VNNI) quantises the queries too (two int8 levels), for integer dot products without widening, then
+// re-scores exactly every item the quantisation error could move into a row's best `depth`: the rows rank their best
+// items as `multiply`'s do.
 import CKernels
 import Foundation
 
@@ -95,15 +96,17 @@ public final class Int8Matrix: @unchecked Sendable {
         }
     }
 
-    /// The VNNI pass alone: out[i, j] = alpha · t_i · s_j · sum_k xq[i, k] q[j, k] with each query row quantised
-    /// (x ~ t_i xq, xq = round(x / t_i) in -127...127, t_i = max|x_i| / 127). Returns ||x_i - t_i xq_i||_2 per row.
-    /// Needs `vnniAvailable`.
+    /// The VNNI pass alone: out[i, j] = alpha · s_j · (t1_i · sum_k xq1[i, k] q[j, k] + t2_i · sum_k xq2[i, k] q[j, k])
+    /// with each query row quantised in two levels (x ~ t1 xq1 + t2 xq2: xq1 = round(x / t1) in -127...127, t1 =
+    /// max|x| / 127; the remainder x - t1 xq1 likewise). Returns ||x_i - t1_i xq1_i - t2_i xq2_i||_2 per row. Needs
+    /// `vnniAvailable`.
     func multiplyQuantised(rows m: Int, x: UnsafePointer<Float>, ldx: Int, out: UnsafeMutablePointer<Float>, ldo: Int,
                            alpha: Float, serial: Bool = false) -> [Float] {
         precondition(Self.vnniAvailable, "the VNNI pass needs AVX512_VNNI and CPU.isa avx512")
-        var quantised = [UInt8](repeating: 0, count: m * groups * 4)
-        var steps = [Float](repeating: 0, count: m), errors = [Float](repeating: 0, count: m)
-        r2ec_int8_quantize_queries(Int32(m), Int32(k), x, Int32(ldx), &quantised, &steps, &errors)
+        var quantised = [UInt8](repeating: 0, count: m * 2 * groups * 4)
+        var steps = [Float](repeating: 0, count: 2 * m), errors = [Float](repeating: 0, count: m)
+        var residual = [Float](repeating: 0, count: k)
+        r2ec_int8_quantize_queries(Int32(m), Int32(k), x, Int32(ldx), &quantised, &steps, &errors, &residual)
         let factors = steps.map { alpha * $0 }
         let (values, scales, sums, n32, k32) = (values, scales, sums, Int32(n), Int32(k))
         quantised.withUnsafeBufferPointer { u in
@@ -123,10 +126,10 @@ public final class Int8Matrix: @unchecked Sendable {
     /// masked set M and kk with kk + |M| <= depths[i], the row's best kk items outside M are `multiply`'s, and a top-kk
     /// among exact[i] is too. Without VNNI (`vnniAvailable`) this is `multiply`. Returns the items re-scored per row.
     ///
-    /// How: the queries are quantised (int8 steps t_i), the VNNI pass scores every item, and the scores move by at most
-    /// b_i = |alpha| · largestRowNorm · ||x_i - t_i xq_i||; the depth-th best approximate score minus 2 b_i is the
-    /// threshold at and above which items are re-scored (an item below it scores, exactly, under every item at or
-    /// above the depth-th).
+    /// How: the queries are quantised in two int8 levels, the VNNI pass scores every item, and the scores move by at
+    /// most b_i = |alpha| · largestRowNorm · ||x_i - t1_i xq1_i - t2_i xq2_i||; the depth-th best approximate score
+    /// minus 2 b_i is the threshold at and above which items are re-scored (an item below it scores, exactly, under
+    /// every item at or above the depth-th).
     @discardableResult
     public func multiplyForRanking(rows m: Int, x: UnsafePointer<Float>, ldx: Int, out: UnsafeMutablePointer<Float>,
                                    ldo: Int, alpha: Float = 1, depths: [Int], exact: [[Int]?],
@@ -148,8 +151,9 @@ public final class Int8Matrix: @unchecked Sendable {
             let kth = r2ec_kth_largest(isa, row, n, Int32(depth), &heap)
             var norm: Float = 0
             for j in 0..<k { norm += query[j] * query[j] }
-            // Float slack: the approximate scores' own rounding, relative to the largest score possible.
-            let bound = abs(alpha) * largestRowNorm * (errors[i] * 1.001 + 1e-5 * norm.squareRoot())
+            // Float slack: the approximate scores' own rounding (a few float32 roundings), relative to the largest
+            // score possible.
+            let bound = abs(alpha) * largestRowNorm * (errors[i] * 1.001 + 2e-6 * norm.squareRoot())
             let threshold = kth - 2 * bound
             var items = [Int32](repeating: 0, count: 4096)
             var count = r2ec_collect_at_least(isa, row, n, threshold, &items, items.count)

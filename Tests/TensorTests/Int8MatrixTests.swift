@@ -72,9 +72,10 @@ final class Int8MatrixTests: XCTestCase {
         }
     }
 
-    /// The VNNI pass: every score is alpha · t · s · sum(xq q) with xq Swift's quantisation of the query row (float64
-    /// here; the kernel's integer sum is exact, so only the final float products round), and the returned error is
-    /// ||x - t xq||; the scores then lie within the bound multiplyForRanking uses of the exact ones.
+    /// The VNNI pass: every score is alpha · s · (t1 · sum(xq1 q) + t2 · sum(xq2 q)) with xq1 Swift's quantisation of
+    /// the query row and xq2 that of its remainder (float64 here; the kernel's integer sums are exact, so only the
+    /// final float products round), and the returned error is ||x - t1 xq1 - t2 xq2||; the scores then lie within the
+    /// bound multiplyForRanking uses of the exact ones.
     func testVNNIPassMatchesFloat64OfQuantisedQueries() throws {
         try XCTSkipUnless(Int8Matrix.detectedVNNI && CPU.detected == .avx512, "no AVX512_VNNI on this CPU")
         CPU.withISA(.avx512) {
@@ -93,33 +94,41 @@ final class Int8MatrixTests: XCTestCase {
         let sentinel: Float = 54321
         let out = FloatBuffer(shape: [m, ldo]) { _ in sentinel }
         let errors = table.multiplyQuantised(rows: m, x: x.pointer, ldx: ldx, out: out.data, ldo: ldo, alpha: alpha, serial: serial)
+        let dequantised = (0..<n).map { j in quantised(w.pointer + j * k, k: k) }
         for i in 0..<m {
-            let (step, xq) = quantised(x.pointer + i * ldx, k: k)
-            var error = 0.0, norm = 0.0
+            let query = x.pointer + i * ldx
+            let (step, xq) = quantised(query, k: k)
+            let remainder = (0..<k).map { Float(Double(query[$0]) - Double(step) * Double(xq[$0])) }
+            let (fine, xq2) = remainder.withUnsafeBufferPointer { quantised($0.baseAddress!, k: k) }
+            var error = 0.0
             for kk in 0..<k {
-                let e = Double(x.data[i * ldx + kk]) - Double(step) * Double(xq[kk])
+                let e = Double(query[kk]) - Double(step) * Double(xq[kk]) - Double(fine) * Double(xq2[kk])
                 error += e * e
-                norm += Double(x.data[i * ldx + kk]) * Double(x.data[i * ldx + kk])
             }
             XCTAssertEqual(Double(errors[i]), error.squareRoot(), accuracy: 1e-6 * (1 + error.squareRoot()),
                            "query error of row \(i), \(m)x\(n)x\(k)", file: file, line: line)
             for j in 0..<n {
-                let (scale, values) = quantised(w.pointer + j * k, k: k)
-                var integer = 0.0, exact = 0.0
+                let (scale, values) = dequantised[j]
+                var coarse = 0.0, remaining = 0.0, exact = 0.0
                 for kk in 0..<k {
-                    integer += Double(xq[kk]) * Double(values[kk])
-                    exact += Double(x.data[i * ldx + kk]) * Double(scale) * Double(values[kk])
+                    coarse += Double(xq[kk]) * Double(values[kk])
+                    remaining += Double(xq2[kk]) * Double(values[kk])
+                    exact += Double(query[kk]) * Double(scale) * Double(values[kk])
                 }
-                let expected = Double(alpha) * Double(step) * Double(scale) * integer
+                let factor = Double(alpha) * Double(scale)
+                let terms = (factor * Double(step) * coarse, factor * Double(fine) * remaining)
+                let expected = terms.0 + terms.1
                 let got = Double(out.data[i * ldo + j])
-                // The products alpha · t, · s and the conversion round: a few float32 roundings of the result.
-                if abs(got - expected) > abs(expected) * 4e-7 + 1e-30 {
+                // The products alpha · t, · s, the conversions and the sum round: a few float32 roundings of the terms.
+                if abs(got - expected) > (abs(terms.0) + abs(terms.1)) * 5e-7 + 1e-30 {
                     XCTFail("VNNI \(m)x\(n)x\(k) (\(i), \(j)): \(got) vs \(expected)", file: file, line: line)
                     return
                 }
-                let bound = Double(abs(alpha)) * Double(table.largestRowNorm) * Double(errors[i]) * 1.0001 + abs(expected) * 1e-6
+                let bound = Double(abs(alpha)) * Double(table.largestRowNorm) * Double(errors[i]) * 1.0001
+                    + (abs(terms.0) + abs(terms.1)) * 1e-6
                 if abs(got - Double(alpha) * exact) > bound {
-                    XCTFail("VNNI \(m)x\(n)x\(k) (\(i), \(j)): off the exact score by more than the bound", file: file, line: line)
+                    XCTFail("VNNI \(m)x\(n)x\(k) (\(i), \(j)): \(got) is off the exact \(Double(alpha) * exact) by more than \(bound)",
+                            file: file, line: line)
                     return
                 }
             }
@@ -147,13 +156,15 @@ final class Int8MatrixTests: XCTestCase {
                 let out = FloatBuffer(shape: [m, n])
                 let rescored = table.multiplyForRanking(rows: m, x: x.pointer, ldx: k, out: out.data, ldo: n, alpha: alpha,
                                                         depths: depths, exact: candidates)
+                let dequantised = (0..<n).map { j -> [Double] in
+                    let (scale, values) = quantised(w.pointer + j * k, k: k)
+                    return values.map { Double(scale) * Double($0) }
+                }
                 for i in 0..<m {
-                    var exact = [Double](repeating: 0, count: n)
-                    for j in 0..<n {
-                        let (scale, values) = quantised(w.pointer + j * k, k: k)
+                    let exact = dequantised.map { row in
                         var sum = 0.0
-                        for kk in 0..<k { sum += Double(x.data[i * k + kk]) * Double(values[kk]) }
-                        exact[j] = Double(alpha) * Double(scale) * sum
+                        for kk in 0..<k { sum += Double(x.data[i * k + kk]) * row[kk] }
+                        return Double(alpha) * sum
                     }
                     func exactTop(_ kk: Int, masked: Set<Int>, among: [Int]? = nil) -> [Int] {
                         Array((among.map { Array(Set($0)) } ?? Array(0..<n)).filter { !masked.contains($0) }

@@ -10,12 +10,14 @@
 // rounding. AVX-512: up to 12 query rows x 32 items per register tile; AVX2: 6 x 16; portable: plain loops. The table
 // is read once per call however many query rows (the panel stays in L1 while the row tiles pass over it).
 //
-// VNNI kernel (r2ec_int8_gemm_vnni, AVX512_VNNI): the queries quantised too (r2ec_int8_quantize_queries: per row a
-// step t = max|x| / 127, x ~ t · xq, stored as u = xq + 128 in uint8), integer dot products by vpdpbusd, and
-// sum(u q) - 128 · sum(q) = sum(xq q) exactly: scores alpha · t · s · sum(xq q). They differ from the exact kernel's by
-// at most |alpha| · ||s q||_2 · ||x - t xq||_2 (Cauchy-Schwarz), which the caller bounds with the largest row norm
-// r2ec_int8_pack returns and the error r2ec_int8_quantize_queries reports, then re-scores every item the bound cannot
-// rule out of a ranking exactly (r2ec_kth_largest, r2ec_collect_at_least, r2ec_int8_rescore).
+// VNNI kernel (r2ec_int8_gemm_vnni, AVX512_VNNI): the queries quantised too, in two levels (r2ec_int8_quantize_queries:
+// x ~ t1 · xq1 + t2 · xq2, the second level the first's remainder, stored as u = xq + 128 in uint8), integer dot
+// products by vpdpbusd, and sum(u q) - 128 · sum(q) = sum(xq q) exactly: scores alpha · s · (t1 · sum(xq1 q) + t2 ·
+// sum(xq2 q)). They differ from the exact kernel's by at most |alpha| · ||s q||_2 · ||x - t1 xq1 - t2 xq2||_2
+// (Cauchy-Schwarz; the second level makes that about 127 times smaller than one level would), which the caller bounds
+// with the largest row norm r2ec_int8_pack returns and the error r2ec_int8_quantize_queries reports, then re-scores
+// every item the bound cannot rule out of a ranking exactly (r2ec_kth_largest, r2ec_collect_at_least,
+// r2ec_int8_rescore).
 #ifndef R2EC_INT8_TABLE_H
 #define R2EC_INT8_TABLE_H
 #include <stddef.h>
@@ -49,13 +51,17 @@ void r2ec_int8_gemm(r2ec_isa isa, int m, int n, int k, const float *a, int lda, 
 /// 1 when the CPU has AVX512_VNNI and AVX512BW besides AVX-512F (what r2ec_int8_gemm_vnni needs).
 int r2ec_int8_has_vnni(void);
 
-/// Quantises m query rows of X [m, k] (row stride ldx): u (m rows of 4 · groups(k) bytes, padding 128) = round(x /
-/// t) + 128 with t = max|x| / 127 (steps[i]; 0 for a zero row), errors[i] = ||x - t · xq||_2.
-void r2ec_int8_quantize_queries(int m, int k, const float *x, int ldx, uint8_t *u, float *steps, float *errors);
+/// Quantises m query rows of X [m, k] (row stride ldx) in two levels: x ~ t1 · xq1 + t2 · xq2, with t1 = max|x| / 127,
+/// xq1 = round(x / t1), and the remainder r = x - t1 · xq1 (rounded to float) quantised the same way (t2 = max|r| /
+/// 127). u holds per row the two levels, each 4 · groups(k) bytes of xq + 128 (padding 128); steps[2i], steps[2i+1]
+/// = t1, t2 (0 for a zero row or remainder); errors[i] = ||x - t1 xq1 - t2 xq2||_2 (float64). `residual`: k floats of
+/// scratch.
+void r2ec_int8_quantize_queries(int m, int k, const float *x, int ldx, uint8_t *u, float *steps, float *errors,
+                                float *residual);
 
-/// C[m, items of panels first..<last] = factors[i] · s_j · sum_k xq[i, k] q[j, k] from quantised queries u (as
-/// r2ec_int8_quantize_queries writes them; factors[i] = alpha · t_i). Writes only the items < n. Needs
-/// r2ec_int8_has_vnni(); a no-op off x86-64.
+/// C[m, items of panels first..<last] = s_j · (factors[2i] · sum_k xq1[i, k] q[j, k] + factors[2i+1] · sum_k
+/// xq2[i, k] q[j, k]) from two-level quantised queries u (as r2ec_int8_quantize_queries writes them; factors = alpha ·
+/// steps). Writes only the items < n. Needs r2ec_int8_has_vnni(); a no-op off x86-64.
 void r2ec_int8_gemm_vnni(int m, int n, int k, const uint8_t *u, const float *factors, const int8_t *packed,
                          const float *scales, const int32_t *sums, int first_panel, int last_panel, float *c,
                          int ldc);
