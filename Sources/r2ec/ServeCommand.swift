@@ -8,6 +8,7 @@ import Model
 import RPC
 import Serving
 import Store
+import Tensor
 import Train
 
 struct Serve: ParsableCommand {
@@ -101,6 +102,8 @@ struct Serve: ParsableCommand {
     var authTokenFile: String?
     @Option(help: "Most memory one checkpoint load may take (bytes, or with K/M/G: 8G); checked against config.json and the weights before allocating. Default: 80% of the memory available at each load.")
     var memoryBudget: String?
+    @Option(help: "Weights of the dual-head models in inference: float32, or bfloat16 (projections and item table in bfloat16 with float32 sums, about half the weight bytes; the table is re-encoded by the bfloat16 network at each load; needs a CPU with AVX512_BF16). Applies to every load: start, Admin LoadModel, SIGHUP reload.")
+    var precision: PackedMatrix.Precision = .float32
     @Option(help: "Item table the dual-head models score against: float32, or int8 (one float32 scale per row: a quarter of the bytes per scoring pass; ranking by the dequantised table; SimilarItems keeps float32).")
     var itemTablePrecision = ItemTablePrecision.float32
     @Option(help: "Weight W in [0, 1] of new items' content prior in the dual-head models: an item without a training interaction (one UpsertItems adds, or one in the catalogue the model never trained on) gets unit((1-W)*text vector + W*mean of its genres' centroids), a centroid being the mean vector of the trained items of that genre, taken at load (text alone when none of its genres has one); 0 = text alone.")
@@ -118,6 +121,9 @@ struct Serve: ParsableCommand {
             }
         }
         guard !host.isEmpty else { throw ValidationError("--host: empty") }
+        if precision == .bfloat16 && !precision.isSupported {
+            throw ValidationError("--precision bfloat16 needs a CPU with AVX512_BF16 (this one runs the \(CPU.isa) kernels without it)")
+        }
         let positive: [(String, Int)] = [("--max-connections", maxConnections), ("--max-calls-per-connection", maxCallsPerConnection),
                                          ("--max-frame-bytes", maxFrameBytes), ("--metrics-max-connections", metricsMaxConnections)]
         for (name, value) in positive where value < 1 { throw ValidationError("\(name): \(value) must be at least 1") }
@@ -238,8 +244,9 @@ struct Serve: ParsableCommand {
             }
             return b
         }
-        let loader = ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: budget, itemTablePrecision: itemTablePrecision,
-                                                                                    newItemPrior: newItemPrior),
+        let loader = ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: budget, precision: precision,
+                                                                                 itemTablePrecision: itemTablePrecision,
+                                                                                 newItemPrior: newItemPrior),
                                  catalogVersion: live?.snapshot.catalogVersion ?? 0, keepsUserHistories: live == nil)
         for spec in (models.isEmpty ? ["popularity"] : models) {
             let model = try loader.load(spec: spec)
@@ -323,14 +330,16 @@ struct Serve: ParsableCommand {
 extension Serve {
     /// Reads a dual-head checkpoint directory (weights, tokenizer, item table, calibrator) over the dataset, within
     /// `budget` (or 80% of the memory available at the time of each load), scoring against the item table in
-    /// `itemTablePrecision`, with new items' content prior of weight `newItemPrior`. Never writes into the directory.
-    static func checkpointLoader(budget: MemoryBudget?, itemTablePrecision: ItemTablePrecision = .float32,
+    /// `itemTablePrecision`, its projections packed in `precision` (bfloat16: the caller checks `isSupported`), with
+    /// new items' content prior of weight `newItemPrior`. Never writes into the directory.
+    static func checkpointLoader(budget: MemoryBudget?, precision: PackedMatrix.Precision = .float32,
+                                 itemTablePrecision: ItemTablePrecision = .float32,
                                  newItemPrior: Float = 0) -> CheckpointLoader {
         { directory, dataset in
             Console.status("loading dual-head checkpoint \(directory)")
             let model = try DualHeadLoader.load(directory: directory, dataset: dataset, budget: budget ?? .available(),
-                                                progress: true, itemTablePrecision: itemTablePrecision,
-                                                newItemPrior: newItemPrior)
+                                                progress: true, precision: precision,
+                                                itemTablePrecision: itemTablePrecision, newItemPrior: newItemPrior)
             return (model, try DualHeadLoader.calibrator(directory: directory, model: model, dataset: dataset))
         }
     }

@@ -12,9 +12,11 @@ writer, over a tiny dataset of our own so that the item table builds in millisec
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import struct
+import subprocess
 import threading
 from pathlib import Path
 
@@ -261,3 +263,39 @@ def test_crlf_token_file(tmp_path):
                 wrong.recommend(history=[1])
     finally:
         assert server.stop() == 0, server.output
+
+
+def cpu_has_bf16() -> bool:
+    return "avx512_bf16" in Path("/proc/cpuinfo").read_text()
+
+
+def test_bfloat16_weights_score_close_to_float32_but_not_equal(tmp_path):
+    """`serve --precision bfloat16` packs the loaded checkpoint's projections and item table in bfloat16: its scores
+    stay within bfloat16's rounding of a float32 server's (8 mantissa bits: cosines within .03, tau .05) yet differ
+    from them, so the option reached the model."""
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no AVX512_BF16")
+    dataset = write_dataset(tmp_path / "dataset")
+    directory = write_checkpoint(tmp_path / "tiny")
+    scores = {}
+    for precision in ("float32", "bfloat16"):
+        server = start(dataset, "--precision", precision)
+        try:
+            with Client(server.address, timeout=60) as client:
+                client.load_model("tiny", str(directory))
+                scores[precision] = np.array([[item.score for item in client.score_items(
+                    list(range(1, 9)), history=history, model="tiny").items] for history in ([1], [2, 5], [3, 4, 8])])
+        finally:
+            assert server.stop() == 0, server.output
+    difference = np.abs(scores["bfloat16"] - scores["float32"])
+    assert difference.max() <= 0.03 / 0.05, (scores, difference)
+    assert difference.max() > 0, "bfloat16 scores equal float32's to the bit: the weights were not packed in bfloat16"
+
+
+def test_bfloat16_is_refused_on_a_cpu_without_it(tmp_path):
+    """R2EC_ISA=avx2 makes the server use the AVX2 kernels, which have no bfloat16 products."""
+    done = subprocess.run([str(server_binary()), "serve", "--port", "0", "--dataset", str(write_dataset(tmp_path / "d")),
+                           "--precision", "bfloat16"], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, R2EC_ISA="avx2"))
+    assert done.returncode != 0
+    assert "--precision bfloat16 needs a CPU with AVX512_BF16" in done.stderr, done.stderr
