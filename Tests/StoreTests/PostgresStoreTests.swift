@@ -116,6 +116,21 @@ final class PostgresStoreTests: XCTestCase {
         XCTAssertEqual(PGUserChanges.users(["abc u1", "me u2", " u 3", "junk"], except: "me"), ["u1", "u 3"])
     }
 
+    /// One statement of another writer (psql) recording events for 300 users is heard whole.
+    func testManyUsersInOneStatementAreHeard() throws {
+        let server = try pg()
+        let pair = try FollowedPair(server, items: ["1"])
+        defer { pair.close() }
+        let heard = pair.heard
+        let users = (0..<300).map { "user-\($0)-" + String(repeating: "x", count: 60) }  // ~20,000 bytes of ids
+        let values = users.map { "('\($0)')" }.joined(separator: ",")
+        _ = try server.psql("""
+            INSERT INTO users (user_id) VALUES \(values);
+            INSERT INTO events (user_ref, item_ref, time, kind) SELECT u.id, i.id, 1, 'interaction' FROM users u, items i;
+            """, database: pair.database)
+        XCTAssertTrue(wait(until: { Set(heard.all).isSuperset(of: users) }), "heard \(Set(heard.all).intersection(users).count) of 300")
+    }
+
     /// Two stores on one new database holding `items`; `other` follows the user changes and has reported its first
     /// gap, so it listens (the gap is reported after LISTEN).
     final class FollowedPair {
