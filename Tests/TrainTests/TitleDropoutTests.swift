@@ -53,15 +53,7 @@ final class TitleDropoutTests: XCTestCase {
         let data = try TrainFixtures.toyDataset()
         defer { try? FileManager.default.removeItem(atPath: data) }
         func train(share: Float, name: String) throws -> [Float] {
-            var config = TrainFixtures.toyRecipe(dataset: data)
-            var stage = TrainFixtures.toyRecStage()
-            stage.titleDropout = share
-            config.stages = [stage]
-            let out = data + "/" + name
-            _ = try Trainer(config: config, out: out, logPath: nil).run()
-            let model = try Checkpoint.loadModel(directory: out)
-            let e = model.parameters.tensor("model.embed_tokens.weight")
-            return (0..<e.count).map { e[$0] }
+            try TrainFixtures.embeddingAfterToyRecStage(dataset: data, name: name) { $0.titleDropout = share }
         }
         let plain = try train(share: 0, name: "plain")
         XCTAssertNotEqual(plain, try train(share: 0.5, name: "half"))

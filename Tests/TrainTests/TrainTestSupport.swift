@@ -75,6 +75,22 @@ enum TrainFixtures {
         return s
     }
 
+    /// The token embedding after the toy recipe's rec stage, changed by `configure`, trained on `dataset` into
+    /// `dataset`/`name`: what a stage setting must move to show it reached the training step.
+    static func embeddingAfterToyRecStage(dataset: String, name: String,
+                                          configure: (inout RecStage) -> Void) throws -> [Float] {
+        var config = toyRecipe(dataset: dataset)
+        var stage = toyRecStage()
+        configure(&stage)
+        config.stages = [stage]
+        let out = dataset + "/" + name
+        _ = try Trainer(config: config, out: out, logPath: nil).run()
+        // The model owns the tensor's storage: keep it alive while reading.
+        let model = try Checkpoint.loadModel(directory: out)
+        let e = model.parameters.tensor("model.embed_tokens.weight")
+        return withExtendedLifetime(model) { (0..<e.count).map { e[$0] } }
+    }
+
     static func temporaryDirectory(_ name: String) -> String {
         let path = NSTemporaryDirectory() + "r2ec-train-\(name)-\(getpid())"
         try? FileManager.default.removeItem(atPath: path)

@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.request
 
@@ -21,7 +20,7 @@ import pytest
 from conftest import REPO, ServerProcess, server_binary, server_unavailable_reason, wait_until
 from localpg import LocalPostgres, binaries, free_port
 from r2ec_client import Client
-from test_replicas import HISTORIES, one_call
+from test_replicas import HISTORIES, Load, one_call
 
 pytestmark = pytest.mark.skipif(server_unavailable_reason() is not None, reason=server_unavailable_reason() or "")
 
@@ -133,35 +132,18 @@ def balanced(store_url):
 
 def test_sigterm_of_one_replica_behind_haproxy_fails_no_call(balanced):
     address, (first, second) = balanced
-    stop = threading.Event()
-    failures: list = []
-    done = [0] * 8
     with Client(address, timeout=30) as client:
-        def work(worker: int) -> None:
-            number = worker
-            while not stop.is_set():
-                try:
-                    # Not Health (kind 1): a replica in its grace period rightly answers it NOT_SERVING.
-                    one_call(client, number + 1 if number % 4 == 1 else number)
-                except BaseException as error:  # noqa: BLE001 - reported below
-                    failures.append(error)
-                done[worker] += 1
-                number += 8
-
-        threads = [threading.Thread(target=work, args=(worker,)) for worker in range(8)]
-        for thread in threads:
-            thread.start()
+        # Not Health (kind 1): a replica in its grace period rightly answers it NOT_SERVING.
+        load = Load(lambda number: one_call(client, number + 1 if number % 4 == 1 else number))
         time.sleep(1.5)
         first.process.send_signal(signal.SIGTERM)
         time.sleep(float(DRAIN_GRACE) + 2.5)
-        stop.set()
-        for thread in threads:
-            thread.join(60)
-    assert not failures, f"{len(failures)} of {sum(done)} calls failed, e.g. {failures[:3]}"
+        load.stop()
+    load.assert_no_failures()
     assert first.stop() == 0, first.output
     answered = [int(line.split("drained: ")[1].split()[0]) for line in first.lines if "drained: " in line]
     assert answered and answered[-1] > 20, f"the drained replica answered {answered}: was the load spread?\n{first.output}"
-    assert sum(done) > answered[-1] + 50, "the other replica took the load after the SIGTERM"
+    assert load.calls > answered[-1] + 50, "the other replica took the load after the SIGTERM"
 
 
 def test_an_event_recorded_through_one_replica_changes_the_others_next_recommendation(balanced):
@@ -243,34 +225,17 @@ def test_sigterm_of_one_replica_behind_haproxy_fails_no_grpc_call(balanced_grpc)
     no stream is refused (without it, CI saw 5 of 2,960 calls fail UNAVAILABLE: REFUSED_STREAM relayed)."""
     import grpc
     address, (first, second), stubs = balanced_grpc
-    stop = threading.Event()
-    failures: list = []
-    done = [0] * 8
     with grpc.insecure_channel(address) as channel:
-        def work(worker: int) -> None:
-            number = worker
-            while not stop.is_set():
-                try:
-                    # Recommend only: a replica in its grace period rightly answers Health/Check NOT_SERVING.
-                    grpc_call(stubs, channel, 2 * number)
-                except BaseException as error:  # noqa: BLE001 - reported below
-                    failures.append(error)
-                done[worker] += 1
-                number += 8
-
-        threads = [threading.Thread(target=work, args=(worker,)) for worker in range(8)]
-        for thread in threads:
-            thread.start()
+        # Recommend only: a replica in its grace period rightly answers Health/Check NOT_SERVING.
+        load = Load(lambda number: grpc_call(stubs, channel, 2 * number))
         time.sleep(1.5)
         before = first.answered("/r2ec.v1.Recommender/Recommend")
         first.server.process.send_signal(signal.SIGTERM)
         time.sleep(float(DRAIN_GRACE) + 2.5)
         after_drain = second.answered("/r2ec.v1.Recommender/Recommend")
         time.sleep(1.0)
-        stop.set()
-        for thread in threads:
-            thread.join(60)
-        assert not failures, f"{len(failures)} of {sum(done)} calls failed, e.g. {failures[:3]}"
+        load.stop()
+        load.assert_no_failures()
         assert first.server.stop() == 0, first.server.output
         assert before > 10, f"the drained replica answered {before} Recommend calls before SIGTERM: load not spread?"
         # The survivor kept answering after the drain.

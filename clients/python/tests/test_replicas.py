@@ -50,41 +50,57 @@ def one_call(client, number: int):
         assert len(client.score_items([50, 100, 1], history=history).items) == 3
 
 
-def test_sigterm_of_one_replica_under_load_fails_no_call(replicas):
-    first, second = replicas
-    stop = threading.Event()
-    failures: list = []
-    done = [0] * 8
-    after_signal = [0] * 8
-    signalled = threading.Event()
-    with Client([first.address, second.address], timeout=30) as client:
+class Load:
+    """THREADS threads calling CALL(number) in a closed loop (thread t: numbers t, t + THREADS, ...) until stop();
+    every failure is kept."""
+
+    def __init__(self, call, threads: int = 8) -> None:
+        self._stop = threading.Event()
+        self.failures: list = []
+        self._done = [0] * threads
+
         def work(worker: int) -> None:
             number = worker
-            while not stop.is_set():
+            while not self._stop.is_set():
                 try:
-                    one_call(client, number)
-                except BaseException as error:  # noqa: BLE001 - reported below
-                    failures.append(error)
-                done[worker] += 1
-                after_signal[worker] += signalled.is_set()
-                number += 8
+                    call(number)
+                except BaseException as error:  # noqa: BLE001 - reported by assert_no_failures
+                    self.failures.append(error)
+                self._done[worker] += 1
+                number += threads
 
-        threads = [threading.Thread(target=work, args=(worker,)) for worker in range(8)]
-        for thread in threads:
+        self._threads = [threading.Thread(target=work, args=(worker,)) for worker in range(threads)]
+        for thread in self._threads:
             thread.start()
+
+    @property
+    def calls(self) -> int:
+        return sum(self._done)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+
+    def assert_no_failures(self) -> None:
+        assert not self.failures, f"{len(self.failures)} of {self.calls} calls failed, e.g. {self.failures[:3]}"
+
+
+def test_sigterm_of_one_replica_under_load_fails_no_call(replicas):
+    first, second = replicas
+    with Client([first.address, second.address], timeout=30) as client:
+        load = Load(lambda number: one_call(client, number))
         time.sleep(1.5)
         first.process.send_signal(signal.SIGTERM)
-        signalled.set()
+        at_signal = load.calls
         time.sleep(2.0)
-        stop.set()
-        for thread in threads:
-            thread.join(60)
-    assert not failures, f"{len(failures)} failed calls, e.g. {failures[:3]}"
+        load.stop()
+    load.assert_no_failures()
     assert first.stop() == 0
     drained_share = answered_by(first)
     assert drained_share > 50, f"the drained replica answered only {drained_share} calls: was the load spread?"
-    assert sum(after_signal) > 50, "too few calls after the SIGTERM to prove anything"
-    assert sum(done) > drained_share
+    assert load.calls - at_signal > 50, "too few calls after the SIGTERM to prove anything"
+    assert load.calls > drained_share
 
 
 def test_async_client_under_the_same_drain(replicas):
