@@ -30,7 +30,8 @@ public struct ContentPrior: Sendable {
         for i in 0..<catalog.count where trained[i] {
             let row = table.data + i * d
             for g in Set(catalog[i].genres) {
-                var s = sums[g] ?? [Double](repeating: 0, count: d)
+                // Taken out of the dictionary while adding, so the sum is updated in place, not copied per item.
+                var s = sums.removeValue(forKey: g) ?? [Double](repeating: 0, count: d)
                 for j in 0..<d { s[j] += Double(row[j]) }
                 sums[g] = s
                 counts[g, default: 0] += 1
