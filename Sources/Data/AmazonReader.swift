@@ -24,13 +24,13 @@ enum AmazonReader {
         try forEachObject(file, meter: meter) { line, o in
             guard let user = o["user_id"]?.string else { throw malformed(file, line, "review has no user_id string") }
             if let problem = Identifier.problem(user) {
-                throw malformed(file, line, "user_id '\(user.prefix(40))': \(problem)")
+                throw malformed(file, line, "user_id \(ClientText.quote(user)): \(problem)")
             }
             guard let item = (o["parent_asin"]?.string ?? o["asin"]?.string) else {
                 throw malformed(file, line, "review has no parent_asin or asin string")
             }
             if let problem = Identifier.problem(item) {
-                throw malformed(file, line, "parent_asin '\(item.prefix(40))': \(problem)")
+                throw malformed(file, line, "parent_asin \(ClientText.quote(item)): \(problem)")
             }
             guard let rating = o["rating"]?.number, Float(rating).isFinite else {
                 throw malformed(file, line, "review has no finite numeric rating")

@@ -39,11 +39,11 @@ enum AtomicTable {
                 for f in fields {
                     let parts = f.text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
                     guard parts.count == 2, !parts[0].isEmpty else {
-                        throw file.malformed(number, f.column, "header field '\(f.text)' is not name:type")
+                        throw file.malformed(number, f.column, "header field \(ClientText.quote(f.text)) is not name:type")
                     }
                     guard let t = AtomicHeader.FieldType(rawValue: String(parts[1])) else {
                         throw file.malformed(number, f.column + parts[0].utf8.count + 1,
-                                             "unknown field type '\(parts[1])' (token, token_seq, float, float_seq)")
+                                             "unknown field type \(ClientText.quote(String(parts[1]))) (token, token_seq, float, float_seq)")
                     }
                     parsed.names.append(String(parts[0]))
                     parsed.types.append(t)

@@ -114,7 +114,7 @@ enum MovieLensReader {
                     switch flag.text {
                     case "1": item.genres.append(g)
                     case "0": break
-                    default: throw file.malformed(line, flag.column, "genre flag '\(flag.text)' is not 0 or 1")
+                    default: throw file.malformed(line, flag.column, "genre flag \(ClientText.quote(flag.text)) is not 0 or 1")
                     }
                 }
                 if item.year == 0, let y = f[2].text.split(separator: "-").last.flatMap({ Int($0) }) { item.year = y }

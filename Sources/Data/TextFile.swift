@@ -127,14 +127,14 @@ struct TextFile {
     /// A user or item id (Identifier's rule), trimmed of ASCII blanks.
     func identifier(_ f: Field, line: Int, name: String) throws -> String {
         let t = f.text.trimmedASCII
-        if let problem = Identifier.problem(t) { throw malformed(line, f.column, "\(name) '\(t.prefix(40))': \(problem)") }
+        if let problem = Identifier.problem(t) { throw malformed(line, f.column, "\(name) \(ClientText.quote(t)): \(problem)") }
         return t
     }
 
     func float(_ f: Field, line: Int, name: String) throws -> Float {
         let t = f.text.trimmedASCII
         guard let v = Float(t), v.isFinite else {
-            throw malformed(line, f.column, "\(name) '\(t)' is not a number")
+            throw malformed(line, f.column, "\(name) \(ClientText.quote(t)) is not a number")
         }
         return v
     }
@@ -144,7 +144,7 @@ struct TextFile {
         let t = f.text.trimmedASCII
         if let v = Int64(t) { return v }
         guard let d = Double(t), d.isFinite, abs(d) < 9e18 else {
-            throw malformed(line, f.column, "\(name) '\(t)' is not a timestamp")
+            throw malformed(line, f.column, "\(name) \(ClientText.quote(t)) is not a timestamp")
         }
         return Int64(d)
     }

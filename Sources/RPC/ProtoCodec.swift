@@ -1,6 +1,7 @@
 // Converts between the protobuf-c messages of Protos/r2ec/v1 and the serving core's Swift values.
 // Decoders turn a refused payload into INVALID_ARGUMENT naming the field; encoders pack through a CArena.
 import CProtobufC
+import Data
 import R2ecProtoC
 import Serving
 

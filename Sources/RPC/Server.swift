@@ -4,6 +4,7 @@
 // answers 503) while calls are still accepted, so orchestrators stop routing here; then GOAWAY, finish what was
 // accepted, exit 0.
 import CLibUV
+import Data
 import Foundation
 import Logging
 import Serving

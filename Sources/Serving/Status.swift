@@ -1,5 +1,6 @@
 // Call outcomes as gRPC's 17 canonical status codes, and the one error type the serving core raises.
 // The RPC layer puts these on the wire unchanged (docs/protocol.md, "Status codes").
+import Data
 
 public enum StatusCode: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     case ok = 0, cancelled, unknown, invalidArgument, deadlineExceeded, notFound, alreadyExists,

@@ -393,7 +393,7 @@ enum GenresJSON {
 
     static func decode(_ text: String) throws -> [String] {
         guard let array = try? JSONSerialization.jsonObject(with: Foundation.Data(text.utf8)) as? [String] else {
-            throw StoreError.unusable("genres '\(text.prefix(80))' are not a JSON array of strings")
+            throw StoreError.unusable("genres \(ClientText.quote(text)) are not a JSON array of strings")
         }
         return array
     }

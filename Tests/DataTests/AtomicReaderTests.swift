@@ -49,7 +49,10 @@ final class AtomicReaderTests: XCTestCase {
             (header + "1\t\t4\t5\n", 2, 3, "item_id '': empty"),
             // Ids follow the RPC's rule (Identifier): at most 128 bytes, no control characters.
             (header + String(repeating: "u", count: 129) + "\t2\t4\t5\n", 2, 1, "129 bytes, at most 128"),
-            (header + "1\tab\u{7F}c\t4\t5\n", 2, 3, "control character U+7F at character 2"),
+            // The bad text is quoted escaped (ClientText), so a message cannot carry control characters...
+            (header + "1\tab\u{7F}c\t4\t5\n", 2, 3, "item_id 'ab\\u{7f}c': control character U+7F at character 2"),
+            // ...and cut, so a huge field cannot make a huge message.
+            (header + "1\t2\t" + String(repeating: "9x", count: 5000) + "\t5\n", 2, 5, "more bytes)' is not a number"),
             ("user_id:token\titem_id:tokn\n1\t2\n", 1, 23, "unknown field type"),
             ("user_id\titem_id:token\n", 1, 1, "not name:type"),
             ("user:token\titem_id:token\n1\t2\n", 1, 1, "no 'user_id'"),

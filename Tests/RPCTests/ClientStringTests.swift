@@ -3,6 +3,7 @@
 import XCTest
 @testable import RPC
 import R2ecProtoC
+import Data
 import Serving
 
 final class ClientStringTests: XCTestCase {

@@ -2,6 +2,7 @@
 // (send a frame, start a call, cancel a call's work, a call ended, close). The libuv transport (Connection) only
 // moves bytes, runs timers and applies backpressure; the unit tests and the FuzzConnection target drive this same
 // code with no socket. Time is passed in (monotonic ns), so every rule is deterministic under test.
+import Data
 import Foundation
 import Serving
 

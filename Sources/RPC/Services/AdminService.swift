@@ -1,5 +1,6 @@
 // r2ec.v1.Admin (Protos/r2ec/v1/admin.proto): model management. Its methods need an admin token when the server runs
 // with authentication (CallAuthorizer). A model loads on a thread of its own; the registry swaps it in when ready.
+import Data
 import Foundation
 import Logging
 import Serving

@@ -1,7 +1,8 @@
-// The one way a string that came from a client (a method name, an item id, a model name, a metadata value) is put
-// into a status message or a log line: control characters escaped so it cannot forge lines or terminal sequences,
-// and cut to a bounded length so it cannot grow a status or the log without bound. Idempotent: sanitising an
-// already sanitised string returns it unchanged (backslashes are not escaped, so no escape is ever doubled).
+// The one way a string that came from outside (from a client: a method name, an item id, a model name, a metadata
+// value; or from a file being read: a dataset field) is put into an error, a status message or a log line: control
+// characters escaped so it cannot forge lines or terminal sequences, and cut to a bounded length so it cannot grow a
+// status or the log without bound. Idempotent: sanitising an already sanitised string returns it unchanged
+// (backslashes are not escaped, so no escape is ever doubled).
 public enum ClientText {
     /// Longest client string quoted inside a message (an item id, a method name), in UTF-8 bytes.
     public static let quoteLimit = 128
