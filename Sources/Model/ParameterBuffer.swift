@@ -20,11 +20,16 @@ public final class ParameterBuffer: @unchecked Sendable {
 
     public var all: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: base, count: count) }
 
-    /// The tensor `name`; a programmer error when the layout has no such tensor.
+    /// The tensor `name`, as a view into this buffer's storage: valid only while the buffer lives, so keep its owner
+    /// (the model, the graph) alive while the view is used, or take `values(_:)`. A programmer error when the layout
+    /// has no such tensor.
     public func tensor(_ name: String) -> UnsafeMutableBufferPointer<Float> {
         guard let e = layout[name] else { preconditionFailure("no tensor \(name) in the parameter layout") }
         return UnsafeMutableBufferPointer(start: base + e.offset, count: e.count)
     }
+
+    /// A copy of tensor `name` that owns its values: still valid after the buffer and its owner are gone.
+    public func values(_ name: String) -> [Float] { Array(tensor(name)) }
 
     public func pointer(_ name: String) -> UnsafeMutablePointer<Float> { tensor(name).baseAddress! }
 

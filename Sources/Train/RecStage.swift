@@ -109,8 +109,8 @@ public struct RecStage: TrainingStage {
         let titleless = fresh.map { rendersWithoutTitle(item: $0, step: step, seed: t.config.seed) }
         let asNew = fresh.map { rendersAsNew(item: $0, step: step, seed: t.config.seed) }
         let sequences = examples.map(\.tokens) + fresh.indices.map {
-            titleless[$0] ? corpus.titlelessItemTokens[fresh[$0]]
-                : asNew[$0] ? corpus.newItemTokens[fresh[$0]] : corpus.itemTokens[fresh[$0]]
+            titleless[$0] ? corpus.titlelessItemTokens(fresh[$0])
+                : asNew[$0] ? corpus.newItemTokens(fresh[$0]) : corpus.itemTokens[fresh[$0]]
         }
         let share = BatchShare(lengths: sequences.map(\.count), world: world)
         let mine = share.sequences

@@ -11,22 +11,15 @@ public final class TrainingCorpus: @unchecked Sendable {
     public let split: Split
     /// Prompts.item per catalogue item, stats from split.train.
     public let itemPrompts: [String]
-    /// Prompts.item per catalogue item rendered as a new item's ("Average rating: none", "Raters: 0"): what
-    /// UpsertItems and `r2ec eval --model` give an item without training interactions.
-    public let newItemPrompts: [String]
-    /// Prompts.itemWithoutTitle per catalogue item (title dropout).
-    public let titlelessItemPrompts: [String]
     /// Per user, the training sequence, oldest first.
     public let sequences: [UserHistory]
     /// Share of the training interactions held by each item.
     public let itemFrequency: [Double]
     public private(set) var tokenizer: Tokenizer?
     public private(set) var itemTokens: [[Int]] = []
-    /// The tokens of `newItemPrompts`.
-    public private(set) var newItemTokens: [[Int]] = []
-    /// The tokens of `titlelessItemPrompts`.
-    public private(set) var titlelessItemTokens: [[Int]] = []
     private var newline = -1
+    /// Item texts are cut to `itemTokenLimit` tokens keeping their last `answerTail` (the `<answer>` tag).
+    private var answerTail = 0, itemTokenLimit = 0
     private var maxTokens = 2048
 
     /// The interactions training sequences are built from: split.train, plus each validation target when
@@ -39,8 +32,6 @@ public final class TrainingCorpus: @unchecked Sendable {
         self.split = split
         let stats = dataset.itemStats(from: split.train)
         itemPrompts = (0..<dataset.catalog.count).map { Prompts.item(dataset.catalog[$0], stats: stats[$0]) }
-        newItemPrompts = dataset.catalog.items.map { Prompts.item($0, stats: ItemStats(count: 0, meanRating: 0)) }
-        titlelessItemPrompts = dataset.catalog.items.map(Prompts.itemWithoutTitle)
         var interactions = split.train
         if includeValidation {
             // The validation interaction itself (its rating included): one matching row of the dataset per sample.
@@ -99,16 +90,34 @@ public final class TrainingCorpus: @unchecked Sendable {
     public func use(tokenizer: Tokenizer, maxPositions: Int) {
         self.tokenizer = tokenizer
         maxTokens = min(DualHeadFormat.maxUserTokens, maxPositions)
-        let tail = tokenizer.encode(Prompts.answerTag).count
-        let limit = min(DualHeadFormat.maxItemTokens, maxPositions)
-        func encode(_ prompt: String) -> [Int] {
-            DualHeadFormat.keepingHead(tokenizer.encode(DualHeadFormat.itemText(itemPrompt: prompt)), tail: tail, limit: limit)
-        }
-        itemTokens = itemPrompts.map(encode)
-        newItemTokens = newItemPrompts.map(encode)
-        titlelessItemTokens = titlelessItemPrompts.map(encode)
+        answerTail = tokenizer.encode(Prompts.answerTag).count
+        itemTokenLimit = min(DualHeadFormat.maxItemTokens, maxPositions)
+        itemTokens = itemPrompts.map(itemTextTokens)
         let nl = tokenizer.encode("\n")
         newline = nl.count == 1 ? nl[0] : -1
+    }
+
+    /// Item `item`'s prompt rendered as a new item's ("Average rating: none", "Raters: 0"): what UpsertItems and
+    /// `r2ec eval --model` give an item without training interactions. Made when a step draws it (new_item_share),
+    /// not for every item up front.
+    public func newItemPrompt(_ item: Int) -> String {
+        Prompts.item(dataset.catalog[item], stats: ItemStats(count: 0, meanRating: 0))
+    }
+
+    /// Item `item`'s prompt without its title (title_dropout), made when a step draws it.
+    public func titlelessItemPrompt(_ item: Int) -> String { Prompts.itemWithoutTitle(dataset.catalog[item]) }
+
+    /// The tokens of `newItemPrompt(item)`, as `itemTokens` holds the trained rendering's (after `use(tokenizer:)`).
+    public func newItemTokens(_ item: Int) -> [Int] { itemTextTokens(newItemPrompt(item)) }
+
+    /// The tokens of `titlelessItemPrompt(item)`.
+    public func titlelessItemTokens(_ item: Int) -> [Int] { itemTextTokens(titlelessItemPrompt(item)) }
+
+    /// An item prompt's item text (`<answer>` included), tokenised and cut to the item token limit.
+    private func itemTextTokens(_ prompt: String) -> [Int] {
+        guard let tokenizer else { preconditionFailure("TrainingCorpus: use(tokenizer:) before tokenising items") }
+        return DualHeadFormat.keepingHead(tokenizer.encode(DualHeadFormat.itemText(itemPrompt: prompt)),
+                                          tail: answerTail, limit: itemTokenLimit)
     }
 
     /// A tokenised user window: tokens (ending at `<answer>`), and per shown history line k >= 1 the row of the

@@ -15,15 +15,18 @@ final class NewItemShareTests: XCTestCase {
         let dataset = try DatasetLoader.load(data)
         let corpus = TrainingCorpus(dataset: dataset, split: Splits.make(.loo, dataset))
         // Item "1": title "Film number 1", year 1981, genre ["Drama", "Comedy", "Action"][1 % 3].
-        XCTAssertEqual(corpus.newItemPrompts[0],
+        XCTAssertEqual(corpus.newItemPrompt(0),
                        "Summarise the item.\nTitle: Film number 1 (1981)\nAverage rating: none\nRaters: 0\nGenres: Comedy")
         XCTAssertTrue(corpus.itemPrompts[0].hasPrefix("Summarise the item.\nTitle: Film number 1 (1981)\nAverage rating: "))
         XCTAssertFalse(corpus.itemPrompts[0].contains("Raters: 0\n"), corpus.itemPrompts[0])
         let tokenizer = try corpus.trainTokenizer(vocabularySize: 300, userPrompts: 10, seed: 1)
         corpus.use(tokenizer: tokenizer, maxPositions: 512)
-        XCTAssertEqual(corpus.newItemTokens.count, dataset.catalog.count)
-        XCTAssertEqual(tokenizer.decode(corpus.newItemTokens[0]),
-                       DualHeadFormat.itemText(itemPrompt: corpus.newItemPrompts[0]))
+        // The last item too: renderings are made per item on demand, not only for the first.
+        let last = dataset.catalog.count - 1
+        XCTAssertEqual(tokenizer.decode(corpus.newItemTokens(last)),
+                       DualHeadFormat.itemText(itemPrompt: Prompts.item(dataset.catalog[last], stats: ItemStats(count: 0, meanRating: 0))))
+        XCTAssertEqual(tokenizer.decode(corpus.newItemTokens(0)),
+                       DualHeadFormat.itemText(itemPrompt: corpus.newItemPrompt(0)))
     }
 
     func testTheDrawRendersTheShareEachItemSometimes() {

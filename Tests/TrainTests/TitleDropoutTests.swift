@@ -20,11 +20,11 @@ final class TitleDropoutTests: XCTestCase {
         let dataset = try DatasetLoader.load(data)
         let corpus = TrainingCorpus(dataset: dataset, split: Splits.make(.loo, dataset))
         // Item "1": title "Film number 1", year 1981, genre ["Drama", "Comedy", "Action"][1 % 3].
-        XCTAssertEqual(corpus.titlelessItemPrompts[0], "Summarise the item.\nYear: 1981\nGenres: Comedy")
+        XCTAssertEqual(corpus.titlelessItemPrompt(0), "Summarise the item.\nYear: 1981\nGenres: Comedy")
         let tokenizer = try corpus.trainTokenizer(vocabularySize: 300, userPrompts: 10, seed: 1)
         corpus.use(tokenizer: tokenizer, maxPositions: 512)
-        XCTAssertEqual(tokenizer.decode(corpus.titlelessItemTokens[0]),
-                       DualHeadFormat.itemText(itemPrompt: corpus.titlelessItemPrompts[0]))
+        XCTAssertEqual(tokenizer.decode(corpus.titlelessItemTokens(0)),
+                       DualHeadFormat.itemText(itemPrompt: corpus.titlelessItemPrompt(0)))
     }
 
     func testTheDrawTakesTheShareIndependentlyOfStatsDropout() {

@@ -85,10 +85,8 @@ enum TrainFixtures {
         config.stages = [stage]
         let out = dataset + "/" + name
         _ = try Trainer(config: config, out: out, logPath: nil).run()
-        // The model owns the tensor's storage: keep it alive while reading.
-        let model = try Checkpoint.loadModel(directory: out)
-        let e = model.parameters.tensor("model.embed_tokens.weight")
-        return withExtendedLifetime(model) { (0..<e.count).map { e[$0] } }
+        // An owning copy: a tensor(_:) view would dangle once the loaded model is freed.
+        return try Checkpoint.loadModel(directory: out).parameters.values("model.embed_tokens.weight")
     }
 
     static func temporaryDirectory(_ name: String) -> String {
