@@ -11,10 +11,11 @@ import XCTest
 @testable import Train
 
 final class AdaptiveRecipeTests: XCTestCase {
-    static func evals(_ logPath: String) throws -> [(step: Int, ndcg: Double)] {
+    /// The evaluations of a training log: global step, validation NDCG@10 and the selection score.
+    static func evals(_ logPath: String) throws -> [(step: Int, ndcg: Double, selection: Double)] {
         try String(contentsOfFile: logPath, encoding: .utf8).split(separator: "\n").compactMap {
             try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }.filter { $0["eval"] != nil }.map { ($0["eval"] as! Int, $0["NDCG@10"] as! Double) }
+        }.filter { $0["eval"] != nil }.map { ($0["eval"] as! Int, $0["NDCG@10"] as! Double, $0["selection_score"] as! Double) }
     }
 
     func testEpochsAndEvaluationCount() throws {
@@ -48,29 +49,38 @@ final class AdaptiveRecipeTests: XCTestCase {
         }
     }
 
-    /// With smooth 2 the kept parameters are those of the evaluation whose mean with the one before it is highest;
-    /// a second stage at lr 0 evaluates exactly what was kept.
+    /// With smooth 2 the selection score of each evaluation is the mean of it and the one before (the log's
+    /// selection_score), and the kept parameters are those of the evaluation with the best mean; a second stage at
+    /// lr 0 evaluates exactly what was kept. Float rounding differs between CPUs, so the NDCG series does too: seeds
+    /// are tried until one gives a smoothed choice other than the raw best (where keeping the raw best would fail),
+    /// first those that do on the machines seen so far (seed 1 on an Intel Xeon, 6 on an AMD EPYC, both AVX-512).
     func testSmoothedSelectionKeepsTheBestMeanOfTwo() throws {
-        let data = try TrainFixtures.toyDataset()
-        defer { try? FileManager.default.removeItem(atPath: data) }
-        var config = TrainFixtures.toyRecipe(dataset: data)
-        var first = TrainFixtures.toyRecStage()
-        first.optimizer.steps = 8; first.optimizer.lr = 0.08; first.validation.every = 1; first.validation.smooth = 2
-        var second = first
-        second.optimizer.steps = 1; second.optimizer.lr = 0; second.validation.smooth = 1
-        config.stages = [first, second]
-        let logPath = data + "/train.jsonl"
-        _ = try Trainer(config: config, out: data + "/out", logPath: logPath).run()
-        let all = try Self.evals(logPath)
-        let stage1 = all.filter { $0.step <= 8 }.map(\.ndcg), handed = all.filter { $0.step > 8 }
-        XCTAssertEqual(stage1.count, 8)
-        let means = stage1.indices.map { $0 == 0 ? stage1[0] : (stage1[$0] + stage1[$0 - 1]) / 2 }
-        let kept = means.indices.max { means[$0] < means[$1] || (means[$0] == means[$1] && $0 > $1) }!
-        let rawBest = stage1.indices.max { stage1[$0] < stage1[$1] }!
-        print("NDCG@10 by step \(stage1.map { String(format: "%.4f", $0) }); means of two \(means.map { String(format: "%.4f", $0) }); kept step \(kept + 1)")
-        XCTAssertEqual(handed.count, 1)
-        XCTAssertEqual(handed[0].ndcg, stage1[kept], accuracy: 1e-9)
-        XCTAssertNotEqual(kept, rawBest, "fixture: the smoothed choice equals the raw best, so the test does not discriminate")
+        for seed: UInt64 in [1, 6, 2, 3, 4, 5, 7, 8] {
+            let data = try TrainFixtures.toyDataset()
+            defer { try? FileManager.default.removeItem(atPath: data) }
+            var config = TrainFixtures.toyRecipe(dataset: data)
+            config.seed = seed
+            var first = TrainFixtures.toyRecStage()
+            first.optimizer.steps = 8; first.optimizer.lr = 0.08; first.validation.every = 1; first.validation.smooth = 2
+            var second = first
+            second.optimizer.steps = 1; second.optimizer.lr = 0; second.validation.smooth = 1
+            config.stages = [first, second]
+            let logPath = data + "/train.jsonl"
+            _ = try Trainer(config: config, out: data + "/out", logPath: logPath).run()
+            let all = try Self.evals(logPath)
+            let stage1 = all.filter { $0.step <= 8 }, handed = all.filter { $0.step > 8 }
+            XCTAssertEqual(stage1.count, 8)
+            let ndcg = stage1.map(\.ndcg)
+            let means = ndcg.indices.map { $0 == 0 ? ndcg[0] : (ndcg[$0] + ndcg[$0 - 1]) / 2 }
+            for (e, mean) in zip(stage1, means) { XCTAssertEqual(e.selection, mean, accuracy: 1e-9, "step \(e.step)") }
+            let kept = means.indices.max { means[$0] < means[$1] || (means[$0] == means[$1] && $0 > $1) }!
+            let rawBest = ndcg.indices.max { ndcg[$0] < ndcg[$1] || (ndcg[$0] == ndcg[$1] && $0 > $1) }!
+            print("seed \(seed): NDCG@10 by step \(ndcg.map { String(format: "%.4f", $0) }); means of two \(means.map { String(format: "%.4f", $0) }); kept step \(kept + 1), raw best \(rawBest + 1)")
+            XCTAssertEqual(handed.count, 1)
+            XCTAssertEqual(handed[0].ndcg, ndcg[kept], accuracy: 1e-9)
+            if kept != rawBest && ndcg[kept] != ndcg[rawBest] { return }
+        }
+        XCTFail("fixture: on no seed did the smoothed choice differ from the raw best, so the test does not discriminate")
     }
 
     /// d loss / d offset of the contrastive head with id vectors, and one model gradient through the double
@@ -97,7 +107,7 @@ final class AdaptiveRecipeTests: XCTestCase {
         }
         let (_, analytic) = loss(offsets)
         let g = try XCTUnwrap(analytic)
-        let norm = Array(graph.gradients.tensor("model.norm.weight"))
+        let norm = graph.gradients.values("model.norm.weight")
         var worst = 0.0
         for i in 0..<offsets.count {
             let h: Float = 1e-2, keep = offsets[i]
