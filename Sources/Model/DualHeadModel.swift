@@ -108,9 +108,11 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     /// Builds the item table from `itemPrompts` (one per catalogue item, e.g. Prompts.item), or reuses the one
     /// cached at `cachePath` when weights and prompts are unchanged; a rebuilt table is written there only when
     /// `writeCache` (training writes into its own output; serving and evaluation never write into the checkpoint
-    /// they read, and keep a rebuilt table in memory).
+    /// they read). Otherwise, with `itemTableCache` (a directory the server owns), the table is read from there or
+    /// built resumably into it; without, it is built in memory.
     public convenience init(model: Qwen2Model, tokenizer: Tokenizer, catalog: Catalog, itemPrompts: [String],
                             tau: Float = 0.02, cachePath: String? = nil, writeCache: Bool = false,
+                            itemTableCache: ItemTableCache? = nil,
                             progress: Bool = true, itemTablePrecision: ItemTablePrecision = .float32) throws {
         precondition(itemPrompts.count == catalog.count, "one item prompt per catalogue item")
         let weightsHash = Checkpoint.weightsHash(model)
@@ -125,9 +127,17 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
         if table == nil {
             let tail = tokenizer.encode(Prompts.answerTag).count
             let limit = min(DualHeadFormat.maxItemTokens, model.configuration.maxPositionEmbeddings)
-            let tokens = texts.map { DualHeadFormat.keepingHead(tokenizer.encode($0), tail: tail, limit: limit) }
-            let built = ItemTable.build(model: model, itemTokens: tokens, weightsHash: weightsHash,
+            let tokens = { texts.map { DualHeadFormat.keepingHead(tokenizer.encode($0), tail: tail, limit: limit) } }
+            let built: ItemTable
+            if let itemTableCache {
+                let key = ItemTableCache.Key(weightsHash: weightsHash, promptsHash: promptsHash,
+                                             precision: (model.packedPrecision ?? .float32).rawValue,
+                                             count: catalog.count, dimension: d)
+                built = try itemTableCache.table(key, model: model, itemTokens: tokens, progress: progress).table
+            } else {
+                built = ItemTable.build(model: model, itemTokens: tokens(), weightsHash: weightsHash,
                                         promptsHash: promptsHash, progress: progress)
+            }
             if let cachePath, writeCache {
                 // A read-only checkpoint directory costs a rebuild next time, not the model.
                 do { try built.save(to: cachePath) } catch {

@@ -1,6 +1,7 @@
 // The item table: every catalogue item's unit vector, read out by the network from the item prompt + `<answer>`
 // (final-norm hidden state at the last token, L2-normalised). Built in batches with progress on stderr, cached as
-// item_table.safetensors beside the checkpoint with hashes of the weights and the prompts, rebuilt when either changes.
+// item_table.safetensors beside the checkpoint (by training) with hashes of the weights and the prompts, rebuilt when
+// either changes; serving keeps its own resumable copies in ItemTableCache's directory.
 import Data
 import Foundation
 import Tensor
@@ -23,22 +24,38 @@ public final class ItemTable: @unchecked Sendable {
     /// Reads out every item text (already tokenised, `<answer>` included) in batches of `batchSize`.
     public static func build(model: Qwen2Model, itemTokens: [[Int]], weightsHash: String, promptsHash: String,
                              batchSize: Int = 32, progress: Bool = true) -> ItemTable {
-        let d = model.configuration.hiddenSize
-        let vectors = FloatBuffer(shape: [itemTokens.count, d])
-        var start = 0
-        let began = Date()
-        while start < itemTokens.count {
-            let end = min(itemTokens.count, start + batchSize)
-            let unit = model.readout(Array(itemTokens[start..<end]))
-            (vectors.data + start * d).update(from: unit.data, count: (end - start) * d)
-            start = end
-            if progress {
-                let rate = Double(start) / max(Date().timeIntervalSince(began), 1e-9)
-                FileHandle.standardError.write("\ritem table: \(start)/\(itemTokens.count) items (\(Int(rate))/s)".data(using: .utf8)!)
-            }
-        }
-        if progress && !itemTokens.isEmpty { FileHandle.standardError.write("\n".data(using: .utf8)!) }
+        let vectors = FloatBuffer(shape: [itemTokens.count, model.configuration.hiddenSize])
+        readOut(model: model, itemTokens: itemTokens, into: vectors, batchSize: batchSize, progress: progress) { _ in }
         return ItemTable(vectors: vectors, weightsHash: weightsHash, promptsHash: promptsHash)
+    }
+
+    /// Reads out rows `start..<itemTokens.count` of `vectors` in batches of `batchSize` counted from row 0 (`start`
+    /// is a multiple of it), so that a build resumed at `start` reads out the very batches an uninterrupted one does:
+    /// the same rows, to the bit. Calls `chunk(rowsDone)` after every `chunkRows` rows (a multiple of `batchSize`)
+    /// and after the last row. Progress on stderr: rows done of all, the rate of this run, where it resumed.
+    public static func readOut(model: Qwen2Model, itemTokens: [[Int]], into vectors: FloatBuffer, from start: Int = 0,
+                               batchSize: Int = 32, chunkRows: Int? = nil, progress: Bool = true,
+                               chunk: (Int) throws -> Void) rethrows {
+        let d = model.configuration.hiddenSize
+        precondition(vectors.shape == [itemTokens.count, d], "one row of \(d) per item")
+        precondition((start % batchSize == 0 || start == itemTokens.count) && (0...itemTokens.count).contains(start),
+                     "resume at a whole batch")
+        precondition(chunkRows.map { $0 > 0 && $0 % batchSize == 0 } ?? true, "chunks of whole batches")
+        let resumed = start > 0 ? ", resumed at row \(start)" : ""
+        var row = start
+        let began = Date()
+        while row < itemTokens.count {
+            let end = min(itemTokens.count, row + batchSize)
+            let unit = model.readout(Array(itemTokens[row..<end]))
+            (vectors.data + row * d).update(from: unit.data, count: (end - row) * d)
+            row = end
+            if progress {
+                let rate = Double(row - start) / max(Date().timeIntervalSince(began), 1e-9)
+                FileHandle.standardError.write("\ritem table: \(row)/\(itemTokens.count) items (\(Int(rate))/s\(resumed))".data(using: .utf8)!)
+            }
+            if let chunkRows, row % chunkRows == 0 || row == itemTokens.count { try chunk(row) }
+        }
+        if progress && start < itemTokens.count { FileHandle.standardError.write("\n".data(using: .utf8)!) }
     }
 
     public func save(to path: String) throws {

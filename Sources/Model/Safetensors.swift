@@ -45,8 +45,17 @@ public struct SafetensorsFile: @unchecked Sendable {
                 detail: "header claims \(headerLength) bytes, the file has \(bytes.count - 8) after the length")
         }
         let start = bytes.startIndex + 8
-        let headerBytes = bytes.subdata(in: start..<(start + Int(headerLength)))
         dataStart = 8 + Int(headerLength)
+        let parsed = try Self.parseHeader(bytes.subdata(in: start..<(start + Int(headerLength))),
+                                          dataLength: bytes.count - dataStart, path: path)
+        entries = parsed.entries
+        metadata = parsed.metadata
+    }
+
+    /// The tensors and metadata of a header (the JSON after the length), each tensor checked to fit in a data
+    /// section of `dataLength` bytes; for readers that fetch the data themselves.
+    public static func parseHeader(_ headerBytes: Foundation.Data, dataLength: Int,
+                                   path: String) throws -> (entries: [String: SafetensorsEntry], metadata: [String: String]) {
         let json: Any
         do { json = try JSONSerialization.jsonObject(with: headerBytes) }
         catch { throw CheckpointError.malformedHeader(file: path, detail: "not JSON (\(error.localizedDescription))") }
@@ -55,7 +64,6 @@ public struct SafetensorsFile: @unchecked Sendable {
         }
         var entries: [String: SafetensorsEntry] = [:]
         var metadata: [String: String] = [:]
-        let dataLength = bytes.count - dataStart
         for (name, value) in top {
             if name == "__metadata__" {
                 if let m = value as? [String: Any] {
@@ -92,8 +100,7 @@ public struct SafetensorsFile: @unchecked Sendable {
             }
             entries[name] = entry
         }
-        self.entries = entries
-        self.metadata = metadata
+        return (entries, metadata)
     }
 
     public var names: [String] { entries.keys.sorted() }
@@ -158,25 +165,8 @@ public enum SafetensorsWriter {
 
     /// The file's bytes: tensors in the given order, header keys sorted, header padded with spaces to 8 bytes.
     public static func encode(_ tensors: [Tensor], metadata: [String: String] = [:]) -> Foundation.Data {
-        var header = "{"
-        var parts: [String] = []
-        if !metadata.isEmpty {
-            let m = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
-            parts.append("\"__metadata__\":{\(m.joined(separator: ","))}")
-        }
-        var offset = 0
-        for t in tensors {
-            let size = 4 * t.values.count
-            parts.append("\(jsonString(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}")
-            offset += size
-        }
-        header += parts.joined(separator: ",") + "}"
-        var headerBytes = Array(header.utf8)
-        while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }
-        var out = Foundation.Data(capacity: 8 + headerBytes.count + offset)
-        var length = UInt64(headerBytes.count).littleEndian
-        withUnsafeBytes(of: &length) { out.append(contentsOf: $0) }
-        out.append(contentsOf: headerBytes)
+        var out = header(tensors.map { ($0.name, $0.shape) }, metadata: metadata)
+        out.reserveCapacity(out.count + tensors.reduce(0) { $0 + 4 * $1.values.count })
         for t in tensors {
             #if _endian(big)
             for v in t.values { var b = v.bitPattern.littleEndian; withUnsafeBytes(of: &b) { out.append(contentsOf: $0) } }
@@ -185,6 +175,31 @@ public enum SafetensorsWriter {
                                            count: 4 * t.values.count))
             #endif
         }
+        return out
+    }
+
+    /// The 8-byte length and the header of F32 tensors of these shapes (data in the given order), keys sorted,
+    /// padded with spaces to 8 bytes: what precedes the data, for writers that write the data themselves.
+    public static func header(_ tensors: [(name: String, shape: [Int])], metadata: [String: String] = [:]) -> Foundation.Data {
+        var header = "{"
+        var parts: [String] = []
+        if !metadata.isEmpty {
+            let m = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
+            parts.append("\"__metadata__\":{\(m.joined(separator: ","))}")
+        }
+        var offset = 0
+        for t in tensors {
+            let size = 4 * t.shape.reduce(1, *)
+            parts.append("\(jsonString(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}")
+            offset += size
+        }
+        header += parts.joined(separator: ",") + "}"
+        var headerBytes = Array(header.utf8)
+        while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }
+        var out = Foundation.Data(capacity: 8 + headerBytes.count)
+        var length = UInt64(headerBytes.count).littleEndian
+        withUnsafeBytes(of: &length) { out.append(contentsOf: $0) }
+        out.append(contentsOf: headerBytes)
         return out
     }
 

@@ -1,7 +1,7 @@
 // Loads a trained dual-head checkpoint directory as a servable DualHeadModel: weights, tokenizer, the training
 // metadata (r2ec_train.json: tau, split, calibrator) and the item table (reused from item_table.safetensors when the
-// weights and item prompts match, rebuilt otherwise: in memory when serving or evaluating, which never write into
-// the directory they load). Item prompts use the stats of the split's training interactions, exactly as training
+// weights and item prompts match, else from the caller's ItemTableCache directory, else rebuilt: serving and
+// evaluation never write into the directory they load). Item prompts use the stats of the split's training interactions, exactly as training
 // built them.
 import Data
 import Eval
@@ -101,11 +101,13 @@ public enum DualHeadLoader {
     /// item prompts, else rebuilt; a rebuilt table is written there only with `writeItemTable` (training, into its
     /// own output): serving and evaluation never write into the directory they load. `precision` bfloat16 packs the
     /// projections and the item table in bfloat16 (the caller checks `precision.isSupported`); its item table is
-    /// rebuilt by the bfloat16 network and never cached. `itemTablePrecision` int8 scores against an int8 copy of the
-    /// table (one scale per row) instead of the packed float32 one. `newItemPrior` W > 0 blends the items without a
+    /// rebuilt by the bfloat16 network (never read from the checkpoint). `itemTablePrecision` int8 scores against an int8 copy of the
+    /// table (one scale per row) instead of the packed float32 one. `itemTableCache`, a directory the caller owns
+    /// (`--item-table-cache`), keeps the tables built here, any precision, and resumes an interrupted build: the
+    /// checkpoint's own table is still read first when it matches. `newItemPrior` W > 0 blends the items without a
     /// training interaction toward their genres' trained items (`ContentPrior`), now and in later catalogue updates.
     public static func load(directory: String, dataset: Dataset, tau: Float? = nil, budget: MemoryBudget = .unlimited,
-                            writeItemTable: Bool = false, progress: Bool = false,
+                            writeItemTable: Bool = false, itemTableCache: ItemTableCache? = nil, progress: Bool = false,
                             precision: PackedMatrix.Precision = .float32,
                             itemTablePrecision: ItemTablePrecision = .float32,
                             newItemPrior: Float = 0) throws -> DualHeadModel {
@@ -138,6 +140,7 @@ public enum DualHeadLoader {
         let loaded = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: dataset.catalog, itemPrompts: prompts,
                                        tau: tau ?? info?.tau ?? 0.02, cachePath: precision == .float32 ? cachePath : nil,
                                        writeCache: writeItemTable && precision == .float32,
+                                       itemTableCache: itemTableCache,
                                        progress: progress, itemTablePrecision: itemTablePrecision)
         // Learned id vectors (item_id_vectors.safetensors), matched by item id: each item that has one scores with
         // unit(text + id); the cached table stays text-only, and items without one (new items) keep the text alone.

@@ -71,6 +71,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Ranks 1...N the top-N calibrator is fitted on (validation) and ECE@N is taken over (test): the ranks a server gives probabilities for.")
     var calibrationRanks = 10
 
+    @Option(help: "With --model: a directory where item tables are kept across runs (read when weights, item prompts and --precision match; built resumably otherwise), as r2ec serve's --item-table-cache; off when not given.")
+    var itemTableCache: String?
+
     @Option(help: "Most memory loading --model may take (bytes, or with K/M/G: 8G). Default: 80% of the memory available.")
     var memoryBudget: String?
 
@@ -93,6 +96,8 @@ struct EvalCommand: ParsableCommand {
             throw ValidationError("--new-item-prior: expected a weight in [0, 1], got \(newItemPrior)")
         }
         if newItemPrior != 0 && model == nil { throw ValidationError("--new-item-prior applies to --model only") }
+        if itemTableCache != nil && model == nil { throw ValidationError("--item-table-cache applies to --model only") }
+        try Serve.validate(itemTableCache: itemTableCache)
         guard [baseline != nil, model != nil, randomModel].filter({ $0 }).count == 1 else {
             throw ValidationError("give exactly one of --baseline pop|wals|bpr|random, --model PATH or --random-model")
         }
@@ -255,7 +260,9 @@ struct EvalCommand: ParsableCommand {
                 }
                 budget = b
             }
-            return try DualHeadLoader.load(directory: model, dataset: data, budget: budget, precision: precision,
+            return try DualHeadLoader.load(directory: model, dataset: data, budget: budget,
+                                           itemTableCache: itemTableCache.map { ItemTableCache(directory: $0) },
+                                           precision: precision,
                                            itemTablePrecision: itemTablePrecision, newItemPrior: newItemPrior)
         }
         let texts = itemPrompts + s.validation.prefix(200).map {

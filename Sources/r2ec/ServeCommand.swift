@@ -102,10 +102,22 @@ struct Serve: ParsableCommand {
     var authTokenFile: String?
     @Option(help: "Most memory one checkpoint load may take (bytes, or with K/M/G: 8G); checked against config.json and the weights before allocating. Default: 80% of the memory available at each load.")
     var memoryBudget: String?
-    @Option(help: "Weights of the dual-head models in inference: float32, or bfloat16 (projections and item table in bfloat16 with float32 sums, about half the weight bytes; the table is re-encoded by the bfloat16 network at each load; needs a CPU with AVX512_BF16). Applies to every load: start, Admin LoadModel, SIGHUP reload.")
+    @Option(help: "Weights of the dual-head models in inference: float32, or bfloat16 (projections and item table in bfloat16 with float32 sums, about half the weight bytes; the table is re-encoded by the bfloat16 network at each load, or read from --item-table-cache; needs a CPU with AVX512_BF16). Applies to every load: start, Admin LoadModel, SIGHUP reload.")
     var precision: PackedMatrix.Precision = .float32
     @Option(help: "Item table the dual-head models score against: float32, or int8 (one float32 scale per row: a quarter of the bytes per scoring pass; ranking by the dequantised table; SimilarItems keeps float32).")
     var itemTablePrecision = ItemTablePrecision.float32
+    @Option(help: ArgumentHelp(
+        "A directory this server owns where the dual-head models' item tables are kept across starts; off when not given.",
+        discussion: """
+        Without it every start reads every catalogue item out again (about 5 minutes at 10^6 items on 2 cores) unless \
+        the checkpoint holds a matching item_table.safetensors (r2ec train writes one; serving never writes into a \
+        checkpoint). With it, a table is read from DIR when the weights, item prompts and --precision are those it was \
+        built for (one file per combination, named by their hashes, so models and catalogues share DIR), else built \
+        and saved in chunks: a server stopped mid-build resumes where it left off. Damaged files are ignored with a \
+        warning. Items added at run time (UpsertItems) are not kept there. Files are never deleted: remove stale ones \
+        by hand (items x hidden x 4 bytes each).
+        """))
+    var itemTableCache: String?
     @Option(help: "Weight W in [0, 1] of new items' content prior in the dual-head models: an item without a training interaction (one UpsertItems adds, or one in the catalogue the model never trained on) gets unit((1-W)*text vector + W*mean of its genres' centroids), a centroid being the mean vector of the trained items of that genre, taken at load (text alone when none of its genres has one); 0 = text alone.")
     var newItemPrior: Float = 0
 
@@ -121,6 +133,7 @@ struct Serve: ParsableCommand {
             }
         }
         guard !host.isEmpty else { throw ValidationError("--host: empty") }
+        try Serve.validate(itemTableCache: itemTableCache)
         if precision == .bfloat16 && !precision.isSupported {
             throw ValidationError("--precision bfloat16 needs a CPU with AVX512_BF16 (this one runs the \(CPU.isa) kernels without it)")
         }
@@ -246,7 +259,8 @@ struct Serve: ParsableCommand {
         }
         let loader = ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: budget, precision: precision,
                                                                                  itemTablePrecision: itemTablePrecision,
-                                                                                 newItemPrior: newItemPrior),
+                                                                                 newItemPrior: newItemPrior,
+                                                                                 itemTableCache: itemTableCache),
                                  catalogVersion: live?.snapshot.catalogVersion ?? 0, keepsUserHistories: live == nil)
         for spec in (models.isEmpty ? ["popularity"] : models) {
             let model = try loader.load(spec: spec)
@@ -331,16 +345,30 @@ extension Serve {
     /// Reads a dual-head checkpoint directory (weights, tokenizer, item table, calibrator) over the dataset, within
     /// `budget` (or 80% of the memory available at the time of each load), scoring against the item table in
     /// `itemTablePrecision`, its projections packed in `precision` (bfloat16: the caller checks `isSupported`), with
-    /// new items' content prior of weight `newItemPrior`. Never writes into the directory.
+    /// new items' content prior of weight `newItemPrior`, keeping item tables in `itemTableCache` (a directory)
+    /// when given. Never writes into the checkpoint directory.
     static func checkpointLoader(budget: MemoryBudget?, precision: PackedMatrix.Precision = .float32,
                                  itemTablePrecision: ItemTablePrecision = .float32,
-                                 newItemPrior: Float = 0) -> CheckpointLoader {
+                                 newItemPrior: Float = 0, itemTableCache: String? = nil) -> CheckpointLoader {
         { directory, dataset in
             Console.status("loading dual-head checkpoint \(directory)")
             let model = try DualHeadLoader.load(directory: directory, dataset: dataset, budget: budget ?? .available(),
+                                                itemTableCache: itemTableCache.map { ItemTableCache(directory: $0) },
                                                 progress: true, precision: precision,
                                                 itemTablePrecision: itemTablePrecision, newItemPrior: newItemPrior)
             return (model, try DualHeadLoader.calibrator(directory: directory, model: model, dataset: dataset))
+        }
+    }
+}
+
+extension Serve {
+    /// --item-table-cache: a directory, or a path where one can be made (it is created at the first build).
+    static func validate(itemTableCache: String?) throws {
+        guard let path = itemTableCache else { return }
+        guard !path.isEmpty else { throw ValidationError("--item-table-cache: empty path") }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw ValidationError("--item-table-cache: '\(path)' exists and is not a directory")
         }
     }
 }
