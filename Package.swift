@@ -47,6 +47,8 @@ let package = Package(
 
         // C kernels chosen at run time by CPU features (packed-weight GEMM, decode attention).
         .target(name: "CKernels"),
+        // The loopback floor of `r2ec bench rpc`: a bare epoll server and closed-loop client in C.
+        .target(name: "CLoopbackFloor"),
 
         .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: fastMath),
         .target(name: "Data", swiftSettings: fastMath),
@@ -75,7 +77,7 @@ let package = Package(
         // `r2ec mcp`: recommend, search, look up, similar items and feedback as MCP tools, each one RPC to a server.
         .target(name: "AgentTools", dependencies: ["RPC", "Serving", .product(name: "MCP", package: "swift-sdk")]),
         .executableTarget(name: "r2ec", dependencies: [
-            "GRPCDoor", "Config", "AgentTools",
+            "GRPCDoor", "Config", "AgentTools", "CLoopbackFloor",
             "RPC", "Serving", "Store", "Train", "Eval", "Model", "Data", "Tensor", "Collectives",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -94,7 +96,7 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "AgentToolsTests", dependencies: ["AgentTools", "RPC", "Serving", "Data", "Eval",
                                                        .product(name: "MCP", package: "swift-sdk")]),
-        .testTarget(name: "RPCTests", dependencies: ["RPC", "R2ecProtoC", "CProtobufC", "Serving", "Data", "Eval"]),
+        .testTarget(name: "RPCTests", dependencies: ["RPC", "R2ecProtoC", "CProtobufC", "Serving", "Data", "Eval", "CLoopbackFloor"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -98,11 +98,17 @@ public final class LoadGenerator {
         self.plan = plan
         arrivals = PoissonArrivals(rate: plan.rate ?? 1, seed: plan.seed)
         // Pre-encode CALL + MESSAGE(END_STREAM) per request; the stream id is patched in per call.
-        let header = Client.callHeader(method: plan.method, timeoutMs: plan.timeoutMs, metadata: plan.metadata)
-        frames = plan.requests.map { body in
-            Frame(header: FrameHeader(type: .call, streamId: 0, length: 0), payload: header).bytes
-                + Frame(header: FrameHeader(type: .message, flags: .endStream, streamId: 0, length: 0), payload: body).bytes
+        frames = plan.requests.map {
+            Self.callBytes(method: plan.method, request: $0, timeoutMs: plan.timeoutMs, metadata: plan.metadata)
         }
+    }
+
+    /// One call's bytes: a CALL frame and a MESSAGE(END_STREAM) frame, both on stream 0 (the sender patches the id).
+    public static func callBytes(method: String, request: [UInt8], timeoutMs: Int64 = 0,
+                                 metadata: [(String, String)] = []) -> [UInt8] {
+        let header = Client.callHeader(method: method, timeoutMs: timeoutMs, metadata: metadata)
+        return Frame(header: FrameHeader(type: .call, streamId: 0, length: 0), payload: header).bytes
+            + Frame(header: FrameHeader(type: .message, flags: .endStream, streamId: 0, length: 0), payload: request).bytes
     }
 
     /// Runs the plan to completion on the calling thread.

@@ -24,6 +24,8 @@ struct BenchRPC: ParsableCommand {
     @Option(help: "Methods to load: health, recommend.") var methods: [String] = ["health", "recommend"]
     @Flag(inversion: .prefixedNo, help: "Also run redis-benchmark PING (no pipelining, same client count) on a private redis-server.")
     var redis = true
+    @Flag(inversion: .prefixedNo, help: "Also measure the loopback floor: a bare C epoll server and client (r2ec framing; RESP under redis-benchmark), and the C client against the r2ec server.")
+    var floor = true
     @Option(help: "Write the results as JSON here.") var json: String?
     @Flag(help: "Also load the same methods over the gRPC door of the same server (--grpc-target with --target), and a grpc-swift echo server as gRPC's own anchor.")
     var grpc = false
@@ -87,6 +89,14 @@ struct BenchRPC: ParsableCommand {
             }
             #endif
         }
+        // The same Health calls from the bare C client: what the r2ec server does when the load costs (almost) nothing.
+        let healthCall = LoadGenerator.callBytes(method: "/r2ec.v1.Health/Check", request: [])
+        let loopback = ["127.0.0.1", "localhost"].contains(host)
+        if floor, loopback, methods.contains("health") {
+            rows.append(floorRow("r2ec health, C client",
+                                 try LoopbackFloor.load(port: port, .frames, request: healthCall, connections: connections,
+                                                        seconds: seconds)))
+        }
         #if GRPC
         if grpc {
             door?.shutdown()
@@ -104,14 +114,51 @@ struct BenchRPC: ParsableCommand {
         _ = (grpcHost, grpcPort)
         local?.stop()
 
+        // The floor: a bare C epoll server answering the same Health calls, under the r2ec load generator and under
+        // the bare C client.
+        if floor {
+            let bare = try LoopbackFloor.Server(.frames)
+            var plan = LoadGenerator.Plan(port: bare.port, method: "/r2ec.v1.Health/Check", requests: [[]])
+            plan.connections = connections
+            plan.inFlight = 1
+            plan.duration = seconds
+            let r = try LoadGenerator(plan).run()
+            let errors = r.statuses.filter { $0.key != .ok }.values.reduce(0, +)
+            print(String(format: "| floor server, r2ec load generator | %d | 1 | %.0f | %.3f | %.3f | %.3f | %d |", connections,
+                         r.throughput, r.percentile(50) * 1e3, r.percentile(90) * 1e3, r.percentile(99) * 1e3, errors))
+            rows.append(["load": "floor server, r2ec load generator", "clients": connections, "in_flight": 1,
+                         "throughput": r.throughput, "p50_ms": r.percentile(50) * 1e3, "p90_ms": r.percentile(90) * 1e3,
+                         "p99_ms": r.percentile(99) * 1e3, "errors": errors])
+            rows.append(floorRow("floor server, C client",
+                                 try LoopbackFloor.load(port: bare.port, .frames, request: healthCall, connections: connections,
+                                                        seconds: seconds)))
+            bare.stop()
+        }
+
         if redis, let r = try RedisPeer.pingRate(clients: connections, seconds: seconds) {
             print(String(format: "| redis-benchmark PING_MBULK | %d | 1 | %.0f | %.3f | - | %.3f | 0 |", connections, r.rate,
                          r.p50, r.p99))
             rows.append(["load": "redis PING", "clients": connections, "in_flight": 1, "throughput": r.rate,
                          "p50_ms": r.p50, "p99_ms": r.p99])
+            if floor {
+                // The bare C server speaking RESP under the same redis-benchmark: redis-server's own cost.
+                let bare = try LoopbackFloor.Server(.resp)
+                if let f = try RedisPeer.benchmark(port: bare.port, clients: connections, seconds: seconds) {
+                    print(String(format: "| floor server (RESP), redis-benchmark | %d | 1 | %.0f | %.3f | - | %.3f | 0 |",
+                                 connections, f.rate, f.p50, f.p99))
+                    rows.append(["load": "floor server (RESP), redis-benchmark", "clients": connections, "in_flight": 1,
+                                 "throughput": f.rate, "p50_ms": f.p50, "p99_ms": f.p99])
+                }
+                bare.stop()
+            }
             if let health = rows.first(where: { ($0["load"] as? String) == "r2ec health" }),
                let t = health["throughput"] as? Double {
                 print(String(format: "\nHealth/Check calls per second over redis PING: %.2fx", t / r.rate))
+            }
+            for row in rows {
+                guard let load = row["load"] as? String, load.hasPrefix("floor") || load.hasSuffix("C client"),
+                      let t = row["throughput"] as? Double else { continue }
+                print(String(format: "%@ over redis PING: %.2fx", load, t / r.rate))
             }
             if let health = rows.first(where: { ($0["load"] as? String) == "gRPC health" }),
                let t = health["throughput"] as? Double {
@@ -127,6 +174,14 @@ struct BenchRPC: ParsableCommand {
             let body = try JSONSerialization.data(withJSONObject: ["bench": "rpc", "levels": rows], options: [.prettyPrinted, .sortedKeys])
             try body.write(to: URL(fileURLWithPath: json))
         }
+    }
+
+    /// Prints a row of the bare C client and returns it for the JSON (its latency is the mean, in the p50 column's
+    /// place in the JSON as mean_ms).
+    private func floorRow(_ load: String, _ r: LoopbackFloor.Result) -> [String: Any] {
+        print(String(format: "| %@ | %d | 1 | %.0f | - | - | - | %d |", load, connections, r.throughput, r.errors))
+        return ["load": load, "clients": connections, "in_flight": 1, "throughput": r.throughput, "mean_ms": r.meanLatencyMs,
+                "errors": r.errors]
     }
 
     #if GRPC
@@ -176,7 +231,14 @@ enum RedisPeer {
         try redis.run()
         defer { redis.terminate(); redis.waitUntilExit() }
         Thread.sleep(forTimeInterval: 0.5)
-        // About `seconds` of work at ~50k/s; redis-benchmark counts requests, not time.
+        return try benchmark(port: port, clients: clients, seconds: seconds, redisBenchmark: bench)
+    }
+
+    /// redis-benchmark PING (no pipelining) against the server on 127.0.0.1:`port`.
+    static func benchmark(port: Int, clients: Int, seconds: Double,
+                          redisBenchmark: String? = which("redis-benchmark")) throws -> (rate: Double, p50: Double, p99: Double)? {
+        guard let bench = redisBenchmark else { return nil }
+        // About `seconds` of work at ~60k/s; redis-benchmark counts requests, not time.
         let n = max(50_000, Int(seconds * 60_000))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: bench)
