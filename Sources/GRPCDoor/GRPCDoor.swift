@@ -302,7 +302,7 @@ final class GRPCCallSink: ResponseSink, @unchecked Sendable {
     }
 
     func finish(_ status: CallStatus) {
-        let status = call.map { status.echoingRequestId($0.requestId) } ?? status
+        let status = call.map { status.echoingRequestId(of: $0) } ?? status
         lock.lock()
         guard !finished else { lock.unlock(); return }
         finished = true

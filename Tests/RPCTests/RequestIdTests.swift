@@ -30,6 +30,21 @@ final class RequestIdTests: XCTestCase {
         XCTAssertEqual(own.trailingMetadata.map(\.value), ["handler"])
     }
 
+    func testEchoOfACall() {
+        let plain = RPCCall(method: "/r2ec.v1.Health/Check")
+        XCTAssertFalse(plain.hasClientRequestId)
+        XCTAssertTrue(CallStatus.ok.echoingRequestId(of: plain).trailingMetadata.isEmpty)
+        // A failed call echoes the id it is logged under, the same one for its whole life.
+        let failed = CallStatus(.notFound, "no such model").echoingRequestId(of: plain)
+        XCTAssertEqual(failed.trailingMetadata.map(\.value), [plain.requestId.value])
+        let asked = RPCCall(method: "/r2ec.v1.Health/Check", metadata: [("x-request-id", "r7")])
+        XCTAssertTrue(asked.hasClientRequestId)
+        XCTAssertEqual(CallStatus.ok.echoingRequestId(of: asked).trailingMetadata.map(\.value), ["r7"])
+        let unusable = RPCCall(method: "/r2ec.v1.Health/Check", metadata: [("x-request-id", "has space")])
+        XCTAssertFalse(unusable.hasClientRequestId)
+        XCTAssertTrue(CallStatus.ok.echoingRequestId(of: unusable).trailingMetadata.isEmpty)
+    }
+
     func testCallKeepsOneIdForItsLife() {
         let call = RPCCall(method: "/r2ec.v1.Health/Check")
         XCTAssertEqual(call.requestId, call.requestId)

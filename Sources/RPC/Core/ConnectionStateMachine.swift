@@ -163,9 +163,10 @@ public struct ConnectionStateMachine {
             return violation(.invalidArgument, "CALL on stream \(id), not above the previous id \(highestStreamId)", &out)
         }
         highestStreamId = id
-        var requestId: RequestId?
+        var metadata: [(key: String, value: String)] = []
         func refuse(_ e: ServingError) {
-            let rid = requestId ?? RequestId(metadata: [])
+            // Made up here, not for every call: a refused call is logged and echoed under it.
+            let rid = RequestId(metadata: metadata)
             out.append(.send(Self.trailer(id, CallStatus(e).echoingRequestId(rid))))
             out.append(.refused(e, requestId: rid.value))
             if let limit = e.limit { out.append(.limitHit(limit)) }
@@ -183,8 +184,7 @@ public struct ConnectionStateMachine {
             return refuse(ServingError(.invalidArgument,
                                        "END_STREAM on the CALL frame: a call takes exactly one request MESSAGE"))
         }
-        let metadata = header.metadata.map { (key: $0.0.lowercased(), value: $0.1) }
-        requestId = RequestId(metadata: metadata)
+        metadata = header.metadata.map { (key: $0.0.lowercased(), value: $0.1) }
         let isAdmin: Bool?
         do { isAdmin = try authorizer.authenticate(metadata) } catch { return refuse(error) }
         guard let method = router[header.method] else {
@@ -385,7 +385,7 @@ public struct ConnectionStateMachine {
 
     private mutating func end(_ id: UInt32, _ status: CallStatus, cancel: Bool, _ out: inout [ConnectionAction]) {
         guard let e = calls.removeValue(forKey: id) else { return }
-        let status = status.echoingRequestId(e.call.requestId)
+        let status = status.echoingRequestId(of: e.call)
         out.append(.send(Self.trailer(id, status)))
         if cancel { out.append(.cancel(e.call)) }
         out.append(.ended(e.call, status))

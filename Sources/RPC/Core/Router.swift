@@ -37,6 +37,14 @@ public struct CallStatus: Sendable, CustomStringConvertible {
         status.trailingMetadata.append((key: RequestId.key, value: requestId.value))
         return status
     }
+
+    /// `echoingRequestId` with `call`'s id, read only when it is echoed: a successful call whose client sent no id
+    /// makes none up (a getrandom system call and string formatting; made for every call, ids were a tenth of the
+    /// server thread's time on Health calls, docs/benchmarks.md).
+    public func echoingRequestId(of call: RPCCall) -> CallStatus {
+        guard code != .ok || call.hasClientRequestId else { return self }
+        return echoingRequestId(call.requestId)
+    }
 }
 
 /// The id a call is logged under and echoed with: the client's `x-request-id` metadata when it is 1 to 128 visible
@@ -49,11 +57,17 @@ public struct RequestId: Sendable, Equatable {
     public init(value: String, fromClient: Bool) { (self.value, self.fromClient) = (value, fromClient) }
 
     public init(metadata: [(key: String, value: String)]) {
-        if let given = metadata.first(where: { $0.key == RequestId.key })?.value, RequestId.isUsable(given) {
+        if let given = RequestId.clientValue(in: metadata) {
             (value, fromClient) = (given, true)
         } else {
             (value, fromClient) = (RequestId.generate(), false)
         }
+    }
+
+    /// The client's `x-request-id` in `metadata` when it is usable.
+    static func clientValue(in metadata: [(key: String, value: String)]) -> String? {
+        guard let given = metadata.first(where: { $0.key == RequestId.key })?.value, RequestId.isUsable(given) else { return nil }
+        return given
     }
 
     static func isUsable(_ text: String) -> Bool {
@@ -123,6 +137,9 @@ public final class RPCCall: @unchecked Sendable {
         get { lock.lock(); defer { lock.unlock() }; return servedModelValue }
         set { lock.lock(); servedModelValue = newValue; lock.unlock() }
     }
+
+    /// True when the client sent a usable `x-request-id` (reading it makes nothing up).
+    public var hasClientRequestId: Bool { RequestId.clientValue(in: metadata) != nil }
 
     /// The call's request id (the client's `x-request-id`, else made up on first use: most calls never need one).
     public var requestId: RequestId {
