@@ -35,6 +35,20 @@ final class ItemTableCacheTests: XCTestCase {
 
     func bits(_ table: ItemTable) -> [UInt32] { table.vectors.toArray().map(\.bitPattern) }
 
+    /// The in-memory read-out of `tokens` in batches of 4, as `cache` builds: the reference a cached table must equal.
+    func build(_ model: Qwen2Model, _ tokens: [[Int]]) -> ItemTable {
+        ItemTable.build(model: model, itemTokens: tokens, weightsHash: "", promptsHash: "", batchSize: 4, progress: false)
+    }
+
+    /// A seeded tiny model, the catalogue's item tokens, their in-memory table, a fresh directory and the model's key.
+    func setup(seed: UInt64, directory: String) throws
+        -> (model: Qwen2Model, tokenizer: Tokenizer, all: [[Int]], reference: ItemTable, directory: String, key: ItemTableCache.Key) {
+        let model = try Fixtures.randomModel(Fixtures.tinyTied, seed: seed)
+        let tokenizer = try Fixtures.tokenizer()
+        let all = tokens(tokenizer)
+        return (model, tokenizer, all, build(model, all), Fixtures.temporaryDirectory(directory), key(model))
+    }
+
     func files(_ directory: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
     }
@@ -72,13 +86,7 @@ final class ItemTableCacheTests: XCTestCase {
     }
 
     func testInterruptedBuildResumesWithTheRemainingRowsOnly() throws {
-        let model = try Fixtures.randomModel(Fixtures.tinyTied, seed: 5)
-        let tokenizer = try Fixtures.tokenizer()
-        let all = tokens(tokenizer)
-        let reference = ItemTable.build(model: model, itemTokens: all, weightsHash: "", promptsHash: "", batchSize: 4,
-                                        progress: false)
-        let directory = Fixtures.temporaryDirectory("itemtablecache-resume")
-        let k = key(model)
+        let (model, tokenizer, all, reference, directory, k) = try setup(seed: 5, directory: "itemtablecache-resume")
         // Stopped once 2 chunks (16 rows) are saved, as a killed server: a partial file, no finished one.
         let (stopped, _) = cache(directory, stopAfter: 2)
         XCTAssertThrowsError(try stopped.table(k, model: model, itemTokens: { all }, progress: false)) {
@@ -96,8 +104,7 @@ final class ItemTableCacheTests: XCTestCase {
         XCTAssertEqual(files(directory), [k.fileName])
         XCTAssertEqual(warnings.lines, [])
         // A control: without the partial file, the tampered tokens do change the first rows.
-        let control = ItemTable.build(model: model, itemTokens: tampered, weightsHash: "", promptsHash: "", batchSize: 4,
-                                      progress: false)
+        let control = build(model, tampered)
         XCTAssertNotEqual(control.vectors.toArray()[0..<32], reference.vectors.toArray()[0..<32])
         // The finished file is read back whole.
         let (again, second) = try resumer.table(k, model: model, itemTokens: { tampered }, progress: false)
@@ -106,12 +113,8 @@ final class ItemTableCacheTests: XCTestCase {
     }
 
     func testAnotherWeightsPromptsOrPrecisionHashMissesTheCache() throws {
-        let model = try Fixtures.randomModel(Fixtures.tinyTied, seed: 6)
-        let tokenizer = try Fixtures.tokenizer()
-        let all = tokens(tokenizer)
-        let directory = Fixtures.temporaryDirectory("itemtablecache-miss")
+        let (model, _, all, _, directory, k) = try setup(seed: 6, directory: "itemtablecache-miss")
         let (c, warnings) = cache(directory)
-        let k = key(model)
         XCTAssertEqual(try c.table(k, model: model, itemTokens: { all }, progress: false).outcome, .built(resumedAt: 0, saved: true))
         XCTAssertEqual(try c.table(k, model: model, itemTokens: { all }, progress: false).outcome, .read)
         var prompts = k; prompts.promptsHash = "p2"
@@ -126,8 +129,7 @@ final class ItemTableCacheTests: XCTestCase {
         XCTAssertNotEqual(changed.weightsHash, k.weightsHash)
         let (table, outcome) = try c.table(changed, model: model, itemTokens: { all }, progress: false)
         XCTAssertEqual(outcome, .built(resumedAt: 0, saved: true))
-        let rebuilt = ItemTable.build(model: model, itemTokens: all, weightsHash: "", promptsHash: "", batchSize: 4, progress: false)
-        XCTAssertEqual(bits(table), bits(rebuilt))
+        XCTAssertEqual(bits(table), bits(build(model, all)))
         XCTAssertEqual(Set(files(directory)), Set([k, prompts, precision, changed].map(\.fileName)))
         XCTAssertEqual(warnings.lines, [])
         // A file renamed to another key's name is read by nobody: its header names the hashes it was built for.
@@ -139,13 +141,7 @@ final class ItemTableCacheTests: XCTestCase {
     }
 
     func testTruncatedGarbageForeignOrCorruptFilesAreIgnoredWithAWarning() throws {
-        let model = try Fixtures.randomModel(Fixtures.tinyTied, seed: 7)
-        let tokenizer = try Fixtures.tokenizer()
-        let all = tokens(tokenizer)
-        let reference = ItemTable.build(model: model, itemTokens: all, weightsHash: "", promptsHash: "", batchSize: 4,
-                                        progress: false)
-        let directory = Fixtures.temporaryDirectory("itemtablecache-bad")
-        let k = key(model)
+        let (model, _, all, reference, directory, k) = try setup(seed: 7, directory: "itemtablecache-bad")
         let (c, warnings) = cache(directory)
         _ = try c.table(k, model: model, itemTokens: { all }, progress: false)
         let good = try Foundation.Data(contentsOf: URL(fileURLWithPath: c.path(k)))
