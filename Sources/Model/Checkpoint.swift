@@ -171,13 +171,8 @@ public enum Checkpoint {
     /// FNV-1a over the parameter bytes and the configuration: the item table is rebuilt when it changes.
     public static func weightsHash(_ model: Qwen2Model) -> String {
         var h = FNV1a()
-        let raw = UnsafeRawBufferPointer(start: model.parameters.base, count: model.parameters.count * 4)
         // Eight bytes at a time: the weights of a large model hash in well under a second.
-        let words = raw.count / 8
-        for i in 0..<words {
-            h.mix(raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))
-        }
-        h.bytes(raw[(8 * words)...])
+        h.words(UnsafeRawBufferPointer(start: model.parameters.base, count: model.parameters.count * 4))
         if let config = try? model.configuration.jsonData() { h.bytes(config) }
         return String(h.value, radix: 16)
     }

@@ -185,16 +185,9 @@ public struct ItemTableCache: Sendable {
         let bytes = rows * key.dimension * 4
         try Self.readAll(fd, into: vectors.data, count: bytes, at: dataStart)
         var check = FNV1a()
-        Self.mix(&check, UnsafeRawBufferPointer(start: vectors.data, count: bytes))
+        check.words(UnsafeRawBufferPointer(start: vectors.data, count: bytes))
         guard check.value == hash else { throw Failure("its rows do not match rows_hash (corrupt)") }
         return (rows, check)
-    }
-
-    /// FNV-1a over `bytes` eight at a time (the rows' bytes are whole words: 4 x an even width, or a tail).
-    static func mix(_ hash: inout FNV1a, _ bytes: UnsafeRawBufferPointer) {
-        let words = bytes.count / 8
-        for i in 0..<words { hash.mix(bytes.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)) }
-        hash.bytes(bytes[(8 * words)...])
     }
 
     /// The partial file of `key`, locked for this process, with the complete rows it holds read into `vectors`
@@ -263,7 +256,7 @@ public struct ItemTableCache: Sendable {
             let bytes = UnsafeRawBufferPointer(start: vectors.data + rows * key.dimension, count: (end - rows) * width)
             try ItemTableCache.writeAll(fd, bytes, at: dataStart + rows * width)
             guard fdatasync(fd) == 0 else { throw Failure("sync: \(String(cString: strerror(errno)))") }
-            ItemTableCache.mix(&hash, bytes)
+            hash.words(bytes)
             rows = end
             try writeHeader()
         }
