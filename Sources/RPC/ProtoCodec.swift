@@ -139,12 +139,18 @@ enum ProtoCodec {
         }
     }
 
-    static func recommendQuery(_ m: UnsafeMutablePointer<R2ec__V1__RecommendRequest>) -> RecommendQuery {
+    /// `prefix` names the request in error fields ("requests[3]." inside a batch).
+    static func recommendQuery(_ m: UnsafeMutablePointer<R2ec__V1__RecommendRequest>, prefix: String = "") throws -> RecommendQuery {
         let r = m.pointee
         var q = RecommendQuery()
         q.history = HistorySpec(userId: swiftString(r.user_id), events: history(r.n_history, r.history), now: r.now)
         q.topK = Int(r.top_k)
-        q.mode = r.mode == R2EC__V1__MODE__MODE_REASONING ? .reasoning : .direct
+        switch r.mode {
+        case R2EC__V1__MODE__MODE_DIRECT: q.mode = .direct
+        case R2EC__V1__MODE__MODE_REASONING: q.mode = .reasoning
+        default:  // proto3 enums are open: a number this server does not know arrives as it was sent
+            throw ServingError.invalid("\(prefix)mode", "unknown value \(r.mode.rawValue) (MODE_DIRECT = 0, MODE_REASONING = 1)")
+        }
         q.maxReasoningTokens = Int(r.max_reasoning_tokens)
         if let s = r.sampling {
             q.sampling = SamplingOptions(temperature: s.pointee.temperature, topK: Int(s.pointee.top_k),
@@ -166,7 +172,7 @@ enum ProtoCodec {
             WireCap(number: 7, field: "exclude_item_ids", max: limits.maxItemIds, limit: "item_ids"),
             WireCap(number: 8, field: "candidate_item_ids", max: limits.maxItemIds, limit: "item_ids"),
         ], unpack: r2ec__v1__recommend_request__unpack,
-                   free: r2ec__v1__recommend_request__free_unpacked, convert: recommendQuery)
+                   free: r2ec__v1__recommend_request__free_unpacked) { try recommendQuery($0) }
     }
 
     static func decodeRecommendBatchRequest(_ payload: [UInt8], limits: RequestLimits = RequestLimits()) throws -> [RecommendQuery] {
@@ -174,7 +180,9 @@ enum ProtoCodec {
                    caps: [WireCap(number: 1, field: "requests", max: limits.maxBatchRequests, limit: "batch_requests")],
                    unpack: r2ec__v1__recommend_batch_request__unpack,
                    free: r2ec__v1__recommend_batch_request__free_unpacked) { m in
-            (0..<m.pointee.n_requests).compactMap { i in m.pointee.requests[i].map(recommendQuery) }
+            // A request the wire cannot express as a query (an unknown mode) refuses the whole batch, as a
+            // malformed element does; requests that decode are then checked one by one.
+            try (0..<m.pointee.n_requests).compactMap { i in try m.pointee.requests[i].map { try recommendQuery($0, prefix: "requests[\(i)].") } }
         }
     }
 

@@ -54,13 +54,20 @@ public final class DirectBatcher: @unchecked Sendable {
         }
     }
 
-    /// Queues a prepared request; RESOURCE_EXHAUSTED at once when the queue is full.
-    func enqueue(_ p: RecommendService.Prepared, model: ServedModel, probabilities: Bool, priority: Int,
-                 ctx: CallContext, done: @escaping (Result<RecommendResult, ServingError>) -> Void) throws {
+    /// The queue level of a request's `priority` (0 = the default level); INVALID_ARGUMENT naming `priority` beyond
+    /// the configured levels. Checked for every Recommend, reasoning ones included, so a request is valid or not
+    /// whatever its mode.
+    func level(of priority: Int) throws -> Int {
         let level = priority == 0 ? config.defaultPriority : priority
         guard level >= 1, level <= config.priorityLevels else {
             throw ServingError.invalid("priority", "\(priority) is out of range 0...\(config.priorityLevels)")
         }
+        return level
+    }
+
+    /// Queues a prepared request at `level` (from `level(of:)`); RESOURCE_EXHAUSTED at once when the queue is full.
+    func enqueue(_ p: RecommendService.Prepared, model: ServedModel, probabilities: Bool, level: Int,
+                 ctx: CallContext, done: @escaping (Result<RecommendResult, ServingError>) -> Void) throws {
         condition.lock()
         defer { condition.unlock() }
         guard !stopping else { throw ServingError(.unavailable, "server is shutting down") }

@@ -102,8 +102,11 @@ public final class ReasoningScheduler: @unchecked Sendable {
                 field: "max_reasoning_tokens")
         }
         let s = q.sampling
-        guard s.temperature.isFinite, s.temperature >= 0, s.topP.isFinite, s.topP >= 0, s.topP <= 1, s.topK >= 0 else {
-            throw ServingError.invalid("sampling", "temperature must be >= 0, top_p in [0, 1], top_k >= 0")
+        guard s.temperature.isFinite, s.temperature >= 0 else {
+            throw ServingError.invalid("sampling.temperature", "must be a finite number >= 0, got \(s.temperature)")
+        }
+        guard s.topP.isFinite, s.topP >= 0, s.topP <= 1 else {
+            throw ServingError.invalid("sampling.top_p", "must be in [0, 1], got \(s.topP)")
         }
         let sampling = SamplingSettings(temperature: s.temperature, topK: s.topK, topP: s.topP == 0 ? 1 : s.topP,
                                         seed: s.seed == 0 ? UInt64.random(in: 1...UInt64.max) : s.seed)

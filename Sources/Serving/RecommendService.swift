@@ -17,6 +17,7 @@ public enum RecommendService {
     public static func resolve(_ spec: HistorySpec, in model: ServedModel, field: String = "history",
                                limits: RequestLimits = RequestLimits()) throws -> ResolvedHistory {
         try limits.check(spec.events.count, limits.maxHistoryEvents, field: field, limit: "history_length")
+        guard spec.now >= 0 else { throw ServingError.invalid("now", "must be unix seconds >= 0 (0: the latest event's time), got \(spec.now)") }
         var items: [Int] = [], times: [Int64] = [], ratings: [Float] = []
         if let stored = spec.stored {
             // The store's events, as far as this model's catalogue knows their items (a model can lag the store's
@@ -42,6 +43,9 @@ public enum RecommendService {
             }
             guard e.rating.isFinite, e.rating >= 0 else {
                 throw ServingError.invalid("\(field)[\(i)].rating", "must be a finite number >= 0, got \(e.rating)")
+            }
+            guard e.timestamp >= 0 else {
+                throw ServingError.invalid("\(field)[\(i)].timestamp", "must be unix seconds >= 0 (0: unknown), got \(e.timestamp)")
             }
             items.append(index); times.append(e.timestamp); ratings.append(e.rating)
         }

@@ -91,10 +91,11 @@ public final class ServingCore: @unchecked Sendable {
         do {
             if let stop = ctx.stopReason { throw stop }
             let model = try registry.model(q.model)
+            let level = try batcher.level(of: q.priority)
             let prepared = try RecommendService.prepare(q, for: model, limits: limits)
             switch q.mode {
             case .direct:
-                try batcher.enqueue(prepared, model: model, probabilities: q.returnProbabilities, priority: q.priority,
+                try batcher.enqueue(prepared, model: model, probabilities: q.returnProbabilities, level: level,
                                     ctx: ctx, done: done)
             case .reasoning:
                 try reasoning.enqueue(prepared, query: q, model: model, ctx: ctx, onDelta: onDelta, done: done)

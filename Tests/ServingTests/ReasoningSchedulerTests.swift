@@ -149,4 +149,26 @@ final class ReasoningSchedulerTests: XCTestCase {
         guard case .failure(let e) = run(c, [query(["1"], tokens: 100_000)])[0] else { return XCTFail() }
         XCTAssertEqual(e.field, "max_reasoning_tokens")
     }
+
+    /// A reasoning request is checked as a direct one is (the priority levels bound both paths), and each bad
+    /// sampling setting is named on its own.
+    func testOutOfRangeFieldsOfAReasoningRequestAreNamed() {
+        let c = core(slots: 1)
+        defer { c.shutdown() }
+        var priority = query(["1"], tokens: 4)
+        priority.priority = 7  // the default configuration has 2 levels
+        var temperature = query(["1"], tokens: 4)
+        temperature.sampling.temperature = -1
+        var topP = query(["1"], tokens: 4)
+        topP.sampling.topP = .nan
+        var before1970 = query(["1"], tokens: 4)
+        before1970.history.events[0].timestamp = -5
+        var now = query(["1"], tokens: 4)
+        now.history.now = -1
+        let fields = run(c, [priority, temperature, topP, before1970, now]).map { r -> String in
+            guard case .failure(let e) = r else { return "accepted" }
+            return e.code == .invalidArgument ? e.field : "\(e.code)"
+        }
+        XCTAssertEqual(fields, ["priority", "sampling.temperature", "sampling.top_p", "history[0].timestamp", "now"])
+    }
 }

@@ -233,3 +233,25 @@ def test_client_side_refusals_match_the_servers_field_names(client):
     with pytest.raises(RpcError) as remote:
         client.recommend(history=[50], top_k=CATALOGUE_SIZE + 1)
     assert (local.value.code(), local.value.field) == (remote.value.code(), remote.value.field)
+
+
+def test_values_the_wire_can_carry_but_the_protocol_refuses_are_named(client):
+    """Raw requests (this client refuses most of these before sending): an enum number the server does not know,
+    times before 1970; each refused INVALID_ARGUMENT naming the field, in a batch with the element's index."""
+    from r2ec_client._proto.r2ec.v1 import recommender_pb2 as pb
+
+    def refusal(method: str, request) -> tuple[int, str]:
+        payloads, status = client.call_raw(f"/r2ec.v1.Recommender/{method}", request.SerializeToString(), timeout=10)
+        assert payloads == []
+        return status.code, status.field
+
+    history = [pb.HistoryEvent(item_id="50")]
+    invalid = StatusCode.INVALID_ARGUMENT.value[0]
+    assert refusal("Recommend", pb.RecommendRequest(history=history, mode=7)) == (invalid, "mode")
+    assert refusal("Recommend", pb.RecommendRequest(history=[pb.HistoryEvent(item_id="50", timestamp=-5)])) == (
+        invalid, "history[0].timestamp")
+    assert refusal("Recommend", pb.RecommendRequest(history=history, now=-1)) == (invalid, "now")
+    assert refusal("ScoreItems", pb.ScoreItemsRequest(history=history, item_ids=["1"], now=-1)) == (invalid, "now")
+    batch = pb.RecommendBatchRequest(requests=[pb.RecommendRequest(history=history),
+                                               pb.RecommendRequest(history=history, mode=2)])
+    assert refusal("RecommendBatch", batch) == (invalid, "requests[1].mode")
