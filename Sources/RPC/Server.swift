@@ -19,11 +19,11 @@ public final class Server: @unchecked Sendable {
     public let admin: AdminService
     let authorizer: CallAuthorizer
     let machineSettings: ConnectionStateMachine.Settings
-    /// Loads a model for the Admin service (name, path) on a background thread.
     /// Called on the loop thread when a drain begins (another front door of the same router drains with it).
     public var onDrain: (() -> Void)?
     /// Called after the loop ended, before the serving core shuts down (another door waits for its calls here).
     public var beforeCoreShutdown: (() -> Void)?
+    /// Loads a model for the Admin service and SIGHUP reloads (name, path), on the model-load thread, one at a time.
     public var modelLoader: (@Sendable (String, String) throws -> ServedModel)? {
         get { admin.loader }
         set { admin.loader = newValue }
@@ -337,26 +337,21 @@ public final class Server: @unchecked Sendable {
         uv_stop(loop)
     }
 
-    /// Reloads every model from its spec beside the old one and swaps each in when it is ready (SIGHUP). Calls
-    /// already holding the old model finish on it; nothing in flight is dropped.
+    /// Reloads every model from its spec beside the old one and swaps each in when it is ready (SIGHUP), on the
+    /// model-load thread after any load before it. Calls already holding the old model finish on it; nothing in
+    /// flight is dropped.
     public func reloadAll() {
-        guard let loader = modelLoader else { return log("SIGHUP: no model loader, nothing reloaded") }
-        let models = core.registry.all
-        let registry = core.registry
-        log("reloading \(models.count) model(s)")
-        Thread { [self] in
-            for old in models {
-                do {
-                    let fresh = try loader(old.name, old.spec)
-                    post { [self] in
-                        registry.install(fresh, makeDefault: registry.defaultModelName == old.name)
-                        log("reloaded model '\(old.name)' (version \(fresh.version)) from \(old.spec)")
-                    }
-                } catch {
-                    post { [self] in log("reload of '\(old.name)' from \(old.spec) failed, keeping version \(old.version): \(error)") }
+        guard modelLoader != nil else { return log("SIGHUP: no model loader, nothing reloaded") }
+        let queued = admin.queueReload { [self] old, result in
+            post { [self] in
+                switch result {
+                case .success(let fresh): log("reloaded model '\(old.name)' (version \(fresh.version)) from \(old.spec)")
+                case .failure(let error):
+                    log("reload of '\(old.name)' from \(old.spec) failed, keeping version \(old.version): \(error)")
                 }
             }
-        }.start()
+        }
+        log(queued ? "reloading \(core.registry.all.count) model(s)" : "SIGHUP: a reload is already queued; this one joins it")
     }
 
     // MARK: Logging and stats
