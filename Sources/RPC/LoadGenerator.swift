@@ -2,7 +2,9 @@
 // starts the next call at once. Open loop (`rate`): calls start on a clock, evenly spaced or as a Poisson process
 // (exponential gaps, seeded), spread over the connections, whatever the answers do. Requests are sent in the plan's
 // order, round-robin. Measures calls per second and latency percentiles (an HdrHistogram, 3 significant digits) over
-// a timed window after a warm-up. Used by `r2ec bench rpc` and `r2ec bench serve`.
+// a timed window after a warm-up, overall and per request class (`Plan.classes`: kinds of request interleaved in one
+// load, so each kind's figures come from the same seconds of the same machine). Used by `r2ec bench rpc` and
+// `r2ec bench serve`.
 import CLibUV
 import Data
 import Foundation
@@ -19,13 +21,20 @@ public struct LoadResult: Sendable {
     public var unanswered: Int
     /// Sum of `Plan.countTokens` over the responses of the window (e.g. reasoning tokens).
     public var tokens: Int
+    /// Per-call latency in nanoseconds of each request class (`Plan.classes`); empty without classes.
+    public var classLatencies: [Histogram<UInt64>]
 
     public var throughput: Double { Double(calls) / seconds }
 
     /// The latency (seconds) at or below which `p` percent of the window's calls finished.
-    public func percentile(_ p: Double) -> Double {
-        guard latencies.totalCount > 0 else { return .nan }
-        return Double(latencies.valueAtPercentile(p)) / 1e9
+    public func percentile(_ p: Double) -> Double { Self.percentile(p, of: latencies) }
+
+    /// As `percentile`, over the calls of request class `c`.
+    public func percentile(_ p: Double, ofClass c: Int) -> Double { Self.percentile(p, of: classLatencies[c]) }
+
+    static func percentile(_ p: Double, of h: Histogram<UInt64>) -> Double {
+        guard h.totalCount > 0 else { return .nan }
+        return Double(h.valueAtPercentile(p)) / 1e9
     }
 }
 
@@ -40,6 +49,9 @@ public final class LoadGenerator {
         public var method: String
         /// Request payloads, used round-robin.
         public var requests: [[UInt8]]
+        /// The class (0, 1, ...) of each request, when the plan interleaves kinds of request whose latencies are
+        /// wanted apart (LoadResult.classLatencies); empty: one class.
+        public var classes: [Int] = []
         public var timeoutMs: Int64 = 0
         public var metadata: [(String, String)] = []
         /// Calls per second in open-loop mode; nil = closed loop.
@@ -63,7 +75,8 @@ public final class LoadGenerator {
         let connectReq = UnsafeMutablePointer<uv_connect_t>.allocate(capacity: 1)
         let input = ByteBuffer()
         var decoder = FrameDecoder(maxPayload: 64 << 20)
-        var started: [UInt32: UInt64] = [:]
+        /// Calls in flight: start time (ns) and request class.
+        var started: [UInt32: (t0: UInt64, requestClass: Int)] = [:]
         var nextId: UInt32 = 1
         var pending: [UInt8] = []
         var writing = false
@@ -82,6 +95,7 @@ public final class LoadGenerator {
     private var windowStart: UInt64 = 0
     private var windowEnd: UInt64 = 0
     private var latencies = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
+    private var classLatencies: [Histogram<UInt64>]
     private var arrivals = PoissonArrivals(rate: 1, seed: 1)
     /// Poisson arrivals: when the next call is due (ns after rateStart).
     private var nextArrival: Double = 0
@@ -95,7 +109,10 @@ public final class LoadGenerator {
 
     public init(_ plan: Plan) {
         precondition(!plan.requests.isEmpty)
+        precondition(plan.classes.isEmpty || (plan.classes.count == plan.requests.count && plan.classes.allSatisfy { $0 >= 0 }))
         self.plan = plan
+        classLatencies = Array(repeating: Histogram<UInt64>(numberOfSignificantValueDigits: .three),
+                               count: (plan.classes.max() ?? -1) + 1)
         arrivals = PoissonArrivals(rate: plan.rate ?? 1, seed: plan.seed)
         // Pre-encode CALL + MESSAGE(END_STREAM) per request; the stream id is patched in per call.
         frames = plan.requests.map {
@@ -149,7 +166,7 @@ public final class LoadGenerator {
         if let failure = connectFailure { throw ClientError.connect(failure) }
         let unanswered = conns.reduce(0) { $0 + $1.started.count }
         return LoadResult(calls: Int(latencies.totalCount), seconds: Double(windowEnd - windowStart) / 1e9, latencies: latencies,
-                          statuses: statuses, unanswered: unanswered, tokens: tokens)
+                          statuses: statuses, unanswered: unanswered, tokens: tokens, classLatencies: classLatencies)
     }
 
     private func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
@@ -223,6 +240,7 @@ public final class LoadGenerator {
 
     private func enqueueCall(_ c: Conn) {
         var bytes = frames[nextRequest]
+        let requestClass = plan.classes.isEmpty ? 0 : plan.classes[nextRequest]
         nextRequest = (nextRequest + 1) % frames.count
         let id = c.nextId
         c.nextId += 1
@@ -232,7 +250,7 @@ public final class LoadGenerator {
             let second = 16 + Int(UInt32(bigEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self) }))
             for i in 0..<4 { bytes[second + 8 + i] = b[i] }
         }
-        c.started[id] = now()
+        c.started[id] = (now(), requestClass)
         c.pending.append(contentsOf: bytes)
     }
 
@@ -272,10 +290,12 @@ public final class LoadGenerator {
         do {
             while let f = try c.decoder.next(from: c.input) {
                 if f.header.type == .message, measuring, let count = plan.countTokens { tokens += count(f.payload) }
-                guard f.header.type == .trailer, let t0 = c.started.removeValue(forKey: f.header.streamId) else { continue }
+                guard f.header.type == .trailer, let call = c.started.removeValue(forKey: f.header.streamId) else { continue }
                 let code = (try? Client.decodeStatus(f.payload).code) ?? .unknown
                 if measuring {
-                    _ = latencies.record(now() - t0)
+                    let latency = now() - call.t0
+                    _ = latencies.record(latency)
+                    if !classLatencies.isEmpty { _ = classLatencies[call.requestClass].record(latency) }
                     statuses[code, default: 0] += 1
                 }
                 if !stopping && plan.rate == nil { enqueueCall(c) }
