@@ -32,6 +32,13 @@ public struct LoadResult: Sendable {
     /// As `percentile`, over the calls of request class `c`.
     public func percentile(_ p: Double, ofClass c: Int) -> Double { Self.percentile(p, of: classLatencies[c]) }
 
+    /// As `percentile(_:ofClass:)`, over the calls of class `c` in all of `results` together (levels repeated).
+    public static func pooledPercentile(_ p: Double, ofClass c: Int, in results: [LoadResult]) -> Double {
+        guard var pooled = results.first?.classLatencies[c] else { return .nan }
+        for r in results.dropFirst() { pooled.add(r.classLatencies[c]) }
+        return percentile(p, of: pooled)
+    }
+
     static func percentile(_ p: Double, of h: Histogram<UInt64>) -> Double {
         guard h.totalCount > 0 else { return .nan }
         return Double(h.valueAtPercentile(p)) / 1e9

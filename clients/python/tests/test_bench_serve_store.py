@@ -38,6 +38,12 @@ def test_user_id_levels_miss_then_hit_the_cache(tmp_path):
     assert len(report["pairs"]) == 2 and report["pairs"][0]["history"] == report["history"]
     differences = sorted(p["p99_difference_ms"] for p in report["pairs"])
     assert report["p99_difference_median_ms"] == pytest.approx(sum(differences) / 2)
+    # The pooled p99 (both levels' calls in one distribution) lies between the levels' own p99s.
+    for kind, level in (("history", "history"), ("user_id", "user_id")):
+        own = [p[level]["p99_ms"] for p in report["pairs"]]
+        assert min(own) * 0.99 <= report["pooled_p99_ms"][kind] <= max(own) * 1.01, (own, report["pooled_p99_ms"])
+    assert report["pooled_p99_difference_ms"] == pytest.approx(
+        report["pooled_p99_ms"]["user_id"] - report["pooled_p99_ms"]["history"])
     cache = report["cache"]
     assert cache["cache_empty"]["misses"] > 0
     assert cache["cached"]["misses"] == 0
