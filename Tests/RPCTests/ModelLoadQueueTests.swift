@@ -19,19 +19,20 @@ final class ModelLoadQueueTests: ServerFixture {
         let gate = DispatchSemaphore(value: 0)
         private let lock = NSLock()
         private var running = 0
-        private(set) var mostAtOnce = 0
-        private(set) var started = 0
+        private var most = 0
+        private var started = 0
         let loader: ModelLoader
         init(_ loader: ModelLoader) { self.loader = loader }
 
         func load(_ name: String, _ spec: String) throws -> ServedModel {
-            lock.lock(); running += 1; started += 1; mostAtOnce = max(mostAtOnce, running); lock.unlock()
+            lock.lock(); running += 1; started += 1; most = max(most, running); lock.unlock()
             defer { lock.lock(); running -= 1; lock.unlock() }
             gate.wait()
             return try loader.load(spec: spec, name: name)
         }
 
         var startedCount: Int { lock.lock(); defer { lock.unlock() }; return started }
+        var mostAtOnce: Int { lock.lock(); defer { lock.unlock() }; return most }
     }
 
     /// The models a reload reported, from its thread.
@@ -55,6 +56,9 @@ final class ModelLoadQueueTests: ServerFixture {
             if f.header.type == .trailer { codes[f.header.streamId] = try Client.decodeStatus(f.payload).code }
         }
         XCTAssertEqual(Array(codes.values), [.resourceExhausted, .resourceExhausted])
+        let deadline = Date().addingTimeInterval(10)
+        while gated.startedCount < 1 && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
+        Thread.sleep(forTimeInterval: 0.05)
         XCTAssertEqual(gated.startedCount, 1, "one load runs, the others wait their turn")
         for _ in 0..<AdminService.maxPendingLoads { gated.gate.signal() }
         while codes.count < calls, let f = try c.readFrame(timeout: 10) {
