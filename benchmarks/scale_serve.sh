@@ -9,7 +9,9 @@
 # before the load: cold (reads every item out and saves the table) and warm (reads the saved table). With
 # KILL_AFTER=S too, between them and over an empty directory again, a start is killed (SIGKILL) S seconds in,
 # mid-build, and the next start resumes its partial table (its table compared byte for byte with the cold one's).
-# The load then runs against the warm server. Other serve options come from their R2EC_* variables.
+# The load then runs against the warm server. Other serve options come from their R2EC_* variables (e.g.
+# R2EC_ITEM_TABLE_CACHE=DIR keeps the item table in DIR across runs). With PERF_DATA=FILE, `perf record -g` samples the
+# server over the half-saturation phase into FILE.
 set -euo pipefail
 r2ec=${1:-.build/release/r2ec}
 items=${2:-1000000}
@@ -80,8 +82,11 @@ echo "server: $items items, $model, listening on port $port after $started s (da
 rate=$(python3 -c "import json, sys; print(round(json.load(open(sys.argv[1]))['levels'][0]['throughput'] / 2, 1))" \
   "$tmp/saturated.json")
 echo "half the saturated rate: $rate calls/s"
+perf=
+[ -n "${PERF_DATA:-}" ] && { perf record -q -g -F 499 -p "$server" -o "$PERF_DATA" -- sleep "$seconds" & perf=$!; }
 "$r2ec" bench serve --target "127.0.0.1:$port" --dataset "$tmp/synth" --rate "$rate" --poisson --seconds "$seconds" \
   --json "$tmp/half.json"
+[ -n "$perf" ] && wait "$perf"
 echo "server after the load: $(memory)"
 if [ -n "$json" ]; then
   python3 - "$tmp/saturated.json" "$tmp/half.json" "$json" "$items" "$started" "/proc/$server/status" "${cold:-}" <<'PY'

@@ -11,8 +11,8 @@ public enum Ranking {
     /// The `k` best unmasked items of `scores`, best first; ties go to the smaller index.
     /// `allowed`, when given, restricts the answer to those indices. NaN scores are never returned.
     /// Runs in O(n log k) with a bounded heap, so a top-10 over a large catalogue does not sort it. Once the heap is
-    /// full, an item scoring below its worst kept item is dropped by one comparison, before the mask is looked up:
-    /// over a large catalogue almost every item ends there (a Set lookup per item cost more than the scan).
+    /// full, items scoring at most its worst kept item are dropped before the mask is looked up (a Set lookup per
+    /// item cost more than the scan), 16 at a time by one vector compare.
     public static func topK(_ scores: UnsafeBufferPointer<Float>, k: Int, masked: Set<Int> = [],
                             allowed: [Int]? = nil) -> [RankedItem] {
         guard k > 0 else { return [] }
@@ -24,18 +24,41 @@ public enum Ranking {
             }
         } else {
             // Indices rise, so an item scoring exactly the floor loses its tie to every kept item: `>` suffices, and
-            // a NaN fails it too.
+            // a NaN fails it too. Once the heap is full, 16 scores at a time are compared with the floor in one vector
+            // compare and a block with none above it is skipped whole: over a large catalogue almost every block.
             var floor = -Float.infinity
-            for i in 0..<scores.count {
-                let s = scores[i]
-                if s > floor || (!heap.isFull && !s.isNaN) {
-                    if !masked.isEmpty && masked.contains(i) { continue }
-                    heap.insert(RankedItem(index: i, score: s))
-                    if heap.isFull { floor = heap.worst.score }
+            let n = scores.count
+            var i = 0
+            while i < n {
+                let end: Int
+                if heap.isFull && i + 16 <= n {
+                    if !anyAbove(scores.baseAddress! + i, floor) { i += 16; continue }
+                    end = i + 16
+                } else {
+                    end = i + 1
+                }
+                while i < end {
+                    let s = scores[i]
+                    if s > floor || (!heap.isFull && !s.isNaN), masked.isEmpty || !masked.contains(i) {
+                        heap.insert(RankedItem(index: i, score: s))
+                        if heap.isFull { floor = heap.worst.score }
+                    }
+                    i += 1
                 }
             }
         }
         return heap.bestFirst()
+    }
+
+    /// Whether any of the 16 scores at `p` is above `f` (NaN never is). Spelt out as an or of the 16 comparisons, which
+    /// the compiler turns into four 4-wide vector compares even where inlined (SIMD16's `.>`, and a loop over the 16,
+    /// stayed scalar).
+    @inline(__always) static func anyAbove(_ p: UnsafePointer<Float>, _ f: Float) -> Bool {
+        let a0 = (p[0] > f ? 1 : 0) | (p[1] > f ? 1 : 0) | (p[2] > f ? 1 : 0) | (p[3] > f ? 1 : 0) as UInt32
+        let a1 = (p[4] > f ? 1 : 0) | (p[5] > f ? 1 : 0) | (p[6] > f ? 1 : 0) | (p[7] > f ? 1 : 0) as UInt32
+        let a2 = (p[8] > f ? 1 : 0) | (p[9] > f ? 1 : 0) | (p[10] > f ? 1 : 0) | (p[11] > f ? 1 : 0) as UInt32
+        let a3 = (p[12] > f ? 1 : 0) | (p[13] > f ? 1 : 0) | (p[14] > f ? 1 : 0) | (p[15] > f ? 1 : 0) as UInt32
+        return (a0 | a1 | a2 | a3) != 0
     }
 
     /// The `k` best items offered so far, as a min-heap whose root is the worst kept item (lower score, or equal score

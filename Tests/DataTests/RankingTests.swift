@@ -42,6 +42,41 @@ final class RankingTests: XCTestCase {
         }
     }
 
+    /// Rows long enough for the 16-wide skip (blocks, a ragged tail), against a full sort under the same rule: random
+    /// scores, rising ones (every block holds a new best), falling ones, all equal, few levels, and NaN, -inf and
+    /// +inf sprinkled in; masks that hit the best items; k from 1 to above the number of candidates.
+    func testTopKOverLongRowsMatchesAFullSort() {
+        var state: UInt64 = 987654321
+        func next() -> UInt64 { state = state &* 6364136223846793005 &+ 1442695040888963407; return state >> 33 }
+        func uniform() -> Float { Float(next() % 1_000_000) / 1_000_000 }
+        for trial in 0..<120 {
+            let n = 1 + Int(next() % 3000)
+            var scores: [Float]
+            switch trial % 6 {
+            case 0: scores = (0..<n).map { _ in uniform() }
+            case 1: scores = (0..<n).map { Float($0) }
+            case 2: scores = (0..<n).map { Float(n - $0) }
+            case 3: scores = Array(repeating: 0.25, count: n)
+            case 4: scores = (0..<n).map { _ in Float(next() % 3) }
+            default: scores = (0..<n).map { _ in uniform() * 2 - 1 }
+            }
+            for _ in 0..<Int(next() % 40) {
+                let at = Int(next() % UInt64(n))
+                scores[at] = [Float.nan, -.infinity, .infinity, -Float.nan][Int(next() % 4)]
+            }
+            let best = scores.indices.filter { !scores[$0].isNaN }
+                .sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
+            var masked = Set((0..<Int(next() % 25)).map { _ in Int(next() % UInt64(n)) })
+            if trial % 2 == 0 { masked.formUnion(best.prefix(Int(next() % 8))) }
+            for k in [1, 10, 1 + Int(next() % 100), n, n + 7] {
+                let expected = best.filter { !masked.contains($0) }.prefix(k)
+                let got = scores.withUnsafeBufferPointer { Ranking.topK($0, k: k, masked: masked) }
+                XCTAssertEqual(got.map(\.index), Array(expected), "trial \(trial): n \(n), k \(k)")
+                XCTAssertEqual(got.map(\.score.bitPattern), expected.map { scores[$0].bitPattern }, "trial \(trial)")
+            }
+        }
+    }
+
     func testSharedRanks() {
         let list = [RankedItem(index: 3, score: 9), RankedItem(index: 1, score: 5), RankedItem(index: 2, score: 5),
                     RankedItem(index: 0, score: 1)]
