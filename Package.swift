@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data"]),
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives", "Data"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Tensor", "Data"]),
-        .testTarget(name: "EvalTests", dependencies: ["Eval", "Data"]),
+        .testTarget(name: "EvalTests", dependencies: ["Eval", "Data", "Tensor", "COpenBLAS"]),
         .testTarget(name: "TrainTests", dependencies: ["Train", "Model", "Tensor", "Collectives", "Data"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Data", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Data", "Eval", "Model", "Store", "Train",

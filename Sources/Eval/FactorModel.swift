@@ -5,6 +5,7 @@
 import COpenBLAS
 import Data
 import Foundation
+import Tensor
 
 public final class FactorModel: Recommender {
     public let kind: String
@@ -61,6 +62,7 @@ public final class FactorModel: Recommender {
         for h in histories { users.append(contentsOf: try foldIn(h)) }
         var out = [Float](repeating: 0, count: b * n)
         for q in 0..<b { for i in 0..<n { out[q * n + i] = itemBias[i] } }
+        BLAS.configure()
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(b), Int32(n), Int32(k), 1, users, Int32(k),
                     itemFactors, Int32(k), 1, &out, Int32(n))
         return out
@@ -78,6 +80,7 @@ public final class FactorModel: Recommender {
         var out = [Float](repeating: 0, count: users.count * n)
         for q in 0..<users.count { for i in 0..<n { out[q * n + i] = itemBias[i] } }
         if !users.isEmpty {
+            BLAS.configure()
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(users.count), Int32(n), Int32(k), 1, x, Int32(k),
                         itemFactors, Int32(k), 1, &out, Int32(n))
         }
@@ -91,6 +94,7 @@ public final class FactorModel: Recommender {
         }
         let n = catalog.count, k = factors
         var dots = [Float](repeating: 0, count: n)
+        BLAS.configure()
         itemFactors.withUnsafeBufferPointer { y in
             cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, y.baseAddress, Int32(k),
                         y.baseAddress! + item * k, 1, 0, &dots, 1)

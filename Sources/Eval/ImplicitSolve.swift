@@ -4,6 +4,7 @@
 // YtY comes once per sweep from cblas_ssyrk; each row adds its own rank-m update (sgemm on scaled gathered rows).
 import COpenBLAS
 import Foundation
+import Tensor
 
 struct ImplicitSolver: @unchecked Sendable {
     let k: Int
@@ -25,6 +26,7 @@ struct ImplicitSolver: @unchecked Sendable {
         let n = y.count / k
         var g = [Float](repeating: 0, count: k * k)
         if n > 0 {
+            BLAS.configure()
             cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(k), Int32(n), 1, y, Int32(k), 0, &g, Int32(k))
         }
         for i in 0..<k {
@@ -70,6 +72,7 @@ struct ImplicitSolver: @unchecked Sendable {
                 }
             }
         }
+        BLAS.configure()
         w.a.withUnsafeMutableBufferPointer { a in
             gram.withUnsafeBufferPointer { a.baseAddress!.update(from: $0.baseAddress!, count: k * k) }
             // The full product through sgemm: for k = 32 and m = 100 it took 1.9 us against ssyrk's 2.7 us here,
@@ -136,6 +139,7 @@ extension ImplicitSolver {
         var n = Int32(k), nrhs = Int32(rows.rows), lda = Int32(k), ldb = Int32(k), info: Int32 = 0
         var uplo = CChar(UInt8(ascii: "L"))
         guard rows.rows > 0 else { return }
+        BLAS.configure()
         sposv_(&uplo, &n, &nrhs, &a, &lda, &out, &ldb, &info)
         guard info == 0 else { throw EvalError.solveFailed(routine: "sposv_", info: info) }
     }

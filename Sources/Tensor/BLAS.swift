@@ -1,21 +1,31 @@
 // BLAS: the process-wide OpenBLAS settings. OpenBLAS runs single-threaded; parallelism comes from ThreadPool,
 // which splits large GEMMs itself, so BLAS threads and pool threads never compete for the 2 cores.
 import COpenBLAS
+import Synchronization
 
 public enum BLAS {
-    /// Makes OpenBLAS single-threaded once per process (idempotent, cheap after the first call).
-    /// Called by every GEMM entry point; call it yourself before using cblas directly.
-    public static func configure() { _ = configured }
+    /// OpenBLAS's thread count as this process chose it: 1, unless a benchmark comparing threading strategies set
+    /// `openBLASThreads`.
+    private static let chosen = Atomic<Int32>(1)
+    private static let setting = Mutex<Void>(())
 
-    private static let configured: Bool = {
-        openblas_set_num_threads(1)
-        return true
-    }()
+    /// Puts OpenBLAS on the chosen thread count (1) when it is not on it. Every entry point that calls cblas or LAPACK
+    /// calls this first (it costs one load and one call when nothing is to change). OpenBLAS starts with a thread per
+    /// core: left so, each sgemm is split with its worker thread, which then spins in sched_yield for about 0.1 s after
+    /// every call, a whole core taken from the serving threads (docs/reliability.md, Soak, WALS).
+    public static func configure() {
+        let n = chosen.load(ordering: .relaxed)
+        guard openblas_get_num_threads() != n else { return }
+        setting.withLock { _ in if openblas_get_num_threads() != n { openblas_set_num_threads(n) } }
+    }
 
     /// OpenBLAS's own thread count; only benchmarks comparing threading strategies should change it.
     public static var openBLASThreads: Int {
         get { Int(openblas_get_num_threads()) }
-        set { configure(); openblas_set_num_threads(Int32(newValue)) }
+        set {
+            chosen.store(Int32(newValue), ordering: .relaxed)
+            setting.withLock { _ in openblas_set_num_threads(Int32(newValue)) }
+        }
     }
 
     /// OpenBLAS build and the CPU kernel it chose, e.g. "OpenBLAS 0.3.21 ... Cooperlake".

@@ -1,7 +1,9 @@
+import COpenBLAS
 import Data
 import Foundation
 import XCTest
 @testable import Eval
+import Tensor
 
 final class BaselineTests: XCTestCase {
     /// Two blocks: users 0-3 like items 0-3, users 4-7 like items 4-7 (each user misses one item of its block).
@@ -65,6 +67,27 @@ final class BaselineTests: XCTestCase {
         for i in 0..<8 {
             let dot = (0..<k).reduce(Float(0)) { $0 + x[$1] * model.itemFactors[i * k + $1] }
             XCTAssertEqual(scores[i], dot, accuracy: 1e-5)
+        }
+    }
+
+    /// OpenBLAS starts with a thread per core; a served WALS model left it so, and OpenBLAS's worker thread then
+    /// spun in sched_yield after every scoring GEMM, a core taken from the event loop (docs/reliability.md, Soak).
+    /// Every factor-model entry point that calls cblas or LAPACK must first put OpenBLAS on one thread.
+    func testFactorModelCallsRunOpenBLASOnOneThread() throws {
+        let (xs, catalog) = blocks()
+        let model = try WALS.train(xs, catalog: catalog, numUsers: 8,
+                                   config: { var c = WALSConfig(); c.factors = 3; c.iterations = 2; return c }())
+        let calls: [(String, () throws -> Void)] = [
+            ("scoreAll", { _ = try model.scoreAll([UserHistory(items: [0, 2])]) }),
+            ("scoreTrainedUsers", { _ = try model.scoreTrainedUsers([1]) }),
+            ("similarities", { _ = try model.similarities(to: 3) }),
+            ("foldIn", { _ = try model.foldIn(UserHistory(items: [1, 4])) }),
+            ("WALS.train", { _ = try WALS.train(xs, catalog: catalog, numUsers: 8, config: { var c = WALSConfig(); c.factors = 3; c.iterations = 1; return c }()) }),
+        ]
+        for (name, call) in calls {
+            openblas_set_num_threads(2)  // what OpenBLAS starts with on a 2-core machine
+            try call()
+            XCTAssertEqual(openblas_get_num_threads(), 1, name)
         }
     }
 
