@@ -24,19 +24,28 @@ public final class DirectBatcher: @unchecked Sendable {
         let prepared: RecommendService.Prepared
         let model: ServedModel
         let probabilities: Bool
+        let level: Int
         let ctx: CallContext
         let enqueued: UInt64
         let done: (Result<RecommendResult, ServingError>) -> Void
     }
 
     public let config: BatchingConfig
-    private let condition = NSCondition()
-    /// One FIFO per priority level, most urgent first.
-    private var queues: [[Pending]]
+    /// Guards `arrivals`, `count`, `stopping` and `running`, and is held only to append to or take `arrivals`, never
+    /// for work that grows with the queue: enqueue runs on the event loop thread, and a worker that held this lock
+    /// through a batch selection over thousands of queued requests, and was preempted there, kept the loop waiting
+    /// 20-95 ms (docs/reliability.md, Soak).
+    private let inbox = NSCondition()
+    private var arrivals: [Pending] = []
+    /// Requests accepted and not yet taken into a batch or dropped (arrivals and queues).
     private var count = 0
     private var stopping = false
-    private var threads: [Thread] = []
     private var running = 0
+    /// The workers' own state, guarded by `selecting` (only workers take it): one FIFO per priority level, most
+    /// urgent first.
+    private let selecting = NSLock()
+    private var queues: [[Pending]]
+    private var threads: [Thread] = []
     private let metrics: ServingMetrics?
 
     public init(config: BatchingConfig, metrics: ServingMetrics? = nil) {
@@ -68,57 +77,86 @@ public final class DirectBatcher: @unchecked Sendable {
     /// Queues a prepared request at `level` (from `level(of:)`); RESOURCE_EXHAUSTED at once when the queue is full.
     func enqueue(_ p: RecommendService.Prepared, model: ServedModel, probabilities: Bool, level: Int,
                  ctx: CallContext, done: @escaping (Result<RecommendResult, ServingError>) -> Void) throws {
-        condition.lock()
-        defer { condition.unlock() }
+        let pending = Pending(prepared: p, model: model, probabilities: probabilities, level: level - 1, ctx: ctx,
+                              enqueued: DispatchTime.now().uptimeNanoseconds, done: done)
+        inbox.lock()
+        defer { inbox.unlock() }
         guard !stopping else { throw ServingError(.unavailable, "server is shutting down") }
         guard count < config.maxQueueSize else {
             metrics?.limitHit("queue_size")
             throw ServingError(.resourceExhausted, "queue full (\(config.maxQueueSize) requests waiting); retry later")
         }
-        queues[level - 1].append(Pending(prepared: p, model: model, probabilities: probabilities, ctx: ctx,
-                                         enqueued: DispatchTime.now().uptimeNanoseconds, done: done))
+        arrivals.append(pending)
         count += 1
-        condition.signal()
+        inbox.signal()
     }
 
-    public var queued: Int { condition.lock(); defer { condition.unlock() }; return count }
+    public var queued: Int { inbox.lock(); defer { inbox.unlock() }; return count }
 
     /// Computes what is queued, then stops the workers.
     public func shutdown() {
-        condition.lock()
+        inbox.lock()
         stopping = true
-        condition.broadcast()
-        while running > 0 { condition.wait() }
-        condition.unlock()
+        inbox.broadcast()
+        while running > 0 { inbox.wait() }
+        inbox.unlock()
     }
 
     private func loop() {
         while let batch = nextBatch() {
             compute(batch)
         }
-        condition.lock()
+        inbox.lock()
         running -= 1
-        condition.broadcast()
-        condition.unlock()
+        inbox.broadcast()
+        inbox.unlock()
+    }
+
+    /// Moves the arrivals into the queues (O(1) under `inbox`: the arrays are swapped); true when stopping.
+    private func takeArrivals() -> Bool {
+        inbox.lock()
+        var taken: [Pending] = []
+        swap(&taken, &arrivals)
+        let stop = stopping
+        inbox.unlock()
+        for p in taken { queues[p.level].append(p) }
+        return stop
+    }
+
+    /// Waits for an arrival (or the stop), at most until `deadline` when given.
+    private func awaitArrival(until deadline: Date? = nil) {
+        inbox.lock()
+        defer { inbox.unlock() }
+        guard arrivals.isEmpty, !stopping else { return }
+        if let deadline { _ = inbox.wait(until: deadline) } else { inbox.wait() }
+    }
+
+    /// Requests leave the count when they are taken into a batch or dropped.
+    private func leave(_ n: Int) {
+        guard n > 0 else { return }
+        inbox.lock()
+        count -= n
+        inbox.unlock()
     }
 
     /// The oldest most-urgent request's model decides the batch; same-model requests join it, most urgent first.
     private func nextBatch() -> [Pending]? {
-        condition.lock()
-        defer { condition.unlock() }
+        selecting.lock()
+        defer { selecting.unlock() }
         while true {
-            dropStopped()
+            let stop = takeArrivals()
+            leave(dropStopped())
             guard let head = queues.lazy.compactMap(\.first).first else {
-                if stopping { return nil }
-                condition.wait()
+                if stop { return nil }
+                awaitArrival()
                 continue
             }
             let model = ObjectIdentifier(head.model)
             let available = queues.reduce(0) { $0 + $1.lazy.filter { ObjectIdentifier($0.model) == model }.count }
             let flushAt = head.enqueued + UInt64(config.maxQueueDelayMicros) * 1000
             let now = DispatchTime.now().uptimeNanoseconds
-            if available < config.maxBatchSize && now < flushAt && !stopping {
-                _ = condition.wait(until: Date(timeIntervalSinceNow: Double(flushAt - now) / 1e9))
+            if available < config.maxBatchSize && now < flushAt && !stop {
+                awaitArrival(until: Date(timeIntervalSinceNow: Double(flushAt - now) / 1e9))
                 continue
             }
             var batch: [Pending] = []
@@ -129,20 +167,22 @@ public final class DirectBatcher: @unchecked Sendable {
                 }
                 queues[level] = kept
             }
-            count -= batch.count
+            leave(batch.count)
             return batch
         }
     }
 
-    /// Answers (without computing) every queued request that was cancelled or whose deadline passed.
-    private func dropStopped() {
+    /// Answers (without computing) every queued request that was cancelled or whose deadline passed; how many.
+    private func dropStopped() -> Int {
+        var dropped = 0
         for level in queues.indices where queues[level].contains(where: { $0.ctx.stopReason != nil }) {
             var kept: [Pending] = []
             for p in queues[level] {
-                if let stop = p.ctx.stopReason { p.done(.failure(stop)); count -= 1 } else { kept.append(p) }
+                if let stop = p.ctx.stopReason { p.done(.failure(stop)); dropped += 1 } else { kept.append(p) }
             }
             queues[level] = kept
         }
+        return dropped
     }
 
     private func compute(_ batch: [Pending]) {

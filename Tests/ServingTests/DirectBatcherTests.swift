@@ -154,6 +154,52 @@ final class DirectBatcherTests: XCTestCase {
         XCTAssertEqual(model.batches.flatMap { $0 }.map(\.items), [[0]], "only the live request reached the model")
     }
 
+    /// Enqueue runs on the event loop thread: it must not wait while a worker selects a batch (there the worker goes
+    /// through the whole queue and answers the requests that were cancelled in it). Here the worker is held inside
+    /// that selection, in a cancelled request's answer; a new request must still be accepted. Before, enqueue took
+    /// the lock the selection held, and the event loop waited 20-95 ms behind a preempted worker in the soak.
+    func testEnqueueDoesNotWaitForAWorkerSelectingABatch() {
+        let model = RecordingModel()
+        let gate = DispatchSemaphore(value: 0)
+        model.gate = gate
+        let registry = ModelRegistry()
+        registry.install(servedModel(model))
+        var cfg = BatchingConfig()
+        cfg.maxBatchSize = 1
+        cfg.maxQueueDelayMicros = 0
+        let core = ServingCore(registry: registry, batching: cfg)
+        defer { core.shutdown() }
+        let answered = DispatchGroup()
+        answered.enter()
+        core.recommend(query([0]), ctx: CallContext()) { _ in answered.leave() }
+        let deadline = Date().addingTimeInterval(5)
+        while core.batcher.queued > 0 && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }  // in the model
+        let inSelection = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        let cancelled = CallContext()
+        answered.enter()
+        core.recommend(query([1]), ctx: cancelled) { r in
+            if case .failure(let e) = r { XCTAssertEqual(e.code, .cancelled) } else { XCTFail("a cancelled request was computed") }
+            inSelection.signal()
+            release.wait()
+            answered.leave()
+        }
+        cancelled.cancel()
+        gate.signal()  // request 0 finishes; the worker's next selection answers request 1 and is held there
+        XCTAssertEqual(inSelection.wait(timeout: .now() + 5), .success)
+        let accepted = DispatchSemaphore(value: 0)
+        answered.enter()
+        DispatchQueue.global().async {
+            core.recommend(self.query([2]), ctx: CallContext()) { _ in answered.leave() }
+            accepted.signal()
+        }
+        XCTAssertEqual(accepted.wait(timeout: .now() + 5), .success,
+                       "enqueue waited for the worker's batch selection")
+        release.signal()
+        gate.signal()
+        XCTAssertEqual(answered.wait(timeout: .now() + 10), .success)
+        XCTAssertEqual(model.batches.flatMap { $0 }.map(\.items), [[0], [2]])
+    }
+
     func testBatchedAnswersEqualUnbatchedOnes() throws {
         let model = RecordingModel()
         let registry = ModelRegistry()
