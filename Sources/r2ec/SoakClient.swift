@@ -344,14 +344,24 @@ final class SoakClient {
         guard (try? c.sendRaw(Array("GET /metrics HTTP/1.1\r\nHost: soak\r\n".utf8))) != nil else { return }
         if closeAtOnce { return c.close() }
         var pfd = pollfd(fd: c.rawDescriptor, events: Int16(POLLIN), revents: 0)
-        let deadline = Date().addingTimeInterval(setup.metricsTimeout * 2 + 1)
+        let sent = Date()
+        let deadline = sent.addingTimeInterval(setup.metricsTimeout * 2 + 1)
         var reply = [UInt8](repeating: 0, count: 4096)
+        var answer = ""
         while Date() < deadline {
             guard poll(&pfd, 1, Int32(max(1, deadline.timeIntervalSinceNow * 1000))) > 0 else { break }
             let n = recv(c.rawDescriptor, &reply, reply.count, 0)
             if n <= 0 { return }  // closed by the server
+            if answer.isEmpty {
+                answer = String(decoding: reply[..<min(n, 32)], as: UTF8.self).split(separator: "\r\n").first.map(String.init) ?? ""
+                answer += String(format: " after %.2f s", Date().timeIntervalSince(sent))
+            }
         }
+        // The deadline may pass between the answer and the close behind it: one last look, without waiting.
+        if recv(c.rawDescriptor, &reply, reply.count, Int32(MSG_DONTWAIT)) == 0 { return }
         tally.failure("half-sent metrics request not closed within twice --metrics-request-timeout")
+        Console.status(String(format: "soak: a half-sent metrics request still open %.2f s after it was sent (answer: %@)",
+                              Date().timeIntervalSince(sent), answer.isEmpty ? "none" : answer))
     }
 
     // MARK: Events
