@@ -22,7 +22,12 @@ enum ProtoCodec {
         defer { free(message, nil) }
         let descriptor = UnsafeMutableRawPointer(message).assumingMemoryBound(to: ProtobufCMessage.self).pointee.descriptor!
         if let refused = payload.withUnsafeBytes({ nulInString($0, name, descriptor) }) { throw refused }
-        return try convert(message)
+        do {
+            return try convert(message)
+        } catch let e as ServingError {
+            // A value the wire carries but the protocol refuses (an unknown enum number): named like any decode error.
+            throw ServingError(e.code, "\(name): \(e.message)", field: e.field, limit: e.limit)
+        }
     }
 
     /// INVALID_ARGUMENT naming the first string field holding a NUL byte (protobuf-c's C strings would end there:

@@ -13,8 +13,9 @@ public final class AdminService: RPCService, @unchecked Sendable {
     private let lock = NSLock()
     private var _loader: (@Sendable (String, String) throws -> ServedModel)?
     private let logger = Logger(label: "r2ec.rpc")
-    /// The one thread model loads run on, in arrival order.
-    private let loads = WorkerPool(threads: 1, name: "r2ec-model-load")
+    /// The one thread model loads run on, in arrival order: one per process (the memory budget is the process's),
+    /// started by the first load.
+    private static let loads = WorkerPool(threads: 1, name: "r2ec-model-load")
     /// LoadModel calls queued or loading; one more than `maxPendingLoads` is refused RESOURCE_EXHAUSTED.
     private var pendingLoads = 0
     /// A SIGHUP reload is queued and not started: a later SIGHUP joins it.
@@ -39,7 +40,7 @@ public final class AdminService: RPCService, @unchecked Sendable {
         defer { lock.unlock() }
         guard !reloadQueued else { return false }
         reloadQueued = true
-        loads.submit { [self] in
+        Self.loads.submit { [self] in
             lock.lock(); reloadQueued = false; lock.unlock()
             let registry = core.registry
             for old in registry.all {
@@ -80,7 +81,7 @@ public final class AdminService: RPCService, @unchecked Sendable {
                 pendingLoads += 1
                 lock.unlock()
                 let logger = self.logger
-                loads.submit { [self] in
+                Self.loads.submit { [self] in
                     defer { lock.lock(); pendingLoads -= 1; lock.unlock() }
                     // A call cancelled or past its deadline while it waited is not loaded.
                     if let stop = call.context.stopReason { return response.fail(stop) }
