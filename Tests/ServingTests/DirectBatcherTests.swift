@@ -57,16 +57,22 @@ final class DirectBatcherTests: XCTestCase {
         return results.map { $0! }
     }
 
-    func testBatchesFillUpToTheLimit() {
+    /// A serving core over a fresh RecordingModel batching as `batching` says; with `gated`, the model waits on the
+    /// returned gate before each batch (one signal lets one batch through). Shut the core down after the test.
+    func recordingCore(_ batching: BatchingConfig, gated: Bool = false) -> (core: ServingCore, model: RecordingModel, gate: DispatchSemaphore) {
         let model = RecordingModel()
         let gate = DispatchSemaphore(value: 0)
-        model.gate = gate
+        if gated { model.gate = gate }
         let registry = ModelRegistry()
         registry.install(servedModel(model))
+        return (ServingCore(registry: registry, batching: batching), model, gate)
+    }
+
+    func testBatchesFillUpToTheLimit() {
         var cfg = BatchingConfig()
         cfg.maxBatchSize = 8
         cfg.maxQueueDelayMicros = 200_000
-        let core = ServingCore(registry: registry, batching: cfg)
+        let (core, model, gate) = recordingCore(cfg, gated: true)
         defer { core.shutdown() }
         DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { for _ in 0..<10 { gate.signal() } }
         let results = run(core, (0..<20).map { query([$0]) })
@@ -77,12 +83,9 @@ final class DirectBatcherTests: XCTestCase {
     }
 
     func testALoneRequestWaitsNoLongerThanTheDelay() {
-        let model = RecordingModel()
-        let registry = ModelRegistry()
-        registry.install(servedModel(model))
         var cfg = BatchingConfig()
         cfg.maxQueueDelayMicros = 50_000
-        let core = ServingCore(registry: registry, batching: cfg)
+        let (core, model, _) = recordingCore(cfg)
         defer { core.shutdown() }
         let t0 = Date()
         _ = run(core, [query([1])])
@@ -93,16 +96,11 @@ final class DirectBatcherTests: XCTestCase {
     }
 
     func testAFullQueueRefusesAtOnce() {
-        let model = RecordingModel()
-        let gate = DispatchSemaphore(value: 0)
-        model.gate = gate
-        let registry = ModelRegistry()
-        registry.install(servedModel(model))
         var cfg = BatchingConfig()
         cfg.maxBatchSize = 1
         cfg.maxQueueDelayMicros = 0
         cfg.maxQueueSize = 3
-        let core = ServingCore(registry: registry, batching: cfg)
+        let (core, _, gate) = recordingCore(cfg, gated: true)
         defer { core.shutdown() }
         func waitUntil(_ cond: () -> Bool) {
             let deadline = Date().addingTimeInterval(5)
@@ -131,15 +129,10 @@ final class DirectBatcherTests: XCTestCase {
     }
 
     func testExpiredRequestsAreNeverComputed() {
-        let model = RecordingModel()
-        let gate = DispatchSemaphore(value: 0)
-        model.gate = gate
-        let registry = ModelRegistry()
-        registry.install(servedModel(model))
         var cfg = BatchingConfig()
         cfg.maxBatchSize = 1
         cfg.maxQueueDelayMicros = 0
-        let core = ServingCore(registry: registry, batching: cfg)
+        let (core, model, gate) = recordingCore(cfg, gated: true)
         defer { core.shutdown() }
         DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { for _ in 0..<5 { gate.signal() } }
         // Request 0 blocks the worker for 0.3 s; 1 and 2 expire in the queue meanwhile.
@@ -159,15 +152,10 @@ final class DirectBatcherTests: XCTestCase {
     /// that selection, in a cancelled request's answer; a new request must still be accepted. Before, enqueue took
     /// the lock the selection held, and the event loop waited 20-95 ms behind a preempted worker in the soak.
     func testEnqueueDoesNotWaitForAWorkerSelectingABatch() {
-        let model = RecordingModel()
-        let gate = DispatchSemaphore(value: 0)
-        model.gate = gate
-        let registry = ModelRegistry()
-        registry.install(servedModel(model))
         var cfg = BatchingConfig()
         cfg.maxBatchSize = 1
         cfg.maxQueueDelayMicros = 0
-        let core = ServingCore(registry: registry, batching: cfg)
+        let (core, model, gate) = recordingCore(cfg, gated: true)
         defer { core.shutdown() }
         let answered = DispatchGroup()
         answered.enter()
