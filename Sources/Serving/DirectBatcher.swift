@@ -24,7 +24,8 @@ public final class DirectBatcher: @unchecked Sendable {
         let prepared: RecommendService.Prepared
         let model: ServedModel
         let probabilities: Bool
-        let level: Int
+        /// Index of its FIFO in `queues` (priority level - 1).
+        let queue: Int
         let ctx: CallContext
         let enqueued: UInt64
         let done: (Result<RecommendResult, ServingError>) -> Void
@@ -77,7 +78,7 @@ public final class DirectBatcher: @unchecked Sendable {
     /// Queues a prepared request at `level` (from `level(of:)`); RESOURCE_EXHAUSTED at once when the queue is full.
     func enqueue(_ p: RecommendService.Prepared, model: ServedModel, probabilities: Bool, level: Int,
                  ctx: CallContext, done: @escaping (Result<RecommendResult, ServingError>) -> Void) throws {
-        let pending = Pending(prepared: p, model: model, probabilities: probabilities, level: level - 1, ctx: ctx,
+        let pending = Pending(prepared: p, model: model, probabilities: probabilities, queue: level - 1, ctx: ctx,
                               enqueued: DispatchTime.now().uptimeNanoseconds, done: done)
         inbox.lock()
         defer { inbox.unlock() }
@@ -119,7 +120,7 @@ public final class DirectBatcher: @unchecked Sendable {
         swap(&taken, &arrivals)
         let stop = stopping
         inbox.unlock()
-        for p in taken { queues[p.level].append(p) }
+        for p in taken { queues[p.queue].append(p) }
         return stop
     }
 
