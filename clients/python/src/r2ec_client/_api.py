@@ -42,7 +42,8 @@ class CallMethods:
                   priority: int = 0, *, timeout: float | None = None, metadata=None):
         """Ranked items for a user id (the store's latest events of that user, or a user of the training data)
         and/or a history: item ids (int or str), (item_id, unix_time, rating) tuples, dicts, or a DataFrame with
-        item_id[, timestamp, rating] columns. `priority` 1 is the most urgent (0: the server's default).
+        item_id[, timestamp, rating] columns (unix seconds >= 0; 0 = unknown). `priority` 1 is the most urgent, up
+        to the server's --priority-levels, in either mode (0: the server's default, its least urgent level).
         Returns a `Recommendation` (`.items`, `.reasoning`, `.model`, `.model_version`, `.to_pandas()`); an item's
         `probability` is None unless asked for with `return_probabilities` and defined for its rank."""
         request = R.recommend_request(history, user_id, top_k, reasoning, max_reasoning_tokens, temperature,
@@ -152,7 +153,9 @@ class CallMethods:
 
     def load_model(self, name: str, path: str, make_default: bool = False, *, timeout: float | None = None,
                    metadata=None):
-        """Loads (or hot-reloads) a model under `name`; needs an admin token when the server runs with auth."""
+        """Loads (or hot-reloads) a model under `name`; needs an admin token when the server runs with auth. The
+        server loads one model at a time; with 4 loads already queued or loading it answers RESOURCE_EXHAUSTED at
+        once (retry later)."""
         request = admin_pb2.LoadModelRequest(name=R.text("name", name), path=R.text("path", path),
                                              make_default=R.flag("make_default", make_default))
         return self._unary(P.LOAD_MODEL, request, timeout, metadata)
