@@ -191,8 +191,15 @@ enum EventChecks {
             default: break
             }
         }
-        guard let object = try? JSONSerialization.jsonObject(with: Foundation.Data(text.utf8)), object is [String: Any] else {
-            throw ServingError.invalid(field, "not a JSON object")
+        let value: Any
+        do {
+            value = try JSONSerialization.jsonObject(with: Foundation.Data(text.utf8), options: [.fragmentsAllowed])
+        } catch {
+            let detail = ((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String).map { ": \($0)" } ?? ""
+            throw ServingError.invalid(field, "not valid JSON\(ClientText.clip(detail, limit: 200))")
+        }
+        guard value is [String: Any] else {
+            throw ServingError.invalid(field, "valid JSON, but \(value is [Any] ? "an array" : "not an object"); give an object, {...}")
         }
     }
 

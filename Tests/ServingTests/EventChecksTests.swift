@@ -97,6 +97,19 @@ final class EventChecksTests: XCTestCase {
         assertRefused(.invalidArgument, field: "items") { try EventChecks.items([], limits: EventLimits()) }
     }
 
+    /// A metadata refusal says which rule failed: not JSON at all (with the parser's reason) or JSON of another kind.
+    func testMetadataRefusalsSayWhy() {
+        func message(_ text: String) -> String {
+            do { try EventChecks.jsonObject(text, field: "m"); return "accepted" } catch { return "\(error)" }
+        }
+        XCTAssertEqual(message("{\"a\": [1, {\"b\": null}]}"), "accepted")
+        XCTAssertTrue(message("[1, 2]").contains("valid JSON, but an array"), message("[1, 2]"))
+        XCTAssertTrue(message("\"text\"").contains("valid JSON, but not an object"), message("\"text\""))
+        for bad in ["{\"a\": ", "{\"a\": 1e999}", "{a: 1}", ""] {
+            XCTAssertTrue(message(bad).contains("m: not valid JSON"), "\(bad): \(message(bad))")
+        }
+    }
+
     func testHistoryLimit() throws {
         XCTAssertEqual(try EventChecks.historyLimit(0, limits: EventLimits()), 100)
         XCTAssertEqual(try EventChecks.historyLimit(10_000, limits: EventLimits()), 10_000)
