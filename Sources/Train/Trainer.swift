@@ -101,9 +101,6 @@ public final class Trainer: @unchecked Sendable {
         self.work = Self.workDirectory(for: out)
         world = communicator
         if world.size > 1 {
-            if resume {
-                throw TrainError.config("--resume: a data-parallel run (\(world.size) ranks) cannot resume yet; resume it as one process")
-            }
             if let i = config.stages.firstIndex(where: { $0 is RecPOStage || $0 is RationaleStage }) {
                 throw TrainError.config("stages[\(i)]: \(config.stages[i].kind) stages do not run data-parallel yet (\(world.size) ranks); run them as one process")
             }
@@ -161,7 +158,8 @@ public final class Trainer: @unchecked Sendable {
     public func run() throws -> Summary? {
         let summary: Summary
         do {
-            if resume && TrainingState.exists(directory: stateDirectory) {
+            // Rank 0's scratch folder decides (the other ranks may be on hosts that do not see it).
+            if try world.broadcast(resume && world.isRoot && TrainingState.exists(directory: stateDirectory)) {
                 try resumeState()
             } else {
                 try start()
@@ -286,16 +284,21 @@ public final class Trainer: @unchecked Sendable {
         if world.isRoot { try Checkpoint.save(model, tokenizer: tokenizer, directory: work) }
     }
 
+    /// Continues from the state in the scratch folder: rank 0 reads it there, every other rank of a data-parallel
+    /// run from its own copy of that folder, which rank 0 sends it (`SharedScratch`).
     func resumeState() throws {
-        let p = try TrainingState.loadProgress(directory: stateDirectory)
+        let folder = try SharedScratch.share(work, over: world)
+        defer { if folder != work { try? FileManager.default.removeItem(atPath: folder) } }
+        let stateFolder = folder + "/" + TrainingState.directoryName
+        let p = try TrainingState.loadProgress(directory: stateFolder)
         guard p.config == config.jsonString() else {
             throw TrainError.state("the state in \(stateDirectory) was written with another config; use the same config or drop --resume")
         }
-        tokenizer = try Checkpoint.loadTokenizer(directory: work)
-        let c = try Checkpoint.loadConfiguration(directory: work)
+        tokenizer = try Checkpoint.loadTokenizer(directory: folder)
+        let c = try Checkpoint.loadConfiguration(directory: folder)
         model = try Qwen2Model(randomWith: c, seed: config.seed)
         if p.bestStage >= 0 {
-            bestParameters = try Checkpoint.loadModel(directory: work).parameters
+            bestParameters = try Checkpoint.loadModel(directory: folder).parameters
         }
         progress = p
         priorSeconds = p.elapsed
@@ -307,10 +310,14 @@ public final class Trainer: @unchecked Sendable {
         if p.averageUpdates >= 0 {
             average = ParameterAverage(of: model.parameters, decay: config.stages[p.stage].ema, updates: p.averageUpdates)
         }
-        table = try TrainingState.load(directory: stateDirectory, parameters: model.parameters, optimizer: optimizer,
+        table = try TrainingState.load(directory: stateFolder, parameters: model.parameters, optimizer: optimizer,
                                        average: average?.average)
         makeIDVectors()
-        try ids?.loadState(directory: stateDirectory)
+        try ids?.loadState(directory: stateFolder)
+        if world.size > 1 {
+            try world.checkAgreement(parameterFingerprint(), what: "the resumed parameters")
+            log.note("data-parallel: \(world.size) ranks, each computing 1/\(world.size) of every batch")
+        }
         log.note("resumed stage \(p.stage) (\(config.stages[min(p.stage, config.stages.count - 1)].kind)) at step \(p.step)")
     }
 
@@ -366,12 +373,14 @@ public final class Trainer: @unchecked Sendable {
         return rng.next()
     }
 
+    /// Rank 0 writes the state; every rank counts the save (a simulated crash stops them all at the same point).
     func saveState() throws {
-        guard world.isRoot else { return }
-        progress.elapsed = seconds
-        try TrainingState.save(directory: stateDirectory, parameters: model.parameters, optimizer: optimizer,
-                               table: table, average: average?.average, progress: progress)
-        try ids?.saveState(directory: stateDirectory)
+        if world.isRoot {
+            progress.elapsed = seconds
+            try TrainingState.save(directory: stateDirectory, parameters: model.parameters, optimizer: optimizer,
+                                   table: table, average: average?.average, progress: progress)
+            try ids?.saveState(directory: stateDirectory)
+        }
         saves += 1
         if let crashAfterSaves, saves >= crashAfterSaves { throw SimulatedCrash() }
     }

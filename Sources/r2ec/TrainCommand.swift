@@ -15,13 +15,15 @@ import Train
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Train the dual-head network (stages lm, rec, recpo) from a config file into a checkpoint directory.",
+        abstract: "Train the dual-head network (stages lm, rationale, rec, recpo) from a config file into a checkpoint directory.",
         discussion: """
         Data-parallel: `mpirun -np N r2ec train --config FILE ...` (every rank given the same arguments) splits each \
         batch over the N ranks, sums the gradients over them every step (Open MPI allreduce) and keeps the \
         single-process run's seeded batch order, so the losses are the single process's up to float rounding. Rank \
         0 evaluates and writes the log and the checkpoint. Set R2EC_THREADS per rank (mpirun -x R2EC_THREADS=1). \
-        lm and rec stages only; --resume and --store only as one process.
+        lm and rec stages only; --store only as one process. --resume under mpirun continues from rank 0's \
+        OUT.partial (rank 0 sends its state to the other ranks, so they need not see its disk), with any number \
+        of ranks or as one process: the state does not depend on how many ranks wrote it.
         """
     )
 
@@ -53,7 +55,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Most memory the model's parameters, gradients and optimiser state may take (bytes, or with K/M/G: 8G); checked before anything is allocated. Default: 80% of the memory available.")
     var memoryBudget: String?
 
-    @Flag(help: "Continue from the state in OUT.partial when there is one (same config), else start afresh.")
+    @Flag(help: "Continue from the state in OUT.partial when there is one (same config), else start afresh. Under mpirun rank 0's OUT.partial decides.")
     var resume = false
 
     func run() throws {

@@ -13,8 +13,9 @@ final class DataParallelTests: XCTestCase {
     /// every path of a data-parallel step. In this order both rec stages stay within 1e-6 of one process (2 and 3
     /// ranks); with the full-table stage first, its rounding-level drift (8e-5) grew to 5e-3 in the in-batch stage,
     /// whose first gradient is small (norm 0.1) so that AdamW's per-element scaling magnifies differences.
-    static func recipe(dataset: String) throws -> String {
+    static func recipe(dataset: String, saveEvery: Int? = nil) throws -> String {
         var config = TrainFixtures.toyRecipe(dataset: dataset)
+        if let saveEvery { config.saveEvery = saveEvery }
         var lm = LMStage()
         lm.optimizer.steps = 3; lm.optimizer.batch = 8; lm.optimizer.lr = 0.02; lm.optimizer.warmup = 1
         lm.dropout = 0.1
@@ -72,9 +73,11 @@ final class DataParallelTests: XCTestCase {
     }
 
     /// Runs `run`, then checks rank 0's log and checkpoint against the single process's.
-    func check(_ run: MPIRun, out: String, against single: Run, file: StaticString = #filePath, line: UInt = #line) throws {
+    /// `keepLog`: the run appends to the log an earlier (crashed) run of the same recipe began.
+    func check(_ run: MPIRun, out: String, against single: Run, keepLog: Bool = false,
+               file: StaticString = #filePath, line: UInt = #line) throws {
         try? FileManager.default.removeItem(atPath: out)
-        try? FileManager.default.removeItem(atPath: out + ".jsonl")
+        if !keepLog { try? FileManager.default.removeItem(atPath: out + ".jsonl") }
         defer { try? FileManager.default.removeItem(atPath: out); try? FileManager.default.removeItem(atPath: out + ".jsonl") }
         let result = try run.run(timeout: 300)
         XCTAssertFalse(result.timedOut, "mpirun timed out:\n\(result.output)", file: file, line: line)
@@ -109,6 +112,37 @@ final class DataParallelTests: XCTestCase {
         try check(try rankBody(ranks: 2, config: config, out: out), out: out, against: single)
         // Three ranks: uneven shares of 8 prompts and their items.
         try check(try rankBody(ranks: 3, config: config, out: out), out: out, against: single)
+    }
+
+    /// A data-parallel run killed mid-stage resumes under mpirun with another number of ranks and ends as the
+    /// uninterrupted single process does: rank 0 sends its state to the other ranks (which read none of its files),
+    /// and the state does not depend on how many ranks wrote it.
+    func testKilledDataParallelRunResumesWithOtherRankCount() throws {
+        try XCTSkipIf(Collectives.launchedByMPI, "this binary is running as a rank")
+        let dataset = try TrainFixtures.toyDataset()
+        defer { try? FileManager.default.removeItem(atPath: dataset) }
+        // Saves every 2 steps: the third save is at step 2 of the second stage (lm saves at step 2 and at its end).
+        let config = try Self.recipe(dataset: dataset, saveEvery: 2)
+        let single = try reference(config: config)
+        let out = TrainFixtures.temporaryDirectory("dp-resume")
+        let work = Trainer.workDirectory(for: out)
+        for stale in [out, work, out + ".jsonl"] { try? FileManager.default.removeItem(atPath: stale) }
+        defer { try? FileManager.default.removeItem(atPath: work) }
+
+        var crashing = try rankBody(ranks: 2, config: config, out: out)
+        crashing.environment["R2EC_DP_CRASH_AFTER_SAVES"] = "3"
+        let crashed = try crashing.run(timeout: 300)
+        XCTAssertEqual(crashed.status, 0, "the crashing run:\n\(crashed.output)")
+        let progress = try TrainingState.loadProgress(directory: work + "/state")
+        XCTAssertEqual([progress.stage, progress.step], [1, 2], "where the crash left the state")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a crashed run leaves no checkpoint")
+        XCTAssertEqual(try Self.read(log: out + ".jsonl").losses.count, 5, "steps logged before the crash")
+
+        var resuming = try rankBody(ranks: 3, config: config, out: out)
+        resuming.environment["R2EC_DP_RESUME"] = "1"
+        try check(resuming, out: out, against: single, keepLog: true)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: SharedScratch.copy(of: work, rank: 1)),
+                       "rank 1 removes its copy of the state once it has read it")
     }
 
     func testTwoHostsInNetworkNamespacesTrainOverTCP() throws {
@@ -175,7 +209,15 @@ final class DataParallelRankBody: XCTestCase {
         let config = try TrainConfig.load(path: environment["R2EC_DP_CONFIG"]!, overrides: [])
         let out = environment["R2EC_DP_OUT"]!
         let world = try Collectives.world()
-        let summary = try Trainer(config: config, out: out, logPath: out + ".jsonl", communicator: world).run()
+        let trainer = try Trainer(config: config, out: out, logPath: out + ".jsonl",
+                                  resume: environment["R2EC_DP_RESUME"] != nil, communicator: world)
+        if let crash = environment["R2EC_DP_CRASH_AFTER_SAVES"].flatMap(Int.init) {
+            // Every rank stops at the same save, leaving rank 0's state as a kill would.
+            trainer.crashAfterSaves = crash
+            XCTAssertThrowsError(try trainer.run()) { XCTAssertTrue($0 is Trainer.SimulatedCrash, "\($0)") }
+            return
+        }
+        let summary = try trainer.run()
         XCTAssertEqual(summary == nil, world.rank != 0, "rank 0 alone returns the summary")
     }
 }
