@@ -74,9 +74,14 @@ public struct RationaleStage: TrainingStage {
         return (kept + rationale, kept.count)
     }
 
+    /// One step over `windows`. A data-parallel rank runs its contiguous share of the sequences (the windows'
+    /// prompts with their rationales, then the batch's target items), as the rec stage does: the LM loss weighs every
+    /// rationale token of the whole batch alike, the target items' read-outs are summed over the ranks so every rank
+    /// scores its users against every column, and the items' gradients are summed back before the backward.
     public func step(_ t: Trainer, step: Int, windows: [TrainingCorpus.Window]) throws -> StepReport {
-        let corpus = t.corpus, graph = t.graph!, tokenizer = t.tokenizer!
+        let corpus = t.corpus, graph = t.graph!, tokenizer = t.tokenizer!, world = t.world
         let maxPositions = t.model.configuration.maxPositionEmbeddings
+        let d = t.model.configuration.hiddenSize
         let built = windows.map {
             Self.sequence(corpus, tokenizer: tokenizer, window: $0, recent: recent, genres: genres, maxPositions: maxPositions)
         }
@@ -84,37 +89,69 @@ public struct RationaleStage: TrainingStage {
         var fresh: [Int] = []
         var column = [Int](repeating: -1, count: corpus.catalogCount)
         if recWeight > 0 { for item in targets where column[item] < 0 { column[item] = fresh.count; fresh.append(item) } }
+        let sequences = built.map(\.tokens) + fresh.map { corpus.itemTokens[$0] }
+        let share = BatchShare(lengths: sequences.map(\.count), world: world)
+        let mine = share.sequences
         graph.zeroGradients()
-        graph.forward(built.map(\.tokens) + fresh.map { corpus.itemTokens[$0] })
+        graph.dropoutRowOffset = share.rowOffset
+        if !mine.isEmpty { graph.forward(Array(sequences[mine])) }
+        func localRow(_ s: Int, token: Int? = nil) -> Int {
+            token.map { graph.row(sequence: s - mine.lowerBound, token: $0) } ?? graph.lastRow(sequence: s - mine.lowerBound)
+        }
+        // Every rationale token (and <answer>) of the whole batch weighs the same; this rank predicts its own.
+        let predicted = built.reduce(0) { $0 + $1.tokens.count - max(1, $1.rationaleStart) }
         var rows: [Int] = [], tokenTargets: [Int] = []
-        for (i, b) in built.enumerated() {
+        for i in built.indices where mine.contains(i) {
+            let b = built[i]
             for p in max(1, b.rationaleStart)..<b.tokens.count {
-                rows.append(graph.row(sequence: i, token: p - 1)); tokenTargets.append(b.tokens[p])
+                rows.append(localRow(i, token: p - 1)); tokenTargets.append(b.tokens[p])
             }
         }
-        let weight = 1 / Float(max(1, rows.count))
-        let lmLoss = graph.tokenLoss(rows: rows, targets: tokenTargets, weights: [Float](repeating: weight, count: rows.count))
+        let weight = 1 / Float(max(1, predicted))
+        var lmLoss = rows.isEmpty ? 0
+            : graph.tokenLoss(rows: rows, targets: tokenTargets, weights: [Float](repeating: weight, count: rows.count))
         var recLoss = 0.0
         if recWeight > 0 {
-            let masked = windows.indices.map { u in
+            let local = windows.indices.filter { mine.contains($0) }
+            let masked = local.map { u in
                 corpus.history(windows[u]).items.compactMap { $0 == targets[u] || column[$0] < 0 ? nil : column[$0] }
             }
+            // Every target item's raw read-out: this rank's rows, the others' summed in (x + 0 is exact).
+            let rawItems = FloatBuffer(shape: [max(1, fresh.count), d])
+            let myItems = max(0, mine.lowerBound - built.count)..<max(0, mine.upperBound - built.count)
+            for k in myItems { (rawItems.data + k * d).update(from: graph.hidden + localRow(built.count + k) * d, count: d) }
+            if world.size > 1 { try world.allreduceSum(rawItems.data, count: fresh.count * d) }
             var batch = ContrastiveBatch(
-                userRows: built.indices.map { graph.lastRow(sequence: $0) },
-                itemRows: fresh.indices.map { graph.lastRow(sequence: built.count + $0) },
-                targets: targets.map { column[$0] },
-                weights: [Float](repeating: recWeight / Float(windows.count), count: windows.count),
+                userRows: local.map { localRow($0) }, itemRows: [], targets: local.map { column[targets[$0]] },
+                weights: [Float](repeating: recWeight / Float(windows.count), count: local.count),
                 tau: t.config.tau, fixed: nil, fixedCount: 0, masked: masked)
+            batch.externalItems = UnsafePointer(rawItems.data)
+            batch.externalItemCount = fresh.count
             let draws = Double(windows.count)
             batch.columnOffsets = fresh.map { Float(-Foundation.log(max(1e-6, -expm1(-draws * corpus.itemFrequency[$0])))) }
             let offsets = t.ids?.gather(fresh)
             if let offsets { batch.itemOffsets = UnsafePointer(offsets.data) }
             let result = graph.contrastiveLoss(batch)
-            if let ids = t.ids, let g = result.offsetGradients { ids.accumulate(fresh, gradients: g) }
+            if let ids = t.ids, let g = result.offsetGradients {
+                if world.size > 1 { try world.allreduceSum(g.data, count: fresh.count * d) }
+                ids.accumulate(fresh, gradients: g)
+            }
+            let itemGradient = result.itemGradient!
+            if world.size > 1 { try world.allreduceSum(itemGradient.data, count: fresh.count * d) }
+            for k in myItems {
+                let target = graph.dHidden + localRow(built.count + k) * d, source = itemGradient.data + k * d
+                for j in 0..<d { target[j] += source[j] }
+            }
             recLoss = result.loss
         }
-        graph.backward()
-        return StepReport(loss: lmLoss + recLoss, tokens: graph.rowCount,
+        if !mine.isEmpty { graph.backward() }
+        let loss = lmLoss + recLoss
+        if world.size > 1 {
+            // The log's parts are the whole batch's (the trainer sums `loss` over the ranks itself).
+            let sums = try world.sum([lmLoss, recLoss])
+            lmLoss = sums[0]; recLoss = sums[1]
+        }
+        return StepReport(loss: loss, tokens: mine.isEmpty ? 0 : graph.rowCount,
                           fields: [("lm_loss", lmLoss), ("rec_loss", recLoss)],
                           progress: String(format: " lm %.4f rec %.4f", lmLoss, recLoss))
     }

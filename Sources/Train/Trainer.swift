@@ -101,7 +101,7 @@ public final class Trainer: @unchecked Sendable {
         self.work = Self.workDirectory(for: out)
         world = communicator
         if world.size > 1 {
-            if let i = config.stages.firstIndex(where: { $0 is RecPOStage || $0 is RationaleStage }) {
+            if let i = config.stages.firstIndex(where: { $0 is RecPOStage }) {
                 throw TrainError.config("stages[\(i)]: \(config.stages[i].kind) stages do not run data-parallel yet (\(world.size) ranks); run them as one process")
             }
         }

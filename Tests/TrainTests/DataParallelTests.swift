@@ -34,6 +34,25 @@ final class DataParallelTests: XCTestCase {
         return path
     }
 
+    /// lm, then the rationale stage (dropout, LM loss on the rationales plus the rec loss on the read-out after
+    /// them, learned item id vectors, an evaluation of the reasoning path mid-stage).
+    static func rationaleRecipe(dataset: String) throws -> String {
+        var config = TrainFixtures.toyRecipe(dataset: dataset)
+        var lm = LMStage()
+        lm.optimizer.steps = 2; lm.optimizer.batch = 8; lm.optimizer.lr = 0.02; lm.optimizer.warmup = 1
+        var rationale = RationaleStage()
+        rationale.optimizer.steps = 4; rationale.optimizer.batch = 8; rationale.optimizer.lr = 0.01
+        rationale.optimizer.warmup = 1
+        rationale.dropout = 0.1
+        rationale.maxNewTokens = 8
+        rationale.validation.every = 2
+        config.itemIDVectors = true
+        config.stages = [lm, rationale]
+        let path = TrainFixtures.temporaryDirectory("dp-rationale-config") + ".json"
+        try config.jsonString().write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     struct Run {
         var losses: [Double] = []
         var norms: [Double] = []
@@ -112,6 +131,19 @@ final class DataParallelTests: XCTestCase {
         try check(try rankBody(ranks: 2, config: config, out: out), out: out, against: single)
         // Three ranks: uneven shares of 8 prompts and their items.
         try check(try rankBody(ranks: 3, config: config, out: out), out: out, against: single)
+    }
+
+    /// The rationale stage data-parallel: every step's loss (LM on the rationales + rec on the read-out after them)
+    /// and gradient norm is the single process's, as are the final metrics.
+    func testRationaleStageRunsDataParallel() throws {
+        try XCTSkipIf(Collectives.launchedByMPI, "this binary is running as a rank")
+        let dataset = try TrainFixtures.toyDataset()
+        defer { try? FileManager.default.removeItem(atPath: dataset) }
+        let config = try Self.rationaleRecipe(dataset: dataset)
+        let single = try reference(config: config)
+        XCTAssertEqual(single.losses.count, 6)
+        let out = TrainFixtures.temporaryDirectory("dp-rationale")
+        try check(try rankBody(ranks: 2, config: config, out: out), out: out, against: single)
     }
 
     /// A data-parallel run killed mid-stage resumes under mpirun with another number of ranks and ends as the
