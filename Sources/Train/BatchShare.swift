@@ -3,6 +3,7 @@
 // about the same time. Contiguous runs keep each row's place in the global batch computable (its dropout mask is the
 // one a single process draws for that row).
 import Collectives
+import Tensor
 
 struct BatchShare {
     /// This rank's sequences: indices into the global batch.
@@ -36,5 +37,35 @@ struct BatchShare {
 
     init(lengths: [Int], world: Communicator) {
         self.init(lengths: lengths, rank: world.rank, size: world.size)
+    }
+
+    /// The row of this rank's graph holding token `token` (nil: the last) of the batch's sequence `s` (one of
+    /// this rank's).
+    func row(of s: Int, token: Int? = nil, in graph: TrainingGraph) -> Int {
+        token.map { graph.row(sequence: s - sequences.lowerBound, token: $0) } ?? graph.lastRow(sequence: s - sequences.lowerBound)
+    }
+
+    /// The final-norm read-outs [items.count, width] of the batch's sequences `items` (items encoded in the batch,
+    /// scored by every rank's users), on every rank: this rank's own rows, the other ranks' summed in (x + 0 is
+    /// exact). One process holds them all.
+    func gatherReadouts(of items: Range<Int>, graph: TrainingGraph, width d: Int, world: Communicator) throws -> FloatBuffer {
+        let out = FloatBuffer(shape: [max(1, items.count), d])
+        for s in items.clamped(to: sequences) {
+            (out.data + (s - items.lowerBound) * d).update(from: graph.hidden + row(of: s, in: graph) * d, count: d)
+        }
+        if world.size > 1 { try world.allreduceSum(out.data, count: items.count * d) }
+        return out
+    }
+
+    /// Adds the gradient [items.count, width] of those read-outs, summed over the ranks (every rank's users scored
+    /// every item), into this rank's own rows of `graph.dHidden`.
+    func scatterGradient(_ gradient: FloatBuffer, of items: Range<Int>, graph: TrainingGraph, width d: Int,
+                         world: Communicator) throws {
+        if world.size > 1 { try world.allreduceSum(gradient.data, count: items.count * d) }
+        for s in items.clamped(to: sequences) {
+            let target = graph.dHidden + row(of: s, in: graph) * d
+            let source = gradient.data + (s - items.lowerBound) * d
+            for j in 0..<d { target[j] += source[j] }
+        }
     }
 }

@@ -95,16 +95,13 @@ public struct RationaleStage: TrainingStage {
         graph.zeroGradients()
         graph.dropoutRowOffset = share.rowOffset
         if !mine.isEmpty { graph.forward(Array(sequences[mine])) }
-        func localRow(_ s: Int, token: Int? = nil) -> Int {
-            token.map { graph.row(sequence: s - mine.lowerBound, token: $0) } ?? graph.lastRow(sequence: s - mine.lowerBound)
-        }
         // Every rationale token (and <answer>) of the whole batch weighs the same; this rank predicts its own.
         let predicted = built.reduce(0) { $0 + $1.tokens.count - max(1, $1.rationaleStart) }
         var rows: [Int] = [], tokenTargets: [Int] = []
         for i in built.indices where mine.contains(i) {
             let b = built[i]
             for p in max(1, b.rationaleStart)..<b.tokens.count {
-                rows.append(localRow(i, token: p - 1)); tokenTargets.append(b.tokens[p])
+                rows.append(share.row(of: i, token: p - 1, in: graph)); tokenTargets.append(b.tokens[p])
             }
         }
         let weight = 1 / Float(max(1, predicted))
@@ -116,13 +113,10 @@ public struct RationaleStage: TrainingStage {
             let masked = local.map { u in
                 corpus.history(windows[u]).items.compactMap { $0 == targets[u] || column[$0] < 0 ? nil : column[$0] }
             }
-            // Every target item's raw read-out: this rank's rows, the others' summed in (x + 0 is exact).
-            let rawItems = FloatBuffer(shape: [max(1, fresh.count), d])
-            let myItems = max(0, mine.lowerBound - built.count)..<max(0, mine.upperBound - built.count)
-            for k in myItems { (rawItems.data + k * d).update(from: graph.hidden + localRow(built.count + k) * d, count: d) }
-            if world.size > 1 { try world.allreduceSum(rawItems.data, count: fresh.count * d) }
+            let itemSequences = built.count..<(built.count + fresh.count)
+            let rawItems = try share.gatherReadouts(of: itemSequences, graph: graph, width: d, world: world)
             var batch = ContrastiveBatch(
-                userRows: local.map { localRow($0) }, itemRows: [], targets: local.map { column[targets[$0]] },
+                userRows: local.map { share.row(of: $0, in: graph) }, itemRows: [], targets: local.map { column[targets[$0]] },
                 weights: [Float](repeating: recWeight / Float(windows.count), count: local.count),
                 tau: t.config.tau, fixed: nil, fixedCount: 0, masked: masked)
             batch.externalItems = UnsafePointer(rawItems.data)
@@ -136,12 +130,7 @@ public struct RationaleStage: TrainingStage {
                 if world.size > 1 { try world.allreduceSum(g.data, count: fresh.count * d) }
                 ids.accumulate(fresh, gradients: g)
             }
-            let itemGradient = result.itemGradient!
-            if world.size > 1 { try world.allreduceSum(itemGradient.data, count: fresh.count * d) }
-            for k in myItems {
-                let target = graph.dHidden + localRow(built.count + k) * d, source = itemGradient.data + k * d
-                for j in 0..<d { target[j] += source[j] }
-            }
+            try share.scatterGradient(result.itemGradient!, of: itemSequences, graph: graph, width: d, world: world)
             recLoss = result.loss
         }
         if !mine.isEmpty { graph.backward() }

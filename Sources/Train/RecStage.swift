@@ -117,10 +117,6 @@ public struct RecStage: TrainingStage {
         graph.zeroGradients()
         graph.dropoutRowOffset = share.rowOffset
         if !mine.isEmpty { graph.forward(Array(sequences[mine])) }
-        /// The row of this graph holding token `token` (nil: the sequence's last) of global sequence s.
-        func localRow(_ s: Int, token: Int? = nil) -> Int {
-            token.map { graph.row(sequence: s - mine.lowerBound, token: $0) } ?? graph.lastRow(sequence: s - mine.lowerBound)
-        }
         // User rows (final read-outs and line targets) of the whole batch, in one order; this rank keeps its own.
         var userRows: [Int] = [], targets: [Int] = [], weights: [Float] = [], masked: [[Int]] = []
         var total: Float = 0, readouts = 0
@@ -129,7 +125,7 @@ public struct RecStage: TrainingStage {
             total += 1
             readouts += 1
             if local {
-                userRows.append(localRow(i))
+                userRows.append(share.row(of: i, in: graph))
                 targets.append(column[e.target])
                 weights.append(1)
                 masked.append(e.before.compactMap { $0 == e.target || column[$0] < 0 ? nil : column[$0] })
@@ -140,18 +136,15 @@ public struct RecStage: TrainingStage {
                 readouts += 1
                 guard local else { continue }
                 let target = e.lineTargets[k]
-                userRows.append(localRow(i, token: row))
+                userRows.append(share.row(of: i, token: row, in: graph))
                 targets.append(column[target])
                 weights.append(lineWeight)
                 masked.append(e.before[0..<e.lineMaskCounts[k]].compactMap { $0 == target || column[$0] < 0 ? nil : column[$0] })
             }
         }
         let normalised = weights.map { $0 / max(total, 1e-12) }
-        // Every fresh item's raw read-out: this rank's rows, the others' summed in (x + 0 is exact).
-        let rawItems = FloatBuffer(shape: [max(1, fresh.count), d])
-        let myItems = max(0, mine.lowerBound - examples.count)..<max(0, mine.upperBound - examples.count)
-        for k in myItems { (rawItems.data + k * d).update(from: graph.hidden + localRow(examples.count + k) * d, count: d) }
-        if world.size > 1 { try world.allreduceSum(rawItems.data, count: fresh.count * d) }
+        let itemSequences = examples.count..<(examples.count + fresh.count)
+        let rawItems = try share.gatherReadouts(of: itemSequences, graph: graph, width: d, world: world)
         var batch = ContrastiveBatch(userRows: userRows, itemRows: [], targets: targets, weights: normalised,
                                      tau: t.config.tau, fixed: fixedItems.isEmpty ? nil : UnsafePointer(fixed.data),
                                      fixedCount: fixedItems.count, masked: masked)
@@ -186,13 +179,7 @@ public struct RecStage: TrainingStage {
                 (t.table!.data + item * d).update(from: result.itemVectors.data + i * d, count: d)
             }
         }
-        // Every rank's users scored every item: the items' gradients are summed, and each rank backpropagates its own.
-        let itemGradient = result.itemGradient!
-        if world.size > 1 { try world.allreduceSum(itemGradient.data, count: fresh.count * d) }
-        for k in myItems {
-            let target = graph.dHidden + localRow(examples.count + k) * d, source = itemGradient.data + k * d
-            for j in 0..<d { target[j] += source[j] }
-        }
+        try share.scatterGradient(result.itemGradient!, of: itemSequences, graph: graph, width: d, world: world)
         if !mine.isEmpty { graph.backward() }
         return (result.loss, mine.isEmpty ? 0 : graph.rowCount, readouts)
     }
