@@ -1,6 +1,6 @@
 // The `recpo` stage (R2EC.md): per user, G chains sampled with temperature / top-k / a token limit; fused reward
 // 0.95 NDCG@1000 + 0.05 softmax(score)[target] over the full catalogue with history masked; group-normalised
-// advantages A = (R - mean) / (std + 1e-8); token policy-gradient loss over the reasoning tokens and `<answer>`
+// advantages A = (R - mean) / (std + 1e-8), 0 for a group whose rewards agree within 1e-6 (std); token policy-gradient loss over the reasoning tokens and `<answer>`
 // (one update per batch: the PPO ratio is 1, so REINFORCE with normalised advantages), normalised by the batch's
 // token count; plus the rec loss (cosine/tau vs the batch's targets and the full table) on each group's best chain,
 // weighted by its advantage. No KL term.
@@ -51,7 +51,7 @@ public struct RecPOStage: TrainingStage {
         if t.progress.step == 0 {
             t.progress.bestScore = -1
             t.progress.evaluationsWithoutImprovement = 0
-            _ = try t.evaluateAndTrack(self, step: 0, recommender: validationRecommender(t))
+            _ = try t.evaluateShared(self, step: 0)
         }
     }
 
@@ -63,11 +63,14 @@ public struct RecPOStage: TrainingStage {
 
     public func step(_ t: Trainer, step: Int, windows: [TrainingCorpus.Window]) throws -> StepReport {
         if refreshEvery > 0 && step > 0 && step % refreshEvery == 0 { try t.refreshTable() }
-        let r = recpoStep(t, windows: windows, step: step)
+        let r = try recpoStep(t, windows: windows, step: step)
         return StepReport(loss: r.loss, tokens: r.tokens,
                           fields: [("reward", r.reward), ("reasoning_len", r.length), ("ndcg1000", r.ndcg)],
                           progress: String(format: " reward %.4f len %.1f", r.reward, r.length))
     }
+
+    /// The reward spread (standard deviation within a group) below which a group's chains count as equally good.
+    static let minimumRewardSpread = 1e-6
 
     /// Fused reward of one chain's scores: 0.95 NDCG@1000 + 0.05 p(target), history masked, ties by item index.
     static func reward(scores: [Float], target: Int, masked: Set<Int>) -> (reward: Double, ndcg: Double) {
@@ -85,37 +88,49 @@ public struct RecPOStage: TrainingStage {
         return (0.95 * ndcg + 0.05 * p, ndcg)
     }
 
-    func recpoStep(_ trainer: Trainer, windows: [TrainingCorpus.Window], step: Int)
+    /// One RecPO step. A data-parallel rank samples, rewards and trains the chains of its contiguous share of the
+    /// batch's users (each chain seeded by its place in the whole batch, as one process seeds it) and reads out its
+    /// share of the target items; the item read-outs are summed over the ranks so every rank's best chains are
+    /// scored against every column, and the items' gradients are summed back. The loss is normalised by the whole
+    /// batch's chain tokens and users; the returned loss and tokens are this rank's share, the means the batch's.
+    func recpoStep(_ trainer: Trainer, windows: [TrainingCorpus.Window], step: Int) throws
         -> (loss: Double, reward: Double, length: Double, ndcg: Double, tokens: Int) {
         let model = trainer.model!, tokenizer = trainer.tokenizer!, corpus = trainer.corpus, graph = trainer.graph!
-        let config = trainer.config, table = trainer.table!
+        let config = trainer.config, table = trainer.table!, world = trainer.world
         let g = group
         let recommender = DualHeadModel(model: model, tokenizer: tokenizer, catalog: corpus.dataset.catalog,
                                         itemTable: ItemTable(vectors: table, weightsHash: "", promptsHash: ""), tau: config.tau)
-        let histories = windows.map { corpus.history($0) }
+        let users = world.slice(of: windows.count)
+        let histories = users.map { corpus.history(windows[$0]) }
         let targets = windows.map { corpus.target($0) }
-        let times = windows.map { corpus.targetTime($0) }
+        let times = users.map { corpus.targetTime(windows[$0]) }
         var repeated: [UserHistory] = [], repeatedTimes: [Int64] = []
         for (h, t) in zip(histories, times) { for _ in 0..<g { repeated.append(h); repeatedTimes.append(t) } }
+        // Chain c of the whole batch draws from seed + c (DualHeadModel.reason seeds its chains consecutively).
         let sampling = SamplingSettings(temperature: temperature, topK: topK,
-                                        seed: config.seed &* 0x5851_F42D &+ UInt64(step) &* 1_000_003)
+                                        seed: config.seed &* 0x5851_F42D &+ UInt64(step) &* 1_000_003 &+ UInt64(users.lowerBound * g))
         let chains = recommender.reason(repeated, targetTimes: repeatedTimes, settings: sampling, maxNewTokens: maxNewTokens)
         var rewards: [Double] = [], ndcgs: [Double] = []
         for (c, chain) in chains.enumerated() {
             let u = c / g
-            let r = Self.reward(scores: chain.scores, target: targets[u], masked: Set(histories[u].items))
+            let r = Self.reward(scores: chain.scores, target: targets[users.lowerBound + u], masked: Set(histories[u].items))
             rewards.append(r.reward); ndcgs.append(r.ndcg)
         }
         var advantages = [Double](repeating: 0, count: chains.count)
         var best: [Int] = []
-        for u in 0..<windows.count {
+        for u in histories.indices {
             let rewardsOfGroup = Array(rewards[(u * g)..<((u + 1) * g)])
             let mean = rewardsOfGroup.reduce(0, +) / Double(g)
             let std = (rewardsOfGroup.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(g)).squareRoot()
-            for k in 0..<g { advantages[u * g + k] = (rewardsOfGroup[k] - mean) / (std + 1e-8) }
+            // Rewards lie in [0, 1]; a group whose rewards agree within rounding (identical or equivalent chains)
+            // has no advantage: (R - mean) / (std + 1e-8) would turn rounding noise into advantages of order 1.
+            if std > Self.minimumRewardSpread {
+                for k in 0..<g { advantages[u * g + k] = (rewardsOfGroup[k] - mean) / (std + 1e-8) }
+            }
             best.append(u * g + (0..<g).max { rewardsOfGroup[$0] < rewardsOfGroup[$1] }!)
         }
-        // The training batch: every chain (prompt + reasoning + `<answer>`), then the unique target items.
+        // This rank's training batch: its chains (prompt + reasoning + `<answer>`), then its share of the batch's
+        // unique target items.
         let limit = min(DualHeadFormat.maxUserTokens, model.configuration.maxPositionEmbeddings)
         let prompts = zip(histories, times).map { h, t in
             DualHeadFormat.keepingTail(tokenizer.encode(DualHeadFormat.reasoningText(userPrompt: recommender.userPrompt(h, targetTime: t))),
@@ -131,12 +146,14 @@ public struct RecPOStage: TrainingStage {
         for t in targets where column[t] < 0 { column[t] = fresh.count; fresh.append(t) }
         var fixedItems: [Int] = []
         for item in 0..<corpus.catalogCount where column[item] < 0 { column[item] = fresh.count + fixedItems.count; fixedItems.append(item) }
-        sequences += fresh.map { corpus.itemTokens[$0] }
+        let myItems = world.slice(of: fresh.count)
+        sequences += myItems.map { corpus.itemTokens[fresh[$0]] }
         graph.zeroGradients()
-        graph.forward(sequences)
+        if !sequences.isEmpty { graph.forward(sequences) }
         // Token policy gradient: weight A / (tokens in the batch's chains) on every generated token.
+        let myChainTokens = chains.reduce(0) { $0 + $1.tokens.count }
+        let chainTokens = world.size > 1 ? Int(try world.sum(Double(myChainTokens))) : myChainTokens
         var rows: [Int] = [], tokenTargets: [Int] = [], weights: [Float] = []
-        let chainTokens = chains.reduce(0) { $0 + $1.tokens.count }
         for (c, chain) in chains.enumerated() where advantages[c] != 0 {
             let start = sequences[c].count - chain.tokens.count
             for (i, token) in chain.tokens.enumerated() where start + i >= 1 {
@@ -145,32 +162,54 @@ public struct RecPOStage: TrainingStage {
                 weights.append(Float(advantages[c]) / Float(max(1, chainTokens)))
             }
         }
-        var loss = graph.tokenLoss(rows: rows, targets: tokenTargets, weights: weights)
+        var loss = rows.isEmpty ? 0 : graph.tokenLoss(rows: rows, targets: tokenTargets, weights: weights)
         // Recommendation loss on each group's best chain, weighted by its advantage.
         let d = model.configuration.hiddenSize
         let fixed = FloatBuffer(shape: [max(1, fixedItems.count), d])
         for (i, item) in fixedItems.enumerated() { (fixed.data + i * d).update(from: table.data + item * d, count: d) }
         var userRows: [Int] = [], recTargets: [Int] = [], recWeights: [Float] = [], masked: [[Int]] = []
         for (u, c) in best.enumerated() where advantages[c] > 0 {
+            let target = targets[users.lowerBound + u]
             userRows.append(graph.lastRow(sequence: c))
-            recTargets.append(column[targets[u]])
+            recTargets.append(column[target])
             recWeights.append(recWeight * Float(advantages[c]) / Float(windows.count))
-            masked.append(histories[u].items.compactMap { $0 == targets[u] ? nil : column[$0] })
+            masked.append(histories[u].items.compactMap { $0 == target ? nil : column[$0] })
         }
-        if !userRows.isEmpty {
+        // Every rank takes part in the item read-outs' sums when any rank has a best chain to train.
+        let anyUsers = world.size > 1 ? try world.sum(Double(userRows.count)) > 0 : !userRows.isEmpty
+        if anyUsers {
+            let rawItems = FloatBuffer(shape: [max(1, fresh.count), d])
+            for k in myItems {
+                let row = graph.lastRow(sequence: chains.count + k - myItems.lowerBound)
+                (rawItems.data + k * d).update(from: graph.hidden + row * d, count: d)
+            }
+            if world.size > 1 { try world.allreduceSum(rawItems.data, count: fresh.count * d) }
             var batch = ContrastiveBatch(
-                userRows: userRows, itemRows: fresh.indices.map { graph.lastRow(sequence: chains.count + $0) },
-                targets: recTargets, weights: recWeights, tau: config.tau, fixed: UnsafePointer(fixed.data),
-                fixedCount: fixedItems.count, masked: masked)
+                userRows: userRows, itemRows: [], targets: recTargets, weights: recWeights, tau: config.tau,
+                fixed: UnsafePointer(fixed.data), fixedCount: fixedItems.count, masked: masked)
+            batch.externalItems = UnsafePointer(rawItems.data)
+            batch.externalItemCount = fresh.count
             // With id vectors the fresh columns are unit(text + id) like the table's (which has them applied).
             let offsets = trainer.ids?.gather(fresh)
             if let offsets { batch.itemOffsets = UnsafePointer(offsets.data) }
             let result = graph.contrastiveLoss(batch)
             loss += result.loss
-            if let ids = trainer.ids, let g = result.offsetGradients { ids.accumulate(fresh, gradients: g) }
+            if let ids = trainer.ids, let g = result.offsetGradients {
+                if world.size > 1 { try world.allreduceSum(g.data, count: fresh.count * d) }
+                ids.accumulate(fresh, gradients: g)
+            }
+            let itemGradient = result.itemGradient!
+            if world.size > 1 { try world.allreduceSum(itemGradient.data, count: fresh.count * d) }
+            for k in myItems {
+                let target = graph.dHidden + graph.lastRow(sequence: chains.count + k - myItems.lowerBound) * d
+                let source = itemGradient.data + k * d
+                for j in 0..<d { target[j] += source[j] }
+            }
         }
-        graph.backward()
-        let n = Double(chains.count)
-        return (loss, rewards.reduce(0, +) / n, Double(chainTokens) / n, ndcgs.reduce(0, +) / n, graph.rowCount)
+        if !sequences.isEmpty { graph.backward() }
+        var sums = [rewards.reduce(0, +), Double(myChainTokens), ndcgs.reduce(0, +)]
+        if world.size > 1 { sums = try world.sum(sums) }
+        let n = Double(windows.count * g)
+        return (loss, sums[0] / n, sums[1] / n, sums[2] / n, sequences.isEmpty ? 0 : graph.rowCount)
     }
 }

@@ -100,11 +100,6 @@ public final class Trainer: @unchecked Sendable {
         self.out = out
         self.work = Self.workDirectory(for: out)
         world = communicator
-        if world.size > 1 {
-            if let i = config.stages.firstIndex(where: { $0 is RecPOStage }) {
-                throw TrainError.config("stages[\(i)]: \(config.stages[i].kind) stages do not run data-parallel yet (\(world.size) ranks); run them as one process")
-            }
-        }
         try config.checkResources(budget: budget)
         guard let kind = Splits.Kind(rawValue: config.split) else { throw TrainError.config("split: expected loo or temporal") }
         let dataset = try DatasetLoader.load(config.dataset)

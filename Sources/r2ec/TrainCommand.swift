@@ -1,4 +1,4 @@
-// `r2ec train --config FILE`: trains the dual-head network through the config's stages (lm, rec, recpo) into a
+// `r2ec train --config FILE`: trains the dual-head network through the config's stages (lm, rationale, rec, recpo) into a
 // checkpoint directory, with a progress line on stderr, a JSONL log of every step and evaluation, resumable state,
 // and a markdown summary (validation and test metrics, ECE@10 of top-N calibration) on stdout. `--store URL` trains on
 // what a live store holds (exported to atomic files first). Under mpirun (`mpirun -np N r2ec train ...`) it trains
@@ -21,7 +21,7 @@ struct TrainCommand: ParsableCommand {
         batch over the N ranks, sums the gradients over them every step (Open MPI allreduce) and keeps the \
         single-process run's seeded batch order, so the losses are the single process's up to float rounding. Rank \
         0 evaluates and writes the log and the checkpoint. Set R2EC_THREADS per rank (mpirun -x R2EC_THREADS=1). \
-        lm, rec and rationale stages (recpo as one process); --store only as one process. --resume under mpirun continues from rank 0's \
+        every stage kind; --store only as one process. --resume under mpirun continues from rank 0's \
         OUT.partial (rank 0 sends its state to the other ranks, so they need not see its disk), with any number \
         of ranks or as one process: the state does not depend on how many ranks wrote it.
         """

@@ -53,6 +53,28 @@ final class DataParallelTests: XCTestCase {
         return path
     }
 
+    /// rec (the full table, which RecPO scores against), then recpo (sampled chains, group-normalised rewards,
+    /// the policy gradient and the rec loss on each group's best chain, item id vectors, a table refresh and an
+    /// evaluation of the reasoning path mid-stage).
+    static func recpoRecipe(dataset: String) throws -> String {
+        var config = TrainFixtures.toyRecipe(dataset: dataset)
+        var lm = LMStage()
+        lm.optimizer.steps = 2; lm.optimizer.batch = 8; lm.optimizer.lr = 0.02; lm.optimizer.warmup = 1
+        var rec = TrainFixtures.toyRecStage()
+        rec.optimizer.steps = 2
+        var recpo = RecPOStage()
+        recpo.optimizer.steps = 3; recpo.optimizer.batch = 5; recpo.optimizer.lr = 0.005; recpo.optimizer.warmup = 1
+        recpo.group = 3
+        recpo.maxNewTokens = 6
+        recpo.refreshEvery = 2
+        recpo.validation.every = 2
+        config.itemIDVectors = true
+        config.stages = [lm, rec, recpo]
+        let path = TrainFixtures.temporaryDirectory("dp-recpo-config") + ".json"
+        try config.jsonString().write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     struct Run {
         var losses: [Double] = []
         var norms: [Double] = []
@@ -92,8 +114,10 @@ final class DataParallelTests: XCTestCase {
     }
 
     /// Runs `run`, then checks rank 0's log and checkpoint against the single process's.
-    /// `keepLog`: the run appends to the log an earlier (crashed) run of the same recipe began.
-    func check(_ run: MPIRun, out: String, against single: Run, keepLog: Bool = false,
+    /// `keepLog`: the run appends to the log an earlier (crashed) run of the same recipe began. `tolerances`: the
+    /// largest relative difference allowed at each step (1e-4 at every step when nil); the steps after them and
+    /// the final metrics are then not compared.
+    func check(_ run: MPIRun, out: String, against single: Run, keepLog: Bool = false, tolerances: [Double]? = nil,
                file: StaticString = #filePath, line: UInt = #line) throws {
         try? FileManager.default.removeItem(atPath: out)
         if !keepLog { try? FileManager.default.removeItem(atPath: out + ".jsonl") }
@@ -107,12 +131,17 @@ final class DataParallelTests: XCTestCase {
                       file: file, line: line)
         let parallel = try Self.read(log: out + ".jsonl")
         XCTAssertEqual(parallel.losses.count, single.losses.count, "steps logged", file: file, line: line)
-        var worst = 0.0
-        for (a, b) in zip(parallel.losses, single.losses) { worst = max(worst, abs(a - b) / max(1, abs(b))) }
-        for (a, b) in zip(parallel.norms, single.norms) { worst = max(worst, abs(a - b) / max(1, abs(b))) }
-        XCTAssertLessThan(worst, 1e-4, "losses \(parallel.losses) vs \(single.losses); gradient norms \(parallel.norms) vs \(single.norms)",
-                          file: file, line: line)
-        print("\(run.ranks) ranks: largest relative difference of a step's loss or gradient norm from one process: \(worst)")
+        let bounds = tolerances ?? [Double](repeating: 1e-4, count: single.losses.count)
+        var differences: [Double] = []
+        for (i, bound) in bounds.enumerated() where i < min(parallel.losses.count, single.losses.count) {
+            let difference = max(abs(parallel.losses[i] - single.losses[i]) / max(1, abs(single.losses[i])),
+                                 abs(parallel.norms[i] - single.norms[i]) / max(1, abs(single.norms[i])))
+            differences.append(difference)
+            XCTAssertLessThan(difference, bound, "step \(i): losses \(parallel.losses) vs \(single.losses); gradient norms \(parallel.norms) vs \(single.norms)",
+                              file: file, line: line)
+        }
+        print("\(run.ranks) ranks: largest relative difference of a step's loss or gradient norm from one process: \(differences.max() ?? 0) (by step: \(differences))")
+        guard tolerances == nil else { return }
         for key in ["test NDCG@10", "validation NDCG@10", "test HR@10"] {
             let a = parallel.finalLine[key] as? Double, b = single.finalLine[key] as? Double
             XCTAssertNotNil(a, key, file: file, line: line)
@@ -144,6 +173,26 @@ final class DataParallelTests: XCTestCase {
         XCTAssertEqual(single.losses.count, 6)
         let out = TrainFixtures.temporaryDirectory("dp-rationale")
         try check(try rankBody(ranks: 2, config: config, out: out), out: out, against: single)
+    }
+
+    /// RecPO data-parallel, with 2 ranks and with 3 (5 users a step: uneven shares of users and of target items):
+    /// every chain is sampled from the seed its place in the whole batch gives. The lm and rec steps before it match
+    /// to 1e-4 (measured ~1e-6); RecPO's steps to 1e-3 (measured 3e-5 to 1.0e-4): its group-normalised advantages
+    /// divide reward differences of about 1e-5 (the target's probability, when a group's chains rank it alike) by
+    /// their spread, which magnifies the rounding differences of read-outs computed in batches of other shapes on
+    /// each rank a hundredfold. A wrong share, a missing sum or a chain drawn from another seed moves a step by far
+    /// more (a sampled token that differs changes its chain's loss by order 1).
+    func testRecPOStageRunsDataParallel() throws {
+        try XCTSkipIf(Collectives.launchedByMPI, "this binary is running as a rank")
+        let dataset = try TrainFixtures.toyDataset()
+        defer { try? FileManager.default.removeItem(atPath: dataset) }
+        let config = try Self.recpoRecipe(dataset: dataset)
+        let single = try reference(config: config)
+        XCTAssertEqual(single.losses.count, 7)
+        let out = TrainFixtures.temporaryDirectory("dp-recpo")
+        let tolerances = [1e-4, 1e-4, 1e-4, 1e-4, 1e-3, 1e-3, 1e-3]
+        try check(try rankBody(ranks: 2, config: config, out: out), out: out, against: single, tolerances: tolerances)
+        try check(try rankBody(ranks: 3, config: config, out: out), out: out, against: single, tolerances: tolerances)
     }
 
     /// A data-parallel run killed mid-stage resumes under mpirun with another number of ranks and ends as the
