@@ -1,29 +1,91 @@
-// The model's prompts (R2EC.md): the user prompt lists the last 20 history items as `{dt} ago: [{title}] ({rating})`
-// with dt measured back from the target's time; the item prompt gives title, average rating, raters and up to 100
-// words of description or genres. Short instructions: the model is small and trained from scratch.
+// The model's prompts (R2EC.md): the user prompt lists history items one per line, in one of two formats (a
+// checkpoint records the one it was trained with: `PromptFormat`); the item prompt gives title, average rating, raters
+// and up to 100 words of description or genres. Short instructions: the model is small and trained from scratch.
+
+/// How a user prompt shows a history. A checkpoint is served, evaluated and benchmarked with the format it was trained
+/// with (r2ec_train.json's `prompt_format`; absent: `.targetRelative`, the format of every earlier checkpoint).
+public enum PromptFormat: String, Sendable, CaseIterable, Codable {
+    /// The last 20 lines, each `{dt} ago: [{title}] ({rating})` with dt measured back from the target's time: every
+    /// line changes as time passes and one new event shifts every line, so no two requests share a prompt prefix.
+    case targetRelative = "target-relative"
+    /// A prefix-stable prompt (docs/architecture.md, Returning users): the shown window starts at a multiple of 10
+    /// lines (20-29 lines once a history has 20), each line `+{dt}: [{title}] ({rating})` with dt measured from the
+    /// first shown line's time, then one last line `Next: {dt} later` (dt from the last event to the target time). A
+    /// new event appends one history line and changes none before it, except once every 10 events when the window's
+    /// start moves 10 lines on; only the last line depends on the request's time.
+    case stablePrefix = "stable-prefix"
+
+    /// Lines at the end of a user prompt that depend on the request's time (never part of a cached prefix).
+    public var timeLines: Int { self == .stablePrefix ? 1 : 0 }
+
+    /// What `r2ec train` writes unless its config names another. Still target-relative: the default recipe retrained
+    /// in the stable-prefix format lost test NDCG@10 .0937 -> .0738, outside the bootstrap interval (docs/training.md),
+    /// so the returning-users cache is opt-in per checkpoint (`prompt_format: stable-prefix`).
+    public static let current = PromptFormat.targetRelative
+
+    /// The format recorded as `recorded` (nil: a checkpoint from before formats were recorded); an unknown name is
+    /// an error naming the field.
+    public static func recorded(_ recorded: String?) throws -> PromptFormat {
+        guard let recorded else { return .targetRelative }
+        guard let f = PromptFormat(rawValue: recorded) else {
+            throw DataError.invalid("prompt_format: unknown format '\(recorded)' (known: " +
+                                    allCases.map(\.rawValue).joined(separator: ", ") + ")")
+        }
+        return f
+    }
+}
 
 public enum Prompts {
     /// The text that ends the reasoning and whose last token the recommendation head reads.
     public static let answerTag = "<answer>"
     public static let answerCloseTag = "</answer>"
-    /// History lines in a user prompt (the most recent ones).
+    /// History lines in a user prompt (the most recent ones): exactly this many in the target-relative format, from
+    /// this many to this + `windowStep` - 1 in the stable-prefix one.
     public static let historyLength = 20
+    /// Lines the stable-prefix window's start moves by.
+    public static let windowStep = 10
     /// Words of description (or genres) in an item prompt.
     public static let descriptionWords = 100
 
     public static let userInstruction = "Analyse the history, then name the next item inside <answer></answer>."
     public static let itemInstruction = "Summarise the item."
 
-    /// The user turn: instruction, then one line per history item, oldest first.
-    public static func user(history: UserHistory, catalog: Catalog, targetTime: Int64) -> String {
+    /// The user turn: instruction, then one line per shown history item, oldest first (`userLines` joined by
+    /// newlines).
+    public static func user(history: UserHistory, catalog: Catalog, targetTime: Int64, format: PromptFormat) -> String {
+        userLines(history: history, catalog: catalog, targetTime: targetTime, format: format).joined(separator: "\n")
+    }
+
+    /// The index of the first history item a prompt of `format` shows for a history of `count` items.
+    public static func shownStart(count: Int, format: PromptFormat) -> Int {
+        switch format {
+        case .targetRelative: return max(0, count - historyLength)
+        case .stablePrefix: return count < historyLength ? 0 : (count - historyLength) / windowStep * windowStep
+        }
+    }
+
+    /// The user turn's lines: the instruction, then one per shown history item, oldest first (then, stable-prefix, the
+    /// time from the last event to `targetTime`).
+    public static func userLines(history: UserHistory, catalog: Catalog, targetTime: Int64,
+                                 format: PromptFormat) -> [String] {
         var lines = [userInstruction]
-        let start = max(0, history.count - historyLength)
+        let start = shownStart(count: history.count, format: format)
+        let first = start < history.count ? history.timestamps[start] : 0
         for i in start..<history.count {
             let item = catalog[history.items[i]]
-            let dt = history.timestamps[i] > 0 && targetTime > 0 ? elapsed(targetTime - history.timestamps[i]) : "?"
-            lines.append("\(dt) ago: [\(displayTitle(item))] (\(number(history.ratings[i])))")
+            let t = history.timestamps[i]
+            let time: String
+            switch format {
+            case .targetRelative: time = (t > 0 && targetTime > 0 ? elapsed(targetTime - t) : "?") + " ago"
+            case .stablePrefix: time = t > 0 && first > 0 ? "+" + elapsed(t - first) : "?"
+            }
+            lines.append("\(time): [\(displayTitle(item))] (\(number(history.ratings[i])))")
         }
-        return lines.joined(separator: "\n")
+        if format == .stablePrefix {
+            let last = history.timestamps.last ?? 0
+            lines.append("Next: " + (last > 0 && targetTime > 0 ? elapsed(targetTime - last) + " later" : "?"))
+        }
+        return lines
     }
 
     /// The item turn: instruction, title, average rating, number of raters and a description of <= 100 words

@@ -36,9 +36,11 @@ extension DualHeadModel {
         let table = ItemTable(vectors: vectors, weightsHash: itemTable.weightsHash,
                               promptsHash: itemTable.promptsHash + "+\(rows.count)")
         let next = DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemTable: table, tau: tau,
-                                 itemTablePrecision: itemTablePrecision)
+                                 itemTablePrecision: itemTablePrecision, promptFormat: promptFormat)
         next.directBatchSize = directBatchSize
         next.contentPrior = contentPrior
+        // Same weights and tokenizer: the cached prefixes (keyed by their tokens) stay right.
+        next.prefixCache = prefixCache
         return next
     }
 }

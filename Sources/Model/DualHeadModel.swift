@@ -23,6 +23,21 @@ public enum DualHeadFormat {
     /// The last `limit` tokens (a long history loses its oldest lines, the readout token stays).
     public static func keepingTail(_ tokens: [Int], limit: Int) -> [Int] { Array(tokens.suffix(limit)) }
 
+    /// Tokens of a direct-path prompt given as lines (instruction first, e.g. Prompts.userLines): each line after the
+    /// first is encoded with the newline before it, then `\n<answer>`. Equal to encoding the joined text (the byte-level
+    /// pre-tokeniser splits at a newline, and a line neither starts nor ends with whitespace: DualHeadModelTests check
+    /// it), and `lineEnds[k]` is the token count through line k: a prompt that adds lines to another's extends its
+    /// tokens. A prompt over `limit` tokens keeps its tail and has no line ends.
+    public static func directTokens(lines: [String], tokenizer: Tokenizer, limit: Int) -> (tokens: [Int], lineEnds: [Int]) {
+        var tokens: [Int] = [], ends: [Int] = []
+        for (k, line) in lines.enumerated() {
+            tokens += tokenizer.encode(k == 0 ? line : separator + line)
+            ends.append(tokens.count)
+        }
+        tokens += tokenizer.encode(separator + Prompts.answerTag)
+        return tokens.count <= limit ? (tokens, ends) : (keepingTail(tokens, limit: limit), [])
+    }
+
     /// The first tokens up to `limit`, with the trailing `tail` tokens (the answer tag) kept at the end.
     public static func keepingHead(_ tokens: [Int], tail: Int, limit: Int) -> [Int] {
         tokens.count <= limit ? tokens : Array(tokens.prefix(limit - tail)) + Array(tokens.suffix(tail))
@@ -90,13 +105,19 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     /// Whether scoreForRanking may use the int8 table's VNNI pass (quantised user vectors, the top re-scored exactly)
     /// where the CPU has it; false scores every item exactly (for comparisons).
     public var vnniRanking = true
+    /// How user prompts show a history: the format the checkpoint was trained with.
+    public let promptFormat: PromptFormat
+    /// Per-user KV caches of the direct path (`--prefix-cache`): a prompt extending a cached one prefills only its
+    /// new tokens. nil: every prompt is prefilled whole.
+    public var prefixCache: PrefixCache?
 
     public init(model: Qwen2Model, tokenizer: Tokenizer, catalog: Catalog, itemTable: ItemTable, tau: Float = 0.02,
-                itemTablePrecision: ItemTablePrecision = .float32) {
+                itemTablePrecision: ItemTablePrecision = .float32, promptFormat: PromptFormat) {
         precondition(itemTable.count == catalog.count && itemTable.dimension == model.configuration.hiddenSize,
                      "item table of \(itemTable.count)x\(itemTable.dimension) for \(catalog.count) items")
         self.model = model; self.tokenizer = tokenizer; self.catalog = catalog; self.itemTable = itemTable; self.tau = tau
         self.itemTablePrecision = itemTablePrecision
+        self.promptFormat = promptFormat
         let precision: PackedMatrix.Precision = model.packedPrecision == .bfloat16 ? .bfloat16 : .float32
         let int8 = itemTablePrecision == .int8 && itemTable.count > 0
         int8Table = int8 ? Int8Matrix(weights: itemTable.vectors.pointer, n: itemTable.count, k: itemTable.dimension) : nil
@@ -113,7 +134,8 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     public convenience init(model: Qwen2Model, tokenizer: Tokenizer, catalog: Catalog, itemPrompts: [String],
                             tau: Float = 0.02, cachePath: String? = nil, writeCache: Bool = false,
                             itemTableCache: ItemTableCache? = nil,
-                            progress: Bool = true, itemTablePrecision: ItemTablePrecision = .float32) throws {
+                            progress: Bool = true, itemTablePrecision: ItemTablePrecision = .float32,
+                            promptFormat: PromptFormat) throws {
         precondition(itemPrompts.count == catalog.count, "one item prompt per catalogue item")
         let weightsHash = Checkpoint.weightsHash(model)
         let texts = itemPrompts.map { DualHeadFormat.itemText(itemPrompt: $0) }
@@ -147,12 +169,24 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
             table = built
         }
         self.init(model: model, tokenizer: tokenizer, catalog: catalog, itemTable: table!, tau: tau,
-                  itemTablePrecision: itemTablePrecision)
+                  itemTablePrecision: itemTablePrecision, promptFormat: promptFormat)
     }
 
-    /// The user prompt of a history; dt is measured back from `targetTime` (the last interaction's time when nil).
+    /// The user prompt of a history in the model's format; a target-relative one measures dt back from `targetTime`
+    /// (the last interaction's time when nil).
     public func userPrompt(_ history: UserHistory, targetTime: Int64? = nil) -> String {
-        Prompts.user(history: history, catalog: catalog, targetTime: targetTime ?? (history.timestamps.max() ?? 0))
+        userLines(history, targetTime: targetTime).joined(separator: "\n")
+    }
+
+    func userLines(_ history: UserHistory, targetTime: Int64?) -> [String] {
+        Prompts.userLines(history: history, catalog: catalog, targetTime: targetTime ?? (history.timestamps.max() ?? 0),
+                          format: promptFormat)
+    }
+
+    /// The direct path's tokens of a history and the token count through each prompt line (DualHeadFormat.directTokens).
+    public func directTokens(_ history: UserHistory, targetTime: Int64? = nil) -> (tokens: [Int], lineEnds: [Int]) {
+        DualHeadFormat.directTokens(lines: userLines(history, targetTime: targetTime), tokenizer: tokenizer,
+                                    limit: min(DualHeadFormat.maxUserTokens, model.configuration.maxPositionEmbeddings))
     }
 
     func userTokens(_ text: String) -> [Int] {
@@ -193,13 +227,17 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     /// scoreAll's would; other values may be lower than scoreAll's (Int8Matrix.multiplyForRanking: with an int8 table on
     /// an AVX512_VNNI CPU and `vnniRanking`, the table pass runs on quantised user vectors and only the items near the
     /// top are re-scored). Otherwise the rows are scoreAll's.
-    public func scoreForRanking(_ histories: [UserHistory], targetTimes: [Int64]?, needs: [RankingNeed]) throws -> [Float] {
+    /// `tags` (one per history) name whose request each is, for the prefix cache.
+    public func scoreForRanking(_ histories: [UserHistory], targetTimes: [Int64]?, needs: [RankingNeed],
+                                tags: [PrefixCache.Tag]? = nil) throws -> [Float] {
         precondition(needs.count == histories.count, "one ranking need per history")
         guard let int8Table, vnniRanking, Int8Matrix.vnniAvailable else {
-            return try scoreAll(histories, targetTimes: targetTimes)
+            return try direct(histories, targetTimes: targetTimes, tags: tags) { unit, _, count, out in
+                score(userVectors: unit, count: count, into: out)
+            }
         }
         let items = catalog.count
-        return try direct(histories, targetTimes: targetTimes) { unit, start, count, out in
+        return try direct(histories, targetTimes: targetTimes, tags: tags) { unit, start, count, out in
             int8Table.multiplyForRanking(rows: count, x: unit, ldx: itemTable.dimension, out: out, ldo: items,
                                          alpha: 1 / tau, depths: needs[start..<(start + count)].map(\.depth),
                                          exact: needs[start..<(start + count)].map(\.exact))
@@ -208,7 +246,7 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
 
     /// Prefills the histories' direct prompts in chunks of `directBatchSize` and lets `scoring` write each chunk's
     /// rows from its unit user vectors (vectors, first history, count, rows).
-    private func direct(_ histories: [UserHistory], targetTimes: [Int64]?,
+    private func direct(_ histories: [UserHistory], targetTimes: [Int64]?, tags: [PrefixCache.Tag]? = nil,
                         scoring: (UnsafePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void) throws -> [Float] {
         for (q, h) in histories.enumerated() {
             if let bad = h.items.first(where: { $0 < 0 || $0 >= catalog.count }) {
@@ -222,15 +260,56 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
             var start = 0
             while start < histories.count {
                 let end = min(histories.count, start + directBatchSize)
-                let tokens = (start..<end).map { q in
-                    userTokens(DualHeadFormat.directText(userPrompt: userPrompt(histories[q], targetTime: targetTimes?[q])))
-                }
-                let unit = model.readout(tokens)
+                let unit = readout(histories[start..<end], targetTimes: targetTimes.map { Array($0[start..<end]) },
+                                   tags: tags.map { Array($0[start..<end]) })
                 scoring(unit.pointer, start, end - start, buffer.baseAddress! + start * items)
                 start = end
             }
             initialized = histories.count * items
         }
+    }
+
+    /// The unit user vectors of the direct prompts of `histories`: one prefill of every prompt, or, with a prefix cache,
+    /// of what each prompt adds to its longest cached prefix (the instruction and history lines are kept for the next
+    /// request; `tags` name whose request each history is).
+    func readout(_ histories: ArraySlice<UserHistory>, targetTimes: [Int64]?, tags: [PrefixCache.Tag]?) -> FloatBuffer {
+        // Formatting and tokenising every prompt is serial work beside the (threaded) forward pass: spread it too.
+        let first = histories.startIndex
+        var prompts = [(tokens: [Int], lineEnds: [Int])](repeating: ([], []), count: histories.count)
+        prompts.withUnsafeMutableBufferPointer { out in
+            let out = out
+            DispatchQueue.concurrentPerform(iterations: histories.count) { i in
+                out[i] = directTokens(histories[first + i], targetTime: targetTimes?[i])
+            }
+        }
+        guard let prefixCache else { return model.readout(prompts.map(\.tokens)) }
+        let epoch = prefixCache.epoch
+        // The instruction and history lines can be cached, not the lines of the request's time.
+        let cachable = prompts.map { Array($0.lineEnds.dropLast(promptFormat.timeLines)) }
+        var inputs: [[Int]] = [], caches: [KVCache] = [], users: [Set<String>] = []
+        for (i, p) in prompts.enumerated() {
+            let user = tags?[i].user ?? ""
+            if !cachable[i].isEmpty, let hit = prefixCache.take(p.tokens, boundaries: cachable[i]) {
+                inputs.append(Array(p.tokens[hit.length...]))
+                caches.append(hit.cache)
+                users.append(user.isEmpty ? hit.users : hit.users.union([user]))
+            } else {
+                inputs.append(p.tokens)
+                // Room for a few more lines before the cache grows (and doubles).
+                caches.append(KVCache(configuration: model.configuration, reservingCapacity: p.tokens.count + 64))
+                users.append(user.isEmpty ? [] : [user])
+            }
+        }
+        let output = model.forward(inputs, caches: caches, rows: .last, logits: false)
+        let d = model.configuration.hiddenSize
+        let unit = FloatBuffer(shape: [prompts.count, d])
+        L2Normalize.forward(out: unit.data, input: output.hidden.data, rows: prompts.count, dim: d)
+        for (i, p) in prompts.enumerated() where !cachable[i].isEmpty {
+            let kept = cachable[i].last!
+            caches[i].trim(to: kept)
+            prefixCache.put(Array(p.tokens[0..<kept]), cache: caches[i], users: users[i], since: tags?[i].epoch ?? epoch)
+        }
+        return unit
     }
 
     public func similarities(to item: Int) throws -> [Float] {

@@ -11,6 +11,7 @@
 // to date by the same thread before or just after it serves.
 import Data
 import Foundation
+import Model
 
 public struct LiveLoopConfig: Sendable {
     /// Latest events kept per cached user (what Recommend(user_id) reads).
@@ -202,6 +203,8 @@ public final class LiveLoop: @unchecked Sendable {
             do {
                 let n = try store.deleteUser(user)
                 cache.remove(user)
+                // Every model's cached prompt prefixes of the user's requests too (privacy: no copy is left).
+                for m in registry.all { m.dualHead?.prefixCache?.remove(user: user) }
                 done(.success(n))
             } catch {
                 done(.failure((error as? StoreError)?.serving ?? ServingError(.internal, "\(error)")))

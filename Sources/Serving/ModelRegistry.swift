@@ -2,6 +2,7 @@
 // the old model finish on it). Versions are given here, when a load is installed, never when it starts: two loads
 // of one name that overlap get distinct versions in the order they complete, and the last completed serves.
 import Foundation
+import Model
 
 public final class ModelRegistry: @unchecked Sendable {
     private let lock = NSLock()
@@ -23,10 +24,14 @@ public final class ModelRegistry: @unchecked Sendable {
         let version = (versions[model.name] ?? 0) + 1
         versions[model.name] = version
         model.version = version
+        let old = models[model.name]
         models[model.name] = model
         if makeDefault || defaultName.isEmpty { defaultName = model.name }
         let hook = onInstall
         lock.unlock()
+        // A swap: the old network's cached prompt prefixes are of no use to the new one (calls finishing on the old
+        // model may still add a few, released with it).
+        if let old, old.dualHead?.prefixCache !== model.dualHead?.prefixCache { old.dualHead?.prefixCache?.removeAll() }
         hook?(model)
         return version
     }

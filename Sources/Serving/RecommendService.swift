@@ -84,6 +84,9 @@ public enum RecommendService {
         public var topK: Int
         public var masked: Set<Int>
         public var allowed: [Int]?
+        /// Whose request it is and when its history was read, for the model's prefix cache (DeleteUser removes the
+        /// user's entries and keeps a history read before it from being cached).
+        public var cacheTag = PrefixCache.Tag(user: "", epoch: 0)
     }
 
     public static func prepare(_ q: RecommendQuery, for model: ServedModel,
@@ -101,12 +104,15 @@ public enum RecommendService {
                                "mode: model '\(model.name)' (\(model.recommender.kind)) has no LM head; use MODE_DIRECT",
                                field: "mode")
         }
+        // Read before the history: a DeleteUser after this moment keeps this request's prompt out of the cache.
+        let epoch = model.dualHead?.prefixCache?.epoch ?? 0
         let resolved = try resolve(q.history, in: model, limits: limits)
         var masked = Set(try indices(q.exclude, field: "exclude_item_ids", in: model))
         if !q.includeSeen { masked.formUnion(resolved.seen) }
         let allowed = q.candidates.isEmpty ? nil : try indices(q.candidates, field: "candidate_item_ids", in: model)
         return Prepared(resolved: resolved, targetTime: q.history.now == 0 ? nil : q.history.now, topK: topK,
-                        masked: masked, allowed: allowed)
+                        masked: masked, allowed: allowed,
+                        cacheTag: PrefixCache.Tag(user: q.history.userId, epoch: epoch))
     }
 
     /// Ranks one row of scores for a prepared request.
@@ -137,7 +143,8 @@ public enum RecommendService {
                 return RankingNeed(depth: max(p.topK, ranks) + p.masked.count, exact: p.allowed)
             }
             return try dual.scoreForRanking(histories, targetTimes: warm.map {
-                prepared[$0].targetTime ?? (prepared[$0].resolved.history.timestamps.max() ?? 0) }, needs: needs)
+                prepared[$0].targetTime ?? (prepared[$0].resolved.history.timestamps.max() ?? 0) }, needs: needs,
+                tags: warm.map { prepared[$0].cacheTag })
         } ?? (warm.isEmpty ? [] : model.recommender.scoreAll(histories))
         precondition(warmScores.count == warm.count * n, "scoreAll returned \(warmScores.count) scores")
         var scores = cold.isEmpty ? warmScores : [Float](repeating: 0, count: prepared.count * n)

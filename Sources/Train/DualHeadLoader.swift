@@ -22,6 +22,8 @@ public struct TrainedModelInfo: Codable, Sendable {
     public var testReasoning: [String: Double]?
     public var trainSeconds: Double
     public var config: String
+    /// How the user prompts show a history (nil in checkpoints from before formats were recorded: target-relative).
+    public var promptFormat: String?
     /// Why a stored calibrator was not usable (nil when there was none or it was read).
     public var droppedCalibrator: String?
 
@@ -29,16 +31,17 @@ public struct TrainedModelInfo: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case tau, split, calibrator, validation, test, config
+        case promptFormat = "prompt_format"
         case testReasoning = "test_reasoning"
         case datasetFingerprint = "dataset_fingerprint", trainSeconds = "train_seconds"
     }
 
     public init(tau: Float, split: String, datasetFingerprint: String, calibrator: TopNCalibrator?,
                 validation: [String: Double], test: [String: Double], testReasoning: [String: Double]? = nil,
-                trainSeconds: Double, config: String) {
+                trainSeconds: Double, config: String, promptFormat: PromptFormat) {
         self.tau = tau; self.split = split; self.datasetFingerprint = datasetFingerprint; self.calibrator = calibrator
         self.validation = validation; self.test = test; self.testReasoning = testReasoning
-        self.trainSeconds = trainSeconds; self.config = config
+        self.trainSeconds = trainSeconds; self.config = config; self.promptFormat = promptFormat.rawValue
     }
 
     /// The metadata of checkpoint `directory`; nil when it has none (a bare Hugging Face checkpoint). A file that
@@ -75,6 +78,7 @@ public struct TrainedModelInfo: Codable, Sendable {
         testReasoning = try c.decodeIfPresent([String: Double].self, forKey: .testReasoning)
         trainSeconds = try c.decode(Double.self, forKey: .trainSeconds)
         config = try c.decode(String.self, forKey: .config)
+        promptFormat = try c.decodeIfPresent(String.self, forKey: .promptFormat)
     }
 
     static func describe(_ error: Error) -> String {
@@ -106,13 +110,19 @@ public enum DualHeadLoader {
     /// (`--item-table-cache`), keeps the tables built here, any precision, and resumes an interrupted build: the
     /// checkpoint's own table is still read first when it matches. `newItemPrior` W > 0 blends the items without a
     /// training interaction toward their genres' trained items (`ContentPrior`), now and in later catalogue updates.
-    public static func load(directory: String, dataset: Dataset, tau: Float? = nil, budget: MemoryBudget = .unlimited,
+    /// `promptFormat` overrides the recorded one (training, before it writes r2ec_train.json).
+    public static func load(directory: String, dataset: Dataset, tau: Float? = nil, promptFormat: PromptFormat? = nil,
+                            budget: MemoryBudget = .unlimited,
                             writeItemTable: Bool = false, itemTableCache: ItemTableCache? = nil, progress: Bool = false,
                             precision: PackedMatrix.Precision = .float32,
                             itemTablePrecision: ItemTablePrecision = .float32,
                             newItemPrior: Float = 0) throws -> DualHeadModel {
         precondition((0...1).contains(newItemPrior), "newItemPrior must be in [0, 1]")
         let info = try TrainedModelInfo.load(directory: directory)
+        let format: PromptFormat
+        do { format = try promptFormat ?? PromptFormat.recorded(info?.promptFormat) } catch {
+            throw CheckpointError.invalidConfiguration("\(directory)/\(TrainedModelInfo.fileName): \(error)")
+        }
         let configuration = try Checkpoint.loadConfiguration(directory: directory)
         let tokenizer = try Checkpoint.loadTokenizer(directory: directory)
         // Token ids index the embedding: a tokenizer larger than the vocabulary would read past it.
@@ -141,7 +151,8 @@ public enum DualHeadLoader {
                                        tau: tau ?? info?.tau ?? 0.02, cachePath: precision == .float32 ? cachePath : nil,
                                        writeCache: writeItemTable && precision == .float32,
                                        itemTableCache: itemTableCache,
-                                       progress: progress, itemTablePrecision: itemTablePrecision)
+                                       progress: progress, itemTablePrecision: itemTablePrecision,
+                                       promptFormat: format)
         // Learned id vectors (item_id_vectors.safetensors), matched by item id: each item that has one scores with
         // unit(text + id); the cached table stays text-only, and items without one (new items) keep the text alone.
         let ids = try ItemIDVectors.load(directory: directory, catalog: dataset.catalog, dimension: configuration.hiddenSize)
@@ -159,7 +170,8 @@ public enum DualHeadLoader {
         guard ids != nil || prior != nil else { return loaded }
         // The scoring copies (packed, int8) are made from the table at construction: rebuild over the changed rows.
         let rebuilt = DualHeadModel(model: loaded.model, tokenizer: loaded.tokenizer, catalog: loaded.catalog,
-                                    itemTable: loaded.itemTable, tau: loaded.tau, itemTablePrecision: itemTablePrecision)
+                                    itemTable: loaded.itemTable, tau: loaded.tau, itemTablePrecision: itemTablePrecision,
+                                    promptFormat: format)
         rebuilt.contentPrior = prior
         return rebuilt
     }

@@ -65,7 +65,8 @@ public struct RationaleStage: TrainingStage {
     static func sequence(_ corpus: TrainingCorpus, tokenizer: Tokenizer, window w: TrainingCorpus.Window, recent: Int,
                          genres: Int, maxPositions: Int) -> (tokens: [Int], rationaleStart: Int) {
         let h = corpus.history(w)
-        let prompt = Prompts.user(history: h, catalog: corpus.dataset.catalog, targetTime: corpus.targetTime(w))
+        let prompt = Prompts.user(history: h, catalog: corpus.dataset.catalog, targetTime: corpus.targetTime(w),
+                                  format: corpus.promptFormat)
         let promptTokens = DualHeadFormat.keepingTail(tokenizer.encode(DualHeadFormat.reasoningText(userPrompt: prompt)),
                                                       limit: min(DualHeadFormat.maxUserTokens, maxPositions))
         let text = Rationale.text(history: h, catalog: corpus.dataset.catalog, recent: recent, genres: genres)

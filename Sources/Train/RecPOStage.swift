@@ -99,7 +99,8 @@ public struct RecPOStage: TrainingStage {
         let config = trainer.config, table = trainer.table!, world = trainer.world
         let g = group
         let recommender = DualHeadModel(model: model, tokenizer: tokenizer, catalog: corpus.dataset.catalog,
-                                        itemTable: ItemTable(vectors: table, weightsHash: "", promptsHash: ""), tau: config.tau)
+                                        itemTable: ItemTable(vectors: table, weightsHash: "", promptsHash: ""), tau: config.tau,
+                                        promptFormat: corpus.promptFormat)
         let users = world.slice(of: windows.count)
         let histories = users.map { corpus.history(windows[$0]) }
         let targets = windows.map { corpus.target($0) }

@@ -3,6 +3,7 @@
 // Every field has a default, so a config only names what it changes. The whole config is checked before any work:
 // every value against its range, every key against the known ones (nearest suggested), every stage's kind, and
 // the checks between fields; all errors are reported at once, each naming its path (`stages[1].steps`).
+import Data
 import Foundation
 import Model
 
@@ -62,6 +63,9 @@ public struct TrainConfig: Sendable {
     public var tokenizerUserPrompts = 2000
     /// Temperature of the cosine scores (training loss, RecPO reward, served scores).
     public var tau: Float = 0.05
+    /// How user prompts show a history (Data's PromptFormat; recorded in the checkpoint, which is served with it).
+    public var promptFormatName = PromptFormat.current.rawValue
+    public var promptFormat: PromptFormat { PromptFormat(rawValue: promptFormatName)! }
     public var stages: [any TrainingStage] = [RecStage()]
     /// Train on the validation interactions too (the peers' "refit on train + validation" protocol for the served
     /// model); validation metrics are then not held out, so evaluations only report them.
@@ -98,6 +102,7 @@ public struct TrainConfig: Sendable {
         .int("vocab_size", \.vocabSize, .within(259, 1_048_576)),
         .int("tokenizer_user_prompts", \.tokenizerUserPrompts, .within(0, 10_000_000)),
         .float("tau", \.tau, .within(1e-4, 100)),
+        .string("prompt_format", \.promptFormatName, oneOf: PromptFormat.allCases.map(\.rawValue)),
         ConfigField(key: "stages", read: { config, value, path, errors in
             guard case .array(let list) = value, !list.isEmpty else {
                 return errors.add(path, "expected a non-empty array of stages, got \(value.shown)")

@@ -103,7 +103,8 @@ public final class Trainer: @unchecked Sendable {
         try config.checkResources(budget: budget)
         guard let kind = Splits.Kind(rawValue: config.split) else { throw TrainError.config("split: expected loo or temporal") }
         let dataset = try DatasetLoader.load(config.dataset)
-        corpus = TrainingCorpus(dataset: dataset, split: Splits.make(kind, dataset), includeValidation: config.fitValidation)
+        corpus = TrainingCorpus(dataset: dataset, split: Splits.make(kind, dataset), includeValidation: config.fitValidation,
+                                promptFormat: config.promptFormat)
         self.config = Self.resolved(config, corpus: corpus)
         // Every rank must train the same recipe on the same data.
         try world.checkAgreement(Self.fingerprint(self.config.jsonString() + "\u{0}" + dataset.fingerprint),
@@ -421,7 +422,8 @@ public final class Trainer: @unchecked Sendable {
         let copy = FloatBuffer(shape: table!.shape)
         copy.copy(from: table!)
         return DualHeadModel(model: model, tokenizer: tokenizer, catalog: corpus.dataset.catalog,
-                             itemTable: ItemTable(vectors: copy, weightsHash: "", promptsHash: ""), tau: config.tau)
+                             itemTable: ItemTable(vectors: copy, weightsHash: "", promptsHash: ""), tau: config.tau,
+                             promptFormat: config.promptFormat)
     }
 
     func validationSubset(_ users: Int) -> [EvalSample] {
@@ -559,6 +561,7 @@ public final class Trainer: @unchecked Sendable {
         // The tau the checkpoint will be served with, so the calibrator is fitted on the scores the server computes;
         // the item table is cached in the checkpoint, which training owns.
         let recommender = try DualHeadLoader.load(directory: work, dataset: corpus.dataset, tau: config.tau,
+                                                  promptFormat: config.promptFormat,
                                                   writeItemTable: true)
         var options = evalOptions(bootstrap: 1000)
         options.calibrationN = config.calibrationRanks
@@ -586,7 +589,7 @@ public final class Trainer: @unchecked Sendable {
                 (withoutValidation, withoutTest) = (validation, test)
             } else {
                 let without = try DualHeadLoader.load(directory: withoutReasoningDirectory, dataset: corpus.dataset,
-                                                      tau: config.tau, writeItemTable: true)
+                                                      tau: config.tau, promptFormat: config.promptFormat, writeItemTable: true)
                 withoutValidation = try Self.evaluate(without, on: corpus.split.validation, options: options)
                 withoutTest = try Self.evaluate(without, on: corpus.split.test, options: options)
             }
@@ -596,7 +599,8 @@ public final class Trainer: @unchecked Sendable {
         let info = TrainedModelInfo(tau: config.tau, split: config.split, datasetFingerprint: corpus.dataset.fingerprint,
                                     calibrator: calibrator, validation: validation.metrics, test: test?.metrics ?? [:],
                                     testReasoning: reasoningTest?.metrics,
-                                    trainSeconds: trainSeconds, config: config.jsonString())
+                                    trainSeconds: trainSeconds, config: config.jsonString(),
+                                    promptFormat: config.promptFormat)
         try info.save(directory: work)
         // The final report line has neither "step" nor "eval", so curve plotters keep it apart from validation.
         var fields: [(String, Any)] = [("final", "best checkpoint"), ("after_step", progress.globalStep)]

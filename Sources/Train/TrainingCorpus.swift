@@ -1,7 +1,7 @@
 // The training data of one dataset split in model form: item prompts and their tokens (stats from the training
 // interactions only), each user's training sequence, user-prompt windows as the direct path formats them
-// (DualHeadFormat.directText, dt measured back from the target's time, as `r2ec eval` and the paper do), and the rows of each history
-// line's end, whose read-outs can be trained to predict the next line's item.
+// (DualHeadFormat.directText of Prompts.user in the run's PromptFormat, as `r2ec eval` and the server read them), and
+// the rows of each history line's end, whose read-outs can be trained to predict the next line's item.
 import Data
 import Foundation
 import Model
@@ -15,6 +15,8 @@ public final class TrainingCorpus: @unchecked Sendable {
     public let sequences: [UserHistory]
     /// Share of the training interactions held by each item.
     public let itemFrequency: [Double]
+    /// How user prompts show a history (the checkpoint records it).
+    public let promptFormat: PromptFormat
     public private(set) var tokenizer: Tokenizer?
     public private(set) var itemTokens: [[Int]] = []
     private var newline = -1
@@ -27,8 +29,9 @@ public final class TrainingCorpus: @unchecked Sendable {
     /// always use split.train's stats, as `r2ec eval --model` builds them.
     public let trainingInteractions: [Interaction]
 
-    public init(dataset: Dataset, split: Split, includeValidation: Bool = false) {
+    public init(dataset: Dataset, split: Split, includeValidation: Bool = false, promptFormat: PromptFormat) {
         self.dataset = dataset
+        self.promptFormat = promptFormat
         self.split = split
         let stats = dataset.itemStats(from: split.train)
         itemPrompts = (0..<dataset.catalog.count).map { Prompts.item(dataset.catalog[$0], stats: stats[$0]) }
@@ -70,7 +73,8 @@ public final class TrainingCorpus: @unchecked Sendable {
 
     /// The direct-path text of a history (what `DualHeadModel.scoreAll(_:targetTimes:)` feeds).
     public func userText(_ h: UserHistory, targetTime: Int64) -> String {
-        DualHeadFormat.directText(userPrompt: Prompts.user(history: h, catalog: dataset.catalog, targetTime: targetTime))
+        DualHeadFormat.directText(userPrompt: Prompts.user(history: h, catalog: dataset.catalog, targetTime: targetTime,
+                                                           format: promptFormat))
     }
 
     /// Trains a byte-level BPE tokenizer on every item text and `userPrompts` seeded user windows.
@@ -140,12 +144,13 @@ public final class TrainingCorpus: @unchecked Sendable {
     public func example(history h: UserHistory, target: Int, targetTime: Int64) -> UserExample {
         let tokens = DualHeadFormat.keepingTail(tokenizer!.encode(userText(h, targetTime: targetTime)), limit: maxTokens)
         var e = UserExample(tokens: tokens, target: target, before: h.items)
-        let shownStart = max(0, h.count - Prompts.historyLength)
+        let shownStart = Prompts.shownStart(count: h.count, format: promptFormat)
         let shown = h.count - shownStart
         var newlines: [Int] = []
         for (i, t) in tokens.enumerated() where t == newline { newlines.append(i) }
-        // Newline 0 ends the instruction, newline k ends history line k-1, the last one precedes `<answer>`.
-        if newline >= 0 && newlines.count == shown + 1 {
+        // Newline 0 ends the instruction, newline k ends history line k-1, then one per time line (stable-prefix:
+        // `Next`), the last one precedes `<answer>`.
+        if newline >= 0 && newlines.count == shown + 1 + promptFormat.timeLines {
             for k in 1..<max(1, shown) {
                 e.lineRows.append(newlines[k])
                 e.lineTargets.append(h.items[shownStart + k])

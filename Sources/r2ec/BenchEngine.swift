@@ -261,14 +261,14 @@ struct BenchEngine: ParsableCommand {
             let history = UserHistory(items: picks, timestamps: (0..<20).map { Int64(880_000_000 + u * 1000 + $0 * 86_400) },
                                       ratings: (0..<20).map { Float(1 + $0 % 5) })
             histories.append(history)
-            if u < 64 { texts.append(Prompts.user(history: history, catalog: catalog, targetTime: 890_000_000)) }
+            if u < 64 { texts.append(Prompts.user(history: history, catalog: catalog, targetTime: 890_000_000, format: .current)) }
         }
         var start = GEMMBenchmark.now()
         let tokenizer = try TokenizerTrainer.train(texts: texts, vocabularySize: 8192)
         print(String(format: "tokenizer: %d tokens trained in %.2f s", tokenizer.vocabularySize, GEMMBenchmark.now() - start))
         start = GEMMBenchmark.now()
         let dual = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts,
-                                     progress: false)
+                                     progress: false, promptFormat: .current)
         let tableSeconds = GEMMBenchmark.now() - start
         print(String(format: "item table: %d items in %.2f s (%.0f items/s)", items, tableSeconds, Double(items) / tableSeconds))
         let promptTokens = tokenizer.encode(DualHeadFormat.directText(userPrompt: dual.userPrompt(histories[0]))).count

@@ -123,7 +123,7 @@ struct BenchScale: ParsableCommand {
             for i in sample..<n { (vectors.data + i * d).update(from: vectors.data + (i % sample) * d, count: d) }
             let table = ItemTable(vectors: vectors, weightsHash: "bench", promptsHash: "bench")
             let recommender = DualHeadModel(model: net, tokenizer: tokenizer, catalog: catalog, itemTable: table, tau: 0.05,
-                                            itemTablePrecision: itemTablePrecision)
+                                            itemTablePrecision: itemTablePrecision, promptFormat: .current)
             let tableBytes = itemTablePrecision == .int8 ? Double(n * (d + 8)) : Double(n * d * (precision == .bfloat16 ? 2 : 4))
 
             // The scoring pass alone (one unit vector against the table), then the top 10 over its scores alone

@@ -40,6 +40,16 @@ struct BenchServe: ParsableCommand {
     @Option(help: "In-process server: how reasoning KV caches store keys and values (float16 or float32).")
     var kvPrecision = KVPrecision.float16
     @Flag(help: "Run issue 6's three comparisons (in-process servers) instead of one sweep.") var suite = false
+    @Flag(help: ArgumentHelp(
+        "Returning users (issue 17): one new event on a cached history, with and without the prefix cache.",
+        discussion: "Each dataset user with 20 or more events has its first 20 (times and ratings as recorded) "
+            + "prefilled into the in-process server's prefix cache; then Recommend(history) calls each add one event "
+            + "to what the user last sent (the user's next recorded events, 21st to 29th, so the window does not move), "
+            + "users in turn, 64 calls in flight. Three in-process servers in one run: prefix cache and dynamic "
+            + "batching (--max-batch-size), no prefix cache (every prompt prefilled whole), prefix cache with "
+            + "max_batch_size 1. Needs a checkpoint trained with the stable-prefix prompt format."))
+    var returning = false
+    @Option(help: "--returning: the prefix cache's memory (bytes, or 512M, 2G).") var prefixCache = "2G"
     @Option(help: ArgumentHelp(
         "Compare Recommend(user_id) against Recommend(history) at half the saturated rate, over this store (sqlite:PATH or postgres://...).",
         discussion: "An in-process server serves --model over the store as `serve --store` does (--dataset is not read); "
@@ -77,6 +87,16 @@ struct BenchServe: ParsableCommand {
         if let store { return try compareUserId(store: store) }
         if let requests { return try replay(file: requests) }
         let data = try DatasetLoader.load(dataset)
+        if returning {
+            let report: [String: Any] = ["bench": "serve-returning", "model": localModel,
+                                         "returning": try returningUsers(data: data)]
+            if let json {
+                try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+                    .write(to: URL(fileURLWithPath: json))
+                Console.status("wrote \(json)")
+            }
+            return
+        }
         let histories = BenchServe.testHistories(data)
         var report: [String: Any] = ["bench": "serve", "mode": mode, "model": target ?? localModel]
         if suite {
@@ -335,6 +355,92 @@ struct BenchServe: ParsableCommand {
             try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
                 .write(to: URL(fileURLWithPath: json))
         }
+    }
+
+    /// --returning: see its help. One row per server; the two ratios from this one run.
+    private func returningUsers(data: Dataset) throws -> [String: Any] {
+        guard target == nil, !suite, store == nil else {
+            throw ValidationError("--returning starts its own servers; drop --target, --suite and --store")
+        }
+        let cacheBytes = try Serve.prefixCacheBytes(prefixCache)
+        guard cacheBytes > 0 else { throw ValidationError("--prefix-cache: --returning needs a cache (not 0)") }
+        let steps = 9, base = Prompts.historyLength
+        let sequences = data.sequences()
+        let users = sequences.indices.filter { sequences[$0].count >= base }
+        // Per user: the 20 events prefilled, then 9 more, each after the one before (a user's recorded ones, or, past
+        // its last, a catalogue item an hour later).
+        var events: [[(item: Int, time: Int64, rating: Float)]] = []
+        for u in users {
+            let s = sequences[u]
+            var e: [(item: Int, time: Int64, rating: Float)] = []
+            for i in 0..<(base + steps) {
+                let time = i < s.count ? s.timestamps[i] : 0
+                let previous = e.last?.time ?? 0
+                e.append(i < s.count ? (s.items[i], max(time, previous + (i < base ? 0 : 1)), s.ratings[i])
+                                     : ((u * 31 + i * 7) % data.catalog.count, previous + 3600, 4))
+            }
+            events.append(e)
+        }
+        let primed = events.map { e in
+            UserHistory(items: e[0..<base].map(\.item), timestamps: e[0..<base].map(\.time), ratings: e[0..<base].map(\.rating))
+        }
+        // Step-major: every user's 21st-event call, then every user's 22nd, ...: a user's next call comes a whole
+        // round of users after its last (long done), so each call extends exactly what the cache holds.
+        var requests: [[UInt8]] = []
+        for k in 1...steps {
+            for e in events {
+                let h = e[0..<(base + k)]
+                requests.append(RequestEncoding.recommend(itemIds: h.map { data.catalog[$0.item].id },
+                                                          timestamps: h.map(\.time), ratings: h.map(\.rating), topK: 10))
+            }
+        }
+        header()
+        func level(batch: Int, cache: Bool, label: String) throws -> (throughput: Double, row: [String: Any]) {
+            let registry = ModelRegistry()
+            let loaded = try ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: nil,
+                                            prefixCacheBytes: cache ? cacheBytes : 0)).load(spec: localModel)
+            registry.install(loaded)
+            guard let dual = loaded.dualHead else { throw ValidationError("--returning: \(localModel) is not a dual-head checkpoint") }
+            if dual.promptFormat != .stablePrefix {
+                Console.status("warning: \(localModel) shows histories in the \(dual.promptFormat.rawValue) format: "
+                               + "no prompt extends another, the cache cannot hit")
+            }
+            // Prefill every user's 20 events (both servers, so they start alike).
+            for start in stride(from: 0, to: primed.count, by: 64) {
+                _ = try dual.scoreAll(Array(primed[start..<min(primed.count, start + 64)]))
+            }
+            var batching = BatchingConfig()
+            batching.maxBatchSize = batch
+            let s = try InProcessServer(registry: registry, batching: batching)
+            defer { s.stop() }
+            var p = LoadGenerator.Plan(port: s.port, method: "/r2ec.v1.Recommender/Recommend", requests: requests)
+            p.host = "127.0.0.1"
+            p.connections = 64
+            p.inFlight = 1
+            p.duration = seconds
+            p.warmup = 0.5
+            let before = dual.prefixCache?.statistics ?? PrefixCache.Stats()
+            var row = try measure(p, label: label)
+            let after = dual.prefixCache?.statistics ?? PrefixCache.Stats()
+            row["cache_hits"] = after.hits - before.hits
+            row["cache_misses"] = after.misses - before.misses
+            row["cache_bytes"] = after.bytes
+            if cache {
+                Console.status("  prefix cache: \(after.hits - before.hits) hits, \(after.misses - before.misses) misses, "
+                               + "\(after.entries) prompts, \(after.bytes >> 20) MiB")
+            }
+            return (row["throughput"] as? Double ?? .nan, row)
+        }
+        Console.status("returning users: \(users.count) users, \(requests.count) distinct calls (one new event each)")
+        let cached = try level(batch: maxBatchSize, cache: true, label: "returning x64, prefix cache, max_batch_size \(maxBatchSize)")
+        let full = try level(batch: maxBatchSize, cache: false, label: "returning x64, full prefill, max_batch_size \(maxBatchSize)")
+        let single = try level(batch: 1, cache: true, label: "returning x64, prefix cache, max_batch_size 1")
+        let cacheSpeedup = cached.throughput / max(full.throughput, 1e-9)
+        let batchingSpeedup = cached.throughput / max(single.throughput, 1e-9)
+        print(String(format: "\nreturning users: the prefix cache gives %.1fx the full prefill's Recommend throughput; "
+                     + "dynamic batching %.1fx max_batch_size 1 (64 concurrent calls)", cacheSpeedup, batchingSpeedup))
+        return ["cached": cached.row, "full_prefill": full.row, "cached_max_batch_1": single.row,
+                "cache_speedup": cacheSpeedup, "batching_speedup": batchingSpeedup, "users": users.count]
     }
 
     private func runSuite(data: Dataset, histories: [[String]]) throws -> [String: Any] {

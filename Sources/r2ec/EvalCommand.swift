@@ -266,7 +266,7 @@ struct EvalCommand: ParsableCommand {
                                            itemTablePrecision: itemTablePrecision, newItemPrior: newItemPrior)
         }
         let texts = itemPrompts + s.validation.prefix(200).map {
-            Prompts.user(history: $0.history, catalog: data.catalog, targetTime: $0.targetTime)
+            Prompts.user(history: $0.history, catalog: data.catalog, targetTime: $0.targetTime, format: .current)
         }
         let tokenizer = try TokenizerTrainer.train(texts: texts, vocabularySize: 1024)
         let configuration = Qwen2Configuration(hiddenSize: 128, intermediateSize: 352, numHiddenLayers: 2,
@@ -274,7 +274,7 @@ struct EvalCommand: ParsableCommand {
                                                vocabSize: tokenizer.vocabularySize, maxPositionEmbeddings: 4096)
         let network = try Qwen2Model(randomWith: configuration, seed: 1)
         return try DualHeadModel(model: network, tokenizer: tokenizer, catalog: data.catalog, itemPrompts: itemPrompts,
-                                 progress: false)
+                                 progress: false, promptFormat: .current)
     }
 }
 

@@ -120,6 +120,8 @@ struct Serve: ParsableCommand {
     var itemTableCache: String?
     @Option(help: "Weight W in [0, 1] of new items' content prior in the dual-head models: an item without a training interaction (one UpsertItems adds, or one in the catalogue the model never trained on) gets unit((1-W)*text vector + W*mean of its genres' centroids), a centroid being the mean vector of the trained items of that genre, taken at load (text alone when none of its genres has one); 0 = text alone.")
     var newItemPrior: Float = 0
+    @Option(help: "Memory for the dual-head models' per-user KV caches (bytes, or with K/M/G: 512M), per loaded model; 0 turns them off. A direct Recommend whose prompt extends a cached one (a returning user with new events) prefills only the new lines; least recently used prompts go first. DeleteUser removes the user's cached prompts, a model swap the old model's. About 1 KB per prompt token for the default model (a 20-line prompt: ~0.45 MB).")
+    var prefixCache = "256M"
 
     func validate() throws {
         guard (0...1).contains(newItemPrior) else {
@@ -133,6 +135,7 @@ struct Serve: ParsableCommand {
             }
         }
         guard !host.isEmpty else { throw ValidationError("--host: empty") }
+        _ = try Self.prefixCacheBytes(prefixCache)
         try Serve.validate(itemTableCache: itemTableCache)
         if precision == .bfloat16 && !precision.isSupported {
             throw ValidationError("--precision bfloat16 needs a CPU with AVX512_BF16 (this one runs the \(CPU.isa) kernels without it)")
@@ -260,7 +263,8 @@ struct Serve: ParsableCommand {
         let loader = ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: budget, precision: precision,
                                                                                  itemTablePrecision: itemTablePrecision,
                                                                                  newItemPrior: newItemPrior,
-                                                                                 itemTableCache: itemTableCache),
+                                                                                 itemTableCache: itemTableCache,
+                                                                                 prefixCacheBytes: try Self.prefixCacheBytes(prefixCache)),
                                  catalogVersion: live?.snapshot.catalogVersion ?? 0, keepsUserHistories: live == nil)
         for spec in (models.isEmpty ? ["popularity"] : models) {
             let model = try loader.load(spec: spec)
@@ -342,6 +346,15 @@ struct Serve: ParsableCommand {
 }
 
 extension Serve {
+    /// --prefix-cache: bytes, or a size like 512M (0: off).
+    static func prefixCacheBytes(_ text: String) throws -> Int {
+        if text.trimmingCharacters(in: .whitespaces) == "0" { return 0 }
+        guard let b = MemoryBudget.parse(text, source: "--prefix-cache") else {
+            throw ValidationError("--prefix-cache: expected bytes or a size like 256M or 1G (0: off), got '\(text)'")
+        }
+        return b.bytes
+    }
+
     /// Reads a dual-head checkpoint directory (weights, tokenizer, item table, calibrator) over the dataset, within
     /// `budget` (or 80% of the memory available at the time of each load), scoring against the item table in
     /// `itemTablePrecision`, its projections packed in `precision` (bfloat16: the caller checks `isSupported`), with
@@ -349,13 +362,15 @@ extension Serve {
     /// when given. Never writes into the checkpoint directory.
     static func checkpointLoader(budget: MemoryBudget?, precision: PackedMatrix.Precision = .float32,
                                  itemTablePrecision: ItemTablePrecision = .float32,
-                                 newItemPrior: Float = 0, itemTableCache: String? = nil) -> CheckpointLoader {
+                                 newItemPrior: Float = 0, itemTableCache: String? = nil,
+                                 prefixCacheBytes: Int = 256 << 20) -> CheckpointLoader {
         { directory, dataset in
             Console.status("loading dual-head checkpoint \(directory)")
             let model = try DualHeadLoader.load(directory: directory, dataset: dataset, budget: budget ?? .available(),
                                                 itemTableCache: itemTableCache.map { ItemTableCache(directory: $0) },
                                                 progress: true, precision: precision,
                                                 itemTablePrecision: itemTablePrecision, newItemPrior: newItemPrior)
+            if prefixCacheBytes > 0 { model.prefixCache = PrefixCache(budget: prefixCacheBytes) }
             return (model, try DualHeadLoader.calibrator(directory: directory, model: model, dataset: dataset))
         }
     }

@@ -17,7 +17,7 @@ final class PromptTests: XCTestCase {
         let h = UserHistory(items: items, timestamps: items.map { Int64(1000 + $0 * 3600) },
                             ratings: items.map { $0 == 24 ? 3.5 : 4 })
         let target = Int64(1000 + 24 * 3600 + 720)
-        let lines = Prompts.user(history: h, catalog: catalog, targetTime: target).split(separator: "\n")
+        let lines = Prompts.user(history: h, catalog: catalog, targetTime: target, format: .targetRelative).split(separator: "\n")
         XCTAssertEqual(lines.count, 21)
         XCTAssertEqual(String(lines[0]), Prompts.userInstruction)
         XCTAssertEqual(String(lines[1]), "19.2h ago: [Film 5 (1990)] (4)")

@@ -57,7 +57,7 @@ final class ContentPriorTests: XCTestCase {
         let old = Catalog(items: (1...9).map { Item(id: "\($0)", title: "Movie \($0)", genres: [genres[$0 % 3]]) })
         let stats = (0..<9).map { ItemStats(count: 1 + $0, meanRating: 3.5) }
         let dual = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: old,
-                                     itemPrompts: (0..<9).map { Prompts.item(old[$0], stats: stats[$0]) }, progress: false)
+                                     itemPrompts: (0..<9).map { Prompts.item(old[$0], stats: stats[$0]) }, progress: false, promptFormat: .targetRelative)
         let d = 32
         // The centroids by hand (float64 over the table's rows).
         var centroid: [String: [Double]] = [:]

@@ -17,12 +17,12 @@ final class DualHeadModelTests: XCTestCase {
         let model = try Fixtures.randomModel(Fixtures.tinyTied, seed: 2)
         let tokenizer = try Fixtures.tokenizer()
         let dual = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
-                                     progress: false)
+                                     progress: false, promptFormat: .targetRelative)
         let histories = [UserHistory(items: [0, 3], timestamps: [100, 5000], ratings: [4, 5]), UserHistory(items: [7])]
         let scores = try dual.scoreAll(histories)
         XCTAssertEqual(scores.count, 2 * catalog.count)
         // By hand: the prompt text, its readout, the item texts' readouts, cosine / tau.
-        let text = DualHeadFormat.directText(userPrompt: Prompts.user(history: histories[0], catalog: catalog, targetTime: 5000))
+        let text = DualHeadFormat.directText(userPrompt: Prompts.user(history: histories[0], catalog: catalog, targetTime: 5000, format: .targetRelative))
         XCTAssertTrue(text.hasSuffix("\n<answer>"))
         let user = model.readout([tokenizer.encode(text)]).toArray()
         let items = model.readout(itemPrompts().map { tokenizer.encode(DualHeadFormat.itemText(itemPrompt: $0)) })
@@ -47,10 +47,10 @@ final class DualHeadModelTests: XCTestCase {
         let model = try Fixtures.randomModel(Fixtures.tinyTied, seed: 2).packedForInference(precision: .bfloat16)
         let tokenizer = try Fixtures.tokenizer()
         let dual = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
-                                     progress: false)
+                                     progress: false, promptFormat: .targetRelative)
         let history = UserHistory(items: [0, 3], timestamps: [100, 5000], ratings: [4, 5])
         let scores = try dual.scoreAll([history])
-        let text = DualHeadFormat.directText(userPrompt: Prompts.user(history: history, catalog: catalog, targetTime: 5000))
+        let text = DualHeadFormat.directText(userPrompt: Prompts.user(history: history, catalog: catalog, targetTime: 5000, format: .targetRelative))
         let user = model.readout([tokenizer.encode(text)]).toArray()
         let items = dual.itemTable.vectors
         for i in 0..<catalog.count {
@@ -67,11 +67,11 @@ final class DualHeadModelTests: XCTestCase {
         let model = try Fixtures.randomModel(Fixtures.tinyTied, seed: 2)
         let tokenizer = try Fixtures.tokenizer()
         let dual = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
-                                     progress: false, itemTablePrecision: .int8)
+                                     progress: false, itemTablePrecision: .int8, promptFormat: .targetRelative)
         XCTAssertEqual(dual.itemTablePrecision, .int8)
         let history = UserHistory(items: [0, 3], timestamps: [100, 5000], ratings: [4, 5])
         let scores = try dual.scoreAll([history])
-        let text = DualHeadFormat.directText(userPrompt: Prompts.user(history: history, catalog: catalog, targetTime: 5000))
+        let text = DualHeadFormat.directText(userPrompt: Prompts.user(history: history, catalog: catalog, targetTime: 5000, format: .targetRelative))
         let user = model.readout([tokenizer.encode(text)]).toArray()
         let items = dual.itemTable.vectors
         for i in 0..<catalog.count {
@@ -99,7 +99,7 @@ final class DualHeadModelTests: XCTestCase {
         let model = try Fixtures.randomModel(Fixtures.tinyUntied, seed: 8)
         let tokenizer = try Fixtures.tokenizer()
         let dual = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
-                                     progress: false)
+                                     progress: false, promptFormat: .targetRelative)
         let histories = [UserHistory(items: [1, 2]), UserHistory(items: [5, 6, 9])]
         let results = dual.reason(histories, maxNewTokens: 10)
         for (q, r) in results.enumerated() {
@@ -120,13 +120,13 @@ final class DualHeadModelTests: XCTestCase {
         let path = dir + "/" + ItemTable.fileName
         // Without writeCache (serving, evaluation) nothing is written; with it (training) the table is cached.
         _ = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
-                              cachePath: path, progress: false)
+                              cachePath: path, progress: false, promptFormat: .targetRelative)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path))
         let first = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
-                                      cachePath: path, writeCache: true, progress: false)
+                                      cachePath: path, writeCache: true, progress: false, promptFormat: .targetRelative)
         XCTAssertTrue(FileManager.default.fileExists(atPath: path))
         let reused = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
-                                       cachePath: path, progress: false)
+                                       cachePath: path, progress: false, promptFormat: .targetRelative)
         XCTAssertEqual(reused.itemTable.vectors.toArray(), first.itemTable.vectors.toArray(), "a matching cache is read")
         let cached = try ItemTable.load(path: path, weightsHash: first.itemTable.weightsHash,
                                         promptsHash: first.itemTable.promptsHash, count: catalog.count, dimension: 32)
@@ -134,7 +134,7 @@ final class DualHeadModelTests: XCTestCase {
         // Change one weight: the stale table is ignored and rebuilt.
         model.parameters.tensor("model.norm.weight")[0] += 0.5
         let second = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
-                                       cachePath: path, writeCache: true, progress: false)
+                                       cachePath: path, writeCache: true, progress: false, promptFormat: .targetRelative)
         XCTAssertNotEqual(second.itemTable.weightsHash, first.itemTable.weightsHash)
         XCTAssertNotEqual(second.itemTable.vectors.toArray(), first.itemTable.vectors.toArray())
         let reread = try SafetensorsFile(path: path)
@@ -145,7 +145,7 @@ final class DualHeadModelTests: XCTestCase {
         let model = try Fixtures.randomModel(Fixtures.tinyHead16, seed: 14)
         let tokenizer = try Fixtures.tokenizer()
         let dual = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: itemPrompts(),
-                                     progress: false)
+                                     progress: false, promptFormat: .targetRelative)
         let histories = [UserHistory(items: [1, 2]), UserHistory(items: [3])]
         let sampling = SamplingSettings(temperature: 1.5, topK: 50, seed: 9)
         let grouped = dual.reason(histories, settings: sampling, maxNewTokens: 8, chainsPerHistory: 3)
@@ -167,7 +167,7 @@ final class DualHeadCatalogTests: XCTestCase {
         let old = Catalog(items: (1...10).map { Item(id: "\($0)", title: "Movie \($0)", genres: ["Drama"]) })
         let stats = (0..<10).map { ItemStats(count: $0, meanRating: 3.5) }
         let dual = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: old,
-                                     itemPrompts: (0..<10).map { Prompts.item(old[$0], stats: stats[$0]) }, progress: false)
+                                     itemPrompts: (0..<10).map { Prompts.item(old[$0], stats: stats[$0]) }, progress: false, promptFormat: .targetRelative)
         let before = Array(UnsafeBufferPointer(start: dual.itemTable.vectors.data, count: 10 * 32))
         let (catalog, added, changed) = old.updating(with: [
             Item(id: "new-a", title: "A film nobody trained on", genres: ["Sci-Fi"]),
@@ -182,7 +182,7 @@ final class DualHeadCatalogTests: XCTestCase {
         XCTAssertEqual(next.recommendableItems, 12)
         // The reference: a table built from scratch over the new catalogue.
         let full = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog,
-                                     itemPrompts: (0..<12).map { Prompts.item(catalog[$0], stats: newStats[$0]) }, progress: false)
+                                     itemPrompts: (0..<12).map { Prompts.item(catalog[$0], stats: newStats[$0]) }, progress: false, promptFormat: .targetRelative)
         for row in 0..<12 {
             for j in 0..<32 {
                 XCTAssertEqual(next.itemTable.vectors.data[row * 32 + j], full.itemTable.vectors.data[row * 32 + j], accuracy: 1e-5,

@@ -59,13 +59,13 @@ final class ItemTableCacheTests: XCTestCase {
         let directory = Fixtures.temporaryDirectory("itemtablecache-read") + "/cache"   // made by the first build
         let prompts = catalog.items.map { Prompts.item($0, stats: ItemStats(count: 3, meanRating: 4)) }
         // Through DualHeadModel, with the production chunk and batch sizes: the uncached load is the reference.
-        let fresh = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: prompts, progress: false)
+        let fresh = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: prompts, progress: false, promptFormat: .targetRelative)
         let first = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: prompts,
-                                      itemTableCache: ItemTableCache(directory: directory), progress: false)
+                                      itemTableCache: ItemTableCache(directory: directory), progress: false, promptFormat: .targetRelative)
         let name = "item-table-\(fresh.itemTable.weightsHash)-\(fresh.itemTable.promptsHash)-float32.safetensors"
         XCTAssertEqual(files(directory), [name], "one finished file, named by the hashes, no partial left")
         let second = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemPrompts: prompts,
-                                       itemTableCache: ItemTableCache(directory: directory), progress: false)
+                                       itemTableCache: ItemTableCache(directory: directory), progress: false, promptFormat: .targetRelative)
         XCTAssertEqual(bits(first.itemTable), bits(fresh.itemTable))
         XCTAssertEqual(bits(second.itemTable), bits(fresh.itemTable))
         // The file is a plain safetensors file of the table (its own reader agrees).

@@ -58,7 +58,8 @@ final class LiveLoopTests: XCTestCase {
         let stats = dataset.itemStats()
         let dual = try DualHeadModel(model: model, tokenizer: tokenizer, catalog: dataset.catalog,
                                      itemPrompts: dataset.catalog.items.enumerated().map { Prompts.item($1, stats: stats[$0]) },
-                                     progress: false)
+                                     progress: false, promptFormat: .stablePrefix)
+        dual.prefixCache = PrefixCache(budget: 64 << 20)
         return (dual, nil)
     }
 
@@ -198,6 +199,30 @@ final class LiveLoopTests: XCTestCase {
         XCTAssertEqual(try store.history(of: "gone", limit: 10).total, 0)
         XCTAssertNil(core.live!.cache.lookup("gone"))
         XCTAssertEqual(try ids(recommend("gone")), ["3", "1", "2"])  // a cold start again
+    }
+
+    /// Privacy: DeleteUser removes every cached prompt prefix a request of the user made (and only those); a model
+    /// swap drops the old model's cache.
+    func testDeleteUserAndAModelSwapEmptyThePrefixCache() throws {
+        _ = try record([EventInput(userId: "gone", itemId: "3"), EventInput(userId: "gone", itemId: "1"),
+                        EventInput(userId: "stay", itemId: "2")]).get()
+        let cache = try XCTUnwrap(try registry.model("dual").dualHead?.prefixCache)
+        _ = try recommend("gone", model: "dual").get()
+        _ = try recommend("stay", model: "dual").get()
+        XCTAssertEqual(cache.statistics.entries, 2)
+        // Again with one more event: the entry is extended (a hit), still one per user.
+        _ = try record([EventInput(userId: "gone", itemId: "4")]).get()
+        _ = try recommend("gone", model: "dual").get()
+        XCTAssertEqual(cache.statistics.hits, 1)
+        XCTAssertEqual(cache.statistics.entries, 2)
+        XCTAssertEqual(try wait { self.core.live!.deleteUser("gone", ctx: CallContext(), done: $0) }.get(), 3)
+        XCTAssertEqual(cache.statistics.entries, 1)
+        _ = try recommend("stay", model: "dual").get()
+        XCTAssertEqual(cache.statistics.hits, 2, "the other user's entry survives")
+        registry.install(try loader(try store.snapshot()).load(spec: directory, name: "dual"))
+        XCTAssertEqual(cache.statistics.entries, 0)
+        XCTAssertEqual(cache.statistics.bytes, 0)
+        XCTAssertFalse(try registry.model("dual").dualHead?.prefixCache === cache)
     }
 
     func testAnUnknownItemRefusesTheWholeBatch() throws {

@@ -23,7 +23,7 @@ final class ReasoningSchedulerTests: XCTestCase {
         let stats = Array(repeating: ItemStats(count: 3, meanRating: 4), count: 6)
         let dual = try! DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog,
                                       itemPrompts: catalog.items.enumerated().map { Prompts.item($1, stats: stats[$0]) },
-                                      progress: false)
+                                      progress: false, promptFormat: .targetRelative)
         return ServedModel(name: "tiny", recommender: dual, datasetName: "t", userHistories: [:], itemStats: stats)
     }()
 

@@ -13,7 +13,7 @@ final class NewItemShareTests: XCTestCase {
         let data = try TrainFixtures.toyDataset()
         defer { try? FileManager.default.removeItem(atPath: data) }
         let dataset = try DatasetLoader.load(data)
-        let corpus = TrainingCorpus(dataset: dataset, split: Splits.make(.loo, dataset))
+        let corpus = TrainingCorpus(dataset: dataset, split: Splits.make(.loo, dataset), promptFormat: .current)
         // Item "1": title "Film number 1", year 1981, genre ["Drama", "Comedy", "Action"][1 % 3].
         XCTAssertEqual(corpus.newItemPrompt(0),
                        "Summarise the item.\nTitle: Film number 1 (1981)\nAverage rating: none\nRaters: 0\nGenres: Comedy")

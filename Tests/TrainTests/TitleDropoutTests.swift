@@ -18,7 +18,7 @@ final class TitleDropoutTests: XCTestCase {
         let data = try TrainFixtures.toyDataset()
         defer { try? FileManager.default.removeItem(atPath: data) }
         let dataset = try DatasetLoader.load(data)
-        let corpus = TrainingCorpus(dataset: dataset, split: Splits.make(.loo, dataset))
+        let corpus = TrainingCorpus(dataset: dataset, split: Splits.make(.loo, dataset), promptFormat: .current)
         // Item "1": title "Film number 1", year 1981, genre ["Drama", "Comedy", "Action"][1 % 3].
         XCTAssertEqual(corpus.titlelessItemPrompt(0), "Summarise the item.\nYear: 1981\nGenres: Comedy")
         let tokenizer = try corpus.trainTokenizer(vocabularySize: 300, userPrompts: 10, seed: 1)
