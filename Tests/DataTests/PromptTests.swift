@@ -24,6 +24,16 @@ final class PromptTests: XCTestCase {
         XCTAssertEqual(String(lines[20]), "12.0min ago: [Film 24 (1990)] (3.5)")
     }
 
+    /// A checkpoint without `prompt_format` is target-relative (every one from before formats were recorded); an
+    /// unknown name is refused naming the field.
+    func testRecordedPromptFormats() throws {
+        XCTAssertEqual(try PromptFormat.recorded(nil), .targetRelative)
+        XCTAssertEqual(try PromptFormat.recorded("stable-prefix"), .stablePrefix)
+        XCTAssertThrowsError(try PromptFormat.recorded("stable")) {
+            XCTAssertTrue("\($0)".contains("prompt_format: unknown format 'stable'"), "\($0)")
+        }
+    }
+
     func testItemPrompt() {
         let long = (1...150).map { "w\($0)" }.joined(separator: " ")
         let p = Prompts.item(Item(id: "7", title: "Heat", year: 1995, genres: ["Action"], description: long),
