@@ -46,25 +46,45 @@ struct BatchShare {
     }
 
     /// The final-norm read-outs [items.count, width] of the batch's sequences `items` (items encoded in the batch,
-    /// scored by every rank's users), on every rank: this rank's own rows, the other ranks' summed in (x + 0 is
-    /// exact). One process holds them all.
+    /// scored by every rank's users), on every rank (`TrainingGraph.sharedReadouts`).
     func gatherReadouts(of items: Range<Int>, graph: TrainingGraph, width d: Int, world: Communicator) throws -> FloatBuffer {
-        let out = FloatBuffer(shape: [max(1, items.count), d])
-        for s in items.clamped(to: sequences) {
-            (out.data + (s - items.lowerBound) * d).update(from: graph.hidden + row(of: s, in: graph) * d, count: d)
-        }
-        if world.size > 1 { try world.allreduceSum(out.data, count: items.count * d) }
+        try graph.sharedReadouts(count: items.count, mine: local(items), row: { row(of: items.lowerBound + $0, in: graph) },
+                                 width: d, world: world)
+    }
+
+    /// Adds the gradient of those read-outs, summed over the ranks, into this rank's own rows of `graph.dHidden`.
+    func scatterGradient(_ gradient: FloatBuffer, of items: Range<Int>, graph: TrainingGraph, width d: Int,
+                         world: Communicator) throws {
+        try graph.addSharedGradient(gradient, count: items.count, mine: local(items),
+                                    row: { row(of: items.lowerBound + $0, in: graph) }, width: d, world: world)
+    }
+
+    /// The indices (0-based within `items`) of the sequences of `items` this rank runs.
+    private func local(_ items: Range<Int>) -> Range<Int> {
+        let held = items.clamped(to: sequences)
+        return (held.lowerBound - items.lowerBound)..<(held.upperBound - items.lowerBound)
+    }
+}
+
+extension TrainingGraph {
+    /// Read-outs [count, width] of the `count` items of a data-parallel batch, on every rank: this rank's own items
+    /// `mine` (item k's read-out at final-norm row `row(k)` of this graph), the other ranks' summed in (x + 0 is
+    /// exact). One process holds them all.
+    func sharedReadouts(count: Int, mine: Range<Int>, row: (Int) -> Int, width d: Int,
+                        world: Communicator) throws -> FloatBuffer {
+        let out = FloatBuffer(shape: [max(1, count), d])
+        for k in mine { (out.data + k * d).update(from: hidden + row(k) * d, count: d) }
+        if world.size > 1 { try world.allreduceSum(out.data, count: count * d) }
         return out
     }
 
-    /// Adds the gradient [items.count, width] of those read-outs, summed over the ranks (every rank's users scored
-    /// every item), into this rank's own rows of `graph.dHidden`.
-    func scatterGradient(_ gradient: FloatBuffer, of items: Range<Int>, graph: TrainingGraph, width d: Int,
-                         world: Communicator) throws {
-        if world.size > 1 { try world.allreduceSum(gradient.data, count: items.count * d) }
-        for s in items.clamped(to: sequences) {
-            let target = graph.dHidden + row(of: s, in: graph) * d
-            let source = gradient.data + (s - items.lowerBound) * d
+    /// Sums the gradient [count, width] of those read-outs over the ranks (every rank's users scored every item) and
+    /// adds this rank's own items' rows into `dHidden`.
+    func addSharedGradient(_ gradient: FloatBuffer, count: Int, mine: Range<Int>, row: (Int) -> Int, width d: Int,
+                           world: Communicator) throws {
+        if world.size > 1 { try world.allreduceSum(gradient.data, count: count * d) }
+        for k in mine {
+            let target = dHidden + row(k) * d, source = gradient.data + k * d
             for j in 0..<d { target[j] += source[j] }
         }
     }

@@ -179,12 +179,8 @@ public struct RecPOStage: TrainingStage {
         // Every rank takes part in the item read-outs' sums when any rank has a best chain to train.
         let anyUsers = world.size > 1 ? try world.sum(Double(userRows.count)) > 0 : !userRows.isEmpty
         if anyUsers {
-            let rawItems = FloatBuffer(shape: [max(1, fresh.count), d])
-            for k in myItems {
-                let row = graph.lastRow(sequence: chains.count + k - myItems.lowerBound)
-                (rawItems.data + k * d).update(from: graph.hidden + row * d, count: d)
-            }
-            if world.size > 1 { try world.allreduceSum(rawItems.data, count: fresh.count * d) }
+            let itemRow = { (k: Int) in graph.lastRow(sequence: chains.count + k - myItems.lowerBound) }
+            let rawItems = try graph.sharedReadouts(count: fresh.count, mine: myItems, row: itemRow, width: d, world: world)
             var batch = ContrastiveBatch(
                 userRows: userRows, itemRows: [], targets: recTargets, weights: recWeights, tau: config.tau,
                 fixed: UnsafePointer(fixed.data), fixedCount: fixedItems.count, masked: masked)
@@ -199,13 +195,8 @@ public struct RecPOStage: TrainingStage {
                 if world.size > 1 { try world.allreduceSum(g.data, count: fresh.count * d) }
                 ids.accumulate(fresh, gradients: g)
             }
-            let itemGradient = result.itemGradient!
-            if world.size > 1 { try world.allreduceSum(itemGradient.data, count: fresh.count * d) }
-            for k in myItems {
-                let target = graph.dHidden + graph.lastRow(sequence: chains.count + k - myItems.lowerBound) * d
-                let source = itemGradient.data + k * d
-                for j in 0..<d { target[j] += source[j] }
-            }
+            try graph.addSharedGradient(result.itemGradient!, count: fresh.count, mine: myItems, row: itemRow, width: d,
+                                        world: world)
         }
         if !sequences.isEmpty { graph.backward() }
         var sums = [rewards.reduce(0, +), Double(myChainTokens), ndcgs.reduce(0, +)]
