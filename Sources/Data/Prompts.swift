@@ -18,6 +18,10 @@ public enum PromptFormat: String, Sendable, CaseIterable, Codable {
     /// Lines at the end of a user prompt that depend on the request's time (never part of a cached prefix).
     public var timeLines: Int { self == .stablePrefix ? 1 : 0 }
 
+    /// Whether a returning user's next prompt extends this one, so that keeping its KV cache pays: a target-relative
+    /// prompt is rewritten whole by every new event, and keeping it would only spend memory and copies.
+    public var extendsAcrossEvents: Bool { self == .stablePrefix }
+
     /// What `r2ec train` writes unless its config names another. Still target-relative: the default recipe retrained
     /// in the stable-prefix format lost test NDCG@10 .0937 -> .0738, outside the bootstrap interval (docs/training.md),
     /// so the returning-users cache is opt-in per checkpoint (`prompt_format: stable-prefix`).

@@ -120,7 +120,7 @@ struct Serve: ParsableCommand {
     var itemTableCache: String?
     @Option(help: "Weight W in [0, 1] of new items' content prior in the dual-head models: an item without a training interaction (one UpsertItems adds, or one in the catalogue the model never trained on) gets unit((1-W)*text vector + W*mean of its genres' centroids), a centroid being the mean vector of the trained items of that genre, taken at load (text alone when none of its genres has one); 0 = text alone.")
     var newItemPrior: Float = 0
-    @Option(help: "Memory for the dual-head models' per-user KV caches (bytes, or with K/M/G: 512M), per loaded model; 0 turns them off. A direct Recommend whose prompt extends a cached one (a returning user with new events) prefills only the new lines; least recently used prompts go first. DeleteUser removes the user's cached prompts, a model swap the old model's. About 1 KB per prompt token for the default model (a 20-line prompt: ~0.45 MB).")
+    @Option(help: "Memory for the dual-head models' per-user KV caches (bytes, or with K/M/G: 512M), per loaded model; 0 turns them off. A direct Recommend whose prompt extends a cached one (a returning user with new events) prefills only the new lines; least recently used prompts go first. DeleteUser removes the user's cached prompts, a model swap the old model's. About 1 KB per prompt token for the default model (a 20-line prompt: ~0.45 MB). Only for checkpoints trained with prompt_format stable-prefix (r2ec train --set prompt_format=stable-prefix): the default target-relative prompt changes whole with every event, so nothing is kept for it.")
     var prefixCache = "256M"
 
     func validate() throws {
@@ -370,7 +370,9 @@ extension Serve {
                                                 itemTableCache: itemTableCache.map { ItemTableCache(directory: $0) },
                                                 progress: true, precision: precision,
                                                 itemTablePrecision: itemTablePrecision, newItemPrior: newItemPrior)
-            if prefixCacheBytes > 0 { model.prefixCache = PrefixCache(budget: prefixCacheBytes) }
+            if prefixCacheBytes > 0 && model.promptFormat.extendsAcrossEvents {
+                model.prefixCache = PrefixCache(budget: prefixCacheBytes)
+            }
             return (model, try DualHeadLoader.calibrator(directory: directory, model: model, dataset: dataset))
         }
     }
