@@ -278,7 +278,7 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
         var prompts = [(tokens: [Int], lineEnds: [Int])](repeating: ([], []), count: histories.count)
         prompts.withUnsafeMutableBufferPointer { out in
             let out = out
-            DispatchQueue.concurrentPerform(iterations: histories.count) { i in
+            ThreadPool.shared.parallelFor(histories.count) { i in
                 out[i] = directTokens(histories[first + i], targetTime: targetTimes?[i])
             }
         }
