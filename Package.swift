@@ -56,7 +56,7 @@ let package = Package(
         .target(name: "Collectives", dependencies: ["CMPI"]),
         .target(name: "Model", dependencies: ["Tensor", "Data", "CKernels"], swiftSettings: fastMath),
         .target(name: "Eval", dependencies: ["Data", "Tensor", "COpenBLAS"], swiftSettings: fastMath),
-        .target(name: "Train", dependencies: ["Model", "Data", "Eval", "Tensor", "Collectives"], swiftSettings: fastMath),
+        .target(name: "Train", dependencies: ["Model", "Data", "Eval", "Tensor", "Collectives", "CKernels"], swiftSettings: fastMath),
         // The live loop's store: SQLite through GRDB, PostgreSQL through libpq (the EventStore protocol is in Data).
         .target(name: "Store", dependencies: ["Data", "CLibPQ", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "Serving", dependencies: ["Model", "Data", "Eval", .product(name: "Logging", package: "swift-log"),

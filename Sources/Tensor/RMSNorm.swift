@@ -1,6 +1,7 @@
 // RMSNorm: out[rows, dim] = input * weight[dim] / sqrt(mean(input^2) + eps); optionally saves rstd[rows] for backward.
-// out may alias input. Rows are spread over ThreadPool when the buffer is large.
-// Backward (issue 5) reads input, weight and the saved rstd; it accumulates dWeight across rows.
+// out may alias input. Rows are spread over ThreadPool when the buffer is large; each slice runs CKernels'
+// r2ec_rms_norm on the instruction set CPU.isa picks. Backward (Train) reads input, weight and the saved rstd.
+import CKernels
 
 public enum RMSNorm {
     /// out[rows, dim] = input[rows, dim] * rstd[r] * weight[dim], rstd[r] = 1/sqrt(mean_j input[r, j]^2 + eps).
@@ -8,23 +9,10 @@ public enum RMSNorm {
     public static func forward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                weight: UnsafePointer<Float>, rows: Int, dim: Int, eps: Float = 1e-6,
                                rstd: UnsafeMutablePointer<Float>? = nil) {
-        let rstdOut = rstd
+        let isa = CPU.isa.c
         ThreadPool.shared.parallelSlices(rows, minimumPerSlice: max(1, 32_768 / max(dim, 1))) { slice in
-            for r in slice {
-                let x = input + r * dim, y = out + r * dim
-                let vectorEnd = dim & ~(vectorWidth - 1)
-                var acc = FloatVector(repeating: 0)
-                var j = 0
-                while j < vectorEnd { let v = loadVector(x + j); acc += v * v; j += vectorWidth }
-                let tail = loadPartial(x + vectorEnd, dim - vectorEnd)
-                acc += tail * tail
-                let factor = 1 / (horizontalSum(acc) / Float(dim) + eps).squareRoot()
-                rstdOut?[r] = factor
-                j = 0
-                while j < vectorEnd { storeVector(loadVector(x + j) * factor * loadVector(weight + j), y + j); j += vectorWidth }
-                let w = loadPartial(weight + vectorEnd, dim - vectorEnd)
-                storePartial(tail * factor * w, y + vectorEnd, dim - vectorEnd)
-            }
+            r2ec_rms_norm(isa, out + slice.lowerBound * dim, input + slice.lowerBound * dim, weight,
+                          Int32(slice.count), Int32(dim), eps, rstd.map { $0 + slice.lowerBound })
         }
     }
 

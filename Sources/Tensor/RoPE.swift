@@ -1,6 +1,8 @@
 // RoPE: rotary position embedding in Qwen2/HF "rotate_half" form, in place on x[rows, heads, headDim] with a row
 // stride (so q and k rotate inside a fused QKV buffer); each row has its own position, so ragged batches work.
-// Backward (issue 5) is the same rotation by the negated angle (swap the sign of sin) applied to dX.
+// Backward (Train) is the same rotation by the negated angle (the sign of sin swapped) applied to dX; both run
+// CKernels' r2ec_rope on the instruction set CPU.isa picks.
+import CKernels
 import Foundation
 
 /// cos and sin of position * theta^(-2i/headDim) for i in 0..<headDim/2, computed in double, stored [maxPositions, half].
@@ -40,32 +42,23 @@ public enum RoPE {
     /// (x[i], x[i+half]) <- (x[i] cos - x[i+half] sin, x[i+half] cos + x[i] sin) at angle positions[r] * invFreq(i).
     public static func forward(x: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>, rows: Int,
                                heads: Int, headDim: Int, rowStride: Int? = nil, table: RoPETable) {
-        precondition(table.headDim == headDim, "RoPE: table for headDim \(table.headDim), x has \(headDim)")
         let rowStride = rowStride ?? heads * headDim
-        let half = headDim / 2
+        rotate(x: x, positions: positions, rows: rows, heads: heads, headDim: headDim, rowStride: rowStride,
+               table: table, direction: 1)
+    }
+
+    /// `forward` with the sine's sign `direction` (1 rotates, -1 applies the transpose), on CKernels' r2ec_rope.
+    public static func rotate(x: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>, rows: Int,
+                              heads: Int, headDim: Int, rowStride: Int, table: RoPETable, direction: Float) {
+        precondition(table.headDim == headDim, "RoPE: table for headDim \(table.headDim), x has \(headDim)")
+        for r in 0..<rows {
+            precondition(positions[r] >= 0 && Int(positions[r]) < table.maxPositions,
+                         "RoPE: position \(positions[r]) outside the table")
+        }
+        let isa = CPU.isa.c
         ThreadPool.shared.parallelSlices(rows, minimumPerSlice: max(1, 16_384 / max(heads * headDim, 1))) { slice in
-            for r in slice {
-                let p = Int(positions[r])
-                precondition(p >= 0 && p < table.maxPositions, "RoPE: position \(p) outside the table")
-                let cosRow = table.cos.pointer + p * half, sinRow = table.sin.pointer + p * half
-                for h in 0..<heads {
-                    let first = x + r * rowStride + h * headDim, second = first + half
-                    var i = 0
-                    while i + vectorWidth <= half {
-                        let a = loadVector(first + i), b = loadVector(second + i)
-                        let c = loadVector(cosRow + i), s = loadVector(sinRow + i)
-                        storeVector(a * c - b * s, first + i)
-                        storeVector(b * c + a * s, second + i)
-                        i += vectorWidth
-                    }
-                    while i < half {
-                        let a = first[i], b = second[i], c = cosRow[i], s = sinRow[i]
-                        first[i] = a * c - b * s
-                        second[i] = b * c + a * s
-                        i += 1
-                    }
-                }
-            }
+            r2ec_rope(isa, x + slice.lowerBound * rowStride, positions + slice.lowerBound, Int32(slice.count),
+                      Int32(heads), Int32(headDim), rowStride, table.cos.pointer, table.sin.pointer, direction)
         }
     }
 

@@ -1,26 +1,26 @@
 // Softmax: out[rows, cols] = softmax(scale * input) per row, numerically stable (max subtracted), SIMD exp;
 // masked variants normalise row r over its first lengths[r] columns and write 0 to the rest (causal, padding).
-// Backward (issue 5) needs only the probabilities: dX = scale * P * (dP - rowsum(dP * P)).
+// Rows run CKernels' r2ec_softmax. Backward (Train) needs only the probabilities: dX = scale * P * (dP - rowsum(dP * P)).
+import CKernels
 import Foundation
 
 public enum Softmax {
     /// out[rows, cols] = exp(scale*x - max) / sum over each row. out may alias input.
     public static func forward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                rows: Int, cols: Int, scale: Float = 1) {
-        ThreadPool.shared.parallelSlices(rows, minimumPerSlice: max(1, 16_384 / max(cols, 1))) { slice in
-            for r in slice { row(out + r * cols, input + r * cols, valid: cols, cols: cols, scale: scale) }
-        }
+        run(out: out, input: input, rows: rows, cols: cols, firstValid: cols, validStep: 0, scale: scale)
     }
 
     /// out[rows, cols]: row r is the softmax of its first lengths[r] entries (scaled), then zeros.
     /// A row with length 0 is all zeros.
     public static func forwardMasked(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                      lengths: UnsafePointer<Int32>, rows: Int, cols: Int, scale: Float = 1) {
+        let isa = CPU.isa.c
         ThreadPool.shared.parallelSlices(rows, minimumPerSlice: max(1, 16_384 / max(cols, 1))) { slice in
             for r in slice {
                 let valid = Int(lengths[r])
                 precondition(valid >= 0 && valid <= cols, "Softmax: length \(valid) outside 0...\(cols)")
-                row(out + r * cols, input + r * cols, valid: valid, cols: cols, scale: scale)
+                r2ec_softmax(isa, out + r * cols, input + r * cols, 1, Int32(cols), Int32(valid), 0, scale)
             }
         }
     }
@@ -29,48 +29,20 @@ public enum Softmax {
     /// 0...offset+r (cols keys in all, e.g. a KV cache of `offset` earlier tokens plus this chunk's `rows`).
     public static func forwardCausal(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>,
                                      rows: Int, cols: Int, offset: Int, scale: Float = 1) {
+        run(out: out, input: input, rows: rows, cols: cols, firstValid: offset + 1, validStep: 1, scale: scale)
+    }
+
+    /// Rows split over the pool, row r valid over its first clamp(firstValid + r validStep, 0, cols) columns
+    /// (CKernels' r2ec_softmax on the instruction set CPU.isa picks).
+    static func run(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, rows: Int, cols: Int,
+                    firstValid: Int, validStep: Int, scale: Float) {
+        let isa = CPU.isa.c
         ThreadPool.shared.parallelSlices(rows, minimumPerSlice: max(1, 16_384 / max(cols, 1))) { slice in
-            for r in slice {
-                let valid = min(cols, max(0, offset + r + 1))
-                row(out + r * cols, input + r * cols, valid: valid, cols: cols, scale: scale)
-            }
+            let r0 = slice.lowerBound
+            let first = min(max(firstValid + r0 * validStep, Int(Int32.min)), Int(Int32.max))
+            r2ec_softmax(isa, out + r0 * cols, input + r0 * cols, Int32(slice.count), Int32(cols), Int32(first),
+                         Int32(validStep), scale)
         }
-    }
-
-    @inline(__always)
-    static func row(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, valid: Int, cols: Int,
-                    scale: Float) {
-        if valid == 0 { y.update(repeating: 0, count: cols); return }
-        let vectorEnd = valid & ~(vectorWidth - 1), tailCount = valid - vectorEnd
-        var maxima = FloatVector(repeating: -.infinity)
-        var j = 0
-        while j < vectorEnd { maxima = lanewiseMax(maxima, loadVector(x + j)); j += vectorWidth }
-        maxima = lanewiseMax(maxima, loadPartial(x + vectorEnd, tailCount, fill: -.infinity))
-        // max(scale*x) = scale*max(x) only for scale >= 0; attention scales are positive, others take the slow path.
-        let maxScaled = scale >= 0 ? scale * horizontalMax(maxima) : scaledMaximum(x, valid, scale)
-        var sums = FloatVector(repeating: 0)
-        j = 0
-        while j < vectorEnd {
-            let e = vectorExp(loadVector(x + j) * scale - maxScaled)
-            storeVector(e, y + j); sums += e; j += vectorWidth
-        }
-        var sum = horizontalSum(sums)
-        if tailCount > 0 {
-            // The tail's padding lanes hold exp(-max), not 0: store the real lanes, then add them one by one.
-            storePartial(vectorExp(loadPartial(x + vectorEnd, tailCount) * scale - maxScaled), y + vectorEnd, tailCount)
-            for t in vectorEnd..<valid { sum += y[t] }
-        }
-        let inverse = 1 / sum
-        j = 0
-        while j < vectorEnd { storeVector(loadVector(y + j) * inverse, y + j); j += vectorWidth }
-        for t in vectorEnd..<valid { y[t] *= inverse }
-        if valid < cols { (y + valid).update(repeating: 0, count: cols - valid) }
-    }
-
-    private static func scaledMaximum(_ x: UnsafePointer<Float>, _ count: Int, _ scale: Float) -> Float {
-        var m = -Float.infinity
-        for j in 0..<count { m = max(m, scale * x[j]) }
-        return m
     }
 
     /// The naive twin of `forward`: scalar loops with Foundation's exp, double-precision sum.

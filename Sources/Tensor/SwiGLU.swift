@@ -1,6 +1,8 @@
 // SiLU and SwiGLU: silu(x) = x * sigmoid(x); swiglu = silu(gate) * up, from two buffers or from one fused
 // [rows, 2*ffn] buffer holding [gate | up] per row (the output of one stacked gate+up Linear).
-// Backward (issue 5) reads gate and up (keep the fused gate|up buffer), recomputing sigmoid(gate).
+// SwiGLU runs CKernels' r2ec_swiglu (per instruction set); its backward (Train) reads the fused gate|up buffer,
+// recomputing sigmoid(gate).
+import CKernels
 import Foundation
 
 public enum SiLU {
@@ -29,16 +31,11 @@ public enum SwiGLU {
                                up: UnsafePointer<Float>, rows: Int, ffn: Int,
                                gateStride: Int? = nil, upStride: Int? = nil) {
         let gateStride = gateStride ?? ffn, upStride = upStride ?? ffn
+        let isa = CPU.isa.c
         ThreadPool.shared.parallelSlices(rows, minimumPerSlice: max(1, 32_768 / max(ffn, 1))) { slice in
-            for r in slice {
-                let g = gate + r * gateStride, u = up + r * upStride, y = out + r * ffn
-                var j = 0
-                while j + vectorWidth <= ffn { storeVector(SiLU.silu(loadVector(g + j)) * loadVector(u + j), y + j); j += vectorWidth }
-                if j < ffn {
-                    let n = ffn - j
-                    storePartial(SiLU.silu(loadPartial(g + j, n)) * loadPartial(u + j, n), y + j, n)
-                }
-            }
+            let r0 = slice.lowerBound
+            r2ec_swiglu(isa, out + r0 * ffn, gate + r0 * gateStride, gateStride, up + r0 * upStride, upStride,
+                        Int32(slice.count), Int32(ffn))
         }
     }
 

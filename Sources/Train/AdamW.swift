@@ -1,5 +1,6 @@
 // AdamW over a ParameterBuffer: moments m and v carved with the same layout, bias-corrected steps, decoupled weight
 // decay on matrices only (norm weights and biases are not decayed), and global gradient-norm clipping.
+import CKernels
 import Foundation
 import Model
 import Tensor
@@ -30,36 +31,44 @@ public final class AdamW: @unchecked Sendable {
         decays = layout.entries.map { $0.shape.count == 2 }
     }
 
-    /// The L2 norm of all gradients (padding between tensors is zero), in double precision.
+    /// The L2 norm of all gradients (padding between tensors is zero), squares and sums in double precision.
     public static func gradientNorm(_ g: ParameterBuffer) -> Double {
-        var sum = 0.0
-        let p = g.base
-        for i in 0..<g.count { sum += Double(p[i]) * Double(p[i]) }
-        return sum.squareRoot()
+        let isa = CPU.isa.c, pool = ThreadPool.shared
+        let slices = max(1, min(pool.threadCount, g.count / 65_536))
+        var sums = [Double](repeating: 0, count: slices)
+        sums.withUnsafeMutableBufferPointer { out in
+            pool.parallelFor(slices) { s in
+                let i0 = g.count * s / slices, i1 = g.count * (s + 1) / slices
+                out[s] = r2ec_sum_squares(isa, g.base + i0, i1 - i0)
+            }
+        }
+        return sums.reduce(0, +).squareRoot()
     }
 
     /// One AdamW update of `parameters` from `gradients` at learning rate `lr`; returns the gradient norm before
-    /// clipping. Gradients are scaled by min(1, clipNorm / norm) first.
+    /// clipping. Gradients are scaled by min(1, clipNorm / norm) first. One pass of CKernels' r2ec_adamw per tensor
+    /// piece, the whole buffer split evenly over the pool (small tensors share a thread's slice).
     @discardableResult
     public func update(parameters: ParameterBuffer, gradients: ParameterBuffer, lr: Float) -> Double {
         let norm = Self.gradientNorm(gradients)
         let clip: Float = settings.clipNorm > 0 && norm > Double(settings.clipNorm) ? Float(Double(settings.clipNorm) / norm) : 1
         step += 1
-        let b1 = settings.beta1, b2 = settings.beta2, eps = settings.epsilon
-        let correction1 = 1 - Float(pow(Double(b1), Double(step)))
-        let correction2 = 1 - Float(pow(Double(b2), Double(step)))
-        for (e, decay) in zip(parameters.layout.entries, decays) {
-            let p = parameters.base + e.offset, g = gradients.base + e.offset
-            let mm = m.base + e.offset, vv = v.base + e.offset
-            let wd = decay ? settings.weightDecay : 0
-            ThreadPool.shared.parallelSlices(e.count, minimumPerSlice: 16_384) { slice in
-                for i in slice {
-                    let gi = g[i] * clip
-                    mm[i] = b1 * mm[i] + (1 - b1) * gi
-                    vv[i] = b2 * vv[i] + (1 - b2) * gi * gi
-                    let mHat = mm[i] / correction1, vHat = vv[i] / correction2
-                    p[i] -= lr * (mHat / (vHat.squareRoot() + eps) + wd * p[i])
-                }
+        let b1 = settings.beta1, b2 = settings.beta2
+        let constants = r2ec_adamw_step(
+            clip: clip, beta1: b1, beta2: b2, correction1: 1 - Float(pow(Double(b1), Double(step))),
+            correction2: 1 - Float(pow(Double(b2), Double(step))), lr: lr, epsilon: settings.epsilon, weight_decay: 0)
+        let entries = parameters.layout.entries, decays = self.decays, weightDecay = settings.weightDecay
+        let total = entries.map { $0.offset + $0.count }.max() ?? 0
+        let isa = CPU.isa.c, pool = ThreadPool.shared
+        let slices = max(1, min(pool.threadCount, total / 65_536))
+        pool.parallelFor(slices) { s in
+            let lower = total * s / slices, upper = total * (s + 1) / slices
+            var k = constants
+            for (e, decay) in zip(entries, decays) {
+                let i0 = max(lower, e.offset), i1 = min(upper, e.offset + e.count)
+                if i0 >= i1 { continue }
+                k.weight_decay = decay ? weightDecay : 0
+                r2ec_adamw(isa, parameters.base + i0, gradients.base + i0, m.base + i0, v.base + i0, i1 - i0, &k)
             }
         }
         return norm

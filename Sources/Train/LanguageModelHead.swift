@@ -18,11 +18,11 @@ extension TrainingGraph {
         let d = configuration.hiddenSize, vocab = configuration.vocabSize
         let head = weights.lmHead, dHead = gradientWeights.lmHead
         let chunk = Self.chunkRows
-        let gathered = UnsafeMutablePointer<Float>.allocate(capacity: chunk * d)
-        let dGathered = UnsafeMutablePointer<Float>.allocate(capacity: chunk * d)
-        let logits = UnsafeMutablePointer<Float>.allocate(capacity: chunk * vocab)
+        // Kept on the graph across calls: a fresh 8 MB logits buffer per call was mapped (and page-faulted) anew.
+        let gathered = headGathered.ensure(chunk * d), dGathered = headDGathered.ensure(chunk * d)
+        let logits = headLogits.ensure(chunk * vocab)
         let rowLoss = UnsafeMutablePointer<Double>.allocate(capacity: chunk)
-        defer { gathered.deallocate(); dGathered.deallocate(); logits.deallocate(); rowLoss.deallocate() }
+        defer { rowLoss.deallocate() }
         let targets32 = targets.map { t in
             precondition(t >= 0 && t < vocab, "target token \(t) outside the vocabulary")
             return Int32(t)

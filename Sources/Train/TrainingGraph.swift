@@ -58,6 +58,8 @@ public final class TrainingGraph: @unchecked Sendable {
     let layers: [LayerActivations]
     let finalInput = Slab(), finalRstd = Slab(), hiddenSlab = Slab(), dHiddenSlab = Slab()
     let embeddingMask = Slab(), branch = Slab()
+    /// The LM head's chunk buffers (LanguageModelHead): gathered rows, their gradient, the logits.
+    let headGathered = Slab(), headDGathered = Slab(), headLogits = Slab()
     // Backward scratch, shared by the layers.
     let dx = Slab(), dNormed = Slab(), dQKV = Slab(), dAttention = Slab(), dGateUp = Slab(), dActivated = Slab()
 

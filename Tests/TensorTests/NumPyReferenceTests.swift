@@ -1,6 +1,7 @@
 // Every kernel against an independent float64 NumPy implementation (Tests/reference/tensor_kernels_reference.py).
 // The test writes the cases' inputs as JSON, runs the script with python3 and compares its outputs. A missing
 // python3 or numpy FAILS the test (CI installs numpy): skipping would let the reference silently go unchecked.
+import CKernels
 import Foundation
 import XCTest
 @testable import Tensor
@@ -19,8 +20,9 @@ final class NumPyReferenceTests: XCTestCase {
         .deletingLastPathComponent().appendingPathComponent("reference/tensor_kernels_reference.py")
 
     func testKernelsMatchFloat64NumPy() throws {
-        let cases = gemmCases() + [linearCase(bias: true), linearCase(bias: false)] + normCases() + ropeCases()
-            + softmaxCases() + activationCases() + [embeddingCase()] + crossEntropyCases()
+        let cases = gemmCases() + [linearCase(bias: true), linearCase(bias: false)] + perISA(normCases)
+            + perISA(ropeCases) + perISA(softmaxCases) + perISA(activationCases) + [embeddingCase()] + crossEntropyCases()
+            + perISA(backwardCases) + perISA(adamwCases)
         guard let reference = try runReference(cases) else { return }   // runReference has failed the test
         XCTAssertEqual(reference.count, cases.count, "the script answered every case")
         var report: [String] = []
@@ -44,6 +46,103 @@ final class NumPyReferenceTests: XCTestCase {
     }
 
     // MARK: cases
+
+    /// `make`'s cases under every instruction set this CPU has (CKernels' elementwise.c variants), each tagged.
+    func perISA(_ make: () -> [Case]) -> [Case] {
+        var cases: [Case] = []
+        CPU.forEachAvailable { isa in
+            cases += make().map { c in
+                var tagged = c
+                tagged.params["isa"] = isa.description
+                return tagged
+            }
+        }
+        return cases
+    }
+
+    /// The backward kernels of RMSNorm (written and accumulated), fused SwiGLU, RoPE and softmax rows, called directly
+    /// (their Swift wrappers are in Train), against NumPy's finite differences of its own float64 forwards.
+    func backwardCases() -> [Case] {
+        var cases: [Case] = []
+        let isa = CPU.isa.c
+        for (rows, dim, accumulate) in [(3, 37, false), (4, 64, true)] {
+            let x = randomBuffer([rows, dim], seed: 21, range: -2...2), w = randomBuffer([dim], seed: 22)
+            let dy = randomBuffer([rows, dim], seed: 23), dx = randomBuffer([rows, dim], seed: 24)
+            let dw = randomBuffer([dim], seed: 25), rstd = FloatBuffer(shape: [rows]), out = FloatBuffer(shape: [rows, dim])
+            let dxBefore = dx.toArray(), dwBefore = dw.toArray()
+            RMSNorm.forward(out: out.data, input: x.pointer, weight: w.pointer, rows: rows, dim: dim, eps: 1e-6,
+                            rstd: rstd.data)
+            r2ec_rms_norm_backward(isa, dx.data, dw.data, dy.pointer, x.pointer, w.pointer, rstd.pointer, Int32(rows),
+                                   Int32(dim), accumulate ? 1 : 0)
+            cases.append(Case(kernel: "rmsnorm_backward",
+                              params: ["rows": rows, "dim": dim, "eps": 1e-6, "accumulate": accumulate],
+                              inputs: ["input": x.toArray(), "weight": w.toArray(), "dOut": dy.toArray(),
+                                       "dInput": dxBefore, "dWeightBefore": dwBefore],
+                              outputs: ["dInput": dx.toArray(), "dWeight": dw.toArray()], tolerance: 1e-4))
+        }
+        for (rows, ffn) in [(3, 21), (2, 48)] {
+            let gateUp = randomBuffer([rows, 2 * ffn], seed: 26, range: -6...6), dy = randomBuffer([rows, ffn], seed: 27)
+            let dGateUp = FloatBuffer(shape: [rows, 2 * ffn])
+            r2ec_swiglu_backward(isa, dGateUp.data, dy.pointer, gateUp.pointer, Int32(rows), Int32(ffn))
+            cases.append(Case(kernel: "swiglu_backward", params: ["rows": rows, "ffn": ffn],
+                              inputs: ["gateUp": gateUp.toArray(), "dOut": dy.toArray()],
+                              outputs: ["dGateUp": dGateUp.toArray()], tolerance: 1e-4))
+        }
+        for (rows, heads, headDim, stride, theta) in [(5, 3, 64, 200, 1e6), (3, 2, 18, 40, 1e4)] {
+            let positions: [Int32] = (0..<rows).map { Int32(($0 * 41 + 5) % 300) }
+            let dx = randomBuffer([rows, stride], seed: 28)
+            let before = dx.toArray()
+            let table = RoPETable(headDim: headDim, maxPositions: 300, theta: theta)
+            positions.withUnsafeBufferPointer {
+                RoPE.rotate(x: dx.data, positions: $0.baseAddress!, rows: rows, heads: heads, headDim: headDim,
+                            rowStride: stride, table: table, direction: -1)
+            }
+            cases.append(Case(kernel: "rope_backward",
+                              params: ["rows": rows, "heads": heads, "headDim": headDim, "rowStride": stride,
+                                       "theta": theta],
+                              inputs: ["dx": before, "positions": positions.map(Float.init)],
+                              outputs: ["dx": dx.toArray()], tolerance: 1e-4))
+        }
+        // Causal rows (valid lengths 14...18 of 18: with and without a 16-float tail) and one full row.
+        for (rows, cols, first, step) in [(5, 18, 14, 1), (1, 40, 40, 0)] {
+            let scores = randomBuffer([rows, cols], seed: 29, range: -4...4), dP = randomBuffer([rows, cols], seed: 30)
+            let dPBefore = dP.toArray(), probabilities = FloatBuffer(shape: [rows, cols])
+            r2ec_softmax(isa, probabilities.data, scores.pointer, Int32(rows), Int32(cols), Int32(first), Int32(step), 1)
+            r2ec_softmax_backward(isa, dP.data, probabilities.pointer, Int32(rows), Int32(cols), Int32(first),
+                                  Int32(step))
+            cases.append(Case(kernel: "softmax_backward",
+                              params: ["rows": rows, "cols": cols, "firstValid": first, "validStep": step],
+                              inputs: ["scores": scores.toArray(), "dP": dPBefore], outputs: ["dS": dP.toArray()],
+                              tolerance: 1e-4))
+        }
+        return cases
+    }
+
+    /// Three AdamW steps (CKernels' r2ec_sum_squares for the global norm, then r2ec_adamw with clipping), against NumPy.
+    func adamwCases() -> [Case] {
+        let isa = CPU.isa.c
+        let count = 1003, steps = 3
+        let params = randomBuffer([count], seed: 31), grads = randomBuffer([steps * count], seed: 32, range: -0.2...0.2)
+        let before = params.toArray()
+        let m = FloatBuffer(shape: [count]), v = FloatBuffer(shape: [count])
+        let (b1, b2, eps, lr, wd, clipNorm): (Float, Float, Float, Float, Float, Float) = (0.9, 0.95, 1e-8, 0.01, 0.1, 3)
+        var norms: [Float] = []
+        for t in 1...steps {
+            let g = grads.pointer + (t - 1) * count
+            let norm = r2ec_sum_squares(isa, g, count).squareRoot()
+            norms.append(Float(norm))
+            var k = r2ec_adamw_step(clip: Float(min(1, Double(clipNorm) / norm)), beta1: b1, beta2: b2,
+                                    correction1: 1 - Float(pow(Double(b1), Double(t))),
+                                    correction2: 1 - Float(pow(Double(b2), Double(t))), lr: lr, epsilon: eps,
+                                    weight_decay: wd)
+            r2ec_adamw(isa, params.data, g, m.data, v.data, count, &k)
+        }
+        return [Case(kernel: "adamw",
+                     params: ["steps": steps, "beta1": Double(b1), "beta2": Double(b2), "eps": Double(eps),
+                              "lr": Double(lr), "weightDecay": Double(wd), "clip": Double(clipNorm)],
+                     inputs: ["params": before, "grads": grads.toArray()],
+                     outputs: ["params": params.toArray(), "m": m.toArray(), "v": v.toArray(), "norms": norms])]
+    }
 
     /// Every GEMM case under every instruction set this CPU has (the project's kernels, OpenBLAS when portable).
     func gemmCases() -> [Case] {

@@ -123,9 +123,91 @@ def softmax_xent(p, x):
     return {"loss": w * (lse - z[np.arange(rows), t]), "grad": w[:, None] * (probabilities - onehot)}
 
 
+def vjp_by_differences(f, inputs, dy, h=1e-6):
+    """d(sum(dy * f(inputs))) / d inputs[name] for every input, by central differences of the float64 forward f
+    (every kernel here is smooth, so the truncation error is ~h^2)."""
+    grads = {}
+    for name, value in inputs.items():
+        g = np.zeros_like(value)
+        for i in np.ndindex(value.shape):
+            up = {k: v.copy() for k, v in inputs.items()}
+            down = {k: v.copy() for k, v in inputs.items()}
+            up[name][i] += h
+            down[name][i] -= h
+            g[i] = np.sum(dy * (f(**up) - f(**down))) / (2 * h)
+        grads[name] = g
+    return grads
+
+
+def rmsnorm_backward(p, x):
+    """dx (added to dx0 when accumulating) and dw of RMSNorm, by finite differences of its forward."""
+    rows, dim, eps = p["rows"], p["dim"], p["eps"]
+    inp = np.asarray(x["input"], dtype=np.float64).reshape(rows, dim)
+    w = np.asarray(x["weight"], dtype=np.float64)
+    dy = np.asarray(x["dOut"], dtype=np.float64).reshape(rows, dim)
+
+    def forward(inp, w):
+        return inp / np.sqrt(np.mean(inp * inp, axis=1, keepdims=True) + eps) * w
+
+    g = vjp_by_differences(forward, {"inp": inp, "w": w}, dy)
+    dx = g["inp"] + (np.asarray(x["dInput"], dtype=np.float64).reshape(rows, dim) if p["accumulate"] else 0)
+    return {"dInput": dx, "dWeight": np.asarray(x["dWeightBefore"], dtype=np.float64) + g["w"]}
+
+
+def swiglu_backward(p, x):
+    """d/d[gate | up] of sum(dy * silu(gate) * up), by finite differences."""
+    rows, ffn = p["rows"], p["ffn"]
+    gu = np.asarray(x["gateUp"], dtype=np.float64).reshape(rows, 2 * ffn)
+    dy = np.asarray(x["dOut"], dtype=np.float64).reshape(rows, ffn)
+    g = vjp_by_differences(lambda gate, up: gate / (1.0 + np.exp(-gate)) * up,
+                           {"gate": gu[:, :ffn].copy(), "up": gu[:, ffn:].copy()}, dy)
+    return {"dGateUp": np.concatenate([g["gate"], g["up"]], axis=1)}
+
+
+def rope_backward(p, x):
+    """The gradient through rope's rotation (of the rotated heads; the rest of a row passes through), by differences."""
+    rows, stride = p["rows"], p["rowStride"]
+    dy = np.asarray(x["dx"], dtype=np.float64).reshape(rows, stride)
+
+    def forward(v):
+        return rope(p, {"x": v.ravel(), "positions": x["positions"]})["x"]
+
+    zero = np.zeros((rows, stride))
+    return {"dx": vjp_by_differences(forward, {"v": zero}, dy)["v"]}
+
+
+def softmax_backward(p, x):
+    """d sum(dP * P) / d scores of causal (or masked) softmax rows, by finite differences of the forward."""
+    rows, cols = p["rows"], p["cols"]
+    scores = np.asarray(x["scores"], dtype=np.float64).reshape(rows, cols)
+    dp = np.asarray(x["dP"], dtype=np.float64).reshape(rows, cols)
+    lengths = [min(cols, max(0, p["firstValid"] + r * p["validStep"])) for r in range(rows)]
+    g = vjp_by_differences(lambda s: softmax_rows(s, lengths), {"s": scores}, dp)
+    return {"dS": g["s"]}
+
+
+def adamw(p, x):
+    """`steps` AdamW updates with global-norm clipping, every quantity in float64 (AdamW.swift's definition)."""
+    w = np.asarray(x["params"], dtype=np.float64).copy()
+    m = np.zeros_like(w)
+    v = np.zeros_like(w)
+    grads = np.asarray(x["grads"], dtype=np.float64).reshape(p["steps"], -1)
+    b1, b2, eps, lr, wd, clip_norm = p["beta1"], p["beta2"], p["eps"], p["lr"], p["weightDecay"], p["clip"]
+    norms = []
+    for t in range(1, p["steps"] + 1):
+        g = grads[t - 1]
+        norm = np.sqrt(np.sum(g * g))
+        norms.append(norm)
+        g = g * (min(1.0, clip_norm / norm))
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr * ((m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps) + wd * w)
+    return {"params": w, "m": m, "v": v, "norms": np.asarray(norms)}
+
+
 KERNELS = {f.__name__: f for f in
            [gemm, linear, rmsnorm, rope, softmax, silu, swiglu_fused, residual, scale, l2normalize, embedding,
-            softmax_xent]}
+            softmax_xent, rmsnorm_backward, swiglu_backward, rope_backward, softmax_backward, adamw]}
 
 
 def main():

@@ -1,5 +1,7 @@
 // Backward twins of SwiGLU (fused gate|up rows), rotary embedding and the embedding gather.
-// SwiGLU: from the saved gate|up buffer; RoPE: the inverse rotation applied to the gradient; Embedding: scatter-add.
+// SwiGLU: from the saved gate|up buffer; RoPE: the inverse rotation applied to the gradient (both CKernels', on the
+// instruction set Tensor.CPU picks); Embedding: scatter-add.
+import CKernels
 import Tensor
 
 extension SwiGLU {
@@ -7,29 +9,13 @@ extension SwiGLU {
     /// dg = dy * u * s * (1 + g * (1 - s)), du = dy * g * s (s = sigmoid(g)), written to dGateUp[rows, 2ffn].
     public static func backwardFused(dGateUp: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
                                      gateUp: UnsafePointer<Float>, rows: Int, ffn: Int) {
+        let isa = CPU.isa.c
         ThreadPool.shared.parallelSlices(rows, minimumPerSlice: max(1, 8192 / max(ffn, 1))) { slice in
-            for r in slice {
-                let g = gateUp + r * 2 * ffn, u = g + ffn, dy = dOut + r * ffn
-                let dg = dGateUp + r * 2 * ffn, du = dg + ffn
-                var j = 0
-                while j + 16 <= ffn {
-                    let gv = VectorMath.load(g + j), uv = VectorMath.load(u + j), dyv = VectorMath.load(dy + j)
-                    let s = VectorMath.sigmoid(gv)
-                    VectorMath.store(dyv * uv * s * (1 + gv * (1 - s)), dg + j)
-                    VectorMath.store(dyv * gv * s, du + j)
-                    j += 16
-                }
-                while j < ffn {
-                    let s = 1 / (1 + _exp(-g[j]))
-                    dg[j] = dy[j] * u[j] * s * (1 + g[j] * (1 - s))
-                    du[j] = dy[j] * g[j] * s
-                    j += 1
-                }
-            }
+            let r0 = slice.lowerBound
+            r2ec_swiglu_backward(isa, dGateUp + r0 * 2 * ffn, dOut + r0 * ffn, gateUp + r0 * 2 * ffn,
+                                 Int32(slice.count), Int32(ffn))
         }
     }
-
-    @inline(__always) static func _exp(_ x: Float) -> Float { VectorMath.exp(Vec(repeating: x))[0] }
 }
 
 extension RoPE {
@@ -37,21 +23,8 @@ extension RoPE {
     /// stride: (da, db) <- (da cos + db sin, db cos - da sin).
     public static func backward(dx: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>, rows: Int,
                                 heads: Int, headDim: Int, rowStride: Int, table: RoPETable) {
-        let half = headDim / 2
-        ThreadPool.shared.parallelSlices(rows, minimumPerSlice: max(1, 8192 / max(heads * headDim, 1))) { slice in
-            for r in slice {
-                let p = Int(positions[r])
-                let cosRow = table.cos.pointer + p * half, sinRow = table.sin.pointer + p * half
-                for h in 0..<heads {
-                    let first = dx + r * rowStride + h * headDim, second = first + half
-                    for i in 0..<half {
-                        let a = first[i], b = second[i], c = cosRow[i], s = sinRow[i]
-                        first[i] = a * c + b * s
-                        second[i] = b * c - a * s
-                    }
-                }
-            }
-        }
+        rotate(x: dx, positions: positions, rows: rows, heads: heads, headDim: headDim, rowStride: rowStride,
+               table: table, direction: -1)
     }
 }
 

@@ -1,7 +1,9 @@
 // CausalAttention: grouped-query causal self-attention over a ragged training batch (sequences concatenated, each
 // starting at position 0), reading q|k|v from fused rows qkv[rows, (heads + 2 kvHeads) * headDim] and writing
 // out[rows, heads * headDim]. Nothing is saved: backward recomputes the probabilities block by block (as flash
-// attention does), so activation memory stays linear in the sequence length.
+// attention does), so activation memory stays linear in the sequence length. Softmax and its backward run CKernels'
+// row kernels; the products run on GEMM.
+import CKernels
 import Tensor
 
 enum CausalAttention {
@@ -39,7 +41,7 @@ enum CausalAttention {
     static func backward(dQKV: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>, qkv: UnsafePointer<Float>,
                          seqStart: [Int], heads: Int, kvHeads: Int, headDim hd: Int, scale: Float) {
         let qkvDim = (heads + 2 * kvHeads) * hd, qDim = heads * hd, group = heads / kvHeads
-        let sequences = seqStart.count - 1
+        let sequences = seqStart.count - 1, isa = CPU.isa.c
         var longest = 0
         for s in 0..<sequences { longest = max(longest, seqStart[s + 1] - seqStart[s]) }
         ThreadPool.shared.parallelFor(sequences * kvHeads) { index in
@@ -69,13 +71,7 @@ enum CausalAttention {
                     GEMM.forward(m: n, n: context, k: hd, a: dO, lda: qDim, b: v, ldb: qkvDim, transB: true, c: dP,
                                  ldc: context)
                     // dS = P * (dP - rowsum(P * dP)), over each row's visible keys (P is 0 beyond them).
-                    for i in 0..<n {
-                        let visible = r0 + i + 1
-                        let pr = p + i * context, dr = dP + i * context
-                        let sum = VectorMath.dot(pr, dr, visible)
-                        for j in 0..<visible { dr[j] = pr[j] * (dr[j] - sum) }
-                        for j in visible..<context { dr[j] = 0 }
-                    }
+                    r2ec_softmax_backward(isa, dP, p, Int32(n), Int32(context), Int32(r0 + 1), 1)
                     // dQ = scale dS K; dK += scale dS^T Q.
                     GEMM.forward(m: n, n: hd, k: context, a: dP, lda: context, b: k, ldb: qkvDim, c: dQ, ldc: qkvDim,
                                  alpha: scale)

@@ -1,5 +1,7 @@
 // Backward twins of RMSNorm and L2Normalize over [rows, dim]: dInput is written (or added to, when `accumulate`),
 // dWeight[dim] is accumulated. They read what the forward passes saved: RMSNorm's per-row rstd, L2's output and norms.
+// RMSNorm's runs CKernels' r2ec_rms_norm_backward on the instruction set Tensor.CPU picks.
+import CKernels
 import Tensor
 
 extension RMSNorm {
@@ -8,26 +10,20 @@ extension RMSNorm {
     public static func backward(dInput: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>,
                                 dOut: UnsafePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                 rstd: UnsafePointer<Float>, rows: Int, dim: Int, accumulate: Bool) {
-        let pool = ThreadPool.shared
-        pool.parallelSlices(rows, minimumPerSlice: max(1, 16_384 / max(dim, 1))) { slice in
-            for r in slice {
-                let x = input + r * dim, dy = dOut + r * dim, dx = dInput + r * dim
-                var s: Float = 0
-                for j in 0..<dim { s += weight[j] * dy[j] * x[j] }
-                let a = rstd[r], c = a * a * a * s / Float(dim)
-                if accumulate {
-                    for j in 0..<dim { dx[j] += a * weight[j] * dy[j] - c * x[j] }
-                } else {
-                    for j in 0..<dim { dx[j] = a * weight[j] * dy[j] - c * x[j] }
-                }
-            }
+        // Each slice of rows adds its dWeight terms to its own zeroed partial, in row order; the partials are then
+        // added to dWeight in slice order, so the result depends only on the slice count (the pool's thread count).
+        let pool = ThreadPool.shared, isa = CPU.isa.c
+        let slices = max(1, min(pool.threadCount, rows / max(1, 16_384 / max(dim, 1))))
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: slices * dim)
+        defer { partials.deallocate() }
+        partials.initialize(repeating: 0, count: slices * dim)
+        pool.parallelFor(slices) { s in
+            let r0 = rows * s / slices, r1 = rows * (s + 1) / slices
+            r2ec_rms_norm_backward(isa, dInput + r0 * dim, partials + s * dim, dOut + r0 * dim, input + r0 * dim,
+                                   weight, rstd + r0, Int32(r1 - r0), Int32(dim), accumulate ? 1 : 0)
         }
-        // Weight gradient: columns split across threads, rows summed in order (deterministic).
-        pool.parallelSlices(dim, minimumPerSlice: 16) { columns in
-            for r in 0..<rows {
-                let x = input + r * dim, dy = dOut + r * dim, a = rstd[r]
-                for j in columns { dWeight[j] += dy[j] * x[j] * a }
-            }
+        for s in 0..<slices {
+            for j in 0..<dim { dWeight[j] += partials[s * dim + j] }
         }
     }
 }
