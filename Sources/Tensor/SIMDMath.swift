@@ -31,26 +31,12 @@ public typealias FloatVector = SIMD16<Float>
     withUnsafeBytes(of: v) { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress!, byteCount: count * 4) }
 }
 
-/// max(a, b) lane by lane as one compare and blend (the standard library's pointwiseMax goes lane by lane
-/// through memory to honour NaN rules; here a NaN in b is ignored, a NaN already in a is kept).
-@inline(__always) func lanewiseMax(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
-    a.replacing(with: b, where: b .> a)
-}
-
 /// The sum of the lanes by halving (the standard library's sum() walks the lanes one at a time through memory).
 @inline(__always) func horizontalSum(_ v: FloatVector) -> Float {
     let eight = v.lowHalf + v.highHalf
     let four = eight.lowHalf + eight.highHalf
     let two = four.lowHalf + four.highHalf
     return two[0] + two[1]
-}
-
-/// The largest lane, by halving (NaN lanes are ignored unless every candidate is NaN).
-@inline(__always) func horizontalMax(_ v: FloatVector) -> Float {
-    let eight = v.lowHalf.replacing(with: v.highHalf, where: v.highHalf .> v.lowHalf)
-    let four = eight.lowHalf.replacing(with: eight.highHalf, where: eight.highHalf .> eight.lowHalf)
-    let two = four.lowHalf.replacing(with: four.highHalf, where: four.highHalf .> four.lowHalf)
-    return Swift.max(two[0], two[1])
 }
 
 /// e^x lane by lane: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n through the exponent bits.
