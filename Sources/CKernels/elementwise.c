@@ -139,13 +139,18 @@ void r2ec_rope(r2ec_isa isa, float *x, const int32_t *positions, int rows, int h
     R2EC_DISPATCH(isa, rope_rows, (x, positions, rows, heads, head_dim, row_stride, cos_table, sin_table, direction));
 }
 
+// Row r's leading columns that take part: first_valid + r * valid_step, clamped to 0...cols (a causal mask: step 1).
+static inline int valid_columns(int r, int cols, int first_valid, int valid_step) {
+    long wanted = (long)first_valid + (long)r * valid_step;
+    return wanted < 0 ? 0 : wanted > cols ? cols : (int)wanted;
+}
+
 R2EC_PER_ISA(static void, softmax_rows,
              (float *y, const float *x, int rows, int cols, int first_valid, int valid_step, float scale), {
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (long)r * cols;
         float *yr = y + (long)r * cols;
-        long wanted = (long)first_valid + (long)r * valid_step;
-        int valid = wanted < 0 ? 0 : wanted > cols ? cols : (int)wanted;
+        int valid = valid_columns(r, cols, first_valid, valid_step);
         int body = valid / 16 * 16;
         float m = -INFINITY;
         if (body > 0) {
@@ -185,8 +190,7 @@ R2EC_PER_ISA(static void, softmax_backward_rows,
     for (int r = 0; r < rows; r++) {
         const float *pr = p + (long)r * cols;
         float *dr = dp + (long)r * cols;
-        long wanted = (long)first_valid + (long)r * valid_step;
-        int valid = wanted < 0 ? 0 : wanted > cols ? cols : (int)wanted;
+        int valid = valid_columns(r, cols, first_valid, valid_step);
         int body = valid / 16 * 16;
         r2ec_v16 acc = r2ec_splat16(0);
         for (int j = 0; j < body; j += 16) acc += r2ec_load16(pr + j) * r2ec_load16(dr + j);

@@ -6,6 +6,7 @@
 // users whose requests made or extended it: DeleteUser removes every entry tagged with the user, and an entry made
 // from data read before a deletion is never stored (`epoch`). One cache belongs to one network's weights: a model
 // swap drops it.
+import Data
 import Foundation
 
 public final class PrefixCache: @unchecked Sendable {
@@ -59,22 +60,23 @@ public final class PrefixCache: @unchecked Sendable {
         return s
     }
 
-    /// The key of a token prefix: FNV-1a over the token ids.
+    /// The key of a token prefix: FNV-1a over the token ids, one step per id.
     static func key(_ tokens: ArraySlice<Int>) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for t in tokens { h = (h ^ UInt64(bitPattern: Int64(t))) &* 0x100_0000_01b3 }
-        return h
+        var h = FNV1a()
+        for t in tokens { h.mix(UInt64(bitPattern: Int64(t))) }
+        return h.value
     }
 
     /// Takes out the entry holding the longest prefix of `tokens` that ends at one of `boundaries` (token counts,
     /// ascending), or nil (a miss). The caller continues the returned cache and may put it back.
     public func take(_ tokens: [Int], boundaries: [Int]) -> Hit? {
+        // One pass over the tokens: the key of each boundary's prefix continues the one before.
         var keys: [(length: Int, key: UInt64)] = []
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325, done = 0
+        var h = FNV1a(), done = 0
         for b in boundaries where b > done && b <= tokens.count {
-            for t in tokens[done..<b] { h = (h ^ UInt64(bitPattern: Int64(t))) &* 0x100_0000_01b3 }
+            for t in tokens[done..<b] { h.mix(UInt64(bitPattern: Int64(t))) }
             done = b
-            keys.append((b, h))
+            keys.append((b, h.value))
         }
         lock.lock(); defer { lock.unlock() }
         for (length, key) in keys.reversed() {

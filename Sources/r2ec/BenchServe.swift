@@ -87,31 +87,29 @@ struct BenchServe: ParsableCommand {
         if let store { return try compareUserId(store: store) }
         if let requests { return try replay(file: requests) }
         let data = try DatasetLoader.load(dataset)
+        var report: [String: Any]
         if returning {
-            let report: [String: Any] = ["bench": "serve-returning", "model": localModel,
-                                         "returning": try returningUsers(data: data)]
-            if let json {
-                try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
-                    .write(to: URL(fileURLWithPath: json))
-                Console.status("wrote \(json)")
-            }
-            return
-        }
-        let histories = BenchServe.testHistories(data)
-        var report: [String: Any] = ["bench": "serve", "mode": mode, "model": target ?? localModel]
-        if suite {
-            report["suite"] = try runSuite(data: data, histories: histories)
+            report = ["bench": "serve-returning", "model": localModel, "returning": try returningUsers(data: data)]
         } else {
-            let (host, port, local) = try server(data: data, batch: maxBatchSize, slots: reasoningSlots)
-            defer { local?.stop() }
-            let levels = try sweep(host: host, port: port, histories: histories, reasoning: mode == "reasoning")
-            report["levels"] = levels
+            let histories = BenchServe.testHistories(data)
+            report = ["bench": "serve", "mode": mode, "model": target ?? localModel]
+            if suite {
+                report["suite"] = try runSuite(data: data, histories: histories)
+            } else {
+                let (host, port, local) = try server(data: data, batch: maxBatchSize, slots: reasoningSlots)
+                defer { local?.stop() }
+                report["levels"] = try sweep(host: host, port: port, histories: histories, reasoning: mode == "reasoning")
+            }
         }
-        if let json {
-            try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
-                .write(to: URL(fileURLWithPath: json))
-            Console.status("wrote \(json)")
-        }
+        try write(report)
+    }
+
+    /// Writes `report` to --json, when given.
+    private func write(_ report: [String: Any]) throws {
+        guard let json else { return }
+        try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
+            .write(to: URL(fileURLWithPath: json))
+        Console.status("wrote \(json)")
     }
 
     /// Each user's history without its last item (the leave-one-out test target), at most 20 items.
@@ -191,13 +189,7 @@ struct BenchServe: ParsableCommand {
         } else {
             for c in concurrency { levels.append(try measure(plan(concurrency: c), label: "replay x\(c)")) }
         }
-        if let json {
-            let report: [String: Any] = ["bench": "serve-replay", "requests": file, "mix": mix, "levels": levels,
-                                         "target": target ?? localModel]
-            try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
-                .write(to: URL(fileURLWithPath: json))
-            Console.status("wrote \(json)")
-        }
+        try write(["bench": "serve-replay", "requests": file, "mix": mix, "levels": levels, "target": target ?? localModel])
     }
 
     /// One measured level as a JSON row, printed as a table row.
@@ -352,8 +344,7 @@ struct BenchServe: ParsableCommand {
                                                    "cached": ["hits": after.hits - filled.hits,
                                                               "misses": after.misses - filled.misses],
                                                    "users": after.users] as [String: Any]]
-            try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
-                .write(to: URL(fileURLWithPath: json))
+            try write(report)
         }
     }
 
@@ -401,9 +392,9 @@ struct BenchServe: ParsableCommand {
                                             prefixCacheBytes: cache ? cacheBytes : 0)).load(spec: localModel)
             registry.install(loaded)
             guard let dual = loaded.dualHead else { throw ValidationError("--returning: \(localModel) is not a dual-head checkpoint") }
-            if dual.promptFormat != .stablePrefix {
+            if cache && dual.prefixCache == nil {
                 Console.status("warning: \(localModel) shows histories in the \(dual.promptFormat.rawValue) format: "
-                               + "no prompt extends another, the cache cannot hit")
+                               + "no prompt extends another, so it gets no prefix cache (train with prompt_format stable-prefix)")
             }
             // Prefill every user's 20 events (both servers, so they start alike).
             for start in stride(from: 0, to: primed.count, by: 64) {
