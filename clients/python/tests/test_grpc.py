@@ -35,6 +35,8 @@ pytestmark = pytest.mark.skipif(server_unavailable_reason() is not None, reason=
 
 GRPC_PORT = re.compile(r"gRPC on (\S+):(\d+)")
 USER, ADMIN = "user-token-1", "admin-token-1"
+# Reasoning tokens a request may ask for here: enough that a chain is still running when the test acts on it.
+LONG_CHAIN = 2048
 
 
 def grpc_supported() -> str | None:
@@ -74,13 +76,14 @@ class World:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.dataset = write_dataset(root / "dataset")
-        self.checkpoint = write_checkpoint(root / "dh")
+        self.checkpoint = write_checkpoint(root / "dh", writes_answer=False)
         tokens = root / "tokens"
         tokens.write_text(f"{USER}\nadmin {ADMIN}\n")
         self.server = ServerProcess([str(server_binary()), "serve", "--host", "127.0.0.1", "--port", "0",
                                      "--grpc-port", "0", "--metrics-port", "0", "--dataset", str(self.dataset),
                                      "--model", str(self.checkpoint), "--model", "popularity",
-                                     "--auth-token-file", str(tokens), "--max-frame-bytes", "65536"])
+                                     "--auth-token-file", str(tokens), "--max-frame-bytes", "65536",
+                                     "--max-reasoning-tokens", str(LONG_CHAIN)])
         match = next((GRPC_PORT.search(line) for line in self.server.lines if GRPC_PORT.search(line)), None)
         assert match, f"no 'gRPC on HOST:PORT' in the server's output:\n{self.server.output}"
         self.grpc_address = f"{match.group(1)}:{match.group(2)}"
@@ -329,8 +332,10 @@ def test_cancel_frees_the_call(world):
     w = world
     R = recommender_pb2
     before = w.metric("/r2ec.v1.Recommender/RecommendStream", "CANCELLED")
+    # The world's checkpoint never writes <answer>: the chain runs all LONG_CHAIN tokens (~0.6 s in a debug build),
+    # so the cancellation reaches the server while it is still generating.
     request = R.RecommendRequest(history=[R.HistoryEvent(item_id="2")], top_k=3, mode=R.MODE_REASONING,
-                                 max_reasoning_tokens=512, return_reasoning=True)
+                                 max_reasoning_tokens=LONG_CHAIN, return_reasoning=True)
     stream = w.stub("Recommender").RecommendStream(request, metadata=user(), timeout=60)
     first = next(stream)
     assert first.HasField("reasoning_delta")

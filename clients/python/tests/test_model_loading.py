@@ -59,8 +59,12 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
     path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
-def write_checkpoint(directory: Path, seed: int = 1) -> Path:
-    """A tiny Qwen2 dual-head checkpoint: 259-token byte-level vocabulary, d 16, 2 layers, tied embeddings."""
+def write_checkpoint(directory: Path, seed: int = 1, writes_answer: bool = True) -> Path:
+    """A tiny Qwen2 dual-head checkpoint: 259-token byte-level vocabulary, d 16, 2 layers, tied embeddings.
+
+    writes_answer=False zeroes the `<answer>` token's (tied) embedding row: its logit is then 0 while the greedy pick
+    among 258 random logits is positive, so greedy reasoning chains run to their token limit instead of stopping
+    after a few dozen tokens (tests that must catch a chain still running: cancellation, deadlines)."""
     directory.mkdir(parents=True, exist_ok=True)
     vocab = len(SPECIALS) + 256
     config = {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": HIDDEN,
@@ -72,6 +76,8 @@ def write_checkpoint(directory: Path, seed: int = 1) -> Path:
     rng = np.random.default_rng(seed)
     head = HIDDEN // HEADS
     tensors = {"model.embed_tokens.weight": rng.normal(0, 0.3, (vocab, HIDDEN))}
+    if not writes_answer:
+        tensors["model.embed_tokens.weight"][SPECIALS.index("<answer>")] = 0
     for layer in range(LAYERS):
         p = f"model.layers.{layer}."
         shapes = {"input_layernorm.weight": (HIDDEN,), "self_attn.q_proj.weight": (HIDDEN, HIDDEN),
