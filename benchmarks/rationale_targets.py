@@ -8,6 +8,10 @@ contrast), repetition-4 (per text 1 - distinct word 4-grams / 4-grams, averaged)
 titles. A reasoning path that copies its targets perfectly scores these figures.
 
     python3 benchmarks/rationale_targets.py data/ml-100k [--recent 2] [--genres 3]
+
+`--titles N --order recent|rarest|rated` measures instead a text of N of the history's own titles and nothing else
+(the most recent, the least popular over all shown histories, or the best rated first): how far distinct-2 can go
+with text made only of titles that exist and that the user has seen.
 """
 import argparse
 import collections
@@ -61,6 +65,19 @@ def rationale(lines, items, recent, genres):
     return " ".join(parts)
 
 
+def titles_only(lines, items, n, order, popularity):
+    """N of the shown titles, quoted, in the given order; nothing else."""
+    def title(i):
+        t, y = items[i]["title"] or i, items[i]["year"]
+        return f"{t} ({y})" if y > 0 else t
+    ranked = list(reversed(lines))                         # most recent first; stable sorts keep it as a tie-break
+    if order == "rarest":
+        ranked.sort(key=lambda line: popularity[line[0]])
+    elif order == "rated":
+        ranked.sort(key=lambda line: -line[1])
+    return " ".join(f"[{title(i)}]" for i, _ in ranked[:n])
+
+
 def quality(texts):
     bigrams, n_bi, rep, n_rep, quoted, own, n_own = set(), 0, 0.0, 0, 0, 0.0, 0
     for t in texts:
@@ -86,6 +103,8 @@ def main():
     ap.add_argument("dataset")
     ap.add_argument("--recent", type=int, default=2)
     ap.add_argument("--genres", type=int, default=3)
+    ap.add_argument("--titles", type=int, default=0, help="measure N titles only instead of the rationale")
+    ap.add_argument("--order", choices=["recent", "rarest", "rated"], default="recent")
     a = ap.parse_args()
     name = os.path.basename(os.path.normpath(a.dataset))
     items = {}
@@ -96,13 +115,18 @@ def main():
     users = collections.defaultdict(list)
     for pos, r in enumerate(read_atomic(os.path.join(a.dataset, name + ".inter"))):
         users[r["user_id"]].append((float(r["timestamp"]), pos, r["item_id"], float(r["rating"])))
-    texts = []
+    shown = []
     for u, seq in users.items():
         seq.sort(key=lambda x: (x[0], x[1]))
         if len(seq) < 3:
             continue
         history = [(i, r) for _, _, i, r in seq[:-1]]      # test sample: everything before the last interaction
-        texts.append(rationale(history[-SHOWN:], items, a.recent, a.genres))
+        shown.append(history[-SHOWN:])
+    if a.titles > 0:
+        popularity = collections.Counter(i for lines in shown for i, _ in lines)
+        texts = [titles_only(lines, items, a.titles, a.order, popularity) for lines in shown]
+    else:
+        texts = [rationale(lines, items, a.recent, a.genres) for lines in shown]
     out = quality(texts)
     out["example"] = texts[0]
     json.dump(out, sys.stdout, indent=1)
