@@ -36,7 +36,8 @@ extension DualHeadModel {
         let table = ItemTable(vectors: vectors, weightsHash: itemTable.weightsHash,
                               promptsHash: itemTable.promptsHash + "+\(rows.count)")
         let next = DualHeadModel(model: model, tokenizer: tokenizer, catalog: catalog, itemTable: table, tau: tau,
-                                 itemTablePrecision: itemTablePrecision, promptFormat: promptFormat)
+                                 itemTablePrecision: itemTablePrecision, promptFormat: promptFormat,
+                                 int4Screen: int8Table?.screen != nil)
         next.directBatchSize = directBatchSize
         next.contentPrior = contentPrior
         // Same weights and tokenizer: the cached prefixes (keyed by their tokens) stay right.

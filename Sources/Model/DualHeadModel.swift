@@ -105,6 +105,14 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     /// Whether scoreForRanking may use the int8 table's VNNI pass (quantised user vectors, the top re-scored exactly)
     /// where the CPU has it; false scores every item exactly (for comparisons).
     public var vnniRanking = true
+    /// Whether that pass reads the int4 screening copy of the int8 table first, when one was made (`int4Screen` at
+    /// init: Int4Screen, half the bytes, a per-item error bound, the items it cannot rule out re-scored exactly).
+    /// Opt-in, for `bench scale --int4-screen`: on the default model's item vectors at 10^6 items its bound rules out
+    /// too few items to pay (docs/scale.md). False reads the int8 table itself.
+    public var int4Screening = true
+    /// Called with the items each ranking row re-scored exactly (Int8Matrix.multiplyForRanking's counts), per batch
+    /// of scoreForRanking through the VNNI pass: `bench scale` counts the shortlist of real user vectors with it.
+    public var rankingObserver: (([Int]) -> Void)?
     /// How user prompts show a history: the format the checkpoint was trained with.
     public let promptFormat: PromptFormat
     /// Per-user KV caches of the direct path (`--prefix-cache`): a prompt extending a cached one prefills only its
@@ -112,7 +120,7 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     public var prefixCache: PrefixCache?
 
     public init(model: Qwen2Model, tokenizer: Tokenizer, catalog: Catalog, itemTable: ItemTable, tau: Float = 0.02,
-                itemTablePrecision: ItemTablePrecision = .float32, promptFormat: PromptFormat) {
+                itemTablePrecision: ItemTablePrecision = .float32, promptFormat: PromptFormat, int4Screen: Bool = false) {
         precondition(itemTable.count == catalog.count && itemTable.dimension == model.configuration.hiddenSize,
                      "item table of \(itemTable.count)x\(itemTable.dimension) for \(catalog.count) items")
         self.model = model; self.tokenizer = tokenizer; self.catalog = catalog; self.itemTable = itemTable; self.tau = tau
@@ -120,7 +128,8 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
         self.promptFormat = promptFormat
         let precision: PackedMatrix.Precision = model.packedPrecision == .bfloat16 ? .bfloat16 : .float32
         let int8 = itemTablePrecision == .int8 && itemTable.count > 0
-        int8Table = int8 ? Int8Matrix(weights: itemTable.vectors.pointer, n: itemTable.count, k: itemTable.dimension) : nil
+        int8Table = int8 ? Int8Matrix(weights: itemTable.vectors.pointer, n: itemTable.count, k: itemTable.dimension,
+                                      screening: int4Screen && Int8Matrix.vnniAvailable) : nil
         packedTable = !int8 && precision.isSupported && itemTable.count > 0
             ? PackedMatrix(weights: itemTable.vectors.pointer, n: itemTable.count, k: itemTable.dimension, precision: precision)
             : nil
@@ -225,8 +234,8 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
 
     /// The direct path's scores for ranking: each row ranks its best needs[q].depth items, and needs[q].exact, as
     /// scoreAll's would; other values may be lower than scoreAll's (Int8Matrix.multiplyForRanking: with an int8 table on
-    /// an AVX512_VNNI CPU and `vnniRanking`, the table pass runs on quantised user vectors and only the items near the
-    /// top are re-scored). Otherwise the rows are scoreAll's.
+    /// an AVX512_VNNI CPU and `vnniRanking`, the table pass runs on quantised user vectors, over the int4 screening copy
+    /// with `int4Screening`, and only the items near the top are re-scored). Otherwise the rows are scoreAll's.
     /// `tags` (one per history) name whose request each is, for the prefix cache.
     public func scoreForRanking(_ histories: [UserHistory], targetTimes: [Int64]?, needs: [RankingNeed],
                                 tags: [PrefixCache.Tag]? = nil) throws -> [Float] {
@@ -238,9 +247,10 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
         }
         let items = catalog.count
         return try direct(histories, targetTimes: targetTimes, tags: tags) { unit, start, count, out in
-            int8Table.multiplyForRanking(rows: count, x: unit, ldx: itemTable.dimension, out: out, ldo: items,
-                                         alpha: 1 / tau, depths: needs[start..<(start + count)].map(\.depth),
-                                         exact: needs[start..<(start + count)].map(\.exact))
+            let rescored = int8Table.multiplyForRanking(rows: count, x: unit, ldx: itemTable.dimension, out: out, ldo: items,
+                                                        alpha: 1 / tau, depths: needs[start..<(start + count)].map(\.depth),
+                                                        exact: needs[start..<(start + count)].map(\.exact), screened: int4Screening)
+            rankingObserver?(rescored)
         }
     }
 

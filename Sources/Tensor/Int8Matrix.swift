@@ -4,7 +4,9 @@
 // the queries float32: the scores are those of the dequantised table up to float rounding. `multiplyForRanking`
 // (AVX512_VNNI) quantises the queries too (two int8 levels), for integer dot products without widening, then
 // re-scores exactly every item the quantisation error could move into a row's best `depth`: the rows rank their best
-// items as `multiply`'s do.
+// items as `multiply`'s do. With an int4 screening copy (`screen`, Int4Screen.swift; made on request, for `bench scale
+// --int4-screen`) the ranking pass reads that instead, half the bytes, and re-scores the items its per-row error bound
+// cannot rule out: on the default model's item vectors far too many to pay (docs/scale.md).
 import CKernels
 import Foundation
 
@@ -15,18 +17,21 @@ public final class Int8Matrix: @unchecked Sendable {
     let panels: Int
     /// Groups of 4 values per row (k rounded up to 4).
     let groups: Int
-    private let values: UnsafeMutablePointer<Int8>
-    private let scales: UnsafeMutablePointer<Float>
+    let values: UnsafeMutablePointer<Int8>
+    let scales: UnsafeMutablePointer<Float>
     private let sums: UnsafeMutablePointer<Int32>
     /// The largest norm of a dequantised row, ||s q||_2: bounds what quantising a query changes a score by.
     public let largestRowNorm: Float
+    /// The int4 screening copy `multiplyForRanking` reads first on VNNI CPUs when made (`screening`) and `screened`.
+    public private(set) var screen: Int4Screen?
 
     /// Whether the kernels `multiplyForRanking` needs can run: AVX512_VNNI on this CPU and `CPU.isa` AVX-512.
     public static var vnniAvailable: Bool { CPU.isa == .avx512 && detectedVNNI }
     static let detectedVNNI = r2ec_int8_has_vnni() != 0
 
     /// Quantises W [n, k] (row stride `ldw`, default k): row i becomes round(W[i] / s_i) with s_i = max|W[i]| / 127.
-    public init(weights: UnsafePointer<Float>, n: Int, k: Int, ldw: Int? = nil) {
+    /// `screening`: also make the int4 screening copy of the quantised rows (`screen`).
+    public init(weights: UnsafePointer<Float>, n: Int, k: Int, ldw: Int? = nil, screening: Bool = false) {
         precondition(n > 0 && k > 0)
         self.n = n
         self.k = k
@@ -51,6 +56,7 @@ public final class Int8Matrix: @unchecked Sendable {
         } else {
             largestRowNorm = r2ec_int8_pack(Int32(k), Int32(n), weights, ldw, 0, Int32(panels), values, scales, sums)
         }
+        if screening { screen = Int4Screen(table: self) }
     }
 
     deinit {
@@ -126,13 +132,17 @@ public final class Int8Matrix: @unchecked Sendable {
     /// masked set M and kk with kk + |M| <= depths[i], the row's best kk items outside M are `multiply`'s, and a top-kk
     /// among exact[i] is too. Without VNNI (`vnniAvailable`) this is `multiply`. Returns the items re-scored per row.
     ///
-    /// How: the queries are quantised in two int8 levels, the VNNI pass scores every item, and the scores move by at
-    /// most b_i = |alpha| · largestRowNorm · ||x_i - t1_i xq1_i - t2_i xq2_i||; the depth-th best approximate score
-    /// minus 2 b_i is the threshold at and above which items are re-scored (an item below it scores, exactly, under
-    /// every item at or above the depth-th).
+    /// How, with the int4 screen (`screen` made and `screened`): the screen writes an upper bound of every item's
+    /// exact score (Int4Screen.upperBounds); the best 2 depth items by bound are re-scored, T is the depth-th best of
+    /// their exact scores (at most the row's depth-th best exact score), and every item whose bound reaches T is
+    /// re-scored: one left out scores, exactly and as written, below T.
+    /// Without it: the queries are quantised in two int8 levels, the VNNI pass scores every item, and the scores move
+    /// by at most b_i = |alpha| · largestRowNorm · ||x_i - t1_i xq1_i - t2_i xq2_i||; the depth-th best approximate
+    /// score minus 2 b_i is the threshold at and above which items are re-scored (an item below it scores, exactly,
+    /// under every item at or above the depth-th).
     @discardableResult
     public func multiplyForRanking(rows m: Int, x: UnsafePointer<Float>, ldx: Int, out: UnsafeMutablePointer<Float>,
-                                   ldo: Int, alpha: Float = 1, depths: [Int], exact: [[Int]?],
+                                   ldo: Int, alpha: Float = 1, depths: [Int], exact: [[Int]?], screened: Bool = true,
                                    serial: Bool = false) -> [Int] {
         precondition(depths.count == m && exact.count == m, "one depth and one exact list per row")
         guard m > 0 else { return [] }
@@ -140,9 +150,31 @@ public final class Int8Matrix: @unchecked Sendable {
             multiply(rows: m, x: x, ldx: ldx, out: out, ldo: ldo, alpha: alpha, serial: serial)
             return Array(repeating: n, count: m)
         }
-        let errors = multiplyQuantised(rows: m, x: x, ldx: ldx, out: out, ldo: ldo, alpha: alpha, serial: serial)
-        let (values, scales, k32) = (values, scales, Int32(k))
         let isa = CPU.isa.c
+        func extra(_ i: Int) -> [Int32] { (exact[i] ?? []).filter { $0 >= 0 && $0 < n }.map { Int32($0) } }
+        if screened, let screen {
+            screen.upperBounds(rows: m, x: x, ldx: ldx, out: out, ldo: ldo, alpha: alpha,
+                               largestInt8RowNorm: largestRowNorm, vnni: true, serial: serial)
+            var rescored: [Int] = []
+            for i in 0..<m {
+                let row = out + i * ldo, query = x + i * ldx
+                let depth = min(max(depths[i], 1), n), first = min(2 * depth, n)
+                var heap = [Float](repeating: 0, count: first)
+                let best = atLeast(r2ec_kth_largest(isa, row, n, Int32(first), &heap), in: row, isa: isa)
+                rescore(best, query: query, alpha: alpha, row: row)
+                let exactBest = best.map { row[Int($0)] }.filter { !$0.isNaN }.sorted(by: >)
+                guard exactBest.count >= depth else {   // NaN bounds (a NaN query): score every item exactly.
+                    multiply(rows: 1, x: query, ldx: ldx, out: row, ldo: ldo, alpha: alpha, serial: serial)
+                    rescored.append(n)
+                    continue
+                }
+                let items = atLeast(exactBest[depth - 1], in: row, isa: isa) + extra(i)
+                rescore(items, query: query, alpha: alpha, row: row)
+                rescored.append(best.count + items.count)
+            }
+            return rescored
+        }
+        let errors = multiplyQuantised(rows: m, x: x, ldx: ldx, out: out, ldo: ldo, alpha: alpha, serial: serial)
         var rescored: [Int] = []
         for i in 0..<m {
             let row = out + i * ldo, query = x + i * ldx
@@ -154,18 +186,27 @@ public final class Int8Matrix: @unchecked Sendable {
             // Float slack: the approximate scores' own rounding (a few float32 roundings), relative to the largest
             // score possible.
             let bound = abs(alpha) * largestRowNorm * (errors[i] * 1.001 + 2e-6 * norm.squareRoot())
-            let threshold = kth - 2 * bound
-            var items = [Int32](repeating: 0, count: 4096)
-            var count = r2ec_collect_at_least(isa, row, n, threshold, &items, items.count)
-            if count > items.count {
-                items = [Int32](repeating: 0, count: count)
-                count = r2ec_collect_at_least(isa, row, n, threshold, &items, items.count)
-            }
-            items.removeLast(items.count - count)
-            if let extra = exact[i] { items += extra.lazy.filter { $0 >= 0 && $0 < self.n }.map { Int32($0) } }
-            r2ec_int8_rescore(k32, query, values, scales, items, Int32(items.count), alpha, row)
+            let items = atLeast(kth - 2 * bound, in: row, isa: isa) + extra(i)
+            rescore(items, query: query, alpha: alpha, row: row)
             rescored.append(items.count)
         }
         return rescored
+    }
+
+    /// The items j (rising) with row[j] >= threshold.
+    private func atLeast(_ threshold: Float, in row: UnsafePointer<Float>, isa: r2ec_isa) -> [Int32] {
+        var items = [Int32](repeating: 0, count: 4096)
+        var count = r2ec_collect_at_least(isa, row, n, threshold, &items, items.count)
+        if count > items.count {
+            items = [Int32](repeating: 0, count: count)
+            count = r2ec_collect_at_least(isa, row, n, threshold, &items, items.count)
+        }
+        items.removeLast(items.count - count)
+        return items
+    }
+
+    /// row[j] = alpha · x · (s q)_j for each item j, summed in float64 and rounded once.
+    private func rescore(_ items: [Int32], query: UnsafePointer<Float>, alpha: Float, row: UnsafeMutablePointer<Float>) {
+        r2ec_int8_rescore(Int32(k), query, values, scales, items, Int32(items.count), alpha, row)
     }
 }

@@ -29,6 +29,10 @@ struct BenchScale: ParsableCommand {
     var itemTablePrecision = ItemTablePrecision.float32
     @Option(help: "Write the rows as JSON here too (what the plots in docs/benchmarks.md read).") var json: String?
     @Option(help: "Seed of the synthetic catalogue.") var seed: UInt64 = 1
+    @Option(help: "A safetensors file of one float32 [rows, hidden] tensor (e.g. an item table `r2ec serve --item-table-cache` saved) whose first rows replace the repeated read-out rows: distinct real item vectors, for the ranking passes' shortlists.")
+    var itemVectors: String?
+    @Flag(help: "With --item-table-precision int8 on an AVX512_VNNI CPU: also make the int4 screening copy of the table and measure the ranking pass and Recommend through it (an experiment: docs/scale.md).")
+    var int4Screen = false
 
     struct Row: Codable {
         var items: Int
@@ -44,6 +48,10 @@ struct BenchScale: ParsableCommand {
         /// items it re-scored.
         var rankingMilliseconds: Double?
         var rescoredItems: Int?
+        /// int8 with VNNI: the same through the int4 screening copy (Int4Screen), its bytes and items re-scored.
+        var screenMilliseconds: Double?
+        var screenRescoredItems: Int?
+        var screenMiB: Double?
         var p50Milliseconds: Double
         var p99Milliseconds: Double
         var batchedPerSecond: Double
@@ -51,10 +59,20 @@ struct BenchScale: ParsableCommand {
         var exactP50Milliseconds: Double?
         var exactP99Milliseconds: Double?
         var exactBatchedPerSecond: Double?
+        /// int8 with VNNI: Recommend through the int8 VNNI pass without the int4 screen, same run.
+        var int8P50Milliseconds: Double?
+        var int8P99Milliseconds: Double?
+        var int8BatchedPerSecond: Double?
+        /// Items re-scored per Recommend at batch 1 (median, p99, largest): the default ranking pass, and the int8
+        /// VNNI pass without the screen.
+        var recommendRescored: [Int]?
+        var int8RecommendRescored: [Int]?
         var rssMiB: Double
         var streamCopyGBPerSecond: Double
         var streamTriadGBPerSecond: Double
     }
+
+    static func counts(_ c: [Int]?) -> String { c.map { $0.map(String.init).joined(separator: "/") } ?? "-" }
 
     func run() throws {
         let wanted = try sizes.split(separator: ",").map { s -> Int in
@@ -121,9 +139,19 @@ struct BenchScale: ParsableCommand {
             buildBar.finish()
             let buildRate = Double(sample) / Date().timeIntervalSince(began)
             for i in sample..<n { (vectors.data + i * d).update(from: vectors.data + (i % sample) * d, count: d) }
+            if let itemVectors {
+                let file = try SafetensorsFile(path: itemVectors)
+                guard file.entries.count == 1, let (name, entry) = file.entries.first, entry.shape.count == 2,
+                      entry.shape[0] >= n, entry.shape[1] == d else {
+                    throw ValidationError("--item-vectors \(itemVectors): one tensor of [at least \(n), \(d)] expected, found \(file.entries.mapValues(\.shape))")
+                }
+                var all = [Float](repeating: 0, count: entry.elementCount)
+                try all.withUnsafeMutableBufferPointer { try file.read(name, into: $0) }
+                vectors.data.update(from: all, count: n * d)
+            }
             let table = ItemTable(vectors: vectors, weightsHash: "bench", promptsHash: "bench")
             let recommender = DualHeadModel(model: net, tokenizer: tokenizer, catalog: catalog, itemTable: table, tau: 0.05,
-                                            itemTablePrecision: itemTablePrecision, promptFormat: .current)
+                                            itemTablePrecision: itemTablePrecision, promptFormat: .current, int4Screen: int4Screen)
             let tableBytes = itemTablePrecision == .int8 ? Double(n * (d + 8)) : Double(n * d * (precision == .bfloat16 ? 2 : 4))
 
             // The scoring pass alone (one unit vector against the table), then the top 10 over its scores alone
@@ -155,21 +183,25 @@ struct BenchScale: ParsableCommand {
 
             // The ranking pass (int8 on an AVX512_VNNI CPU): quantised user vector, VNNI pass, the items near the top
             // re-scored exactly (depth 30: a top-10 with 20 masked items).
-            var rankingMedian: Double? = nil, rescored: Int? = nil
+            var rankingMedian: Double? = nil, rescored: Int? = nil, recommendShortlists: [Int]? = nil
+            var screenMedian: Double? = nil, screenRescored: Int? = nil
             if itemTablePrecision == .int8 && Int8Matrix.vnniAvailable, let int8 = recommender.int8Table {
-                var times: [Double] = [], counts: [Int] = []
-                let rankingStart = Date()
-                while Date().timeIntervalSince(rankingStart) < seconds / 2 || times.count < 3 {
-                    let t = GEMMBenchmark.now()
-                    let c = scores.withUnsafeMutableBufferPointer {
-                        int8.multiplyForRanking(rows: 1, x: user.pointer, ldx: d, out: $0.baseAddress!, ldo: n,
-                                                alpha: 1 / recommender.tau, depths: [30], exact: [nil])
+                func ranking(screened: Bool) -> (Double, Int) {
+                    var times: [Double] = [], counts: [Int] = []
+                    let rankingStart = Date()
+                    while Date().timeIntervalSince(rankingStart) < seconds / 2 || times.count < 3 {
+                        let t = GEMMBenchmark.now()
+                        let c = scores.withUnsafeMutableBufferPointer {
+                            int8.multiplyForRanking(rows: 1, x: user.pointer, ldx: d, out: $0.baseAddress!, ldo: n,
+                                                    alpha: 1 / recommender.tau, depths: [30], exact: [nil], screened: screened)
+                        }
+                        times.append(GEMMBenchmark.now() - t)
+                        counts.append(c[0])
                     }
-                    times.append(GEMMBenchmark.now() - t)
-                    counts.append(c[0])
+                    return (Self.percentile(times, 0.5), counts.sorted()[counts.count / 2])
                 }
-                rankingMedian = Self.percentile(times, 0.5)
-                rescored = counts.sorted()[counts.count / 2]
+                (rankingMedian, rescored) = ranking(screened: false)
+                if int8.screen != nil { (screenMedian, screenRescored) = ranking(screened: true) }
             }
 
             // Direct Recommend: a history of 20 catalogue items, prompt to top 10.
@@ -179,16 +211,27 @@ struct BenchScale: ParsableCommand {
                                    ratings: [Float](repeating: 4, count: 20))
             }
             let histories = (0..<max(batch, 16)).map { _ in history() }
+            // Items re-scored per Recommend row at batch 1 (the ranking passes' shortlists for real user vectors).
+            final class Counts: @unchecked Sendable { var values: [Int] = [] }
+            let shortlist = Counts()
+            recommender.rankingObserver = { shortlist.values += $0 }
+            defer { recommender.rankingObserver = nil }
+            func shortlistPercentiles() -> [Int]? {
+                let sorted = shortlist.values.sorted()
+                return sorted.isEmpty ? nil : [sorted[sorted.count / 2], sorted[min(sorted.count - 1, sorted.count * 99 / 100)], sorted.last!]
+            }
             func recommendLatencies() throws -> (p50: Double, p99: Double, batched: Double) {
                 var latencies: [Double] = []
                 let callStart = Date()
                 var i = 0
+                shortlist.values = []
                 while Date().timeIntervalSince(callStart) < seconds || latencies.count < 5 {
                     let t = GEMMBenchmark.now()
                     _ = try recommender.recommend([histories[i % histories.count]], k: 10)
                     latencies.append(GEMMBenchmark.now() - t)
                     i += 1
                 }
+                recommendShortlists = shortlistPercentiles()
                 var served = 0
                 let batchStart = Date()
                 while Date().timeIntervalSince(batchStart) < seconds || served == 0 {
@@ -200,10 +243,18 @@ struct BenchScale: ParsableCommand {
             }
             // With the VNNI ranking pass, Recommend is measured with every item scored exactly too (same run).
             var exact: (p50: Double, p99: Double, batched: Double)? = nil
+            var int8Pass: (p50: Double, p99: Double, batched: Double)? = nil
+            var int8Shortlists: [Int]? = nil
             if rankingMedian != nil {
                 recommender.vnniRanking = false
                 exact = try recommendLatencies()
                 recommender.vnniRanking = true
+                if screenMedian != nil {
+                    recommender.int4Screening = false
+                    int8Pass = try recommendLatencies()
+                    int8Shortlists = recommendShortlists
+                    recommender.int4Screening = true
+                }
             }
             let (p50, p99, batched) = try recommendLatencies()
             let row = Row(items: n, itemTablePrecision: itemTablePrecision.rawValue, buildItemsPerSecond: buildRate, buildSample: sample, tableMiB: tableBytes / 1_048_576,
@@ -211,9 +262,14 @@ struct BenchScale: ParsableCommand {
                           topKMilliseconds: 1000 * Self.percentile(topKTimes, 0.5),
                           sgemvMilliseconds: 1000 * Self.percentile(sgemvTimes, 0.5),
                           rankingMilliseconds: rankingMedian.map { 1000 * $0 }, rescoredItems: rescored,
+                          screenMilliseconds: screenMedian.map { 1000 * $0 }, screenRescoredItems: screenRescored,
+                          screenMiB: recommender.int8Table?.screen.map { Double($0.byteCount) / 1_048_576 },
                           p50Milliseconds: 1000 * p50, p99Milliseconds: 1000 * p99, batchedPerSecond: batched,
                           exactP50Milliseconds: exact.map { 1000 * $0.p50 }, exactP99Milliseconds: exact.map { 1000 * $0.p99 },
                           exactBatchedPerSecond: exact?.batched,
+                          int8P50Milliseconds: int8Pass.map { 1000 * $0.p50 }, int8P99Milliseconds: int8Pass.map { 1000 * $0.p99 },
+                          int8BatchedPerSecond: int8Pass?.batched,
+                          recommendRescored: recommendShortlists, int8RecommendRescored: int8Shortlists,
                           rssMiB: Self.residentMiB(), streamCopyGBPerSecond: roofline.copyBandwidth,
                           streamTriadGBPerSecond: roofline.triadBandwidth)
             rows.append(row)
@@ -223,16 +279,34 @@ struct BenchScale: ParsableCommand {
                          row.batchedPerSecond, row.rssMiB))
             if let ranking = row.rankingMilliseconds, let e50 = row.exactP50Milliseconds, let e99 = row.exactP99Milliseconds,
                let eb = row.exactBatchedPerSecond {
-                vnniLines.append(String(format: "| %d | %.3f | %.1f | %.0f%% | %d | %.2f / %.2f | %.2f / %.2f | %.1f / %.1f |", n,
-                                        ranking, row.tableMiB * 1.048576 / ranking, 100 * row.tableMiB * 1.048576 / ranking / row.streamCopyGBPerSecond,
-                                        row.rescoredItems ?? 0, e50, row.p50Milliseconds, e99, row.p99Milliseconds,
-                                        eb, row.batchedPerSecond))
+                // With the int4 screen, Recommend's default path reads it; the int8 VNNI pass's Recommend is the middle figure.
+                let screened = row.screenMilliseconds != nil
+                let int8Recommend = screened
+                    ? String(format: "%.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.1f / %.1f / %.1f", e50, row.int8P50Milliseconds ?? 0,
+                             row.p50Milliseconds, e99, row.int8P99Milliseconds ?? 0, row.p99Milliseconds, eb,
+                             row.int8BatchedPerSecond ?? 0, row.batchedPerSecond)
+                    : String(format: "%.2f / %.2f | %.2f / %.2f | %.1f / %.1f", e50, row.p50Milliseconds, e99, row.p99Milliseconds,
+                             eb, row.batchedPerSecond)
+                let screen = screened
+                    ? String(format: " %.3f | %.1f | %.1f | %d |", row.screenMilliseconds ?? 0, row.screenMiB ?? 0,
+                             (row.screenMiB ?? 0) * 1.048576 / (row.screenMilliseconds ?? 1), row.screenRescoredItems ?? 0)
+                    : ""
+                vnniLines.append(String(format: "| %d | %.3f | %.1f | %.0f%% | %d |", n, ranking, row.tableMiB * 1.048576 / ranking,
+                                        100 * row.tableMiB * 1.048576 / ranking / row.streamCopyGBPerSecond, row.rescoredItems ?? 0)
+                                 + screen + " " + int8Recommend + " |"
+                                 + (screened ? " \(Self.counts(row.int8RecommendRescored)); \(Self.counts(row.recommendRescored)) |" : ""))
             }
         }
         if !vnniLines.isEmpty {
-            print("\nVNNI ranking pass (int8 table, quantised user vector, items near the top re-scored exactly) against every item scored exactly, same run:\n")
-            print("| items | ranking pass ms | GB/s | of STREAM copy | items re-scored | Recommend p50 ms exact / VNNI | p99 ms exact / VNNI | batched rec/s exact / VNNI |")
-            print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+            if rows.contains(where: { $0.screenMilliseconds != nil }) {
+                print("\nRanking passes (depth 30) against every item scored exactly, same run: the int8 VNNI pass (quantised user vector, items near the top re-scored exactly), and the int4 screen (--int4-screen, Recommend reads it: half the bytes, a per-item bound, the items it cannot rule out re-scored exactly):\n")
+                print("| items | int8 VNNI pass ms | GB/s | of STREAM copy | re-scored | int4 screen pass ms | screen MiB | GB/s | re-scored | Recommend p50 ms exact / int8 VNNI / int4 screen | p99 ms | batched rec/s | re-scored per Recommend p50/p99/max: int8 VNNI; int4 screen |")
+                print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            } else {
+                print("\nVNNI ranking pass (int8 table, quantised user vector, items near the top re-scored exactly) against every item scored exactly, same run:\n")
+                print("| items | ranking pass ms | GB/s | of STREAM copy | items re-scored | Recommend p50 ms exact / VNNI | p99 ms exact / VNNI | batched rec/s exact / VNNI |")
+                print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+            }
             for line in vnniLines { print(line) }
         }
         print(String(format: "\nSTREAM (same run): copy %.1f GB/s, triad %.1f GB/s; build rates measured on up to %d items per size; load average after: %@",
