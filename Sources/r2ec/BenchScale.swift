@@ -140,7 +140,10 @@ struct BenchScale: ParsableCommand {
             let buildRate = Double(sample) / Date().timeIntervalSince(began)
             for i in sample..<n { (vectors.data + i * d).update(from: vectors.data + (i % sample) * d, count: d) }
             if let itemVectors {
-                let file = try SafetensorsFile(path: itemVectors)
+                let file: SafetensorsFile
+                do { file = try SafetensorsFile(path: itemVectors) } catch {
+                    throw ValidationError("--item-vectors \(itemVectors): \(error)")
+                }
                 guard file.entries.count == 1, let (name, entry) = file.entries.first, entry.shape.count == 2,
                       entry.shape[0] >= n, entry.shape[1] == d else {
                     throw ValidationError("--item-vectors \(itemVectors): one tensor of [at least \(n), \(d)] expected, found \(file.entries.mapValues(\.shape))")
