@@ -3,10 +3,22 @@
 // polynomial scaled by 2^n (scalef, or exponent bits on AVX2); keys are scored 16 (AVX2: 8) at a time with one
 // transposing reduction; the weighted sum of values takes four vector accumulators per head per pass over the rows,
 // two heads sharing each pass. One body per instruction set, two instances each: keys/values in float32, or in
-// float16 widened as they are loaded (vcvtph2ps).
+// float16 widened as they are loaded (vcvtph2ps). A decode step of a batch reads every sequence's cache once, megabytes
+// that are rarely in L1/L2 and whose rows (one per token, a head's slice of it) are too short for the hardware
+// prefetcher to run ahead: the scores prefetch the next block's key rows into L1 and the block's value rows into L2,
+// and the weighted sum the value row AHEAD_ROWS on into L1 (perf had both loops waiting on their loads).
 #include "decode_attention.h"
 #include <immintrin.h>
 #include "vector_exp.h"
+
+enum { AHEAD_ROWS = 8 };
+
+/// Prefetches rows first..<first+count of `base` (row stride `stride` bytes, the first `bytes` bytes of each).
+#define R2EC_PREFETCH_ROWS(base, stride, first, count, bytes, hint)                                                   \
+    for (int r_ = 0; r_ < (count); r_++) {                                                                            \
+        const char *p_ = (const char *)(base) + (size_t)((first) + r_) * (size_t)(stride);                            \
+        for (int b_ = 0; b_ < (bytes); b_ += 64) _mm_prefetch(p_ + b_, hint);                                         \
+    }
 
 #if defined(__x86_64__)
 #define R2EC_AVX512 __attribute__((target("avx512f")))
@@ -55,10 +67,14 @@ R2EC_AVX512 static inline __m512 sum16(const __m512 v[16]) {
 
 /// scores[h, j] = scale · q[h] · k[j] for every head h < heads and key j < context (16 keys per reduction).
 #define R2EC_SCORES(NAME, T, LOAD)                                                                                    \
-    R2EC_AVX512 static void NAME(const float *q, int heads, const T *keys, int stride, int context, int vectors,       \
-                                 int head_dim, float scale, float *scores) {                                          \
-        int j0 = 0;                                                                                                   \
-        for (; j0 + 16 <= context; j0 += 16)                                                                          \
+    R2EC_AVX512 static void NAME(const float *q, int heads, const T *keys, const T *values, int stride, int context,  \
+                                 int vectors, int head_dim, float scale, float *scores) {                             \
+        int j0 = 0, bytes = head_dim * (int)sizeof(T), row = stride * (int)sizeof(T);                                 \
+        R2EC_PREFETCH_ROWS(keys, row, 0, context < 16 ? context : 16, bytes, _MM_HINT_T0)                             \
+        for (; j0 + 16 <= context; j0 += 16) {                                                                        \
+            int next = context - j0 - 16 < 16 ? context - j0 - 16 : 16;                                               \
+            R2EC_PREFETCH_ROWS(keys, row, j0 + 16, next, bytes, _MM_HINT_T0)                                          \
+            R2EC_PREFETCH_ROWS(values, row, j0, 16, bytes, _MM_HINT_T1)                                               \
             for (int h = 0; h < heads; h++) {                                                                         \
                 const float *qh = q + (size_t)h * head_dim;                                                           \
                 const T *k = keys + (size_t)j0 * stride;                                                              \
@@ -71,6 +87,8 @@ R2EC_AVX512 static inline __m512 sum16(const __m512 v[16]) {
                 }                                                                                                     \
                 _mm512_storeu_ps(scores + (size_t)h * context + j0, _mm512_mul_ps(sum16(acc), _mm512_set1_ps(scale))); \
             }                                                                                                         \
+        }                                                                                                             \
+        R2EC_PREFETCH_ROWS(values, row, j0, context - j0, bytes, _MM_HINT_T1)                                         \
         for (int j = j0; j < context; j++) {                                                                          \
             const T *k = keys + (size_t)j * stride;                                                                   \
             for (int h = 0; h < heads; h++) {                                                                         \
@@ -95,6 +113,7 @@ R2EC_AVX512 static inline __m512 sum16(const __m512 v[16]) {
                 acc[h][0] = acc[h][1] = acc[h][2] = acc[h][3] = _mm512_setzero_ps();                                  \
             const T *base = values + 16 * v;                                                                          \
             for (int j = 0; j < context; j++, base += stride) {                                                       \
+                for (int i = 0; i < n; i++) _mm_prefetch((const char *)(base + AHEAD_ROWS * stride + 16 * i), _MM_HINT_T0); \
                 __m512 x0 = LOAD(base), zero = _mm512_setzero_ps();                                                   \
                 __m512 x1 = n > 1 ? LOAD(base + 16) : zero, x2 = n > 2 ? LOAD(base + 32) : zero;                      \
                 __m512 x3 = n > 3 ? LOAD(base + 48) : zero;                                                           \
@@ -121,7 +140,7 @@ R2EC_AVX512 static inline __m512 sum16(const __m512 v[16]) {
     R2EC_AVX512 static void NAME(const float *q, int heads, const T *keys, const T *values, int stride, int context,         \
                           int head_dim, float scale, float *scores, float *out) {                                     \
         int vectors = head_dim / 16;                                                                                  \
-        NAME##_scores(q, heads, keys, stride, context, vectors, head_dim, scale, scores);                             \
+        NAME##_scores(q, heads, keys, values, stride, context, vectors, head_dim, scale, scores);                     \
         float inverse[heads];                                                                                         \
         for (int h = 0; h < heads; h++) inverse[h] = 1.0f / softmax_numerators(scores + (size_t)h * context, context); \
         int h = 0;                                                                                                    \
@@ -188,10 +207,14 @@ R2EC_AVX2 static inline __m256 sum8(const __m256 v[8]) {
 #define R2EC_LOAD256_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
 
 #define R2EC_SCORES256(NAME, T, LOAD)                                                                                 \
-    R2EC_AVX2 static void NAME(const float *q, int heads, const T *keys, int stride, int context, int vectors,         \
-                               int head_dim, float scale, float *scores) {                                            \
-        int j0 = 0;                                                                                                   \
-        for (; j0 + 8 <= context; j0 += 8)                                                                            \
+    R2EC_AVX2 static void NAME(const float *q, int heads, const T *keys, const T *values, int stride, int context,    \
+                               int vectors, int head_dim, float scale, float *scores) {                               \
+        int j0 = 0, bytes = head_dim * (int)sizeof(T), row = stride * (int)sizeof(T);                                 \
+        R2EC_PREFETCH_ROWS(keys, row, 0, context < 8 ? context : 8, bytes, _MM_HINT_T0)                               \
+        for (; j0 + 8 <= context; j0 += 8) {                                                                          \
+            int next = context - j0 - 8 < 8 ? context - j0 - 8 : 8;                                                   \
+            R2EC_PREFETCH_ROWS(keys, row, j0 + 8, next, bytes, _MM_HINT_T0)                                           \
+            R2EC_PREFETCH_ROWS(values, row, j0, 8, bytes, _MM_HINT_T1)                                                \
             for (int h = 0; h < heads; h++) {                                                                         \
                 const float *qh = q + (size_t)h * head_dim;                                                           \
                 const T *k = keys + (size_t)j0 * stride;                                                              \
@@ -204,6 +227,8 @@ R2EC_AVX2 static inline __m256 sum8(const __m256 v[8]) {
                 }                                                                                                     \
                 _mm256_storeu_ps(scores + (size_t)h * context + j0, _mm256_mul_ps(sum8(acc), _mm256_set1_ps(scale))); \
             }                                                                                                         \
+        }                                                                                                             \
+        R2EC_PREFETCH_ROWS(values, row, j0, context - j0, bytes, _MM_HINT_T1)                                         \
         for (int j = j0; j < context; j++) {                                                                          \
             const T *k = keys + (size_t)j * stride;                                                                   \
             for (int h = 0; h < heads; h++) {                                                                         \
@@ -226,6 +251,7 @@ R2EC_AVX2 static inline __m256 sum8(const __m256 v[8]) {
                 acc[h][0] = acc[h][1] = acc[h][2] = acc[h][3] = _mm256_setzero_ps();                                  \
             const T *base = values + 8 * v;                                                                           \
             for (int j = 0; j < context; j++, base += stride) {                                                       \
+                for (int i = 0; i < n; i++) _mm_prefetch((const char *)(base + AHEAD_ROWS * stride + 8 * i), _MM_HINT_T0); \
                 __m256 x0 = LOAD(base), zero = _mm256_setzero_ps();                                                   \
                 __m256 x1 = n > 1 ? LOAD(base + 8) : zero, x2 = n > 2 ? LOAD(base + 16) : zero;                       \
                 __m256 x3 = n > 3 ? LOAD(base + 24) : zero;                                                           \
@@ -252,7 +278,7 @@ R2EC_AVX2 static inline __m256 sum8(const __m256 v[8]) {
     R2EC_AVX2 static void NAME(const float *q, int heads, const T *keys, const T *values, int stride, int context,    \
                                int head_dim, float scale, float *scores, float *out) {                                \
         int vectors = head_dim / 8;                                                                                   \
-        NAME##_scores(q, heads, keys, stride, context, vectors, head_dim, scale, scores);                             \
+        NAME##_scores(q, heads, keys, values, stride, context, vectors, head_dim, scale, scores);                     \
         float inverse[heads];                                                                                         \
         for (int h = 0; h < heads; h++)                                                                               \
             inverse[h] = 1.0f / softmax_numerators256(scores + (size_t)h * context, context);                         \

@@ -7,7 +7,10 @@
 #include <string.h>
 
 /// k is cut in blocks of at most KC; rows in chunks whose A block (rows x kc floats) takes at most A_BLOCK bytes.
-enum { KC = 512, A_BLOCK = 192 * 1024 };
+/// The first row tile over a panel block prefetches its rows AHEAD k-rows before it reads them: that tile brings
+/// the panel in from L3 or memory (the others find it in L1/L2), and with few rows (a decode step's 16-32) it has
+/// too few FMAs per line for the hardware prefetcher alone to hide the latency.
+enum { KC = 512, A_BLOCK = 192 * 1024, AHEAD = 16 };
 
 static inline int min_int(int a, int b) { return a < b ? a : b; }
 static inline int panel_count(int n) { return (n + R2EC_PANEL - 1) / R2EC_PANEL; }
@@ -51,9 +54,10 @@ void r2ec_packed_gemm_reference(int m, int n, int k, const float *a, long a_row_
 }
 
 /// One register tile: `rows` rows of op(A) (k of them from a, strides rs/cs) times `cols` columns of a panel block
-/// (k rows `brs` floats apart) into C (row stride ldc).
+/// (k rows `brs` floats apart) into C (row stride ldc); prefetching B's row kk + ahead while reading row kk when
+/// ahead > 0.
 typedef void (*tile_fn)(int k, const float *a, long rs, long cs, const float *b, long brs, float *c, int ldc, int cols,
-                        float alpha, float beta);
+                        float alpha, float beta, int ahead);
 
 /// The blocked loops shared by every kernel: `width` columns per tile (32 or 16), tiles[r] for r rows.
 static void drive(const tile_fn *tiles, int mr, int width, int m, int n, int k, const float *a, long rs, long cs,
@@ -103,7 +107,8 @@ static void drive(const tile_fn *tiles, int mr, int width, int m, int n, int k, 
                     for (int i = i0; i < i0 + chunk; i += mr) {
                         int rows = min_int(mr, i0 + chunk - i);
                         tiles[rows](kb, ablock + (i - i0) * brs_a, brs_a, bcs_a, panel + s * width, brs,
-                                    c + (size_t)i * ldc + p * R2EC_PANEL + s * width, ldc, sub, alpha, bb);
+                                    c + (size_t)i * ldc + p * R2EC_PANEL + s * width, ldc, sub, alpha, bb,
+                                    i == i0 ? AHEAD : 0);
                     }
                 }
             }
@@ -117,7 +122,7 @@ static void drive(const tile_fn *tiles, int mr, int width, int m, int n, int k, 
 #define R2EC_TILE512(ROWS)                                                                                            \
     __attribute__((target("avx512f"))) static void tile512_##ROWS(int k, const float *a, long rs, long cs,            \
                                                                   const float *b, long brs, float *c, int ldc,       \
-                                                                  int cols, float alpha, float beta) {                            \
+                                                                  int cols, float alpha, float beta, int ahead) {                 \
         __m512 lo[ROWS], hi[ROWS];                                                                                    \
         _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                           \
             lo[i] = hi[i] = _mm512_setzero_ps();                                                                      \
@@ -125,6 +130,10 @@ static void drive(const tile_fn *tiles, int mr, int width, int m, int n, int k, 
             _mm_prefetch((const char *)(c + (size_t)i * ldc + 31), _MM_HINT_T0);                                      \
         }                                                                                                             \
         for (int kk = 0; kk < k; kk++) {                                                                              \
+            if (ahead) {                           /* both lines of the panel row `ahead` rows on (never faults) */   \
+                _mm_prefetch((const char *)(b + (kk + ahead) * brs), _MM_HINT_T0);                                    \
+                _mm_prefetch((const char *)(b + (kk + ahead) * brs + 16), _MM_HINT_T0);                               \
+            }                                                                                                         \
             __m512 b0 = _mm512_loadu_ps(b + kk * brs), b1 = _mm512_loadu_ps(b + kk * brs + 16);                      \
             const float *ak = a + kk * cs;                                                                            \
             _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                       \
@@ -156,7 +165,7 @@ static const tile_fn tiles512[13] = {0, tile512_1, tile512_2, tile512_3, tile512
 #define R2EC_TILE256(ROWS)                                                                                            \
     __attribute__((target("avx2,fma"))) static void tile256_##ROWS(int k, const float *a, long rs, long cs,           \
                                                                    const float *b, long brs, float *c, int ldc,      \
-                                                                   int cols, float alpha, float beta) {                           \
+                                                                   int cols, float alpha, float beta, int ahead) {                \
         __m256 lo[ROWS], hi[ROWS];                                                                                    \
         _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                           \
             lo[i] = hi[i] = _mm256_setzero_ps();                                                                      \
@@ -164,6 +173,7 @@ static const tile_fn tiles512[13] = {0, tile512_1, tile512_2, tile512_3, tile512
             _mm_prefetch((const char *)(c + (size_t)i * ldc + 15), _MM_HINT_T0);                                      \
         }                                                                                                             \
         for (int kk = 0; kk < k; kk++) {                                                                              \
+            if (ahead) _mm_prefetch((const char *)(b + (kk + ahead) * brs), _MM_HINT_T0);   /* the half panel's line */ \
             __m256 b0 = _mm256_loadu_ps(b + kk * brs), b1 = _mm256_loadu_ps(b + kk * brs + 8);                       \
             const float *ak = a + kk * cs;                                                                            \
             _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                       \
@@ -282,11 +292,12 @@ void r2ec_packed_gemm_bf16_reference(int m, int n, int k, const uint16_t *a, con
 
 #if defined(__x86_64__)
 typedef void (*tile_bf16_fn)(int kq, const uint16_t *a, int kp, const uint16_t *b, float *c, int ldc, int cols,
-                             float alpha, float beta);
+                             float alpha, float beta, int ahead);
 
 #define R2EC_TILE_BF16(ROWS)                                                                                          \
     __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void tile_bf16_##ROWS(                             \
-        int kq, const uint16_t *a, int kp, const uint16_t *b, float *c, int ldc, int cols, float alpha, float beta) {             \
+        int kq, const uint16_t *a, int kp, const uint16_t *b, float *c, int ldc, int cols, float alpha, float beta,  \
+        int ahead) {                                                                                                  \
         __m512 lo[ROWS], hi[ROWS];                                                                                    \
         _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                           \
             lo[i] = hi[i] = _mm512_setzero_ps();                                                                      \
@@ -294,6 +305,10 @@ typedef void (*tile_bf16_fn)(int kq, const uint16_t *a, int kp, const uint16_t *
             _mm_prefetch((const char *)(c + (size_t)i * ldc + 31), _MM_HINT_T0);                                      \
         }                                                                                                             \
         for (int q = 0; q < kq; q++) {                                                                                \
+            if (ahead) {                                                                                              \
+                _mm_prefetch((const char *)(b + (size_t)(q + ahead) * 64), _MM_HINT_T0);                              \
+                _mm_prefetch((const char *)(b + (size_t)(q + ahead) * 64 + 32), _MM_HINT_T0);                         \
+            }                                                                                                         \
             __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + (size_t)q * 64);                                          \
             __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + (size_t)q * 64 + 32);                                     \
             _Pragma("clang loop unroll(full)") for (int i = 0; i < ROWS; i++) {                                       \
@@ -342,7 +357,7 @@ void r2ec_packed_gemm_bf16(int m, int n, int k, const uint16_t *a, const uint16_
                 for (int i = i0; i < i0 + chunk; i += 12) {
                     int rows = min_int(12, i0 + chunk - i);
                     tiles_bf16[rows](qb, a + (size_t)i * kp + 2 * q0, kp, panel, c + (size_t)i * ldc + p * R2EC_PANEL,
-                                     ldc, cols, alpha, bb);
+                                     ldc, cols, alpha, bb, i == i0 ? AHEAD : 0);
                 }
             }
         }

@@ -90,6 +90,11 @@ public final class Qwen2Model: @unchecked Sendable {
     nonisolated(unsafe) public static var rowParallelMinimumRows = 4096
     /// Rows per single-threaded GEMM inside a pipeline block (OpenBLAS reaches its peak from about 128 rows).
     nonisolated(unsafe) public static var pipelineChunk = 512
+    /// Rows per thread from which a batch below `pipelineMinimumRows` (a decode step of many sequences) is split
+    /// by sequences over the pool for the whole pass: each thread takes a contiguous group of sequences through
+    /// every layer, attention included, with single-threaded GEMMs of its rows and no meeting point until the LM
+    /// head. Below, each GEMM is split over the pool instead (each thread then reads half the weights).
+    nonisolated(unsafe) public static var stepSplitMinimumRows = 12
 
     /// Runs `tokens[s]` for every sequence s. With `caches`, sequence s continues `caches[s]` (its rows take
     /// positions caches[s].offset onwards, attend to the cached tokens too, and are appended to the cache);
@@ -155,17 +160,25 @@ public final class Qwen2Model: @unchecked Sendable {
                 }
                 let threads = ThreadPool.shared.threadCount
                 let units = Self.sequenceUnits(seqStart: seqStart, rowsPerUnit: Self.pipelineChunk)
-                if total >= Self.pipelineMinimumRows && units.count >= 2 * threads {
+                // A decode step of many sequences: one unit of about total / threads rows per thread.
+                let stepUnits = total < Self.pipelineMinimumRows && threads > 1
+                    && total >= threads * Self.stepSplitMinimumRows
+                    ? Self.sequenceUnits(seqStart: seqStart, rowsPerUnit: (total + threads - 1) / threads) : []
+                let splitStep = stepUnits.count >= threads
+                if total >= Self.pipelineMinimumRows && units.count >= 2 * threads || splitStep {
                     // Many sequences: each thread takes whole groups of sequences through every layer, attention
                     // included, with no meeting point at all (work handed out unit by unit, so uneven units balance).
-                    let scratch = ScratchPool(configuration: c, rows: Self.pipelineChunk)
-                    ThreadPool.shared.parallelFor(units.count) { u in
-                        let unit = units[u], r0 = seqStart[unit.lowerBound], r1 = seqStart[unit.upperBound]
+                    let work = splitStep ? stepUnits : units
+                    let chunk = splitStep ? work.map { seqStart[$0.upperBound] - seqStart[$0.lowerBound] }.max()!
+                        : Self.pipelineChunk
+                    let scratch = ScratchPool(configuration: c, rows: chunk)
+                    ThreadPool.shared.parallelFor(work.count) { u in
+                        let unit = work[u], r0 = seqStart[unit.lowerBound], r1 = seqStart[unit.upperBound]
                         let s = scratch.take()
                         defer { scratch.give(s) }
                         func chunks(_ body: (Int, Int) -> Void) {
                             var r = r0
-                            while r < r1 { let n = min(Self.pipelineChunk, r1 - r); body(r, n); r += n }
+                            while r < r1 { let n = min(chunk, r1 - r); body(r, n); r += n }
                         }
                         chunks { r, n in rowsPass.preAttention(layer: 0, first: r, count: n, scratch: s, serial: true) }
                         for l in 0..<c.numHiddenLayers {

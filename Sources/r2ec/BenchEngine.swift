@@ -44,6 +44,9 @@ struct BenchEngine: ParsableCommand {
     @Option(help: "Rows per single-threaded GEMM block in the parallel schedules (default: the engine's).")
     var chunk: Int?
 
+    @Option(help: "Rows per thread from which a decode step splits its sequences over the pool for the whole pass (default: the engine's).")
+    var stepSplitFrom: Int?
+
     @Option(help: "Parts to run: prefill, decode, direct.")
     var parts: [String] = ["prefill", "decode", "direct"]
 
@@ -73,9 +76,11 @@ struct BenchEngine: ParsableCommand {
         let model = unpacked ? random : random.packedForInference(precision: precision)
         if let pipelineFrom { Qwen2Model.pipelineMinimumRows = pipelineFrom; Qwen2Model.rowParallelMinimumRows = pipelineFrom }
         if let chunk { Qwen2Model.pipelineChunk = chunk }
+        if let stepSplitFrom { Qwen2Model.stepSplitMinimumRows = stepSplitFrom }
         print("load average: \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")"
               + "; schedules: sequence-parallel from \(Qwen2Model.pipelineMinimumRows) rows, row-parallel from "
-              + "\(Qwen2Model.rowParallelMinimumRows), blocks of \(Qwen2Model.pipelineChunk)")
+              + "\(Qwen2Model.rowParallelMinimumRows), blocks of \(Qwen2Model.pipelineChunk), decode steps split by "
+              + "sequences from \(Qwen2Model.stepSplitMinimumRows) rows per thread")
         print("model: d_model 256, 4 layers, 4 heads (2 KV heads), SwiGLU 704, vocab 8192, tied head; "
               + "\(model.parameterCount) parameters")
         print("BLAS: \(BLAS.description); pool threads: \(ThreadPool.shared.threadCount)")

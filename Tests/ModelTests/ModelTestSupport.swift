@@ -7,17 +7,25 @@ import XCTest
 import Tensor
 
 enum Fixtures {
-    /// The forward pass's three schedules: kernel by kernel (decode-sized batches), the row-parallel pipeline
-    /// (few long sequences) and sequence-parallel units (many sequences), forced on small batches by thresholds.
-    static let schedules: [(name: String, pipelineFrom: Int, chunk: Int)] = [
-        ("kernel by kernel", 10_000, 256), ("row-parallel", 1, 4), ("sequence-parallel", 1, 4)]
+    /// The forward pass's four schedules: kernel by kernel (decode-sized batches), the row-parallel pipeline
+    /// (few long sequences), sequence-parallel units (many sequences) and the sequence-split step (a decode step of
+    /// many sequences: one group of sequences per thread), forced on small batches by thresholds.
+    static let schedules: [(name: String, pipelineFrom: Int, chunk: Int, stepSplitFrom: Int)] = [
+        ("kernel by kernel", 10_000, 256, 10_000), ("row-parallel", 1, 4, 10_000), ("sequence-parallel", 1, 4, 10_000),
+        ("sequence-split step", 10_000, 256, 1)]
 
-    static func withSchedule<T>(_ schedule: (name: String, pipelineFrom: Int, chunk: Int), _ body: () throws -> T) rethrows -> T {
-        let saved = (Qwen2Model.pipelineMinimumRows, Qwen2Model.rowParallelMinimumRows, Qwen2Model.pipelineChunk)
+    static func withSchedule<T>(_ schedule: (name: String, pipelineFrom: Int, chunk: Int, stepSplitFrom: Int),
+                                _ body: () throws -> T) rethrows -> T {
+        let saved = (Qwen2Model.pipelineMinimumRows, Qwen2Model.rowParallelMinimumRows, Qwen2Model.pipelineChunk,
+                     Qwen2Model.stepSplitMinimumRows)
         Qwen2Model.pipelineMinimumRows = schedule.pipelineFrom
         Qwen2Model.rowParallelMinimumRows = schedule.pipelineFrom
         Qwen2Model.pipelineChunk = schedule.chunk
-        defer { (Qwen2Model.pipelineMinimumRows, Qwen2Model.rowParallelMinimumRows, Qwen2Model.pipelineChunk) = saved }
+        Qwen2Model.stepSplitMinimumRows = schedule.stepSplitFrom
+        defer {
+            (Qwen2Model.pipelineMinimumRows, Qwen2Model.rowParallelMinimumRows, Qwen2Model.pipelineChunk,
+             Qwen2Model.stepSplitMinimumRows) = saved
+        }
         return try body()
     }
 
