@@ -3,7 +3,8 @@
 // polynomial scaled by 2^n (scalef, or exponent bits on AVX2); keys are scored 16 (AVX2: 8) at a time with one
 // transposing reduction; the weighted sum of values takes four vector accumulators per head per pass over the rows,
 // two heads sharing each pass. One body per instruction set, two instances each: keys/values in float32, or in
-// float16 widened as they are loaded (vcvtph2ps). A decode step of a batch reads every sequence's cache once, megabytes
+// float16 widened as they are loaded (vcvtph2ps). On AVX-512, pairs of heads are scored together, 8 keys per reduction,
+// each key widened once for both. A decode step of a batch reads every sequence's cache once, megabytes
 // that are rarely in L1/L2 and whose rows (one per token, a head's slice of it) are too short for the hardware
 // prefetcher to run ahead: the scores prefetch the next block's key rows into L1 and the block's value rows into L2,
 // and the weighted sum the value row AHEAD_ROWS on into L1 (perf had both loops waiting on their loads).
@@ -101,6 +102,48 @@ R2EC_AVX512 static inline __m512 sum16(const __m512 v[16]) {
         }                                                                                                             \
     }
 
+/// The same for two heads at once (q and q + head_dim; scores rows h and h + 1): 8 keys per reduction, each key vector
+/// widened once for both heads (16 accumulators: 8 keys x 2 heads), so a GQA group of two reads its keys once.
+#define R2EC_SCORES_PAIR(NAME, T, LOAD)                                                                               \
+    R2EC_AVX512 static void NAME(const float *q, const T *keys, const T *values, int stride, int context,             \
+                                 int vectors, int head_dim, float scale, float *scores) {                             \
+        const float *q1 = q + head_dim;                                                                               \
+        float *s0 = scores, *s1 = scores + context;                                                                   \
+        int j0 = 0, bytes = head_dim * (int)sizeof(T), row = stride * (int)sizeof(T);                                 \
+        R2EC_PREFETCH_ROWS(keys, row, 0, context < 8 ? context : 8, bytes, _MM_HINT_T0)                               \
+        for (; j0 + 8 <= context; j0 += 8) {                                                                          \
+            int next = context - j0 - 8 < 8 ? context - j0 - 8 : 8;                                                   \
+            R2EC_PREFETCH_ROWS(keys, row, j0 + 8, next, bytes, _MM_HINT_T0)                                           \
+            R2EC_PREFETCH_ROWS(values, row, j0, 8, bytes, _MM_HINT_T1)                                                \
+            const T *k = keys + (size_t)j0 * stride;                                                                  \
+            __m512 acc[16];                                                                                           \
+            _Pragma("clang loop unroll(full)") for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();             \
+            for (int v = 0; v < vectors; v++) {                                                                       \
+                __m512 qa = _mm512_loadu_ps(q + 16 * v), qb = _mm512_loadu_ps(q1 + 16 * v);                           \
+                _Pragma("clang loop unroll(full)") for (int t = 0; t < 8; t++) {                                      \
+                    __m512 kv = LOAD(k + (size_t)t * stride + 16 * v);                                                \
+                    acc[t] = _mm512_fmadd_ps(qa, kv, acc[t]);                                                         \
+                    acc[8 + t] = _mm512_fmadd_ps(qb, kv, acc[8 + t]);                                                 \
+                }                                                                                                     \
+            }                                                                                                         \
+            __m512 sums = _mm512_mul_ps(sum16(acc), _mm512_set1_ps(scale));   /* lanes 0-7 head 0, 8-15 head 1 */    \
+            _mm256_storeu_ps(s0 + j0, _mm512_castps512_ps256(sums));                                                  \
+            _mm256_storeu_ps(s1 + j0, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sums), 1)));           \
+        }                                                                                                             \
+        R2EC_PREFETCH_ROWS(values, row, j0, context - j0, bytes, _MM_HINT_T1)                                         \
+        for (int j = j0; j < context; j++) {                                                                          \
+            const T *k = keys + (size_t)j * stride;                                                                   \
+            __m512 kv = LOAD(k), a0 = _mm512_mul_ps(_mm512_loadu_ps(q), kv), a1 = _mm512_mul_ps(_mm512_loadu_ps(q1), kv); \
+            for (int v = 1; v < vectors; v++) {                                                                       \
+                kv = LOAD(k + 16 * v);                                                                                \
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 16 * v), kv, a0);                                            \
+                a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q1 + 16 * v), kv, a1);                                           \
+            }                                                                                                         \
+            s0[j] = _mm512_reduce_add_ps(a0) * scale;                                                                 \
+            s1[j] = _mm512_reduce_add_ps(a1) * scale;                                                                 \
+        }                                                                                                             \
+    }
+
 /// out[h] = inverse[h] · sum_j p[h, j] · v[j] for H (1 or 2) heads sharing each pass over the value rows, 64 floats
 /// of the head at a time (p rows `context` apart, outputs `head_dim` apart).
 #define R2EC_WEIGHTED_SUM(NAME, T, LOAD, H)                                                                           \
@@ -135,12 +178,18 @@ R2EC_AVX512 static inline __m512 sum16(const __m512 v[16]) {
 
 #define R2EC_DECODE_ATTENTION(NAME, T, LOAD)                                                                          \
     R2EC_SCORES(NAME##_scores, T, LOAD)                                                                               \
+    R2EC_SCORES_PAIR(NAME##_scores2, T, LOAD)                                                                         \
     R2EC_WEIGHTED_SUM(NAME##_sum1, T, LOAD, 1)                                                                        \
     R2EC_WEIGHTED_SUM(NAME##_sum2, T, LOAD, 2)                                                                        \
     R2EC_AVX512 static void NAME(const float *q, int heads, const T *keys, const T *values, int stride, int context,         \
                           int head_dim, float scale, float *scores, float *out) {                                     \
-        int vectors = head_dim / 16;                                                                                  \
-        NAME##_scores(q, heads, keys, values, stride, context, vectors, head_dim, scale, scores);                     \
+        int vectors = head_dim / 16, paired = heads / 2 * 2;                                                          \
+        for (int h = 0; h < paired; h += 2)                                                                           \
+            NAME##_scores2(q + (size_t)h * head_dim, keys, values, stride, context, vectors, head_dim, scale,          \
+                           scores + (size_t)h * context);                                                             \
+        if (paired < heads)                                                                                           \
+            NAME##_scores(q + (size_t)paired * head_dim, 1, keys, values, stride, context, vectors, head_dim, scale,  \
+                          scores + (size_t)paired * context);                                                         \
         float inverse[heads];                                                                                         \
         for (int h = 0; h < heads; h++) inverse[h] = 1.0f / softmax_numerators(scores + (size_t)h * context, context); \
         int h = 0;                                                                                                    \

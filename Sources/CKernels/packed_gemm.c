@@ -7,9 +7,12 @@
 #include <string.h>
 
 /// k is cut in blocks of at most KC; rows in chunks whose A block (rows x kc floats) takes at most A_BLOCK bytes.
-/// The first row tile over a panel block prefetches its rows AHEAD k-rows before it reads them: that tile brings
-/// the panel in from L3 or memory (the others find it in L1/L2), and with few rows (a decode step's 16-32) it has
-/// too few FMAs per line for the hardware prefetcher alone to hide the latency.
+/// The first row tile over a panel block, when it is a full one, prefetches its rows AHEAD k-rows before it reads
+/// them: that tile brings the panel in from L3 or memory (the others find it in L1/L2), and a decode step's 16-32
+/// rows give the hardware prefetcher alone too little time to hide that latency (perf: the 12-row tiles of a
+/// batch-32 step took 5x the time per row of the 4- and 8-row tiles after them over the same panels). Tiles of few
+/// rows (a batch-1 step) are pure streams, which the hardware prefetcher runs well: there the extra instructions
+/// only cost.
 enum { KC = 512, A_BLOCK = 192 * 1024, AHEAD = 16 };
 
 static inline int min_int(int a, int b) { return a < b ? a : b; }
@@ -108,7 +111,7 @@ static void drive(const tile_fn *tiles, int mr, int width, int m, int n, int k, 
                         int rows = min_int(mr, i0 + chunk - i);
                         tiles[rows](kb, ablock + (i - i0) * brs_a, brs_a, bcs_a, panel + s * width, brs,
                                     c + (size_t)i * ldc + p * R2EC_PANEL + s * width, ldc, sub, alpha, bb,
-                                    i == i0 ? AHEAD : 0);
+                                    i == i0 && rows == mr ? AHEAD : 0);
                     }
                 }
             }
@@ -357,7 +360,7 @@ void r2ec_packed_gemm_bf16(int m, int n, int k, const uint16_t *a, const uint16_
                 for (int i = i0; i < i0 + chunk; i += 12) {
                     int rows = min_int(12, i0 + chunk - i);
                     tiles_bf16[rows](qb, a + (size_t)i * kp + 2 * q0, kp, panel, c + (size_t)i * ldc + p * R2EC_PANEL,
-                                     ldc, cols, alpha, bb, i == i0 ? AHEAD : 0);
+                                     ldc, cols, alpha, bb, i == i0 && rows == 12 ? AHEAD : 0);
                 }
             }
         }
