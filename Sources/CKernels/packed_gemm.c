@@ -10,9 +10,9 @@
 /// The first row tile over a panel block, when it is a full one, prefetches its rows AHEAD k-rows before it reads
 /// them: that tile brings the panel in from L3 or memory (the others find it in L1/L2), and a decode step's 16-32
 /// rows give the hardware prefetcher alone too little time to hide that latency (perf: the 12-row tiles of a
-/// batch-32 step took 5x the time per row of the 4- and 8-row tiles after them over the same panels). Tiles of few
-/// rows (a batch-1 step) are pure streams, which the hardware prefetcher runs well: there the extra instructions
-/// only cost.
+/// batch-32 step took 1.8x the time per row of the 8-row tile after them over the same panels). Tiles of few rows
+/// (a batch-1 step) are pure streams, which the hardware prefetcher runs well: there the extra instructions only
+/// cost.
 enum { KC = 512, A_BLOCK = 192 * 1024, AHEAD = 16 };
 
 static inline int min_int(int a, int b) { return a < b ? a : b; }
