@@ -65,10 +65,36 @@ struct BenchEngine: ParsableCommand {
     @Flag(help: "Only compare the forward schedules on prefill, interleaved round by round, and stop.")
     var compareSchedules = false
 
+    /// The benchmark model's positions (maxPositionEmbeddings below).
+    static let positions = 4096
+
+    func validate() throws {
+        for (name, sizes) in [("--prefill-batches", prefillBatches), ("--decode-batches", decodeBatches)] {
+            if let bad = sizes.first(where: { !(1...1024).contains($0) }) {
+                throw ValidationError("\(name): expected batch sizes in 1...1024, got \(bad)")
+            }
+        }
+        guard length >= 1 else { throw ValidationError("--length: expected at least 1, got \(length)") }
+        guard decodeSteps >= 1 else { throw ValidationError("--decode-steps: expected at least 1, got \(decodeSteps)") }
+        guard length + decodeSteps <= Self.positions else {
+            throw ValidationError("--length + --decode-steps: \(length) + \(decodeSteps) exceed the benchmark model's "
+                                  + "\(Self.positions) positions")
+        }
+        guard (1...1_000_000).contains(items) else { throw ValidationError("--items: expected 1...1000000, got \(items)") }
+        guard seconds > 0 && seconds.isFinite else { throw ValidationError("--seconds: expected > 0, got \(seconds)") }
+        guard (1...100).contains(rounds) else { throw ValidationError("--rounds: expected 1...100, got \(rounds)") }
+        for (name, value) in [("--pipeline-from", pipelineFrom), ("--chunk", chunk), ("--step-split-from", stepSplitFrom)] {
+            if let value, value < 1 { throw ValidationError("\(name): expected at least 1, got \(value)") }
+        }
+        if let bad = parts.first(where: { !["prefill", "decode", "direct"].contains($0) }) {
+            throw ValidationError("--parts: prefill, decode or direct, got '\(bad)'")
+        }
+    }
+
     func run() throws {
         let configuration = Qwen2Configuration(hiddenSize: 256, intermediateSize: 704, numHiddenLayers: 4,
                                                numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 8192,
-                                               tieWordEmbeddings: true, maxPositionEmbeddings: 4096)
+                                               tieWordEmbeddings: true, maxPositionEmbeddings: Self.positions)
         let random = try Qwen2Model(randomWith: configuration, seed: 1)
         if precision == .bfloat16 && !precision.isSupported {
             throw ValidationError("--precision bfloat16 needs a CPU with AVX512_BF16")

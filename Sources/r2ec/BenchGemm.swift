@@ -26,6 +26,16 @@ struct BenchGemm: ParsableCommand {
     @Flag(help: "Also time the SIMD kernels against their naive twins.")
     var kernels = false
 
+    func validate() throws {
+        if let bad = batches.first(where: { !(1...1024).contains($0) }) {
+            throw ValidationError("--batches: expected batch counts in 1...1024, got \(bad)")
+        }
+        guard seconds > 0 && seconds.isFinite else { throw ValidationError("--seconds: expected > 0, got \(seconds)") }
+        if let bad = strategies.first(where: { GEMMThreading(rawValue: $0) == nil }) {
+            throw ValidationError("--strategies: \(GEMMThreading.allCases.map(\.rawValue).joined(separator: ", ")), got '\(bad)'")
+        }
+    }
+
     func run() throws {
         let threadings = strategies.compactMap(GEMMThreading.init(rawValue:))
         print("BLAS: \(BLAS.description); pool threads: \(ThreadPool.shared.threadCount)")

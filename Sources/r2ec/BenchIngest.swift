@@ -24,8 +24,19 @@ struct BenchIngest: ParsableCommand {
     @Option(help: "Directory for the SQLite files and the load files (default: a temporary one).") var workDir: String?
     @Option(help: "Write the results as JSON here.") var json: String?
 
-    func run() throws {
+    func validate() throws {
+        guard (1...100_000_000).contains(events) else { throw ValidationError("--events: expected 1...100000000, got \(events)") }
+        guard (1...100_000).contains(batch) else { throw ValidationError("--batch: expected 1...100000, got \(batch)") }
+        guard (1...1024).contains(clients) else { throw ValidationError("--clients: expected 1...1024, got \(clients)") }
+        guard users >= 1 else { throw ValidationError("--users: expected at least 1, got \(users)") }
+        guard items >= 1 else { throw ValidationError("--items: expected at least 1, got \(items)") }
         guard SQLiteSync(rawValue: synchronous) != nil else { throw ValidationError("--synchronous: full or normal") }
+        if let bad = stores.first(where: { !["sqlite", "postgres"].contains($0) }) {
+            throw ValidationError("--stores: sqlite or postgres, got '\(bad)'")
+        }
+    }
+
+    func run() throws {
         let dir = workDir ?? NSTemporaryDirectory() + "r2ec-bench-ingest-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { if workDir == nil { try? FileManager.default.removeItem(atPath: dir) } }

@@ -31,6 +31,17 @@ struct BenchRPC: ParsableCommand {
     var grpc = false
     @Option(help: "The gRPC port (HOST:PORT) of the --target server, for --grpc.") var grpcTarget: String?
 
+    func validate() throws {
+        guard (1...10_000).contains(connections) else {
+            throw ValidationError("--connections: expected 1...10000, got \(connections)")
+        }
+        guard (1...1024).contains(inFlight) else { throw ValidationError("--in-flight: expected 1...1024, got \(inFlight)") }
+        guard seconds > 0 && seconds.isFinite else { throw ValidationError("--seconds: expected > 0, got \(seconds)") }
+        if let bad = methods.first(where: { !["health", "recommend"].contains($0) }) {
+            throw ValidationError("--methods: health or recommend, got '\(bad)'")
+        }
+    }
+
     func run() throws {
         let data = try DatasetLoader.load(dataset)
         var host = "127.0.0.1", port = 0

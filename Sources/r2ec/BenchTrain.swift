@@ -22,6 +22,15 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Seconds spent measuring the sgemm peak.") var peakSeconds = 0.5
     @Flag(help: "Skip the PyTorch eager peer even when a python with torch is found.") var noTorch = false
 
+    func validate() throws {
+        guard (1...1024).contains(batch) else { throw ValidationError("--batch: expected 1...1024, got \(batch)") }
+        guard (2...4096).contains(length) else { throw ValidationError("--length: expected 2...4096, got \(length)") }
+        guard (1...10_000).contains(steps) else { throw ValidationError("--steps: expected 1...10000, got \(steps)") }
+        guard peakSeconds > 0 && peakSeconds.isFinite else {
+            throw ValidationError("--peak-seconds: expected > 0, got \(peakSeconds)")
+        }
+    }
+
     func run() throws {
         let c = Qwen2Configuration(hiddenSize: 256, intermediateSize: 704, numHiddenLayers: 4, numAttentionHeads: 4,
                                    numKeyValueHeads: 2, vocabSize: 8192, tieWordEmbeddings: true,
