@@ -89,19 +89,9 @@ final class NumPyReferenceTests: XCTestCase {
                               outputs: ["dGateUp": dGateUp.toArray()], tolerance: 1e-4))
         }
         for (rows, heads, headDim, stride, theta) in [(5, 3, 64, 200, 1e6), (3, 2, 18, 40, 1e4)] {
-            let positions: [Int32] = (0..<rows).map { Int32(($0 * 41 + 5) % 300) }
-            let dx = randomBuffer([rows, stride], seed: 28)
-            let before = dx.toArray()
-            let table = RoPETable(headDim: headDim, maxPositions: 300, theta: theta)
-            positions.withUnsafeBufferPointer {
-                RoPE.rotate(x: dx.data, positions: $0.baseAddress!, rows: rows, heads: heads, headDim: headDim,
-                            rowStride: stride, table: table, direction: -1)
-            }
-            cases.append(Case(kernel: "rope_backward",
-                              params: ["rows": rows, "heads": heads, "headDim": headDim, "rowStride": stride,
-                                       "theta": theta],
-                              inputs: ["dx": before, "positions": positions.map(Float.init)],
-                              outputs: ["dx": dx.toArray()], tolerance: 1e-4))
+            cases.append(ropeCase("rope_backward", field: "dx", direction: -1, rows: rows, heads: heads,
+                                  headDim: headDim, stride: stride, theta: theta, positionStep: (41, 5), seed: 28,
+                                  tolerance: 1e-4))
         }
         // Causal rows (valid lengths 14...18 of 18: with and without a 16-float tail) and one full row.
         for (rows, cols, first, step) in [(5, 18, 14, 1), (1, 40, 40, 0)] {
@@ -204,21 +194,28 @@ final class NumPyReferenceTests: XCTestCase {
         var cases: [Case] = []
         // (rows, heads, headDim, rowStride, theta): q+k heads inside a fused QKV row, and a 10k-theta case.
         for (rows, heads, headDim, stride, theta) in [(7, 6, 64, 512, 1e6), (4, 3, 18, 60, 1e4)] {
-            let positions: [Int32] = (0..<rows).map { Int32(($0 * 37 + 3) % 300) }
-            let x = randomBuffer([rows, stride], seed: 9)
-            let before = x.toArray()
-            let table = RoPETable(headDim: headDim, maxPositions: 300, theta: theta)
-            positions.withUnsafeBufferPointer {
-                RoPE.forward(x: x.data, positions: $0.baseAddress!, rows: rows, heads: heads, headDim: headDim,
-                             rowStride: stride, table: table)
-            }
-            cases.append(Case(kernel: "rope",
-                              params: ["rows": rows, "heads": heads, "headDim": headDim, "rowStride": stride,
-                                       "theta": theta],
-                              inputs: ["x": before, "positions": positions.map(Float.init)],
-                              outputs: ["x": x.toArray()]))
+            cases.append(ropeCase("rope", field: "x", direction: 1, rows: rows, heads: heads, headDim: headDim,
+                                  stride: stride, theta: theta, positionStep: (37, 3), seed: 9, tolerance: 2e-5))
         }
         return cases
+    }
+
+    /// RoPE over `rows` rows of `stride` floats (random, `seed`) at positions (r * a + b) % 300, rotated by
+    /// `direction` (1: forward, -1: its transpose, the backward pass), as the case `kernel` with the array `field`.
+    func ropeCase(_ kernel: String, field: String, direction: Float, rows: Int, heads: Int, headDim: Int, stride: Int,
+                  theta: Double, positionStep: (a: Int, b: Int), seed: UInt64, tolerance: Float) -> Case {
+        let positions: [Int32] = (0..<rows).map { Int32(($0 * positionStep.a + positionStep.b) % 300) }
+        let x = randomBuffer([rows, stride], seed: seed)
+        let before = x.toArray()
+        let table = RoPETable(headDim: headDim, maxPositions: 300, theta: theta)
+        positions.withUnsafeBufferPointer {
+            RoPE.rotate(x: x.data, positions: $0.baseAddress!, rows: rows, heads: heads, headDim: headDim,
+                        rowStride: stride, table: table, direction: direction)
+        }
+        return Case(kernel: kernel,
+                    params: ["rows": rows, "heads": heads, "headDim": headDim, "rowStride": stride, "theta": theta],
+                    inputs: [field: before, "positions": positions.map(Float.init)],
+                    outputs: [field: x.toArray()], tolerance: tolerance)
     }
 
     func softmaxCases() -> [Case] {
