@@ -87,6 +87,12 @@ struct BenchScale: ParsableCommand {
         guard precision.isSupported || precision == .float32 else {
             throw ValidationError("--precision bfloat16: this CPU has no AVX512_BF16")
         }
+        if int4Screen && itemTablePrecision != .int8 {
+            throw ValidationError("--int4-screen: screens the int8 table; add --item-table-precision int8")
+        }
+        if int4Screen && !Int8Matrix.vnniAvailable {
+            throw ValidationError("--int4-screen: needs an AVX512_VNNI CPU with the AVX-512 kernels (CPU: \(CPU.isa))")
+        }
         print("load average before: \(Yardsticks.loadAverage()); pool threads: \(ThreadPool.shared.threadCount)")
         var roofline = Yardsticks.measure()
         let loaded = try Checkpoint.loadModel(directory: model)

@@ -31,6 +31,8 @@ CASES = [
     (["ingest", "--batch", "0"], "--batch: expected 1...100000, got 0"),
     (["ingest", "--clients", "0"], "--clients: expected 1...1024, got 0"),
     (["ingest", "--stores", "mysql"], "--stores: sqlite or postgres, got 'mysql'"),
+    (["scale", "--int4-screen"], "--int4-screen: screens the int8 table; add --item-table-precision int8"),
+    (["scale", "--sizes", "5"], "--sizes: expected item counts in 10...50000000, got '5'"),
 ]
 
 
