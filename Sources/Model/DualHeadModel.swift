@@ -195,12 +195,12 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     /// The direct path's tokens of a history and the token count through each prompt line (DualHeadFormat.directTokens).
     public func directTokens(_ history: UserHistory, targetTime: Int64? = nil) -> (tokens: [Int], lineEnds: [Int]) {
         DualHeadFormat.directTokens(lines: userLines(history, targetTime: targetTime), tokenizer: tokenizer,
-                                    limit: min(DualHeadFormat.maxUserTokens, model.configuration.maxPositionEmbeddings))
+                                    limit: min(DualHeadFormat.maxUserTokens, model.configuration.promptPositions))
     }
 
     func userTokens(_ text: String) -> [Int] {
         DualHeadFormat.keepingTail(tokenizer.encode(text),
-                                   limit: min(DualHeadFormat.maxUserTokens, model.configuration.maxPositionEmbeddings))
+                                   limit: min(DualHeadFormat.maxUserTokens, model.configuration.promptPositions))
     }
 
     /// Scores [queries, items] = unit[queries, hidden] · itemTable^T / tau: one GEMM over the packed table (bfloat16
@@ -292,7 +292,7 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
                 out[i] = directTokens(histories[first + i], targetTime: targetTimes?[i])
             }
         }
-        guard let prefixCache else { return model.readout(prompts.map(\.tokens)) }
+        guard let prefixCache else { return model.userReadout(prompts.map(\.tokens)) }
         let epoch = prefixCache.epoch
         // The instruction and history lines can be cached, not the lines of the request's time.
         let cachable = prompts.map { Array($0.lineEnds.dropLast(promptFormat.timeLines)) }
@@ -310,10 +310,8 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
                 users.append(user.isEmpty ? [] : [user])
             }
         }
-        let output = model.forward(inputs, caches: caches, rows: .last, logits: false)
-        let d = model.configuration.hiddenSize
-        let unit = FloatBuffer(shape: [prompts.count, d])
-        L2Normalize.forward(out: unit.data, input: output.hidden.data, rows: prompts.count, dim: d)
+        let unit = model.userReadout(inputs, caches: caches)
+        // Only the prompt's instruction and history lines are kept: never its time lines or latent steps.
         for (i, p) in prompts.enumerated() where !cachable[i].isEmpty {
             let kept = cachable[i].last!
             caches[i].trim(to: kept)

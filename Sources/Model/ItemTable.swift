@@ -89,11 +89,46 @@ public final class ItemTable: @unchecked Sendable {
 
 extension Qwen2Model {
     /// The recommendation head's input for each sequence: the final-norm hidden state at its last token,
-    /// L2-normalised ([sequences, hidden]). No LM head is computed.
+    /// L2-normalised ([sequences, hidden]). No LM head is computed. Item prompts read out so.
     public func readout(_ tokens: [[Int]]) -> FloatBuffer {
         let output = forward(tokens, rows: .last, logits: false)
         let unit = FloatBuffer(shape: [tokens.count, configuration.hiddenSize])
         L2Normalize.forward(out: unit.data, input: output.hidden.data, rows: tokens.count, dim: configuration.hiddenSize)
         return unit
+    }
+
+    /// The user read-out of each prompt, L2-normalised ([sequences, hidden]): the final-norm hidden state after the
+    /// configuration's latent steps (`latentSteps`; at 0 the prompt's last token, as `readout`). With `caches`,
+    /// prompt s continues `caches[s]`, which then holds the prompt and the latent steps; without, caches are made
+    /// for the latent steps and dropped.
+    public func userReadout(_ tokens: [[Int]], caches: [KVCache]? = nil) -> FloatBuffer {
+        let steps = configuration.latentSteps
+        let caches = caches ?? (steps == 0 ? nil : tokens.map {
+            KVCache(configuration: configuration, reservingCapacity: $0.count + steps)
+        })
+        var hidden = forward(tokens, caches: caches, rows: .last, logits: false).hidden
+        if let caches { hidden = latentSteps(from: hidden, caches: caches) }
+        let unit = FloatBuffer(shape: [tokens.count, configuration.hiddenSize])
+        L2Normalize.forward(out: unit.data, input: hidden.data, rows: tokens.count, dim: configuration.hiddenSize)
+        return unit
+    }
+
+    /// Runs the latent steps after each sequence of `caches`, whose last position's final-norm hidden state is row
+    /// s of `hidden` [sequences, hidden]: step j's input is the previous state + latent_embeddings[j] (one decode
+    /// step whose input is a vector, not a token). Returns the last step's final-norm states (`hidden` without steps).
+    public func latentSteps(from hidden: FloatBuffer, caches: [KVCache]) -> FloatBuffer {
+        let d = configuration.hiddenSize, count = caches.count
+        var state = hidden
+        let single = [[Int]](repeating: [0], count: count)
+        for step in 0..<configuration.latentSteps {
+            let input = FloatBuffer(shape: [count, d])
+            let vector = weights.latentEmbeddings! + step * d
+            for s in 0..<count {
+                let row = input.data + s * d, previous = state.data + s * d
+                for j in 0..<d { row[j] = previous[j] + vector[j] }
+            }
+            state = forward(single, caches: caches, rows: .last, logits: false, embedded: input.data).hidden
+        }
+        return state
     }
 }

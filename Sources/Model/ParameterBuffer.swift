@@ -90,11 +90,14 @@ public struct ModelWeights {
     public var finalNorm: UnsafeMutablePointer<Float>
     /// The LM head's [vocab, hidden] matrix: the embedding when tied.
     public var lmHead: UnsafeMutablePointer<Float>
+    /// The per-step vectors [latent_steps, hidden] added to each latent step's input (nil without latent steps).
+    public var latentEmbeddings: UnsafeMutablePointer<Float>?
 
     public init(_ buffer: ParameterBuffer, configuration c: Qwen2Configuration) {
         embedding = buffer.pointer("model.embed_tokens.weight")
         layers = (0..<c.numHiddenLayers).map { LayerWeights(buffer, layer: $0) }
         finalNorm = buffer.pointer("model.norm.weight")
         lmHead = c.tieWordEmbeddings ? embedding : buffer.pointer("lm_head.weight")
+        latentEmbeddings = c.latentSteps > 0 ? buffer.pointer("model.latent_embeddings.weight") : nil
     }
 }

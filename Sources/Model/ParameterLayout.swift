@@ -44,6 +44,9 @@ public struct ParameterLayout: Sendable, Equatable {
             groups.append([(p + "mlp.down_proj.weight", [d, c.intermediateSize], [hidden, ffn])])
         }
         groups.append([("model.norm.weight", [d], [hidden])])
+        if c.latentSteps > 0 {
+            groups.append([("model.latent_embeddings.weight", [c.latentSteps, d], ["latent_steps", hidden])])
+        }
         if !c.tieWordEmbeddings { groups.append([("lm_head.weight", [c.vocabSize, d], ["vocab_size", hidden])]) }
 
         var entries: [Entry] = []

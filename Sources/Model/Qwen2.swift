@@ -98,9 +98,15 @@ public final class Qwen2Model: @unchecked Sendable {
 
     /// Runs `tokens[s]` for every sequence s. With `caches`, sequence s continues `caches[s]` (its rows take
     /// positions caches[s].offset onwards, attend to the cached tokens too, and are appended to the cache);
-    /// without, each sequence starts at position 0 and nothing is kept.
+    /// without, each sequence starts at position 0 and nothing is kept. With `embedded` [rows, hidden], those rows
+    /// are the inputs in place of the tokens' embeddings (latent steps), the tokens giving only the lengths.
     public func forward(_ tokens: [[Int]], caches: [KVCache]? = nil, rows: OutputRows = .last,
                         logits wantLogits: Bool = true) -> ForwardOutput {
+        forward(tokens, caches: caches, rows: rows, logits: wantLogits, embedded: nil)
+    }
+
+    func forward(_ tokens: [[Int]], caches: [KVCache]?, rows: OutputRows, logits wantLogits: Bool,
+                 embedded: UnsafePointer<Float>?) -> ForwardOutput {
         let c = configuration
         let d = c.hiddenSize, hd = c.headDim, heads = c.numAttentionHeads, kvHeads = c.numKeyValueHeads
         let qDim = heads * hd, kvDim = kvHeads * hd, qkvDim = c.qkvRows
@@ -131,9 +137,13 @@ public final class Qwen2Model: @unchecked Sendable {
         let x = Workspace(total * d)                    // the residual stream
         let qkv = Workspace(total * qkvDim)
         let attention = Workspace(total * qDim)
-        ids.withUnsafeBufferPointer {
-            Embedding.forward(out: x.data, table: weights.embedding, ids: $0.baseAddress!, rows: total, dim: d,
-                              vocab: c.vocabSize)
+        if let embedded {
+            x.data.update(from: embedded, count: total * d)
+        } else {
+            ids.withUnsafeBufferPointer {
+                Embedding.forward(out: x.data, table: weights.embedding, ids: $0.baseAddress!, rows: total, dim: d,
+                                  vocab: c.vocabSize)
+            }
         }
         // Where each sequence's keys and values live: the fused buffer itself, or its cache (rows appended by the
         // QKV step of each layer).

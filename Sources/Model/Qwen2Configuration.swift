@@ -15,6 +15,13 @@ public struct Qwen2Configuration: Codable, Sendable, Equatable {
     public var maxPositionEmbeddings: Int
     /// Hugging Face's architecture tag, kept so that the written config.json is loadable elsewhere.
     public var modelType: String
+    /// Latent reasoning steps of the user read-out (r2ec's own field, written only when above 0): after the prompt,
+    /// each step's input is the previous position's final-norm hidden state plus a learned per-step vector
+    /// (`model.latent_embeddings.weight` [latent_steps, hidden]), and the read-out is the last step's output.
+    /// A checkpoint without the field is read as 0: the read-out is the prompt's last position.
+    public var latentSteps = 0
+    /// The most latent steps a configuration may ask for.
+    public static let maxLatentSteps = 16
 
     enum CodingKeys: String, CodingKey {
         case hiddenSize = "hidden_size"
@@ -28,6 +35,7 @@ public struct Qwen2Configuration: Codable, Sendable, Equatable {
         case tieWordEmbeddings = "tie_word_embeddings"
         case maxPositionEmbeddings = "max_position_embeddings"
         case modelType = "model_type"
+        case latentSteps = "latent_steps"
         case architectures
         case torchDType = "torch_dtype"
         case hiddenAct = "hidden_act"
@@ -64,6 +72,7 @@ public struct Qwen2Configuration: Codable, Sendable, Equatable {
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 32_768
         modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? "qwen2"
+        latentSteps = try c.decodeIfPresent(Int.self, forKey: .latentSteps) ?? 0
         // Variants this engine does not compute are refused rather than run wrongly.
         if let act = try c.decodeIfPresent(String.self, forKey: .hiddenAct), act != "silu" {
             throw CheckpointError.invalidConfiguration("hidden_act \(act): only silu (SwiGLU) is implemented")
@@ -90,11 +99,14 @@ public struct Qwen2Configuration: Codable, Sendable, Equatable {
         try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
         try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
         try c.encode(modelType, forKey: .modelType)
+        if latentSteps > 0 { try c.encode(latentSteps, forKey: .latentSteps) }
         try c.encode(["Qwen2ForCausalLM"], forKey: .architectures)
         try c.encode("float32", forKey: .torchDType)
         try c.encode("silu", forKey: .hiddenAct)
     }
 
+    /// Positions a user prompt may take: the latent steps follow it.
+    public var promptPositions: Int { maxPositionEmbeddings - latentSteps }
     /// Width of one attention head.
     public var headDim: Int { hiddenSize / numAttentionHeads }
     /// Query heads per key/value head (grouped-query attention).
@@ -112,6 +124,7 @@ public struct Qwen2Configuration: Codable, Sendable, Equatable {
         case "num_key_value_heads": return numKeyValueHeads
         case "vocab_size": return vocabSize
         case "max_position_embeddings": return maxPositionEmbeddings
+        case "latent_steps": return latentSteps
         default: preconditionFailure("no size field \(field)")
         }
     }
@@ -134,6 +147,9 @@ public struct Qwen2Configuration: Codable, Sendable, Equatable {
         guard hiddenSize <= widest, intermediateSize <= widest, vocabSize <= widest, numHiddenLayers <= 1024,
               maxPositionEmbeddings <= 1 << 24 else {
             throw fail("hidden_size, intermediate_size and vocab_size must be at most \(widest), num_hidden_layers at most 1024, max_position_embeddings at most \(1 << 24)")
+        }
+        guard (0...Self.maxLatentSteps).contains(latentSteps), latentSteps < maxPositionEmbeddings else {
+            throw fail("latent_steps must be within 0...\(Self.maxLatentSteps) and below max_position_embeddings, got \(latentSteps)")
         }
     }
 

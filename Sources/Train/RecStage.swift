@@ -112,11 +112,14 @@ public struct RecStage: TrainingStage {
             titleless[$0] ? corpus.titlelessItemTokens(fresh[$0])
                 : asNew[$0] ? corpus.newItemTokens(fresh[$0]) : corpus.itemTokens[fresh[$0]]
         }
-        let share = BatchShare(lengths: sequences.map(\.count), world: world)
+        // User prompts read out after the model's latent steps (rows of the batch too); items read out directly.
+        let latent = sequences.indices.map { $0 < examples.count }
+        let steps = t.model.configuration.latentSteps
+        let share = BatchShare(lengths: sequences.indices.map { sequences[$0].count + (latent[$0] ? steps : 0) }, world: world)
         let mine = share.sequences
         graph.zeroGradients()
         graph.dropoutRowOffset = share.rowOffset
-        if !mine.isEmpty { graph.forward(Array(sequences[mine])) }
+        if !mine.isEmpty { graph.forward(Array(sequences[mine]), latent: Array(latent[mine])) }
         // User rows (final read-outs and line targets) of the whole batch, in one order; this rank keeps its own.
         var userRows: [Int] = [], targets: [Int] = [], weights: [Float] = [], masked: [[Int]] = []
         var total: Float = 0, readouts = 0

@@ -83,6 +83,9 @@ public struct TrainConfig: Sendable {
     public var itemIDVectors = false
     /// The id vectors' learning rate as a multiple of the stage's.
     public var itemIDLRScale: Float = 1
+    /// Latent reasoning steps of the user read-out (0: the prompt's last position, as before): recorded in the
+    /// checkpoint's config.json with the per-step vectors they learn (Qwen2Configuration.latentSteps).
+    public var latentSteps = 0
 
     public init() {}
 
@@ -117,7 +120,15 @@ public struct TrainConfig: Sendable {
         .int("save_every", \.saveEvery, .within(0, 10_000_000)),
         .bool("item_id_vectors", \.itemIDVectors),
         .float("item_id_lr_scale", \.itemIDLRScale, .within(0, 1000)),
+        .int("latent_steps", \.latentSteps, .within(0, Double(Qwen2Configuration.maxLatentSteps))),
     ]
+
+    /// The model's configuration for a tokenizer of `vocabularySize` tokens: the model settings and the latent steps.
+    public func modelConfiguration(vocabularySize: Int) -> Qwen2Configuration {
+        var c = model.configuration(vocabularySize: vocabularySize)
+        c.latentSteps = latentSteps
+        return c
+    }
 
     /// Reads and checks `value` (the config as JSON); throws every error found, one per line.
     public static func read(_ value: JSONValue, source: String = "config") throws -> TrainConfig {
@@ -185,7 +196,7 @@ public struct TrainConfig: Sendable {
     /// AdamW's two moments, the best parameters kept, a parameter average when a stage keeps one, and the rotary
     /// table. Activations are bounded by the batch and token settings, not counted here.
     public func trainingMemory() -> MemoryUsage {
-        let c = model.configuration(vocabularySize: vocabSize)
+        let c = modelConfiguration(vocabularySize: vocabSize)
         let weights = c.inferenceMemory(packed: nil)
         let parameters = weights.parts.first { $0.what == "parameters" }!.bytes
         let copies = 4 + (stages.contains { $0.ema > 0 } ? 1 : 0)

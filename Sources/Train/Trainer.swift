@@ -264,7 +264,7 @@ public final class Trainer: @unchecked Sendable {
                                               seed: config.seed)
         log.note(String(format: "tokenizer: %d tokens, trained in %.1f s", tokenizer.vocabularySize,
                         Date().timeIntervalSince(began)))
-        let c = config.model.configuration(vocabularySize: tokenizer.vocabularySize)
+        let c = config.modelConfiguration(vocabularySize: tokenizer.vocabularySize)
         model = try Qwen2Model(randomWith: c, seed: config.seed, std: config.model.initStd)
         makeIDVectors()
         try setUp()
@@ -329,11 +329,12 @@ public final class Trainer: @unchecked Sendable {
     }
 
     func setUp() throws {
-        corpus.use(tokenizer: tokenizer, maxPositions: model.configuration.maxPositionEmbeddings)
+        corpus.use(tokenizer: tokenizer, maxPositions: model.configuration.promptPositions)
         graph = TrainingGraph(model: model)
         if ProcessInfo.processInfo.environment["R2EC_TRAIN_PROFILE"] != nil { graph.profile = PhaseProfile() }
         log.note("model: \(model.parameterCount) parameters, d_model \(model.configuration.hiddenSize), " +
-                 "\(model.configuration.numHiddenLayers) layers, vocab \(model.configuration.vocabSize)")
+                 "\(model.configuration.numHiddenLayers) layers, vocab \(model.configuration.vocabSize)" +
+                 (model.configuration.latentSteps > 0 ? ", \(model.configuration.latentSteps) latent steps" : ""))
     }
 
     /// The optimiser of the current stage (created at its first step; loaded on resume).

@@ -2,6 +2,11 @@
 // causal within each sequence), keeping every activation its backward needs, and the backward pass accumulating
 // into a gradient ParameterBuffer carved like the parameters (tied LM head -> the embedding's gradient).
 // Every matmul is one GEMM over all rows of the batch; heads (losses) read `hidden` and fill `dHidden`.
+// Latent steps (configuration.latentSteps = K, on the sequences a forward names): K rows follow the sequence's
+// tokens, row j's input being the final-norm hidden state of the row before it plus latent_embeddings[j]; the last
+// one is the sequence's read-out. Causality makes this K + 1 passes of the whole batch (pass p settles latent row
+// p - 1), and the backward K + 1 passes too (backward is linear in dHidden: pass p carries the now complete input
+// gradient of latent row K - p to the row feeding it).
 import Foundation
 import Model
 import Tensor
@@ -68,6 +73,10 @@ public final class TrainingGraph: @unchecked Sendable {
     public private(set) var tokens: [Int32] = []
     var positions: [Int32] = []
     public var rowCount: Int { seqStart.last! }
+    /// Rows of the current batch that are latent steps (each fed by the row before it), and their step indices.
+    var latentRows: [Int] = [], latentStepOfRow: [Int] = []
+    /// Input gradient of the latent rows summed over the backward passes [latentRows.count, hidden].
+    let dLatentInput = Slab()
 
     public init(model: Qwen2Model) {
         self.model = model
@@ -89,27 +98,47 @@ public final class TrainingGraph: @unchecked Sendable {
 
     /// Row index of token i of sequence s.
     public func row(sequence s: Int, token i: Int) -> Int { seqStart[s] + i }
+    /// The read-out row of sequence s: its last token, or its last latent step when it has them.
     public func lastRow(sequence s: Int) -> Int { seqStart[s + 1] - 1 }
 
-    /// Runs the batch, keeping activations; returns the final-norm hidden states (`hidden`).
+    /// Runs the batch, keeping activations; returns the final-norm hidden states (`hidden`). The sequences s with
+    /// `latent[s]` (none when empty) get the configuration's latent steps after their tokens.
     @discardableResult
-    public func forward(_ batch: [[Int]]) -> UnsafeMutablePointer<Float> {
+    public func forward(_ batch: [[Int]], latent: [Bool] = []) -> UnsafeMutablePointer<Float> {
+        let c = configuration, k = c.latentSteps
+        precondition(latent.isEmpty || latent.count == batch.count, "one latent flag per sequence")
+        let steps = batch.indices.map { latent.isEmpty || !latent[$0] ? 0 : k }
+        precondition(batch.indices.allSatisfy { !batch[$0].isEmpty && batch[$0].count + steps[$0] <= c.maxPositionEmbeddings },
+                     "every sequence needs 1...max_position_embeddings tokens and latent steps")
+        seqStart = [0]
+        latentRows = []
+        latentStepOfRow = []
+        for (s, t) in batch.enumerated() {
+            for j in 0..<steps[s] { latentRows.append(seqStart.last! + t.count + j); latentStepOfRow.append(j) }
+            seqStart.append(seqStart.last! + t.count + steps[s])
+        }
+        tokens = batch.indices.flatMap { s in batch[s].map(Int32.init) + [Int32](repeating: 0, count: steps[s]) }
+        positions = batch.indices.flatMap { (0..<(batch[$0].count + steps[$0])).map(Int32.init) }
+        for pass in 0...(latentRows.isEmpty ? 0 : k) { forwardPass(feedback: pass > 0) }
+        return hidden
+    }
+
+    /// One pass over the current batch; latent rows take the previous pass's hidden states (`feedback`) or only
+    /// their step vectors (the first pass, whose latent rows are all recomputed later).
+    private func forwardPass(feedback: Bool) {
         let c = configuration
         let d = c.hiddenSize, hd = c.headDim, heads = c.numAttentionHeads, kvHeads = c.numKeyValueHeads
         let qDim = heads * hd, qkvDim = c.qkvRows, ffn = c.intermediateSize
-        precondition(batch.allSatisfy { !$0.isEmpty && $0.count <= c.maxPositionEmbeddings },
-                     "every sequence needs 1...max_position_embeddings tokens")
-        seqStart = [0]
-        for t in batch { seqStart.append(seqStart.last! + t.count) }
         let n = rowCount
-        tokens = batch.flatMap { $0.map(Int32.init) }
-        positions = batch.flatMap { (0..<$0.count).map(Int32.init) }
-
         let profile = self.profile
         profile?.start()
         var x = layers.first?.x.ensure(n * d) ?? finalInput.ensure(n * d)
         tokens.withUnsafeBufferPointer {
             Embedding.forward(out: x, table: weights.embedding, ids: $0.baseAddress!, rows: n, dim: d, vocab: c.vocabSize)
+        }
+        for (i, r) in latentRows.enumerated() {
+            let step = weights.latentEmbeddings! + latentStepOfRow[i] * d, row = x + r * d, previous = hiddenSlab.data + (r - 1) * d
+            for j in 0..<d { row[j] = step[j] + (feedback ? previous[j] : 0) }
         }
         let p = dropout
         forwardDropout = p
@@ -172,11 +201,33 @@ public final class TrainingGraph: @unchecked Sendable {
                         rstd: finalRstd.ensure(n))
         dHiddenSlab.ensure(n * d).update(repeating: 0, count: n * d)
         profile?.lap("fwd norms")
-        return hidden
     }
 
-    /// Backpropagates `dHidden` through the final norm, every layer and the embedding, adding to `gradients`.
+    /// Backpropagates `dHidden` through the final norm, every layer and the embedding (and the latent steps' chain),
+    /// adding to `gradients`.
     public func backward() {
+        let d = configuration.hiddenSize, n = rowCount
+        let dLatent = dLatentInput.ensure(max(1, latentRows.count) * d)
+        dLatent.update(repeating: 0, count: latentRows.count * d)
+        backwardPass()
+        guard !latentRows.isEmpty else { return }
+        // Pass p: latent step K - p's input gradient is complete; it is the gradient of the row feeding it.
+        for step in stride(from: configuration.latentSteps - 1, through: 0, by: -1) {
+            dHidden.update(repeating: 0, count: n * d)
+            for (i, r) in latentRows.enumerated() where latentStepOfRow[i] == step {
+                (dHidden + (r - 1) * d).update(from: dLatent + i * d, count: d)
+            }
+            backwardPass()
+        }
+        let dSteps = gradientWeights.latentEmbeddings!
+        for (i, step) in latentStepOfRow.enumerated() {
+            let target = dSteps + step * d, source = dLatent + i * d
+            for j in 0..<d { target[j] += source[j] }
+        }
+    }
+
+    /// One backward pass of `dHidden`; the latent rows' input gradients are added to `dLatentInput`.
+    private func backwardPass() {
         let c = configuration
         let d = c.hiddenSize, hd = c.headDim, heads = c.numAttentionHeads, kvHeads = c.numKeyValueHeads
         let qDim = heads * hd, qkvDim = c.qkvRows, ffn = c.intermediateSize
@@ -229,6 +280,10 @@ public final class TrainingGraph: @unchecked Sendable {
             profile?.lap("bwd norms")
         }
         if dropped { Dropout.apply(dx, mask: embeddingMask.data, count: n * d) }
+        for (i, r) in latentRows.enumerated() {
+            let source = dx + r * d, target = dLatentInput.data + i * d
+            for j in 0..<d { target[j] += source[j]; source[j] = 0 }
+        }
         tokens.withUnsafeBufferPointer {
             Embedding.backward(dTable: gradientWeights.embedding, dOut: dx, ids: $0.baseAddress!, rows: n, dim: d)
         }

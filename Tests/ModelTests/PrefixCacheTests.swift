@@ -74,9 +74,10 @@ final class PrefixCacheTests: XCTestCase {
         XCTAssertTrue(cut.lineEnds.isEmpty)
     }
 
-    func dualHead(cache: PrefixCache?) throws -> DualHeadModel {
+    func dualHead(cache: PrefixCache?, latentSteps: Int = 0) throws -> DualHeadModel {
         var c = Fixtures.tinyTied
         c.maxPositionEmbeddings = 4096
+        c.latentSteps = latentSteps
         let model = try Fixtures.randomModel(c, seed: 5)
         let dual = try DualHeadModel(model: model, tokenizer: try Fixtures.tokenizer(), catalog: catalog,
                                      itemPrompts: catalog.items.map { Prompts.item($0, stats: ItemStats(count: 3, meanRating: 4)) },
@@ -93,10 +94,23 @@ final class PrefixCacheTests: XCTestCase {
 
     /// Cached and uncached paths score alike (float rounding): a first request (miss), one new event (a hit that
     /// prefills one line), the same history again (a hit that prefills only `\n<answer>`), the 30th event (the window
-    /// moves: a miss), and a batch mixing hits and misses of several users.
+    /// moves: a miss), and a batch mixing hits and misses of several users. With latent steps too: they run after
+    /// the prompt and are never cached (a cached latent position would shift every later hit's scores).
     func testCachedScoresEqualTheFullPrefill() throws {
+        try checkCachedScoresEqualTheFullPrefill(latentSteps: 0)
+    }
+
+    func testCachedScoresEqualTheFullPrefillWithLatentSteps() throws {
+        try checkCachedScoresEqualTheFullPrefill(latentSteps: 2)
+        // The steps change the scores (so the check above ran them).
+        let plain = try dualHead(cache: nil), latent = try dualHead(cache: nil, latentSteps: 2)
+        let a = try plain.scoreAll([history(20)]), b = try latent.scoreAll([history(20)])
+        XCTAssertGreaterThan(zip(a, b).map { abs($0 - $1) }.max()!, 0.1)
+    }
+
+    func checkCachedScoresEqualTheFullPrefill(latentSteps: Int) throws {
         let cache = PrefixCache(budget: 64 << 20)
-        let cached = try dualHead(cache: cache), full = try dualHead(cache: nil)
+        let cached = try dualHead(cache: cache, latentSteps: latentSteps), full = try dualHead(cache: nil, latentSteps: latentSteps)
         var expected = (hits: 0, misses: 0)
         func check(_ hs: [UserHistory], hits: Int, misses: Int, _ what: String) throws {
             assertClose(try cached.scoreAll(hs), try full.scoreAll(hs), what)
