@@ -89,6 +89,7 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
         return "{\"model_type\":\"qwen2\",\"hidden_size\":\(c.hiddenSize),\"num_hidden_layers\":\(c.numHiddenLayers)," +
             "\"num_attention_heads\":\(c.numAttentionHeads),\"num_key_value_heads\":\(c.numKeyValueHeads)," +
             "\"intermediate_size\":\(c.intermediateSize),\"vocab_size\":\(c.vocabSize),\"tau\":\(tau)," +
+            (c.latentSteps > 0 ? "\"latent_steps\":\(c.latentSteps)," : "") +
             "\"items\":\(catalog.count),\"weights_hash\":\"\(itemTable.weightsHash)\"}"
     }
 

@@ -140,5 +140,6 @@ extension Qwen2Configuration {
         let embedding = vocabSize.multipliedSaturated(by: d)
         return embedding.multipliedSaturated(by: tieWordEmbeddings ? 1 : 2)
             .addingSaturated(layer.multipliedSaturated(by: numHiddenLayers)).addingSaturated(d + 32)
+            .addingSaturated(latentSteps > 0 ? latentSteps * d + 15 : 0)
     }
 }

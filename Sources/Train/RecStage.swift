@@ -42,6 +42,10 @@ public struct RecStage: TrainingStage {
     /// Share of the encoded items rendered without title and statistics (title dropout), drawn like `newItemShare`
     /// but independently of it.
     public var titleDropout: Float = 0
+    /// With latent steps: the final target's loss on every step's read-out too (the prompt's last token's and each
+    /// latent step's before the last, each weighted as the final one), as ReaRec's progressive reasoning learning
+    /// trains every step (without its temperature schedule). Serving reads out the last step either way.
+    public var stepLosses = false
 
     public init() {}
 
@@ -59,6 +63,7 @@ public struct RecStage: TrainingStage {
             .int("fresh_items", \.freshItems, .within(1, 1_000_000)),
             .float("new_item_share", \.newItemShare, .within(0, 1)),
             .float("title_dropout", \.titleDropout, .within(0, 1)),
+            .bool("step_losses", \.stepLosses),
         ]
 
     public var evaluation: EvaluationSchedule? { validation }
@@ -125,10 +130,12 @@ public struct RecStage: TrainingStage {
         var total: Float = 0, readouts = 0
         for (i, e) in examples.enumerated() {
             let local = mine.contains(i)
-            total += 1
-            readouts += 1
-            if local {
-                userRows.append(share.row(of: i, in: graph))
+            // The read-out `back` rows before the last: the final one, and with step losses every earlier step's.
+            for back in 0...(stepLosses ? steps : 0) {
+                total += 1
+                readouts += 1
+                guard local else { continue }
+                userRows.append(share.row(of: i, in: graph) - back)
                 targets.append(column[e.target])
                 weights.append(1)
                 masked.append(e.before.compactMap { $0 == e.target || column[$0] < 0 ? nil : column[$0] })

@@ -140,4 +140,25 @@ final class LatentStepsTests: XCTestCase {
         tooMany.latentSteps = Qwen2Configuration.maxLatentSteps + 1
         XCTAssertThrowsError(try tooMany.validate()) { XCTAssertTrue("\($0)".contains("latent_steps"), "\($0)") }
     }
+
+    /// A toy rec run with latent_steps 2 writes a checkpoint that has them (config.json and trained vectors), and
+    /// `step_losses` reaches the training step (the vectors train differently with it).
+    func testTrainingRunRecordsLatentStepsAndStepLossesReachTheStep() throws {
+        let data = try TrainFixtures.toyDataset()
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        func train(_ name: String, stepLosses: Bool) throws -> [Float] {
+            var config = TrainFixtures.toyRecipe(dataset: data)
+            config.latentSteps = 2
+            var stage = TrainFixtures.toyRecStage()
+            stage.stepLosses = stepLosses
+            config.stages = [stage]
+            _ = try Trainer(config: config, out: data + "/" + name, logPath: nil).run()
+            let model = try Checkpoint.loadModel(directory: data + "/" + name)
+            XCTAssertEqual(model.configuration.latentSteps, 2)
+            return model.parameters.values("model.latent_embeddings.weight")
+        }
+        let last = try train("last", stepLosses: false), every = try train("every", stepLosses: true)
+        XCTAssertEqual(last.count, 2 * 16)
+        XCTAssertNotEqual(last, every)
+    }
 }
