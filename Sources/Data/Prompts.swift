@@ -18,6 +18,11 @@ public enum PromptFormat: String, Sendable, CaseIterable, Codable {
     /// Lines at the end of a user prompt that depend on the request's time (never part of a cached prefix).
     public var timeLines: Int { self == .stablePrefix ? 1 : 0 }
 
+    /// The most history lines a prompt shows.
+    public var maxHistoryLines: Int {
+        self == .stablePrefix ? Prompts.historyLength + Prompts.windowStep - 1 : Prompts.historyLength
+    }
+
     /// Whether a returning user's next prompt extends this one, so that keeping its KV cache pays: a target-relative
     /// prompt is rewritten whole by every new event, and keeping it would only spend memory and copies.
     public var extendsAcrossEvents: Bool { self == .stablePrefix }

@@ -29,12 +29,18 @@ public enum DualHeadFormat {
     /// it), and `lineEnds[k]` is the token count through line k: a prompt that adds lines to another's extends its
     /// tokens. A prompt over `limit` tokens keeps its tail and has no line ends.
     public static func directTokens(lines: [String], tokenizer: Tokenizer, limit: Int) -> (tokens: [Int], lineEnds: [Int]) {
+        directTokens(lines: lines, limit: limit, encode: tokenizer.encode)
+    }
+
+    /// directTokens with `encode` giving the tokens of each line's text (e.g. remembered ones: PrefixCache.lineTokens).
+    public static func directTokens(lines: [String], limit: Int, encode: (String) -> [Int]) -> (tokens: [Int], lineEnds: [Int]) {
         var tokens: [Int] = [], ends: [Int] = []
+        tokens.reserveCapacity(32 * (lines.count + 1))
         for (k, line) in lines.enumerated() {
-            tokens += tokenizer.encode(k == 0 ? line : separator + line)
+            tokens += encode(k == 0 ? line : separator + line)
             ends.append(tokens.count)
         }
-        tokens += tokenizer.encode(separator + Prompts.answerTag)
+        tokens += encode(separator + Prompts.answerTag)
         return tokens.count <= limit ? (tokens, ends) : (keepingTail(tokens, limit: limit), [])
     }
 
@@ -119,6 +125,8 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     /// Per-user KV caches of the direct path (`--prefix-cache`): a prompt extending a cached one prefills only its
     /// new tokens. nil: every prompt is prefilled whole.
     public var prefixCache: PrefixCache?
+    /// Phase timers of the direct path (`bench serve --returning --levels model`): one caller at a time.
+    nonisolated(unsafe) public var profile: PhaseProfile?
 
     public init(model: Qwen2Model, tokenizer: Tokenizer, catalog: Catalog, itemTable: ItemTable, tau: Float = 0.02,
                 itemTablePrecision: ItemTablePrecision = .float32, promptFormat: PromptFormat, int4Screen: Bool = false) {
@@ -194,9 +202,16 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     }
 
     /// The direct path's tokens of a history and the token count through each prompt line (DualHeadFormat.directTokens).
-    public func directTokens(_ history: UserHistory, targetTime: Int64? = nil) -> (tokens: [Int], lineEnds: [Int]) {
-        DualHeadFormat.directTokens(lines: userLines(history, targetTime: targetTime), tokenizer: tokenizer,
-                                    limit: min(DualHeadFormat.maxUserTokens, model.configuration.promptPositions))
+    /// With a prefix cache, the lines' tokens are the ones it remembers (`epoch`: when the history was read).
+    public func directTokens(_ history: UserHistory, targetTime: Int64? = nil,
+                             epoch: UInt64? = nil) -> (tokens: [Int], lineEnds: [Int]) {
+        let lines = userLines(history, targetTime: targetTime)
+        let limit = min(DualHeadFormat.maxUserTokens, model.configuration.promptPositions)
+        guard let prefixCache else { return DualHeadFormat.directTokens(lines: lines, tokenizer: tokenizer, limit: limit) }
+        let epoch = epoch ?? prefixCache.epoch
+        return DualHeadFormat.directTokens(lines: lines, limit: limit) { text in
+            prefixCache.lineTokens(text, since: epoch) { tokenizer.encode($0) }
+        }
     }
 
     func userTokens(_ text: String) -> [Int] {
@@ -273,7 +288,9 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
                 let end = min(histories.count, start + directBatchSize)
                 let unit = readout(histories[start..<end], targetTimes: targetTimes.map { Array($0[start..<end]) },
                                    tags: tags.map { Array($0[start..<end]) })
+                profile?.start()
                 scoring(unit.pointer, start, end - start, buffer.baseAddress! + start * items)
+                profile?.lap("scoring GEMM")
                 start = end
             }
             initialized = histories.count * items
@@ -285,16 +302,20 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
     /// request; `tags` name whose request each history is).
     func readout(_ histories: ArraySlice<UserHistory>, targetTimes: [Int64]?, tags: [PrefixCache.Tag]?) -> FloatBuffer {
         // Formatting and tokenising every prompt is serial work beside the (threaded) forward pass: spread it too.
+        let profile = self.profile
+        profile?.start()
         let first = histories.startIndex
+        // Read before the lines are tokenised: a removal after it keeps this batch's lines and prompts out.
+        let epoch = prefixCache?.epoch ?? 0
         var prompts = [(tokens: [Int], lineEnds: [Int])](repeating: ([], []), count: histories.count)
         prompts.withUnsafeMutableBufferPointer { out in
             let out = out
             ThreadPool.shared.parallelFor(histories.count) { i in
-                out[i] = directTokens(histories[first + i], targetTime: targetTimes?[i])
+                out[i] = directTokens(histories[first + i], targetTime: targetTimes?[i], epoch: tags?[i].epoch ?? epoch)
             }
         }
+        profile?.lap("format + tokenise")
         guard let prefixCache else { return model.userReadout(prompts.map(\.tokens)) }
-        let epoch = prefixCache.epoch
         // The instruction and history lines can be cached, not the lines of the request's time.
         let cachable = prompts.map { Array($0.lineEnds.dropLast(promptFormat.timeLines)) }
         var inputs: [[Int]] = [], caches: [KVCache] = [], users: [Set<String>] = []
@@ -306,19 +327,33 @@ public final class DualHeadModel: Recommender, @unchecked Sendable {
                 users.append(user.isEmpty ? hit.users : hit.users.union([user]))
             } else {
                 inputs.append(p.tokens)
-                // Room for a few more lines before the cache grows (and doubles).
-                caches.append(KVCache(configuration: model.configuration, reservingCapacity: p.tokens.count + 64))
+                caches.append(KVCache(configuration: model.configuration,
+                                      reservingCapacity: p.tokens.count + room(lineEnds: cachable[i])))
                 users.append(user.isEmpty ? [] : [user])
             }
         }
+        profile?.lap("cache take")
         let unit = model.userReadout(inputs, caches: caches)
+        profile?.lap("forward + normalise")
         // Only the prompt's instruction and history lines are kept: never its time lines or latent steps.
         for (i, p) in prompts.enumerated() where !cachable[i].isEmpty {
             let kept = cachable[i].last!
             caches[i].trim(to: kept)
             prefixCache.put(Array(p.tokens[0..<kept]), cache: caches[i], users: users[i], since: tags?[i].epoch ?? epoch)
         }
+        profile?.lap("cache put")
         return unit
+    }
+
+    /// Tokens to reserve beyond a new prompt's, for the history lines its window can still add (at its lines'
+    /// average length, plus a quarter): a cache that outgrows its storage doubles it, copying every token into
+    /// fresh pages (page faults), which was ~10% of a returning call's CPU time when 64 tokens were reserved.
+    func room(lineEnds: [Int]) -> Int {
+        let lines = lineEnds.count - 1   // history lines (the instruction is the first)
+        guard lines > 0 else { return 64 }
+        let perLine = (lineEnds[lines] - lineEnds[0] + lines - 1) / lines
+        let more = max(0, promptFormat.maxHistoryLines - lines)
+        return max(64, more * perLine * 5 / 4)
     }
 
     public func similarities(to item: Int) throws -> [Float] {

@@ -5,7 +5,9 @@
 // make a hit wrong. Least recently used entries go first when the byte budget is reached. An entry is tagged with the
 // users whose requests made or extended it: DeleteUser removes every entry tagged with the user, and an entry made
 // from data read before a deletion is never stored (`epoch`). One cache belongs to one network's weights: a model
-// swap drops it.
+// swap drops it. The cache also remembers the tokens of the prompt lines it has seen, so that a returning call
+// tokenises only its new lines (byte-level BPE of a whole 20-29-line prompt cost ~0.33 ms of a cached call's ~0.87,
+// measured: docs/benchmarks.md, Returning users); that memo is emptied by every removal too.
 import Data
 import Foundation
 
@@ -27,8 +29,13 @@ public final class PrefixCache: @unchecked Sendable {
 
     public struct Stats: Sendable, Equatable {
         public var entries = 0, bytes = 0, hits = 0, misses = 0, evictions = 0
+        /// Prompt lines whose tokens are remembered.
+        public var lines = 0
         public init() {}
     }
+
+    /// Most prompt lines whose tokens are remembered (a few tens of bytes each); all are dropped when it is reached.
+    public static let lineLimit = 1 << 17
 
     private struct Entry {
         var tokens: [Int]
@@ -44,6 +51,8 @@ public final class PrefixCache: @unchecked Sendable {
     private var clock: UInt64 = 0
     private var stats = Stats()
     private var removals: UInt64 = 0
+    /// Tokens of prompt lines (the text a line is encoded as, its newline included).
+    private var lines: [String: [Int]] = [:]
 
     public init(budget: Int) {
         precondition(budget >= 0)
@@ -57,7 +66,22 @@ public final class PrefixCache: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         var s = stats
         s.entries = entries.count
+        s.lines = lines.count
         return s
+    }
+
+    /// The tokens of one prompt line's text: remembered ones, or `encode`'s, remembered unless a removal happened
+    /// since `epoch` (a line shows a user's event: it is not kept past a DeleteUser that its request read before).
+    public func lineTokens(_ text: String, since epoch: UInt64, encode: (String) -> [Int]) -> [Int] {
+        lock.lock()
+        if let known = lines[text] { lock.unlock(); return known }
+        lock.unlock()
+        let tokens = encode(text)
+        lock.lock(); defer { lock.unlock() }
+        guard epoch == removals else { return tokens }
+        if lines.count >= Self.lineLimit { lines.removeAll(keepingCapacity: true) }
+        lines[text] = tokens
+        return tokens
     }
 
     /// The key of a token prefix: FNV-1a over the token ids, one step per id.
@@ -117,6 +141,8 @@ public final class PrefixCache: @unchecked Sendable {
         removals += 1
         let gone = entries.filter { $0.value.users.contains(user) }
         for (key, e) in gone { entries[key] = nil; stats.bytes -= e.cache.byteCount }
+        // Lines are not tagged by user: every one goes (removals are rare; the next calls tokenise in full again).
+        lines.removeAll()
         return gone.count
     }
 
@@ -125,6 +151,7 @@ public final class PrefixCache: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         removals += 1
         entries.removeAll()
+        lines.removeAll()
         stats.bytes = 0
     }
 }

@@ -9,6 +9,7 @@ import Foundation
 import Model
 import RPC
 import Serving
+import Tensor
 
 struct BenchServe: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -51,6 +52,13 @@ struct BenchServe: ParsableCommand {
     var returning = false
     @Option(help: "--returning: the prefix cache's memory (bytes, or 512M, 2G).") var prefixCache = "2G"
     @Option(help: ArgumentHelp(
+        "--returning: which of its levels run (cached, full, single, model; comma-separated), e.g. one level alone to profile it.",
+        discussion: "cached: prefix cache with --max-batch-size; full: every prompt prefilled whole; single: prefix cache "
+            + "with max_batch_size 1; model: the same calls without a server (the model's direct path and top-k called "
+            + "in batches of --max-batch-size, then of 1, on one thread), with the time of each phase. A ratio is "
+            + "printed when both its levels ran."))
+    var levels = "cached,full,single"
+    @Option(help: ArgumentHelp(
         "Compare Recommend(user_id) against Recommend(history) at half the saturated rate, over this store (sqlite:PATH or postgres://...).",
         discussion: "An in-process server serves --model over the store as `serve --store` does (--dataset is not read); "
             + "saturation is measured with history requests at 64 calls in flight, then both kinds run open loop at half "
@@ -72,11 +80,20 @@ struct BenchServe: ParsableCommand {
         if let rate, !(rate > 0 && rate.isFinite) { throw ValidationError("--rate: \(rate) must be a positive number") }
         guard (1...100).contains(repeats) else { throw ValidationError("--repeats: \(repeats) is not in 1...100") }
         if repeats > 1 && store == nil { throw ValidationError("--repeats: applies to --store only") }
+        let chosen = levels.split(separator: ",").map { String($0) }
+        if let bad = chosen.first(where: { !Self.returningLevels.contains($0) }) {
+            throw ValidationError("--levels: unknown level '\(bad)' (known: \(Self.returningLevels.joined(separator: ", ")))")
+        }
+        if chosen.isEmpty { throw ValidationError("--levels: name at least one level") }
+        if levels != "cached,full,single" && !returning { throw ValidationError("--levels: applies to --returning only") }
         if requests != nil && (suite || store != nil) {
             throw ValidationError("--requests: replays against one server; drop --suite and --store")
         }
         guard ["direct", "reasoning"].contains(mode) else { throw ValidationError("--mode: direct or reasoning, got '\(mode)'") }
     }
+
+    /// --returning's levels, in the order they run.
+    static let returningLevels = ["cached", "full", "single", "model"]
 
     /// The model the in-process server loads.
     var localModel: String { model ?? "models/default" }
@@ -411,6 +428,7 @@ struct BenchServe: ParsableCommand {
             p.duration = seconds
             p.warmup = 0.5
             let before = dual.prefixCache?.statistics ?? PrefixCache.Stats()
+            Console.status("  \(label): primed, measuring")
             var row = try measure(p, label: label)
             let after = dual.prefixCache?.statistics ?? PrefixCache.Stats()
             row["cache_hits"] = after.hits - before.hits
@@ -422,16 +440,88 @@ struct BenchServe: ParsableCommand {
             }
             return (row["throughput"] as? Double ?? .nan, row)
         }
+        /// The same calls without the server: the model's direct path (scoreForRanking, then top-k) called in
+        /// batches of `batch` on this thread, every call once, with each phase's time per call.
+        func modelLevel(batch: Int) throws -> [String: Any] {
+            let loaded = try ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: nil, prefixCacheBytes: cacheBytes))
+                .load(spec: localModel)
+            guard let dual = loaded.dualHead else { throw ValidationError("--returning: \(localModel) is not a dual-head checkpoint") }
+            for start in stride(from: 0, to: primed.count, by: 64) {
+                _ = try dual.scoreAll(Array(primed[start..<min(primed.count, start + 64)]))
+            }
+            let calls = (1...steps).flatMap { k in
+                events.map { e in
+                    UserHistory(items: e[0..<(base + k)].map(\.item), timestamps: e[0..<(base + k)].map(\.time),
+                                ratings: e[0..<(base + k)].map(\.rating))
+                }
+            }
+            let profile = PhaseProfile()
+            dual.profile = profile
+            defer { dual.profile = nil }
+            let items = dual.catalog.count
+            let before = dual.prefixCache?.statistics ?? PrefixCache.Stats()
+            let began = GEMMBenchmark.now()
+            for start in stride(from: 0, to: calls.count, by: batch) {
+                let chunk = Array(calls[start..<min(calls.count, start + batch)])
+                let scores = try dual.scoreForRanking(chunk, targetTimes: nil,
+                                                      needs: chunk.map { RankingNeed(depth: 10 + Set($0.items).count) })
+                profile.start()
+                scores.withUnsafeBufferPointer { all in
+                    for q in chunk.indices {
+                        _ = Ranking.topK(UnsafeBufferPointer(rebasing: all[(q * items)..<((q + 1) * items)]), k: 10,
+                                         masked: Set(chunk[q].items))
+                    }
+                }
+                profile.lap("top-k")
+            }
+            let elapsed = GEMMBenchmark.now() - began
+            let after = dual.prefixCache?.statistics ?? PrefixCache.Stats()
+            let perCall = profile.order.map { ($0, profile.seconds[$0]! / Double(calls.count) * 1e6) }
+            let accounted = perCall.reduce(0) { $0 + $1.1 }
+            let throughput = Double(calls.count) / elapsed
+            print(String(format: "model alone (no server), batches of %d: %.1f calls/s, %.1f us per call: ", batch, throughput,
+                         elapsed / Double(calls.count) * 1e6)
+                  + perCall.map { String(format: "%@ %.1f", $0.0, $0.1) }.joined(separator: ", ")
+                  + String(format: ", other %.1f (us per call); cache hits %d of %d", elapsed / Double(calls.count) * 1e6 - accounted,
+                           after.hits - before.hits, calls.count))
+            fflush(stdout)
+            return ["batch": batch, "throughput": throughput, "calls": calls.count, "cache_hits": after.hits - before.hits,
+                    "us_per_call": Dictionary(uniqueKeysWithValues: perCall)]
+        }
         Console.status("returning users: \(users.count) users, \(requests.count) distinct calls (one new event each)")
-        let cached = try level(batch: maxBatchSize, cache: true, label: "returning x64, prefix cache, max_batch_size \(maxBatchSize)")
-        let full = try level(batch: maxBatchSize, cache: false, label: "returning x64, full prefill, max_batch_size \(maxBatchSize)")
-        let single = try level(batch: 1, cache: true, label: "returning x64, prefix cache, max_batch_size 1")
-        let cacheSpeedup = cached.throughput / max(full.throughput, 1e-9)
-        let batchingSpeedup = cached.throughput / max(single.throughput, 1e-9)
-        print(String(format: "\nreturning users: the prefix cache gives %.1fx the full prefill's Recommend throughput; "
-                     + "dynamic batching %.1fx max_batch_size 1 (64 concurrent calls)", cacheSpeedup, batchingSpeedup))
-        return ["cached": cached.row, "full_prefill": full.row, "cached_max_batch_1": single.row,
-                "cache_speedup": cacheSpeedup, "batching_speedup": batchingSpeedup, "users": users.count]
+        let chosen = Set(levels.split(separator: ",").map { String($0) })
+        var out: [String: Any] = ["users": users.count]
+        var cached: Double?, full: Double?, single: Double?
+        if chosen.contains("cached") {
+            let l = try level(batch: maxBatchSize, cache: true, label: "returning x64, prefix cache, max_batch_size \(maxBatchSize)")
+            cached = l.throughput
+            out["cached"] = l.row
+        }
+        if chosen.contains("full") {
+            let l = try level(batch: maxBatchSize, cache: false, label: "returning x64, full prefill, max_batch_size \(maxBatchSize)")
+            full = l.throughput
+            out["full_prefill"] = l.row
+        }
+        if chosen.contains("model") {
+            for batch in [maxBatchSize, 1] { out["model_max_batch_\(batch)"] = try modelLevel(batch: batch) }
+        }
+        if chosen.contains("single") {
+            let l = try level(batch: 1, cache: true, label: "returning x64, prefix cache, max_batch_size 1")
+            single = l.throughput
+            out["cached_max_batch_1"] = l.row
+        }
+        print("")
+        if let cached, let full {
+            out["cache_speedup"] = cached / max(full, 1e-9)
+            print(String(format: "returning users: the prefix cache gives %.1fx the full prefill's Recommend throughput",
+                         cached / max(full, 1e-9)))
+        }
+        if let cached, let single {
+            out["batching_speedup"] = cached / max(single, 1e-9)
+            print(String(format: "returning users: dynamic batching gives %.1fx max_batch_size 1 (64 concurrent calls)",
+                         cached / max(single, 1e-9)))
+        }
+        return out
     }
 
     private func runSuite(data: Dataset, histories: [[String]]) throws -> [String: Any] {

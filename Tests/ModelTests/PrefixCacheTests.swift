@@ -132,6 +132,7 @@ final class PrefixCacheTests: XCTestCase {
         // Batches larger than directBatchSize go in chunks, each through the cache.
         cached.directBatchSize = 2
         try check((3..<8).map { history(25, user: $0) }, hits: 0, misses: 5, "chunks")
+        XCTAssertGreaterThan(cache.statistics.lines, 20, "the scores above were computed from remembered line tokens")
     }
 
     func kv(_ tokens: Int) -> KVCache {
@@ -168,6 +169,32 @@ final class PrefixCacheTests: XCTestCase {
         // An entry larger than the whole budget is not kept.
         cache.put(Array(1...40), cache: kv(40), users: [], since: cache.epoch)
         XCTAssertNil(cache.take(Array(1...40), boundaries: [40]))
+    }
+
+    /// A line's tokens are encoded once and then remembered; a removal forgets every line, and a line read before a
+    /// removal is not remembered after it.
+    func testLineTokensAreRememberedUntilARemoval() throws {
+        let cache = PrefixCache(budget: 1 << 20)
+        let tokenizer = try Fixtures.tokenizer()
+        var encoded: [String] = []
+        func tokens(_ text: String, since epoch: UInt64) -> [Int] {
+            cache.lineTokens(text, since: epoch) { encoded.append($0); return tokenizer.encode($0) }
+        }
+        let line = "\n+2d 3h: [Toy Story (1995)] (5)"
+        XCTAssertEqual(tokens(line, since: cache.epoch), tokenizer.encode(line))
+        XCTAssertEqual(tokens(line, since: cache.epoch), tokenizer.encode(line))
+        XCTAssertEqual(encoded, [line], "encoded once")
+        XCTAssertEqual(cache.statistics.lines, 1)
+        let before = cache.epoch
+        cache.remove(user: "nobody")
+        XCTAssertEqual(cache.statistics.lines, 0, "a removal forgets every line")
+        XCTAssertEqual(tokens(line, since: before), tokenizer.encode(line))
+        XCTAssertEqual(cache.statistics.lines, 0, "read before the removal: not remembered")
+        _ = tokens(line, since: cache.epoch)
+        XCTAssertEqual(encoded, [line, line, line])
+        XCTAssertEqual(cache.statistics.lines, 1)
+        cache.removeAll()
+        XCTAssertEqual(cache.statistics.lines, 0)
     }
 
     func testRemovingAUserRemovesEveryEntryTaggedWithItAndFencesReadsBeforeIt() {

@@ -32,6 +32,8 @@ CASES = [
     (["ingest", "--clients", "0"], "--clients: expected 1...1024, got 0"),
     (["ingest", "--stores", "mysql"], "--stores: sqlite or postgres, got 'mysql'"),
     (["scale", "--int4-screen"], "--int4-screen: screens the int8 table; add --item-table-precision int8"),
+    (["serve", "--returning", "--levels", "cached,fast"], "--levels: unknown level 'fast' (known: cached, full, single, model)"),
+    (["serve", "--levels", "cached"], "--levels: applies to --returning only"),
     (["scale", "--sizes", "5"], "--sizes: expected item counts in 10...50000000, got '5'"),
 ]
 
