@@ -48,7 +48,9 @@ struct BenchServe: ParsableCommand {
             + "to what the user last sent (the user's next recorded events, 21st to 29th, so the window does not move), "
             + "users in turn, 64 calls in flight. Three in-process servers in one run: prefix cache and dynamic "
             + "batching (--max-batch-size), no prefix cache (every prompt prefilled whole), prefix cache with "
-            + "max_batch_size 1. Needs a checkpoint trained with the stable-prefix prompt format."))
+            + "max_batch_size 1. Needs a checkpoint trained with the stable-prefix prompt format. With --target: the "
+            + "server there (e.g. `r2ec serve --prefix-cache 2G`) is primed over RPC (a closed loop over the 20-event "
+            + "calls) and measured at one level, its own configuration."))
     var returning = false
     @Option(help: "--returning: the prefix cache's memory (bytes, or 512M, 2G).") var prefixCache = "2G"
     @Option(help: ArgumentHelp(
@@ -367,9 +369,7 @@ struct BenchServe: ParsableCommand {
 
     /// --returning: see its help. One row per server; the two ratios from this one run.
     private func returningUsers(data: Dataset) throws -> [String: Any] {
-        guard target == nil, !suite, store == nil else {
-            throw ValidationError("--returning starts its own servers; drop --target, --suite and --store")
-        }
+        guard !suite, store == nil else { throw ValidationError("--returning: drop --suite and --store") }
         let cacheBytes = try Serve.prefixCacheBytes(prefixCache)
         guard cacheBytes > 0 else { throw ValidationError("--prefix-cache: --returning needs a cache (not 0)") }
         let steps = 9, base = Prompts.historyLength
@@ -399,10 +399,38 @@ struct BenchServe: ParsableCommand {
             for e in events {
                 let h = e[0..<(base + k)]
                 requests.append(RequestEncoding.recommend(itemIds: h.map { data.catalog[$0.item].id },
-                                                          timestamps: h.map(\.time), ratings: h.map(\.rating), topK: 10))
+                                                          timestamps: h.map(\.time), ratings: h.map(\.rating), topK: 10,
+                                                          model: requestedModel))
             }
         }
         header()
+        func plan(port: Int, host: String = "127.0.0.1") -> LoadGenerator.Plan {
+            var p = LoadGenerator.Plan(port: port, method: "/r2ec.v1.Recommender/Recommend", requests: requests)
+            p.host = host
+            p.connections = 64
+            p.inFlight = 1
+            p.duration = seconds
+            p.warmup = 0.5
+            p.metadata = token.map { [("authorization", "Bearer \($0)")] } ?? []
+            return p
+        }
+        if let target {
+            // A server in another process (`r2ec serve --model ... --prefix-cache ...`): its caches are primed over
+            // RPC by one closed-loop pass of every user's 20-event call, then one level measures whatever it is
+            // configured with; its cache counts are not visible from here.
+            let (host, port) = try parseTarget(target)
+            var prime = plan(port: port, host: host)
+            prime.requests = primed.map { h in
+                RequestEncoding.recommend(itemIds: h.items.map { data.catalog[$0].id }, timestamps: h.timestamps,
+                                          ratings: h.ratings, topK: 10, model: requestedModel)
+            }
+            prime.warmup = 0
+            prime.duration = Double(primed.count) / 200
+            Console.status("returning users: priming \(primed.count) users' caches at \(target) (\(prime.duration) s)")
+            _ = try LoadGenerator(prime).run()
+            let row = try measure(plan(port: port, host: host), label: "returning x64 against \(target)")
+            return ["users": users.count, "target": target, "level": row]
+        }
         func level(batch: Int, cache: Bool, label: String) throws -> (throughput: Double, row: [String: Any]) {
             let registry = ModelRegistry()
             let loaded = try ModelLoader(dataset: data, checkpoints: Serve.checkpointLoader(budget: nil,
@@ -421,12 +449,7 @@ struct BenchServe: ParsableCommand {
             batching.maxBatchSize = batch
             let s = try InProcessServer(registry: registry, batching: batching)
             defer { s.stop() }
-            var p = LoadGenerator.Plan(port: s.port, method: "/r2ec.v1.Recommender/Recommend", requests: requests)
-            p.host = "127.0.0.1"
-            p.connections = 64
-            p.inFlight = 1
-            p.duration = seconds
-            p.warmup = 0.5
+            let p = plan(port: s.port)
             let before = dual.prefixCache?.statistics ?? PrefixCache.Stats()
             Console.status("  \(label): primed, measuring")
             var row = try measure(p, label: label)
