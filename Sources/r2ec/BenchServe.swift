@@ -88,6 +88,9 @@ struct BenchServe: ParsableCommand {
         }
         if chosen.isEmpty { throw ValidationError("--levels: name at least one level") }
         if levels != "cached,full,single" && !returning { throw ValidationError("--levels: applies to --returning only") }
+        if levels != "cached,full,single" && target != nil {
+            throw ValidationError("--levels: with --target one level runs, the server's own configuration")
+        }
         if requests != nil && (suite || store != nil) {
             throw ValidationError("--requests: replays against one server; drop --suite and --store")
         }

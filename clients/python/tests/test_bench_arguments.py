@@ -34,6 +34,8 @@ CASES = [
     (["scale", "--int4-screen"], "--int4-screen: screens the int8 table; add --item-table-precision int8"),
     (["serve", "--returning", "--levels", "cached,fast"], "--levels: unknown level 'fast' (known: cached, full, single, model)"),
     (["serve", "--levels", "cached"], "--levels: applies to --returning only"),
+    (["serve", "--returning", "--target", "127.0.0.1:1", "--levels", "cached"],
+     "--levels: with --target one level runs, the server's own configuration"),
     (["scale", "--sizes", "5"], "--sizes: expected item counts in 10...50000000, got '5'"),
 ]
 
