@@ -34,8 +34,9 @@ public final class PrefixCache: @unchecked Sendable {
         public init() {}
     }
 
-    /// Most prompt lines whose tokens are remembered (a few tens of bytes each); all are dropped when it is reached.
-    public static let lineLimit = 1 << 17
+    /// Most bytes the remembered prompt lines may take (text, token ids and a dictionary slot's overhead each, so a
+    /// catalogue of 512-byte titles cannot make the memo outgrow it); all are dropped when it would be passed.
+    public static let lineByteLimit = 32 << 20
 
     private struct Entry {
         var tokens: [Int]
@@ -53,6 +54,7 @@ public final class PrefixCache: @unchecked Sendable {
     private var removals: UInt64 = 0
     /// Tokens of prompt lines (the text a line is encoded as, its newline included).
     private var lines: [String: [Int]] = [:]
+    private var lineBytes = 0
 
     public init(budget: Int) {
         precondition(budget >= 0)
@@ -79,9 +81,22 @@ public final class PrefixCache: @unchecked Sendable {
         let tokens = encode(text)
         lock.lock(); defer { lock.unlock() }
         guard epoch == removals else { return tokens }
-        if lines.count >= Self.lineLimit { lines.removeAll(keepingCapacity: true) }
+        let bytes = Self.lineCost(text, tokens)
+        guard lines[text] == nil, bytes <= Self.lineByteLimit else { return tokens }
+        if lineBytes + bytes > Self.lineByteLimit { forgetLines() }
         lines[text] = tokens
+        lineBytes += bytes
         return tokens
+    }
+
+    /// What one remembered line is counted as: its text, its token ids and a dictionary slot (two words each).
+    static func lineCost(_ text: String, _ tokens: [Int]) -> Int {
+        text.utf8.count + tokens.count * MemoryLayout<Int>.stride + 4 * MemoryLayout<Int>.stride
+    }
+
+    private func forgetLines() {
+        lines.removeAll()
+        lineBytes = 0
     }
 
     /// The key of a token prefix: FNV-1a over the token ids, one step per id.
@@ -142,7 +157,7 @@ public final class PrefixCache: @unchecked Sendable {
         let gone = entries.filter { $0.value.users.contains(user) }
         for (key, e) in gone { entries[key] = nil; stats.bytes -= e.cache.byteCount }
         // Lines are not tagged by user: every one goes (removals are rare; the next calls tokenise in full again).
-        lines.removeAll()
+        forgetLines()
         return gone.count
     }
 
@@ -151,7 +166,7 @@ public final class PrefixCache: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         removals += 1
         entries.removeAll()
-        lines.removeAll()
+        forgetLines()
         stats.bytes = 0
     }
 }

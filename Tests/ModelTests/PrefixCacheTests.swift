@@ -197,6 +197,28 @@ final class PrefixCacheTests: XCTestCase {
         XCTAssertEqual(cache.statistics.lines, 0)
     }
 
+    func testRememberedLinesStayWithinTheirByteLimit() {
+        // Lines of the longest titles a catalogue accepts (512 bytes): the memo must not grow past its byte limit.
+        let cache = PrefixCache(budget: 1 << 20)
+        let title = String(repeating: "x", count: 512)
+        let perLine = PrefixCache.lineCost("\n+1d: [\(title) 0000000] (5)", Array(repeating: 0, count: 40))
+        let fit = PrefixCache.lineByteLimit / perLine
+        var most = 0
+        for i in 0..<(fit + fit / 2) {
+            let text = "\n+1d: [\(title) \(String(format: "%07d", i))] (5)"
+            _ = cache.lineTokens(text, since: cache.epoch) { _ in Array(repeating: 0, count: 40) }
+            most = max(most, cache.statistics.lines)
+        }
+        XCTAssertEqual(most, fit, "every line that fits is kept, and no more")
+        XCTAssertLessThan(cache.statistics.lines, fit, "the memo was dropped once full and refilled")
+        XCTAssertGreaterThan(cache.statistics.lines, 0)
+        // One line longer than the whole limit is encoded but never kept.
+        let huge = String(repeating: "y", count: PrefixCache.lineByteLimit)
+        let before = cache.statistics.lines
+        XCTAssertEqual(cache.lineTokens(huge, since: cache.epoch) { _ in [7] }, [7])
+        XCTAssertEqual(cache.statistics.lines, before)
+    }
+
     func testRemovingAUserRemovesEveryEntryTaggedWithItAndFencesReadsBeforeIt() {
         let cache = PrefixCache(budget: 1 << 20)
         cache.put([1, 2], cache: kv(2), users: ["a"], since: 0)
