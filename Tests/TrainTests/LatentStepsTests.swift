@@ -76,12 +76,8 @@ final class LatentStepsTests: XCTestCase {
     /// equals the training graph's read-out row, float rounding apart; without latent flags the graph reads out
     /// the last token as a model without latent steps does.
     func testServingReadoutEqualsTrainingForward() throws {
-        var c = Qwen2Configuration(hiddenSize: 64, intermediateSize: 96, numHiddenLayers: 2, numAttentionHeads: 4,
-                                   numKeyValueHeads: 2, vocabSize: 50, tieWordEmbeddings: true, maxPositionEmbeddings: 512)
-        c.latentSteps = 3
-        let model = try TrainFixtures.model(c, seed: 3, std: 0.1)
-        var rng = SplitMix64(seed: 4)
-        let sequences = [300, 5, 140, 33, 1, 70].map { n in (0..<n).map { _ in Int(rng.next() % 50) } }
+        let (model, sequences) = try TrainFixtures.consistencyCase(latentSteps: 3)
+        let c = model.configuration
         let graph = TrainingGraph(model: model)
         let hidden = graph.forward(sequences, latent: [Bool](repeating: true, count: sequences.count))
         let d = c.hiddenSize

@@ -16,6 +16,18 @@ enum TrainFixtures {
         return c
     }
 
+    /// The forward-consistency case: a 2-layer d64 model (seed 3) and six ragged sequences of 1-300 tokens (seed 4),
+    /// on which the training graph's forward is compared with the inference engine's.
+    static func consistencyCase(latentSteps: Int = 0) throws -> (model: Qwen2Model, sequences: [[Int]]) {
+        var c = Qwen2Configuration(hiddenSize: 64, intermediateSize: 96, numHiddenLayers: 2, numAttentionHeads: 4,
+                                   numKeyValueHeads: 2, vocabSize: 50, tieWordEmbeddings: true, maxPositionEmbeddings: 512)
+        c.ropeTheta = 10_000
+        c.latentSteps = latentSteps
+        let model = try model(c, seed: 3, std: 0.1)
+        var rng = SplitMix64(seed: 4)
+        return (model, [300, 5, 140, 33, 1, 70].map { n in (0..<n).map { _ in Int(rng.next() % 50) } })
+    }
+
     /// A random model whose norm weights and biases are perturbed too, so that every gradient is exercised.
     static func model(_ c: Qwen2Configuration, seed: UInt64, std: Float = 0.3) throws -> Qwen2Model {
         let model = try Qwen2Model(randomWith: c, seed: seed, std: std)
