@@ -217,27 +217,28 @@ struct BenchServe: ParsableCommand {
     /// One measured level as a JSON row, printed as a table row.
     private func measure(_ p: LoadGenerator.Plan, label: String) throws -> [String: Any] {
         let r = try LoadGenerator(p).run()
-        let errors = r.statuses.filter { $0.key != .ok }.values.reduce(0, +)
         return row(p, label: label, calls: r.calls, seconds: r.seconds, percentile: r.percentile, tokens: r.tokens,
-                   errors: errors)
+                   statuses: r.statuses)
     }
 
     /// One load whose requests interleave classes (`p.classes`): a row per class, `labels[c]` for class c, each class
     /// at its share of the rate. Errors are counted over the whole load, on every row.
     private func measure(_ p: LoadGenerator.Plan, labels: [String]) throws -> (rows: [[String: Any]], result: LoadResult) {
         let r = try LoadGenerator(p).run()
-        let errors = r.statuses.filter { $0.key != .ok }.values.reduce(0, +)
         return (labels.indices.map { c in
             let calls = Int(r.classLatencies[c].totalCount)
             var share = p
             share.rate = p.rate.map { $0 * Double(p.classes.filter { $0 == c }.count) / Double(p.classes.count) }
             return row(share, label: labels[c], calls: calls, seconds: r.seconds,
-                       percentile: { r.percentile($0, ofClass: c) }, tokens: 0, errors: errors)
+                       percentile: { r.percentile($0, ofClass: c) }, tokens: 0, statuses: r.statuses)
         }, r)
     }
 
     private func row(_ p: LoadGenerator.Plan, label: String, calls: Int, seconds: Double, percentile: (Double) -> Double,
-                     tokens: Int, errors: Int) -> [String: Any] {
+                     tokens: Int, statuses: [StatusCode: Int]) -> [String: Any] {
+        // Every answer other than OK is an error; the row names them by status (e.g. RESOURCE_EXHAUSTED: shed).
+        let failed = statuses.filter { $0.key != .ok }
+        let errors = failed.values.reduce(0, +)
         let throughput = Double(calls) / seconds, tokensPerSecond = Double(tokens) / seconds
         let (p50, p90, p99) = (percentile(50) * 1e3, percentile(90) * 1e3, percentile(99) * 1e3)
         print(String(format: "| %@ | %.0f | %.1f | %.2f | %.2f | %.2f | %.0f | %d |", label, p.rate ?? Double(p.connections),
@@ -245,7 +246,7 @@ struct BenchServe: ParsableCommand {
         fflush(stdout)
         return ["label": label, "concurrency": p.connections, "rate": p.rate ?? 0, "throughput": throughput,
                 "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "tokens_per_s": tokensPerSecond, "errors": errors,
-                "calls": calls]
+                "error_statuses": Dictionary(uniqueKeysWithValues: failed.map { ($0.key.name, $0.value) }), "calls": calls]
     }
 
     private func header() {

@@ -1,6 +1,7 @@
 """`r2ec bench serve --store`: Recommend(user_id) against Recommend(history) over a real SQLite store imported from
 ml-100k. The level run with the user cache empty reads the store (misses), and after the closed-loop pass every
-user-id call of the cached levels is answered from the cache (no miss); each level answers without errors, and
+user-id call of the cached levels is answered from the cache (no miss); each cached level answers without errors
+(the cache-empty one sheds at most, naming its statuses: the row's `error_statuses`), and
 --repeats runs the interleaved level (history and cached user-id requests in one load) that many times."""
 from __future__ import annotations
 
@@ -26,8 +27,16 @@ def test_user_id_levels_miss_then_hit_the_cache(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(out.read_text())
-    for level in ("history", "user_id", "user_id_cache_empty"):
-        assert report[level]["errors"] == 0 and report[level]["calls"] > 0, report[level]
+    for level in ("history", "user_id"):
+        assert report[level]["errors"] == 0 and report[level]["error_statuses"] == {}, report[level]
+        assert report[level]["calls"] > 0, report[level]
+    # The cache-empty level is offered half the saturated rate of history calls, which every call's store read may
+    # not sustain on a loaded machine (a debug build beside other tests): there the server may shed calls with its
+    # documented overload answers, and nothing else.
+    empty = report["user_id_cache_empty"]
+    assert empty["calls"] > 0, empty
+    assert set(empty["error_statuses"]) <= {"RESOURCE_EXHAUSTED", "UNAVAILABLE"}, empty
+    assert empty["errors"] == sum(empty["error_statuses"].values()), empty
     assert report["user_id_cache_empty"]["rate"] == pytest.approx(report["saturated"] / 2)
     # The interleaved level: half the saturated rate in all, each kind half of that, over the same seconds.
     assert report["interleaved_rate"] == pytest.approx(report["saturated"] / 2)
