@@ -54,12 +54,12 @@ struct BenchServe: ParsableCommand {
     var returning = false
     @Option(help: "--returning: the prefix cache's memory (bytes, or 512M, 2G).") var prefixCache = "2G"
     @Option(help: ArgumentHelp(
-        "--returning: which of its levels run (cached, full, single, model; comma-separated), e.g. one level alone to profile it.",
+        "--returning: which of its levels run (cached, full, single, model; comma-separated; default: cached,full,single), e.g. one level alone to profile it.",
         discussion: "cached: prefix cache with --max-batch-size; full: every prompt prefilled whole; single: prefix cache "
             + "with max_batch_size 1; model: the same calls without a server (the model's direct path and top-k called "
             + "in batches of --max-batch-size, then of 1, on one thread), with the time of each phase. A ratio is "
             + "printed when both its levels ran."))
-    var levels = "cached,full,single"
+    var levels: String?
     @Option(help: ArgumentHelp(
         "Compare Recommend(user_id) against Recommend(history) at half the saturated rate, over this store (sqlite:PATH or postgres://...).",
         discussion: "An in-process server serves --model over the store as `serve --store` does (--dataset is not read); "
@@ -82,14 +82,14 @@ struct BenchServe: ParsableCommand {
         if let rate, !(rate > 0 && rate.isFinite) { throw ValidationError("--rate: \(rate) must be a positive number") }
         guard (1...100).contains(repeats) else { throw ValidationError("--repeats: \(repeats) is not in 1...100") }
         if repeats > 1 && store == nil { throw ValidationError("--repeats: applies to --store only") }
-        let chosen = levels.split(separator: ",").map { String($0) }
-        if let bad = chosen.first(where: { !Self.returningLevels.contains($0) }) {
-            throw ValidationError("--levels: unknown level '\(bad)' (known: \(Self.returningLevels.joined(separator: ", ")))")
-        }
-        if chosen.isEmpty { throw ValidationError("--levels: name at least one level") }
-        if levels != "cached,full,single" && !returning { throw ValidationError("--levels: applies to --returning only") }
-        if levels != "cached,full,single" && target != nil {
-            throw ValidationError("--levels: with --target one level runs, the server's own configuration")
+        if let levels {
+            let chosen = levels.split(separator: ",").map { String($0) }
+            if let bad = chosen.first(where: { !Self.returningLevels.contains($0) }) {
+                throw ValidationError("--levels: unknown level '\(bad)' (known: \(Self.returningLevels.joined(separator: ", ")))")
+            }
+            if chosen.isEmpty { throw ValidationError("--levels: name at least one level") }
+            if !returning { throw ValidationError("--levels: applies to --returning only") }
+            if target != nil { throw ValidationError("--levels: with --target one level runs, the server's own configuration") }
         }
         if requests != nil && (suite || store != nil) {
             throw ValidationError("--requests: replays against one server; drop --suite and --store")
@@ -97,6 +97,8 @@ struct BenchServe: ParsableCommand {
         guard ["direct", "reasoning"].contains(mode) else { throw ValidationError("--mode: direct or reasoning, got '\(mode)'") }
     }
 
+    /// The levels --returning runs without --levels.
+    static let defaultReturningLevels = "cached,full,single"
     /// --returning's levels, in the order they run.
     static let returningLevels = ["cached", "full", "single", "model"]
 
@@ -516,7 +518,7 @@ struct BenchServe: ParsableCommand {
                     "us_per_call": Dictionary(uniqueKeysWithValues: perCall)]
         }
         Console.status("returning users: \(users.count) users, \(requests.count) distinct calls (one new event each)")
-        let chosen = Set(levels.split(separator: ",").map { String($0) })
+        let chosen = Set((levels ?? Self.defaultReturningLevels).split(separator: ",").map { String($0) })
         var out: [String: Any] = ["users": users.count]
         var cached: Double?, full: Double?, single: Double?
         if chosen.contains("cached") {
